@@ -1,0 +1,200 @@
+"""Experiment configuration: a YAML file validated by a schema, plus dotted `--set` overrides.
+
+Every error names the file and the key path and says what would be valid, in one line:
+
+    configs/x.yaml: model.depht: unknown key (did you mean 'depth'?)
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid", "elu", "selu", "gelu", "linear"]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    depth: PositiveInt = Field(10, description="number of Linear layers (hidden layers + output)")
+    width: PositiveInt = Field(256, description="units in every hidden layer")
+    widths: list[PositiveInt] | None = Field(
+        None, description="per-hidden-layer widths (depth - 1 of them); overrides width"
+    )
+    activation: Activation = "relu"
+    bias: bool = True
+
+    @model_validator(mode="after")
+    def _widths_match_depth(self) -> ModelConfig:
+        if self.widths is not None and len(self.widths) != self.depth - 1:
+            raise ValueError(
+                f"widths has {len(self.widths)} entries but depth {self.depth} needs "
+                f"{self.depth - 1} (one per hidden layer)"
+            )
+        return self
+
+    def hidden_widths(self) -> list[int]:
+        return list(self.widths) if self.widths is not None else [self.width] * (self.depth - 1)
+
+
+class InitConfig(Section):
+    scheme: str = "he_normal"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(Section):
+    epochs: PositiveInt = 1
+    steps: PositiveInt | None = Field(None, description="optimizer steps; overrides epochs")
+    batch_size: PositiveInt = 128
+    optimizer: Literal["sgd", "momentum", "adam"] = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    flush_subnormals: bool = Field(
+        True, description="flush subnormal floats to zero on CPU (10x faster in vanishing regimes)"
+    )
+
+
+class DataConfig(Section):
+    dataset: Literal["mnist"] = "mnist"
+    dir: Path | None = Field(None, description="folder holding the four MNIST IDX files")
+    val_size: int = Field(5000, ge=0, le=59_000, description="training examples held out")
+    subset: PositiveInt | None = Field(None, description="use only this many training examples")
+
+
+class RecordConfig(Section):
+    every: PositiveInt = Field(10, description="record layer statistics every N steps")
+    eval_every: PositiveInt | None = Field(
+        None, description="evaluate on the validation split every N steps (default: each epoch)"
+    )
+
+
+class DiagnoseConfig(Section):
+    vanish_decades: float = Field(
+        2.0, gt=0, description="dL/dz shrinking by more than 10^this from output to a layer"
+    )
+    explode_decades: float = Field(
+        2.0, gt=0, description="dL/dz growing by more than 10^this from output to a layer"
+    )
+
+
+class Config(Section):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    init: InitConfig = Field(default_factory=InitConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    record: RecordConfig = Field(default_factory=RecordConfig)
+    diagnose: DiagnoseConfig = Field(default_factory=DiagnoseConfig)
+    output_dir: Path = Path("results")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def content_hash(self) -> str:
+        """Identifies a run by what it computes (the output folder and name don't change that)."""
+        d = self.to_dict()
+        for key in ("output_dir", "name"):
+            d.pop(key)
+        d["data"].pop("dir")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def load_config(path: Path | None, overrides: list[str] = ()) -> Config:
+    """Read `path` (or the defaults when None), apply `key.path=value` overrides, validate."""
+    source = str(path) if path is not None else "<defaults>"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise ConfigError(f"{source}: cannot read config ({e.strerror})") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{source}:{where} invalid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: expected a mapping of sections at the top level")
+    for item in overrides:
+        apply_override(raw, item)
+    return validate(raw, source)
+
+
+def validate(raw: dict[str, Any], source: str = "<config>") -> Config:
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {describe(e.errors()[0])}") from None
+    # Scheme names and parameters are checked against the registry, which owns them.
+    from .inits import check_scheme
+
+    try:
+        check_scheme(config.init.scheme, config.init.params, config.model.activation)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    return config
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """`model.depth=30` sets raw['model']['depth'] = 30; the value is parsed as YAML."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. model.depth=30")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {item!r}: {part} is not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        node[parts[-1]] = value
+
+
+def describe(error: dict[str, Any]) -> str:
+    """One line for a pydantic error: the dotted key path and what is wrong."""
+    loc = [str(p) for p in error["loc"]]
+    path = ".".join(loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(known)})"
+        return f"{path}: unknown key{hint}"
+    if error["type"] == "literal_error":
+        return f"{path}: {error['input']!r} is not one of {error['ctx']['expected']}"
+    message = error["msg"].removeprefix("Value error, ")
+    if "input" in error and error["type"] != "missing" and not isinstance(error["input"], dict):
+        return f"{path}: {message} (got {error['input']!r})"
+    return f"{path}: {message}"
+
+
+def _known_keys(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def dump_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,90 @@
+"""The verdict: healthy, vanishing, exploding or diverged, and where and when it starts.
+
+The rule reads the backpropagated gradients dL/dz_l, not the weight gradients: Glorot & Bengio
+(2010) saw weight-gradient norms stay flat across layers while dL/dz shrank layer by layer, so a
+rule on dL/dW alone would call a vanishing network healthy.
+
+At each recorded step, for every layer l below the output layer L:
+
+    r_l = log10( ||dL/dz_l|| / ||dL/dz_L|| )
+
+- vanishing: some r_l < -vanish_decades (default 2: the gradient reaching layer l is 100x smaller
+  than at the output). It starts at the layer nearest the output where that holds.
+- exploding: some r_l > +explode_decades, likewise.
+- diverged: the loss or a gradient became non-finite (the step and the first layer affected).
+- healthy: none of these at any recorded step.
+The verdict is the first condition met, scanning recorded steps in order; `fraction_of_steps`
+says how persistent it was. The ratio is scale-free, so a network that has simply learned (small
+gradients everywhere) is not called vanishing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str  # healthy | vanishing | exploding | diverged
+    layer: int | None  # where it starts (1 = input side)
+    step: int | None  # when it starts
+    fraction_of_steps: float | None  # of recorded steps showing it
+    log10_ratio_init: float | None  # min (vanishing) or max r_l at step 0, else r_1
+    log10_ratio_end: float | None  # the same at the last recorded step
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        if self.verdict == "healthy":
+            return "healthy: backpropagated gradients stay within the thresholds at every layer"
+        where = f"from layer {self.layer}" if self.layer else "at an unknown layer"
+        if self.verdict == "diverged":
+            return f"diverged at step {self.step}: non-finite values {where}"
+        return f"{self.verdict} {where}, from step {self.step}"
+
+
+def log10_ratios(layers: pd.DataFrame) -> pd.DataFrame:
+    """r_l per step (rows) and layer (columns 1..L-1), from layers.csv's act_grad_norm."""
+    wide = layers.pivot(index="step", columns="layer", values="act_grad_norm").sort_index()
+    output = wide.columns.max()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.log10(wide.drop(columns=output).div(wide[output], axis=0))
+    return ratios
+
+
+def diagnose(layers: pd.DataFrame, *, vanish_decades: float = 2.0, explode_decades: float = 2.0,
+             diverged_step: int | None = None, diverged_layer: int | None = None) -> Verdict:
+    ratios = log10_ratios(layers) if len(layers) else pd.DataFrame()
+    finite = ratios.replace([np.inf, -np.inf], np.nan).dropna(how="all") if len(ratios) else ratios
+    # A zero gradient (flushed to 0 from a subnormal) is the extreme of vanishing: r = -inf.
+    vanish = (ratios < -vanish_decades) if len(ratios.columns) else ratios
+    explode = (ratios > explode_decades) & np.isfinite(ratios) if len(ratios.columns) else ratios
+    init_ratio = _summary_ratio(ratios, first=True)
+    end_ratio = _summary_ratio(finite, first=False)
+    if diverged_step is not None:
+        return Verdict("diverged", diverged_layer, diverged_step, None, init_ratio, end_ratio)
+    for step in ratios.index:
+        for name, hits in (("vanishing", vanish), ("exploding", explode)):
+            row = hits.loc[step]
+            if row.any():
+                layer = int(row[row].index.max())
+                fraction = float(hits.any(axis=1).mean())
+                return Verdict(name, layer, int(step), fraction, init_ratio, end_ratio)
+    return Verdict("healthy", None, None, 0.0 if len(ratios) else None, init_ratio, end_ratio)
+
+
+def _summary_ratio(ratios: pd.DataFrame, first: bool) -> float | None:
+    """The most extreme r_l at the first (or last) recorded step, signed."""
+    if not len(ratios) or not len(ratios.columns):
+        return None
+    row = ratios.iloc[0 if first else -1]
+    row = row[~row.isna()]
+    if not len(row):
+        return None
+    extreme = float(row.loc[row.abs().idxmax()])
+    return extreme if math.isfinite(extreme) else None  # a gradient flushed to exactly 0

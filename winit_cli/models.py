@@ -1,0 +1,98 @@
+"""MLPs, stored as K independent members with weights stacked on a leading axis.
+
+A single `winit run` is K = 1; a sweep trains several same-shape networks at once (K > 1) with
+batched matmuls. Members never mix: member k's output depends only on member k's weights and
+inputs, so each trains exactly as it would alone, and elementwise optimizers (SGD, momentum,
+Adam) applied to the stacked tensors update each member as they would update it alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .inits import get_scheme
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu,
+    "leaky_relu": F.leaky_relu,  # slope 0.01, torch's default
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "elu": F.elu,
+    "selu": F.selu,
+    "gelu": F.gelu,
+    "linear": lambda z: z,
+}
+
+
+@dataclass
+class Trace:
+    """What a recording forward pass keeps, per Linear layer l = 1..L (shapes [K, B, fan_out])."""
+
+    pre: list[torch.Tensor] = field(default_factory=list)  # z_l; .grad holds dL/dz_l
+    post: list[torch.Tensor] = field(default_factory=list)  # phi(z_l); the logits for l = L
+
+
+class StackedMLP(nn.Module):
+    def __init__(self, sizes: Sequence[int], activation: str, bias: bool = True, members: int = 1):
+        """sizes = [input, hidden..., output]; depth = len(sizes) - 1 Linear layers."""
+        super().__init__()
+        self.sizes = list(sizes)
+        self.activation = activation
+        self.phi = ACTIVATIONS[activation]
+        self.members = members
+        pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(members, fan_out, fan_in)) for fan_in, fan_out in pairs
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.zeros(members, fan_out)) for _, fan_out in pairs
+        ) if bias else None
+
+    @property
+    def depth(self) -> int:
+        return len(self.weights)
+
+    def bias(self, layer: int) -> torch.Tensor | None:
+        return None if self.biases is None else self.biases[layer]
+
+    def forward(self, x: torch.Tensor, trace: Trace | None = None) -> torch.Tensor:
+        """x: [K, B, input] -> logits [K, B, output]."""
+        h = x
+        for l, w in enumerate(self.weights):
+            b = self.bias(l)
+            if self.members == 1:  # a plain matmul is faster than a batch of one
+                z = F.linear(h[0], w[0], None if b is None else b[0]).unsqueeze(0)
+            elif b is None:
+                z = torch.bmm(h, w.transpose(1, 2))
+            else:
+                z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            h = z if l == self.depth - 1 else self.phi(z)
+            if trace is not None:
+                z.retain_grad()
+                trace.pre.append(z)
+                trace.post.append(h)
+        return h
+
+
+def build_mlp(hidden: Sequence[int], activation: str, bias: bool, members: int = 1,
+              input_size: int = 784, classes: int = 10) -> StackedMLP:
+    return StackedMLP([input_size, *hidden, classes], activation, bias, members)
+
+
+@torch.no_grad()
+def initialize(model: StackedMLP, member: int, scheme: str, params: dict,
+               generator: torch.Generator) -> None:
+    """Fill member `member`'s layers in order, input side first, drawing from `generator`.
+
+    Member k of a batch gets exactly the draws a K = 1 model would get from the same seed.
+    """
+    spec = get_scheme(scheme)
+    for l, w in enumerate(model.weights):
+        b = model.bias(l)
+        spec.fill(w[member], None if b is None else b[member], activation=model.activation,
+                  generator=generator, **params)
