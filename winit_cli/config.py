@@ -127,7 +127,8 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> Config:
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{source}:{where} invalid YAML ({getattr(e, 'problem', e)})") from None
+            problem = getattr(e, "problem", e)
+            raise ConfigError(f"{source}:{where} invalid YAML ({problem})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: expected a mapping of sections at the top level")
     for item in overrides:

@@ -1,4 +1,4 @@
-"""Init schemes: a registry of named functions that fill one Linear layer's weight and bias in place.
+"""Init schemes: a registry of named functions that fill a Linear layer's weight and bias in place.
 
 Each scheme is one function, in the style of `torch/nn/init.py`: its docstring names the paper and
 gives the formula; it reuses `torch.nn.init` where that already has the scheme. Its keyword
@@ -49,9 +49,9 @@ class Scheme:
 SCHEMES: dict[str, Scheme] = {}
 
 
-def register(name: str, *, variance: Callable[..., tuple[float, float]], zero_mean: bool = True,
-             **defaults: Any) -> Callable:
-    """Add a scheme. `defaults` override the function's own (to register presets of one function)."""
+def register(name: str, *, variance: Callable[..., tuple[float, float]],
+             zero_mean: bool = True) -> Callable:
+    """Add a scheme; its user parameters are the function's keyword parameters with defaults."""
 
     def decorate(fn: Callable[..., None]) -> Callable[..., None]:
         signature = inspect.signature(fn)
@@ -60,7 +60,7 @@ def register(name: str, *, variance: Callable[..., tuple[float, float]], zero_me
             for p in signature.parameters.values()
             if p.name not in _SUPPLIED and p.default is not inspect.Parameter.empty
         }
-        SCHEMES[name] = Scheme(name, fn, variance, {**own, **defaults}, zero_mean)
+        SCHEMES[name] = Scheme(name, fn, variance, own, zero_mean)
         return fn
 
     return decorate
