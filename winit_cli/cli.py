@@ -70,5 +70,54 @@ def run(
         render.run_report(console, outcome)
 
 
+compare_app = typer.Typer(
+    no_args_is_help=False, help="Train the same network under several choices, side by side."
+)
+app.add_typer(compare_app, name="compare")
+
+
+def _split(text: str | None, kind: type = str) -> list:
+    return [kind(v.strip()) for v in text.split(",") if v.strip()] if text else []
+
+
+@compare_app.command("schemes")
+def compare_schemes(
+    base: Annotated[Path | None, typer.Option(
+        "--base", exists=True, dir_okay=False, help="Base config (default: a 20-layer ReLU MLP)."
+    )] = None,
+    sweep_file: Annotated[Path | None, typer.Option(
+        "--sweep", exists=True, dir_okay=False,
+        help="Sweep YAML with name, base, grid (config key -> list of values) and seeds.",
+    )] = None,
+    schemes: Annotated[str | None, typer.Option(
+        help="Comma-separated schemes (default: the main eight; see `winit schemes`).")] = None,
+    activations: Annotated[str | None, typer.Option(help="e.g. relu,tanh")] = None,
+    depths: Annotated[str | None, typer.Option(help="e.g. 5,10,20,40")] = None,
+    widths: Annotated[str | None, typer.Option(help="e.g. 128,512")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per grid point (0..N-1).")] = 1,
+    grid: Annotated[list[str] | None, typer.Option(
+        "--grid", metavar="KEY=V1,V2", help="Any other config key to vary (repeatable).")] = None,
+    set_: SetOption = None,
+    name: Annotated[str | None, typer.Option(help="Sweep name (default: the base's).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List the runs, train nothing.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Compare init schemes (x activations x depths x widths x seeds); resumes if rerun."""
+    from . import render, sweep
+
+    with user_errors():
+        if sweep_file is not None:
+            spec = sweep.load_spec(sweep_file)
+        else:
+            axes = {"init.scheme": _split(schemes), "model.activation": _split(activations),
+                    "model.depth": _split(depths, int), "model.width": _split(widths, int)}
+            for item in grid or []:
+                key, _, values = item.partition("=")
+                axes[key.strip()] = [sweep.parse_value(v) for v in _split(values)]
+            spec = sweep.spec_from_options(base, set_ or [], axes, list(range(seeds)), name)
+        render.compare(console, spec, dry_run=dry_run, data_dir=data_dir)
+
+
 def main() -> None:
     app()

@@ -37,19 +37,21 @@ class LayerView:
     activation: str | None  # None on the output layer
 
 
-def _norm(t: torch.Tensor | None) -> torch.Tensor:
-    return torch.linalg.vector_norm(t.flatten(1), dim=1)
+def _norm(t: torch.Tensor) -> torch.Tensor:
+    # In float64: in vanishing regimes the elements are ~1e-22 and their float32 squares
+    # underflow (or flush) to 0, so a float32 norm reads 0 where the gradient is 1e-20.
+    return torch.linalg.vector_norm(t.flatten(1), dim=1, dtype=torch.float64)
 
 
 def _nan(view: LayerView) -> torch.Tensor:
-    return torch.full((view.weight.shape[0],), float("nan"))
+    return torch.full((view.weight.shape[0],), float("nan"), dtype=torch.float64)
 
 
 def dead_fraction(v: LayerView) -> torch.Tensor:
     if v.activation not in ("relu", "leaky_relu"):
         return _nan(v)
     alive = (v.pre > 0).any(dim=1)  # [K, out]
-    return 1.0 - alive.float().mean(dim=1)
+    return 1.0 - alive.double().mean(dim=1)
 
 
 def saturated_fraction(v: LayerView) -> torch.Tensor:
@@ -59,7 +61,7 @@ def saturated_fraction(v: LayerView) -> torch.Tensor:
         saturated = (v.post < 0.01) | (v.post > 0.99)
     else:
         return _nan(v)
-    return saturated.float().mean(dim=(1, 2))
+    return saturated.double().mean(dim=(1, 2))
 
 
 # Recorded before the optimizer step, in layers.csv's column order; update_ratio comes after.
@@ -68,8 +70,8 @@ QUANTITIES: dict[str, Callable[[LayerView], torch.Tensor]] = {
     "bias_grad_norm": lambda v: _nan(v) if v.bias is None else _norm(v.bias.grad),
     "act_grad_norm": lambda v: _norm(v.pre.grad),
     "weight_norm": lambda v: _norm(v.weight),
-    "act_mean": lambda v: v.post.mean(dim=(1, 2)),
-    "act_std": lambda v: v.post.flatten(1).std(dim=1),
+    "act_mean": lambda v: v.post.mean(dim=(1, 2), dtype=torch.float64),
+    "act_std": lambda v: v.post.flatten(1).double().std(dim=1),  # float64: see _norm
     "dead_fraction": dead_fraction,
     "saturated_fraction": saturated_fraction,
 }
@@ -94,10 +96,10 @@ class Probe:
                              m.activation if l < m.depth - 1 else None)
             rows.append(torch.stack([q(view) for q in QUANTITIES.values()] + [_nan(view)], dim=1))
         self._before = [w.detach().clone() for w in m.weights] if will_update else []
-        return torch.stack(rows, dim=1).double()
+        return torch.stack(rows, dim=1)
 
     @torch.no_grad()
     def after_step(self, record: torch.Tensor) -> None:
         for l, (w, old) in enumerate(zip(self.model.weights, self._before, strict=True)):
-            record[:, l, -1] = (_norm(w - old) / _norm(old)).double()
+            record[:, l, -1] = _norm(w - old) / _norm(old)
         self._before = []

@@ -116,3 +116,85 @@ def run_report(console: Console, outcome: RunOutcome) -> None:
         f"{final.get('samples_per_second', 0):,.0f} samples/s)"
     )
     console.print(f"results: [bold]{outcome.run_dir}[/]")
+
+
+def compare(console: Console, spec, *, dry_run: bool, data_dir: Path | None) -> None:
+    """Plan a sweep, say how many runs it holds, run what is not done, show the ranking."""
+    from . import sweep
+    from .runner import load_splits
+
+    plan = sweep.plan(spec)
+    todo = plan.todo
+    console.print(
+        f"sweep [bold]{spec.name}[/]: {len(plan.members)} runs "
+        f"({len(plan.members) - len(todo)} already done, {len(todo)} to run) in {plan.directory}"
+    )
+    if dry_run:
+        table = Table(title="runs (dry run: nothing trained)")
+        for column in (*spec.grid, "seed", "status"):
+            table.add_column(column)
+        for c in plan.members:
+            status = "done" if c.content_hash() in plan.done else "to run"
+            values = [str(sweep._grid_value(c, k)) for k in spec.grid]
+            table.add_row(*values, str(c.train.seed), status)
+        console.print(table)
+        return
+    cache: dict = {}
+
+    def splits_for(config: Config):
+        key = (config.data.val_size, config.data.subset, config.data.dir)
+        if key not in cache:
+            cache[key] = load_splits(config, data_dir, on_download=download_progress(console))
+        return cache[key]
+
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+    ) as progress:
+        overall = progress.add_task("runs", total=len(todo))
+        current = progress.add_task("steps", total=None)
+
+        def on_progress(step: int, total: int, info: dict) -> None:
+            progress.update(current, completed=step, total=total)
+
+        def on_member(outcome) -> None:
+            progress.advance(overall)
+            if isinstance(outcome, sweep.MemberFailure):
+                console.print(f"[red]failed[/] {outcome.config.name}: {outcome.error}")
+            else:
+                v = outcome.summary["verdict"]["verdict"]
+                console.print(f"[{VERDICT_STYLE[v]}]{v:>9}[/] {outcome.summary['name']}")
+
+        frame = sweep.run_sweep(plan, spec, sweep.InProcessExecutor(splits_for),
+                                on_progress=on_progress, on_member=on_member)
+    comparison_table(console, frame, [sweep._column(k) for k in spec.grid])
+    console.print(f"comparison: [bold]{plan.directory / 'comparison.csv'}[/]")
+
+
+def comparison_table(console: Console, frame, grid_columns: list[str]) -> None:
+    from .sweep import DONE, TARGET_ACCURACY, ranked
+
+    table_data = ranked(frame, grid_columns)
+    seeds = frame["seed"].nunique() if "seed" in frame else 1
+    table = Table(title="ranked by test accuracy" + (f" (mean ± std over {seeds} seeds)"
+                                                     if seeds > 1 else ""))
+    for column in grid_columns:
+        table.add_column(column.removeprefix("init_").removeprefix("model_"))
+    for column in ("verdict", "log10 dz ratio init", "test acc",
+                   f"steps to {TARGET_ACCURACY:.0%} val", "diverged"):
+        table.add_column(column, justify="right")
+    for _, r in table_data.iterrows():
+        spread = "" if seeds < 2 or math.isnan(r.test_accuracy_std) else \
+            f" ± {100 * r.test_accuracy_std:.1f}"
+        style = VERDICT_STYLE.get(r.verdict.split("/")[0], "")
+        table.add_row(
+            *[str(r[c]) for c in grid_columns], f"[{style}]{r.verdict}[/]",
+            "-" if math.isnan(r.log10_ratio_init) else f"{r.log10_ratio_init:+.1f}",
+            f"{pct(r.test_accuracy)}{spread}",
+            "-" if math.isnan(r.steps_to_target) else f"{r.steps_to_target:.0f}",
+            f"{r.diverged}/{r.runs}",
+        )
+    console.print(table)
+    if "status" in frame:
+        for _, r in frame[~frame.status.isin(DONE)].iterrows():
+            console.print(f"[red]{r.status}[/]: seed {r.seed} {r.get('error') or ''}")
