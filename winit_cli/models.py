@@ -65,8 +65,11 @@ class StackedMLP(nn.Module):
         h = x
         for l, w in enumerate(self.weights):
             b = self.bias(l)
-            if self.members == 1:  # a plain matmul is faster than a batch of one
-                z = F.linear(h[0], w[0], None if b is None else b[0]).unsqueeze(0)
+            if self.members == 1:
+                # A plain matmul is faster than a batch of one; squeeze (a view) rather than
+                # w[0], whose backward would allocate and fill a zero gradient every step.
+                z = F.linear(h.squeeze(0), w.squeeze(0), None if b is None else b.squeeze(0))
+                z = z.unsqueeze(0)
             elif b is None:
                 z = torch.bmm(h, w.transpose(1, 2))
             else:
