@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -113,6 +114,23 @@ class Config(Section):
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where `1e-3` (no dot) is a string; read it as a float, as YAML 1.2
+    does, so `lr: 1e-3` and `--set init.params.std=1e-2` mean what they say."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load`, with YAML 1.2 floats (`1e-3`)."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: as safe as safe_load
+
+
 def load_config(path: Path | None, overrides: list[str] = ()) -> Config:
     """Read `path` (or the defaults when None), apply `key.path=value` overrides, validate."""
     source = str(path) if path is not None else "<defaults>"
@@ -123,7 +141,7 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> Config:
         except OSError as e:
             raise ConfigError(f"{source}: cannot read config ({e.strerror})") from None
         try:
-            raw = yaml.safe_load(text) or {}
+            raw = load_yaml(text) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
@@ -164,7 +182,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
             raise ConfigError(f"--set {item!r}: {part} is not a section")
         node = child
     try:
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+        node[parts[-1]] = load_yaml(value) if value.strip() else None
     except yaml.YAMLError:
         node[parts[-1]] = value
 

@@ -87,6 +87,8 @@ def check_scheme(name: str, params: dict[str, Any], activation: str) -> None:
             )
         default = scheme.defaults[key]
         numeric = isinstance(default, float) or (default is None and key in _NUMERIC_OR_NONE)
+        if default is None and value is None:
+            continue  # `gain: null` asks for the default explicitly: from the activation
         if numeric and not (isinstance(value, int | float) and not isinstance(value, bool)):
             raise ConfigError(f"init.params.{key}: expected a number (got {value!r})")
         if isinstance(default, str) and value not in _CHOICES.get(key, (value,)):

@@ -18,6 +18,7 @@ from .config import Config
 from .data import ProgressFn as DownloadProgress
 from .data import Splits, load_mnist, make_splits
 from .diagnose import Verdict, diagnose
+from .predict import predict_run
 from .probes import COLUMNS
 from .train import MemberLog, ProgressFn, train
 
@@ -64,11 +65,19 @@ def verdict_of(log: MemberLog, layers: pd.DataFrame) -> Verdict:
                     diverged_step=log.diverged_step, diverged_layer=log.diverged_layer)
 
 
+def input_second_moment(splits: Splits, chunk: int = 8192) -> float:
+    """mean_i E[x_i^2] over the training inputs: where the mean-field length map starts."""
+    x = splits.x_train
+    total = sum(float(x[i:i + chunk].double().pow(2).sum()) for i in range(0, len(x), chunk))
+    return total / x.numel()
+
+
 class RunFiles:
     """The run directory of one member, from creation to the final summary."""
 
-    def __init__(self, config: Config, env: dict):
+    def __init__(self, config: Config, env: dict, input_moment: float):
         self.config = config
+        self.input_moment = input_moment
         self.started = results.utcnow()
         self.dir = results.new_run_dir(config, self.started)
         self.env = env
@@ -88,17 +97,19 @@ class RunFiles:
     def write_summary(self, extra: dict) -> None:
         results.write_json(self.dir / "summary.json", {**self.base_summary(), **extra})
 
-    def write_tables(self, log: MemberLog) -> pd.DataFrame:
-        layers = layers_frame(log)
+    def write_tables(self, log: MemberLog, layers: pd.DataFrame | None = None) -> pd.DataFrame:
+        layers = layers_frame(log) if layers is None else layers
         results.write_csv(self.dir / "layers.csv", layers)
         results.write_csv(self.dir / "metrics.csv", pd.DataFrame(log.metrics))
         return layers
 
     def finish(self, log: MemberLog, error: str | None = None) -> RunOutcome:
-        layers = self.write_tables(log)
+        layers, theory = predict_run(self.config, layers_frame(log), self.input_moment)
+        self.write_tables(log, layers)
         verdict = verdict_of(log, layers)
         summary = {**self.base_summary(), "status": log.status, "verdict": verdict.to_dict(),
-                   "verdict_text": verdict.describe(), "final": _finite(log.final),
+                   "verdict_text": verdict.describe(), "theory": theory,
+                   "final": _finite(log.final),
                    "finished_at": results.utcnow().isoformat(timespec="seconds")}
         if error:
             summary["error"] = error
@@ -117,7 +128,8 @@ def run_group(configs: list[Config], splits: Splits, *, device: str,
     from .train import flushes_subnormals
 
     env = results.environment(device, flushes_subnormals(configs[0]))
-    files = [RunFiles(c, env) for c in configs]
+    moment = input_second_moment(splits)
+    files = [RunFiles(c, env, moment) for c in configs]
     if on_start:
         on_start([f.dir for f in files])
     logs = [MemberLog(c) for c in configs]

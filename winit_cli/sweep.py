@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from . import results
-from .config import Config, apply_override, validate
+from .config import Config, apply_override, load_yaml, validate
 from .errors import ConfigError
 
 # The built-in comparison: the schemes users come for, on a network deep enough to tell them apart.
@@ -75,7 +75,7 @@ class SweepSpec:
 def parse_value(text: str) -> Any:
     """A grid value from the command line, read as YAML: '20' is an int, 'relu' a string."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -92,7 +92,7 @@ def _label(value: Any) -> str:
 def load_spec(path: Path) -> SweepSpec:
     """A sweep YAML: name, base (a config file path or an inline config), grid, seeds."""
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = load_yaml(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot read sweep ({e})") from None
     unknown = set(raw) - {"name", "base", "grid", "seeds"}
@@ -113,7 +113,7 @@ def load_spec(path: Path) -> SweepSpec:
 
 def _read_base(path: Path) -> dict[str, Any]:
     try:
-        base = yaml.safe_load(Path(path).read_text()) or {}
+        base = load_yaml(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot read base config ({e})") from None
     if not isinstance(base, dict):

@@ -354,7 +354,7 @@ def depth_scale(chi: float) -> float:
     """
     if not chi >= 0:
         raise ValueError(f"chi must be >= 0, got {chi}")
-    if chi == 1:
+    if abs(chi - 1) < 1e-12:  # critical up to rounding (He: 2 * 0.5 computed in floats)
         return math.inf
     if chi == 0 or math.isinf(chi):
         return 0.0

@@ -275,15 +275,21 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
 
 
 def first_nonfinite_layer(values: torch.Tensor) -> int | None:
-    """1-based index of the first layer (input side) with a non-finite measured value."""
+    """1-based index of the first layer (input side) with a non-finite measured value.
+
+    The forward pass is checked first: once the loss is non-finite, backpropagation makes the
+    gradients of every layer down to layer 1 NaN, so only the activations say where the overflow
+    began.
+    """
     # NaN marks "not applicable" for some columns, so compare against the columns that always
     # have a value: the gradient and weight norms and activation statistics.
     from .probes import COLUMNS
 
-    always = [COLUMNS.index(c) for c in ("weight_grad_norm", "act_grad_norm", "weight_norm",
-                                         "act_mean", "act_std")]
-    bad = ~torch.isfinite(values[:, always]).all(dim=1)
-    return int(bad.nonzero()[0]) + 1 if bad.any() else None
+    for group in (("weight_norm", "act_mean", "act_std"), ("weight_grad_norm", "act_grad_norm")):
+        bad = ~torch.isfinite(values[:, [COLUMNS.index(c) for c in group]]).all(dim=1)
+        if bad.any():
+            return int(bad.nonzero()[0]) + 1
+    return None
 
 
 def _mean_alive(losses: torch.Tensor, alive: torch.Tensor) -> float:

@@ -1,0 +1,259 @@
+"""`winit run` end to end: real MNIST, a short training run, the files it leaves, its errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from winit_cli.cli import app
+from winit_cli.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "configs" / "quickstart.yaml"
+SMALL = ["--set", "train.steps=30", "--set", "data.subset=2000"]
+LAYER_COLUMNS = ["step", "layer", "weight_grad_norm", "bias_grad_norm", "act_grad_norm",
+                 "weight_norm", "update_ratio", "act_mean", "act_std", "dead_fraction",
+                 "saturated_fraction"]
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def plain(text: str) -> str:
+    return ANSI.sub("", text)
+
+
+def squash(text: str) -> str:
+    """Output without whitespace: Rich may fold a long path over several lines."""
+    return re.sub(r"\s+", "", plain(text))
+
+
+def invoke(*args: str, env: dict | None = None):
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200", **(env or {})})
+
+
+def run_dirs(out: Path) -> list[Path]:
+    return sorted(p for p in out.iterdir() if p.is_dir())
+
+
+@pytest.fixture(scope="module")
+def two_runs(mnist_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The same short quickstart run twice (same seed) into one output folder."""
+    out = tmp_path_factory.mktemp("results")
+    env = {"WINIT_DATA_DIR": str(mnist_path),
+           "XDG_CACHE_HOME": str(tmp_path_factory.mktemp("cache"))}
+    results = []
+    for _ in range(2):
+        before = set(run_dirs(out))
+        result = invoke("run", str(QUICKSTART), *SMALL, "--set", f"output_dir={out}", env=env)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        (new,) = set(run_dirs(out)) - before
+        results.append((result, new))
+    return out, results
+
+
+def test_run_succeeds_and_reports(two_runs):
+    _, [(result, run_dir), _] = two_runs
+    summary = json.loads((run_dir / "summary.json").read_text())
+    output = plain(result.output)
+    assert "verdict:" in output
+    assert summary["verdict"]["verdict"] in output
+    assert str(run_dir) in squash(result.output)
+    for name in ("config.yaml", "metrics.csv", "layers.csv", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    assert not list(run_dir.glob(".*.tmp"))  # atomic writes leave no temp files behind
+
+
+def test_runs_index_has_one_line_per_run(two_runs):
+    out, results = two_runs
+    index = pd.read_csv(out / "runs.csv")
+    assert len(index) == 2
+    assert sorted(index.path) == sorted(str(d) for _, d in results)
+    assert set(index.status) == {"complete"}
+    assert sorted(index.run_id) == sorted(d.name for _, d in results)
+    assert (out / "runs.csv").read_text().count("\n") == 3  # header + two lines
+
+
+def test_layers_csv(two_runs):
+    _, [(_, run_dir), _] = two_runs
+    layers = pd.read_csv(run_dir / "layers.csv")
+    assert set(LAYER_COLUMNS) <= set(layers.columns)
+    depth = 10
+    # quickstart records every 10 steps, plus the last step
+    assert sorted(set(layers.step)) == [0, 10, 20, 30]
+    assert not layers.duplicated(["step", "layer"]).any()
+    for _, group in layers.groupby("step"):
+        assert sorted(group.layer) == list(range(1, depth + 1))
+    assert len(layers) == 4 * depth
+    step0 = layers[layers.step == 0].set_index("layer")
+    assert (step0.act_grad_norm > 0).all() and (step0.weight_grad_norm > 0).all()
+    assert step0.dead_fraction.loc[: depth - 1].notna().all()  # ReLU hidden layers
+    assert step0.saturated_fraction.isna().all()  # not a tanh/sigmoid net
+    assert pd.isna(step0.dead_fraction.loc[depth])  # output layer: not applicable
+    # the last step has no update; every earlier recorded step has one
+    last = layers[layers.step == 30]
+    assert last.update_ratio.isna().all()
+    assert layers[layers.step < 30].update_ratio.gt(0).all()
+    assert list(step0.fan_in) == [784] + [256] * 9
+    assert list(step0.fan_out) == [256] * 9 + [10]
+
+
+def test_metrics_csv(two_runs):
+    _, [(_, run_dir), _] = two_runs
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert {"step", "epoch", "train_loss", "train_accuracy", "val_loss",
+            "val_accuracy"} <= set(metrics.columns)
+    assert metrics.step.iloc[0] == 0 and metrics.step.iloc[-1] == 30
+    assert metrics.step.is_monotonic_increasing
+    assert metrics.val_accuracy.iloc[-1] == pytest.approx(
+        json.loads((run_dir / "summary.json").read_text())["final"]["val_accuracy"])
+
+
+def test_summary_json(two_runs):
+    _, [(_, run_dir), _] = two_runs
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "complete"
+    assert summary["verdict"]["verdict"] in ("healthy", "vanishing", "exploding", "diverged")
+    assert summary["verdict_text"]
+    final = summary["final"]
+    for key in ("train_accuracy", "val_accuracy", "test_accuracy"):
+        assert 0.0 <= final[key] <= 1.0, key
+    # 30 steps of He-initialized ReLU on 2000 examples learn something
+    assert final["test_accuracy"] > 0.5
+    assert final["steps"] == 30
+    import torch
+
+    import winit_cli
+
+    assert summary["torch"] == torch.__version__
+    assert summary["winit"] == winit_cli.__version__
+    assert summary["python"].count(".") == 2
+    assert summary["seed"] == 0
+    assert summary["device"] == "cpu"
+    assert summary["flush_subnormals"] is True
+    # the saved config is the resolved one, overrides included, and identifies the run
+    config = load_config(run_dir / "config.yaml")
+    assert config.train.steps == 30 and config.data.subset == 2000
+    assert summary["config_hash"] == config.content_hash()
+
+
+def test_same_seed_gives_byte_identical_tables(two_runs):
+    _, [(_, first), (_, second)] = two_runs
+    assert first != second
+    for name in ("layers.csv", "metrics.csv"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_python_m_subprocess(mnist_path: Path, tmp_path: Path):
+    env = {**os.environ, "WINIT_DATA_DIR": str(mnist_path),
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "winit_cli", "run", str(QUICKSTART), *SMALL,
+         "--set", f"output_dir={out}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run_dir,) = run_dirs(out)
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "complete"
+
+
+# --- errors: one line on stderr, exit code 2 ----------------------------------------------------
+
+
+def assert_user_error(result, *fragments: str) -> str:
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in plain(result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:"), lines[0]
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def cli_env(winit_data_dir: Path) -> dict:
+    return {"WINIT_DATA_DIR": str(winit_data_dir)}
+
+
+def test_unknown_key_in_file(tmp_path: Path, cli_env):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  depht: 3\n")
+    result = invoke("run", str(bad), "--set", f"output_dir={tmp_path / 'out'}", env=cli_env)
+    assert_user_error(result, str(bad), "model.depht", "did you mean 'depth'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_key_in_set(tmp_path: Path, cli_env):
+    result = invoke("run", str(QUICKSTART), "--set", "model.depht=3", env=cli_env)
+    assert_user_error(result, "model.depht", "did you mean 'depth'")
+
+
+def test_unknown_scheme(tmp_path: Path, cli_env):
+    result = invoke("run", str(QUICKSTART), "--set", "init.scheme=glorot", env=cli_env)
+    assert_user_error(result, "unknown scheme 'glorot'", "he_normal", "xavier_uniform")
+
+
+def test_bad_yaml(tmp_path: Path, cli_env):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("model: [depth: 3\n")
+    result = invoke("run", str(bad), env=cli_env)
+    assert_user_error(result, str(bad), "invalid YAML")
+
+
+def test_corrupted_data_file(mnist_path: Path, tmp_path: Path, cli_env):
+    data = tmp_path / "mnist"
+    data.mkdir()
+    for f in mnist_path.glob("*.gz"):
+        shutil.copyfile(f, data / f.name)
+    victim = data / "train-images-idx3-ubyte.gz"
+    blob = victim.read_bytes()
+    victim.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises((EOFError, OSError)):  # the test's premise: this really is truncated
+        gzip.decompress(victim.read_bytes())
+    out = tmp_path / "out"
+    result = invoke("run", str(QUICKSTART), *SMALL, "--set", f"output_dir={out}",
+                    "--data-dir", str(data), env=cli_env)
+    line = assert_user_error(result)
+    assert str(victim) in squash(line)
+    assert "corrupted" in line or "truncated" in line
+    assert not out.exists() or not run_dirs(out)  # nothing that looks like a run
+
+
+# --- help and import cost -----------------------------------------------------------------------
+
+
+def test_help():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "run" in plain(result.output)
+    result = invoke("run", "--help")
+    assert result.exit_code == 0
+    text = plain(result.output)
+    assert "Usage:" in text and "--set" in text and "--data-dir" in text
+    assert "Experiment YAML" in text
+
+
+def test_console_script_help():
+    script = Path(sys.executable).parent / "winit"
+    assert script.is_file()
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "run" in proc.stdout
+
+
+def test_cli_import_does_not_import_torch():
+    code = "import sys, winit_cli.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
