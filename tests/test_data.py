@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import shutil
 import socket
 import threading
@@ -31,19 +30,9 @@ from winit_cli.errors import DataError
 SMALL = "train-labels-idx1-ubyte.gz"  # 28 KB: the file the download tests fetch
 
 
-def _shared_mnist() -> Path:
-    env = os.environ.get("WINIT_TEST_MNIST")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-
-
 @pytest.fixture(scope="module")
-def mnist_dir() -> Path:
-    path = _shared_mnist()
-    if not all((path / name).is_file() for name in MNIST_FILES):
-        pytest.skip(f"MNIST files not found in {path} (set WINIT_TEST_MNIST)")
-    return path
+def mnist_dir(mnist_path: Path) -> Path:
+    return mnist_path
 
 
 @pytest.fixture(scope="module")

@@ -42,10 +42,25 @@ def textbook(name: str, activation: str, mode: str = "fan_in", **p) -> tuple[flo
     if name == "torch_default":
         bound = 1.0 / math.sqrt(FAN_IN)  # U(-b, b) for weight and bias: variance b^2 / 3
         return bound**2 / 3.0, bound**2 / 3.0
+    if name in ("lecun_normal", "lecun_uniform"):
+        return p.get("gain", 1.0) ** 2 / fan, 0.0
+    if name == "truncated_normal":  # Keras VarianceScaling: the target variance, after truncation
+        return (p.get("gain") or GAIN[activation]) ** 2 / fan, 0.0
+    if name == "orthogonal":  # ||W||_F^2 = gain^2 min(out, in) spread over out * in entries
+        return (p.get("gain") or GAIN[activation]) ** 2 / max(FAN_IN, FAN_OUT), 0.0
+    if name == "lsuv":  # before calibration: the orthonormal start, gain 1
+        return 1.0 / max(FAN_IN, FAN_OUT), 0.0
+    if name in ("zeros", "constant"):
+        return 0.0, 0.0
+    if name == "critical":  # chi = 1: He for the ReLU family, 1 for tanh with zero bias
+        sigma_w2 = {"relu": 2.0, "tanh": 1.0, "leaky_relu": 2.0 / (1 + 0.01**2)}.get(activation)
+        return (None if sigma_w2 is None else sigma_w2 / FAN_IN), p.get("sigma_b2", 0.0)
     raise AssertionError(f"no textbook formula for {name}: add one to this test")
 
 
 def expected_mean(name: str, **p) -> float:
+    if name == "constant":
+        return p.get("value", 0.01)
     return p.get("mean", 1.0) if name == "mean1_normal" else p.get("mean", 0.0)
 
 
@@ -54,6 +69,8 @@ def cases():
         for activation in ACTIVATIONS:
             modes = ("fan_in", "fan_out") if "mode" in scheme.defaults else (None,)
             for mode in modes:
+                if name == "critical" and activation == "gelu":
+                    continue  # GELU has no edge of chaos: rejected at validation (test below)
                 yield pytest.param(name, activation, mode, id=f"{name}-{activation}-{mode}")
 
 
@@ -62,6 +79,11 @@ def fill(name: str, activation: str, seed: int = 0, rows: int = FAN_OUT, **param
     SCHEMES[name].fill(weight, bias, activation=activation,
                        generator=torch.Generator().manual_seed(seed), **params)
     return weight, bias
+
+
+def test_critical_init_rejects_gelu_which_has_no_edge_of_chaos():
+    with pytest.raises(ConfigError, match="critical"):
+        check_scheme("critical", {}, "gelu")
 
 
 def test_every_scheme_has_a_textbook_formula():
@@ -79,7 +101,8 @@ def test_moments_match_variance_and_textbook(name, activation, mode):
 
     var_w, var_b = scheme.variance(FAN_IN, FAN_OUT, activation, **scheme.resolve(params))
     book_w, book_b = textbook(name, activation, mode or "fan_in")
-    assert var_w == pytest.approx(book_w, rel=1e-9)
+    if book_w is not None:  # None: solved numerically (critical selu), no closed form to check
+        assert var_w == pytest.approx(book_w, rel=1e-9)
     assert var_b == pytest.approx(book_b, rel=1e-9)
 
     n = w.numel()
@@ -87,7 +110,7 @@ def test_moments_match_variance_and_textbook(name, activation, mode):
     assert w.var().item() == pytest.approx(var_w, rel=6 * math.sqrt(2 / n))
     mean = expected_mean(name)
     assert (mean == 0.0) == scheme.zero_mean
-    assert w.mean().item() == pytest.approx(mean, abs=6 * math.sqrt(var_w / n))
+    assert w.mean().item() == pytest.approx(mean, abs=6 * math.sqrt(var_w / n) + 1e-7)
     if var_b == 0.0:
         assert torch.equal(bias, torch.zeros_like(bias))
 
@@ -216,7 +239,7 @@ def test_valid_params_pass():
 # --- reproducibility ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(SCHEMES))
+@pytest.mark.parametrize("name", sorted(set(SCHEMES) - {"zeros", "constant"}))
 def test_same_seed_same_weights(name):
     a, ab = fill(name, "tanh", seed=7, rows=64)
     b, bb = fill(name, "tanh", seed=7, rows=64)

@@ -119,5 +119,52 @@ def compare_schemes(
         render.compare(console, spec, dry_run=dry_run, data_dir=data_dir)
 
 
+@app.command()
+def report(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Run directories, sweep directories or folders of them (default: results/).",
+        show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", file_okay=False,
+        help="Folder for the report (default: <path>/report for one path, else beside the "
+             "paths' common folder).")] = None,
+    filter_: Annotated[list[str] | None, typer.Option(
+        "--filter", "-f", metavar="KEY=VALUE",
+        help="Keep runs whose summary field matches, e.g. --filter scheme=he_normal or depth=20 "
+             "(repeatable: different keys must all match, a repeated key matches any value).",
+    )] = None,
+) -> None:
+    """Summarize finished runs from their files: CSV tables, plots, report.md and report.html."""
+    from . import render
+    from .report import build_report
+
+    with user_errors():
+        with console.status("reading runs and drawing plots"):
+            result = build_report(paths or [], out=out, filters=filter_ or [])
+        render.report_summary(console, result)
+
+
+@app.command()
+def schemes(
+    name: Annotated[str | None, typer.Argument(
+        help="Show this scheme's full docstring.", show_default=False)] = None,
+    activation: Annotated[str, typer.Option(
+        help="Activation for sigma_w^2 and chi, as in model.activation.")] = "relu",
+    width: Annotated[int, typer.Option(min=1, help="Width of the square layer.")] = 512,
+) -> None:
+    """List the init schemes: formula, parameters, sigma_w^2 and chi at the fixed point."""
+    from typing import get_args
+
+    from . import render
+    from .config import Activation
+    from .errors import ConfigError
+
+    with user_errors():
+        known = get_args(Activation)
+        if activation not in known:
+            raise ConfigError(f"--activation: {activation!r} is not one of {', '.join(known)}")
+        render.schemes(console, activation, width, name)
+
+
 def main() -> None:
     app()

@@ -198,3 +198,124 @@ def comparison_table(console: Console, frame, grid_columns: list[str]) -> None:
     if "status" in frame:
         for _, r in frame[~frame.status.isin(DONE)].iterrows():
             console.print(f"[red]{r.status}[/]: seed {r.seed} {r.get('error') or ''}")
+
+
+def report_summary(console: Console, report) -> None:
+    """`winit report`: the summary table, the recommendations, what was left out, where it went.
+
+    `report` is a `winit_cli.report.Report`; its tables were read from files, not from a model.
+    """
+    import pandas as pd
+    from rich import box
+    from rich.markup import escape
+
+    def cell(x, spec: str = "{}") -> str:
+        return "-" if x is None or pd.isna(x) else spec.format(x)
+
+    frame = report.summary
+    columns = list(frame.columns)
+    grid = columns[columns.index("seed") + 1:columns.index("status")]
+    table = Table(title=f"{len(frame)} runs (every column: summary.csv)", box=box.SIMPLE_HEAD,
+                  caption="where, when: layer (L) and step the verdict starts; dz: log10 of the "
+                          "most extreme layer's ||dL/dz|| over the output layer's; pred/meas: "
+                          "log10 ||dL/dz|| first over last hidden layer at init, theory / "
+                          "measured")
+    for name in ("scheme", "act", "depth", "width", "seed", *grid, "verdict", "where, when"):
+        table.add_column(name, no_wrap=True)
+    for name in ("dz init", "dz end", "pred/meas", "test acc", "time s"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for _, r in frame.iterrows():
+        verdict = r.verdict if isinstance(r.verdict, str) else "?"
+        status = "" if r.status in ("complete", verdict) else f" ({r.status})"
+        where = "-" if pd.isna(r.verdict_layer) else \
+            f"L{r.verdict_layer}, step {cell(r.verdict_step)}"
+        theory = "-" if pd.isna(r.log10_first_to_last_predicted) else \
+            (f"{r.log10_first_to_last_predicted:+.1f}/"
+             f"{cell(r.log10_first_to_last_measured, '{:+.1f}')}")
+        table.add_row(
+            str(r.scheme), str(r.activation), cell(r.depth), cell(r.width), cell(r.seed),
+            *(cell(r[g]) for g in grid),
+            f"[{VERDICT_STYLE.get(verdict, 'default')}]{escape(verdict)}[/]{status}", where,
+            cell(r.log10_ratio_init, "{:+.2f}"), cell(r.log10_ratio_end, "{:+.2f}"), theory,
+            pct(r.test_accuracy), cell(r.train_seconds, "{:.1f}"),
+        )
+    console.print(table if len(frame) else "[yellow]no finished runs to tabulate[/]")
+    for line in report.recommendations:
+        console.print(_markdown_inline(line), highlight=False)
+    for s in report.skipped:
+        console.print(f"[yellow]not included:[/] {escape(s.path)}: {escape(s.reason)}",
+                      highlight=False)
+    console.print(f"report: [bold]{escape(str(report.out))}[/] (summary.csv, aggregate.csv, "
+                  f"report.md, report.html, {len(report.files) - 4} plots)", highlight=False)
+
+
+def _markdown_inline(text: str) -> str:
+    """`code` and **bold** from the report's Markdown, as Rich markup."""
+    import re
+
+    from rich.markup import escape
+
+    text = escape(text)
+    text = re.sub(r"`([^`]+)`", r"[cyan]\1[/]", text)
+    return re.sub(r"\*\*([^*]+)\*\*", r"[bold]\1[/]", text)
+
+
+def schemes(console: Console, activation: str, width: int, name: str | None = None) -> None:
+    """`winit schemes`: every init scheme with its formula, parameters (with defaults), and the
+    sigma_w^2 and chi* it gives a square width x width layer; or one scheme's full docstring.
+
+    chi* is sigma_w^2 E[phi'(sqrt(q*) z)^2] at the fixed point q* of the length map (reached from
+    q = 1) with the scheme's bias variance; "-" where the theory does not apply.
+    """
+    from rich.markup import escape
+    from rich.panel import Panel
+
+    from .inits import SCHEMES, activation_gain, get_scheme, mean_field
+
+    def params(scheme) -> str:
+        auto = {"gain": f"auto ({activation_gain(activation):.3g})", "std": "auto"}
+        return ", ".join(f"{k}={auto.get(k, 'None') if v is None else v}"
+                         for k, v in scheme.defaults.items()) or "none"
+
+    def number(x: float | None, note: str = "") -> str:
+        if x is None:
+            return f"[dim]- ({note})[/]" if note else "-"
+        return f"{x:.4g}"
+
+    if name is not None:
+        scheme = get_scheme(name, where="winit schemes")
+        # Reflow each paragraph: the docstring's line breaks are for source files, not terminals.
+        text = "\n\n".join(" ".join(part.split()) for part in scheme.doc.split("\n\n"))
+        console.print(Panel(escape(text), title=f"[bold]{scheme.name}[/]", title_align="left",
+                            expand=False), highlight=False)
+        mf = mean_field(scheme, activation, width)
+        for label, value in (
+            ("formula", escape(scheme.formula)),
+            ("parameters", escape(params(scheme))),
+            ("not taken", ", ".join(scheme.not_taken) or "-"),
+            ("data-dependent", "yes" if scheme.data_dependent else "no"),
+            (f"σw² ({activation}, width {width})", number(mf.sigma_w2, mf.note)),
+            ("χ* at the fixed point", number(mf.chi, mf.note)),
+        ):
+            console.print(f"[bold]{label}:[/] {value}", highlight=False)
+        return
+
+    table = Table(title=f"init schemes: σw² = fan_in Var(W) and χ* for a {width}x{width} "
+                        f"{activation} layer (`winit schemes NAME` for the full docstring)",
+                  show_lines=True)
+    table.add_column("scheme", style="bold", no_wrap=True)
+    table.add_column("summary / [dim]formula[/]", ratio=3)
+    table.add_column("parameters (defaults) / [dim]not taken[/]", ratio=2)
+    table.add_column("σw²", justify="right", no_wrap=True)
+    table.add_column("χ*", justify="right", no_wrap=True)
+    for scheme in SCHEMES.values():
+        mf = mean_field(scheme, activation, width)
+        note = "data" if scheme.data_dependent else ""
+        not_taken = ", ".join(scheme.not_taken) or "-"
+        table.add_row(scheme.name, f"{escape(scheme.summary)}\n[dim]{escape(scheme.formula)}[/]",
+                      f"{escape(params(scheme))}\n[dim]not: {not_taken}[/]",
+                      number(mf.sigma_w2, note), number(mf.chi))
+    console.print(table)
+    console.print("[dim]χ* < 1: gradients vanish with depth; > 1: they explode; '-': theory does "
+                  "not apply (data-dependent or non-zero-mean weights) or there is no critical "
+                  "point.[/]")

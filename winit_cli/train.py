@@ -178,10 +178,15 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
     plan = schedule(base, len(x_train))
     torch.manual_seed(base.train.seed)
     model = build_mlp(base.model.hidden_widths(), base.model.activation, base.model.bias, k)
+    from .inits import calibrate_member
+
     for i, log in enumerate(logs):
         c = log.config
         initialize(model, i, c.init.scheme, c.init.params,
                    torch.Generator().manual_seed(c.train.seed))
+        # Data-dependent schemes (LSUV) then calibrate member i on the first examples of
+        # x_train, a fixed random sample of MNIST; the others do nothing here.
+        calibrate_member(model, i, c.init.scheme, c.init.params, x_train)
     model.to(device)
     decay = torch.tensor([c.train.weight_decay + weight_decay(c.init.scheme, c.init.params)
                           for c in (log.config for log in logs)], device=device).view(k, 1, 1)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up winit in ./.venv: Python 3.11+, the CPU build of torch, winit and its test tools.
+# Safe to rerun: an existing .venv is reused and only what is missing is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+# Pinned first, on its own: an unpinned torch resolves to a multi-GB CUDA build. On Linux,
+# PyPI's torch is CUDA-enabled; set TORCH_INDEX=https://download.pytorch.org/whl/cpu to fetch
+# the CPU build from PyTorch's own index where that is reachable.
+if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+  pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==2.13.0"
+fi
+pip install -e '.[dev]'
+echo "winit is set up: .venv/bin/winit --help"

@@ -1,0 +1,181 @@
+"""Sweeps: grid expansion, batching, resume after a kill, failures isolated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from winit_cli import sweep
+from winit_cli.cli import app
+from winit_cli.config import validate
+from winit_cli.errors import ConfigError
+from winit_cli.runner import layers_frame, load_splits
+from winit_cli.train import train
+
+SMALL = {"model": {"depth": 4, "width": 32}, "train": {"steps": 6, "batch_size": 64},
+         "data": {"subset": 600, "val_size": 200}, "record": {"every": 2}}
+
+
+def spec(tmp_path: Path, grid: dict, seeds=(0,)) -> sweep.SweepSpec:
+    base = json.loads(json.dumps(SMALL))
+    base["output_dir"] = str(tmp_path)
+    return sweep.SweepSpec("t", base, grid, list(seeds))
+
+
+def test_grid_expands_to_every_point_and_seed(tmp_path):
+    s = spec(tmp_path, {"init.scheme": ["he_normal", "normal"], "model.depth": [3, 5]},
+             seeds=[0, 1, 2])
+    members = s.members()
+    assert len(members) == 2 * 2 * 3
+    points = {(c.init.scheme, c.model.depth, c.train.seed) for c in members}
+    assert len(points) == 12
+    assert all(c.data.subset == 600 for c in members)  # the base is kept
+
+
+def test_grid_scheme_drops_base_params_that_belong_to_another_scheme(tmp_path):
+    s = spec(tmp_path, {"init.scheme": ["xavier_normal", "normal"]})
+    s.base["init"] = {"scheme": "normal", "params": {"std": 0.05}}
+    assert [c.init.params for c in s.members()] == [{}, {}]
+
+
+def test_grid_with_a_bad_value_names_it(tmp_path):
+    with pytest.raises(ConfigError, match="model.depth"):
+        spec(tmp_path, {"model.depth": [3, 0]}).members()
+
+
+def test_sweep_file_spec(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("model: {depth: 3, width: 16}\ninit: {scheme: normal, params: {std: 1e-2}}\n")
+    f = tmp_path / "sweep.yaml"
+    f.write_text("name: s\nbase: base.yaml\ngrid:\n  init.params.std: [1e-2, 0.1]\nseeds: 2\n")
+    s = sweep.load_spec(f)
+    assert [c.init.params["std"] for c in s.members()] == [0.01, 0.01, 0.1, 0.1]
+    f.write_text("name: s\ngrids: {}\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        sweep.load_spec(f)
+
+
+def test_groups_batch_same_shape_members_only(tmp_path):
+    s = spec(tmp_path, {"init.scheme": ["he_normal", "normal", "normal_l2"],
+                        "model.depth": [3, 5]}, seeds=[0, 1])
+    groups = sweep.groups(s.members())
+    assert sorted(len(g) for g in groups) == [6, 6]
+    for g in groups:
+        assert len({c.model.depth for c in g}) == 1
+
+
+@pytest.mark.usefixtures("winit_data_dir")
+def test_batched_step0_equals_one_by_one():
+    """Same seed, same draws, same batch: the stacked model measures what single runs do."""
+    configs = [validate({**SMALL, "init": {"scheme": s}, "train": {**SMALL["train"], "seed": k}})
+               for k, s in enumerate(["he_normal", "xavier_uniform", "normal", "torch_default"])]
+    splits = load_splits(configs[0])
+    together = train(configs, splits)
+    for config, log in zip(configs, together, strict=True):
+        (alone,) = train([config], splits)
+        a, b = layers_frame(alone), layers_frame(log)
+        a0, b0 = a[a.step == 0], b[b.step == 0]
+        for column in ("weight_grad_norm", "act_grad_norm", "weight_norm", "act_std"):
+            assert torch.allclose(torch.tensor(a0[column].values), torch.tensor(b0[column].values),
+                                  rtol=1e-4, atol=0), column
+
+
+@pytest.mark.usefixtures("winit_data_dir")
+def test_sweep_writes_comparison_and_resumes_without_rerunning(tmp_path):
+    s = spec(tmp_path, {"init.scheme": ["he_normal", "normal"]}, seeds=[0, 1])
+    plan = sweep.plan(s)
+    assert len(plan.todo) == 4
+    frame = sweep.run_sweep(plan, s, sweep.InProcessExecutor(load_splits))
+    assert len(frame) == 4 and set(frame.status) == {"complete"}
+    on_disk = pd.read_csv(plan.directory / "comparison.csv")
+    assert list(on_disk.run_id) == list(frame.run_id)
+    assert {"init_scheme", "seed", "verdict", "test_accuracy", "steps_to_target"} <= set(on_disk)
+    assert (plan.directory / "sweep.yaml").exists()
+    again = sweep.plan(s)
+    assert again.todo == [] and len(again.done) == 4
+
+
+@pytest.mark.usefixtures("winit_data_dir")
+def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, monkeypatch):
+    import winit_cli.train as train_module
+
+    real = train_module.initialize
+
+    def broken(model, member, scheme, params, generator):
+        if scheme == "xavier_normal":
+            raise RuntimeError("simulated failure")
+        real(model, member, scheme, params, generator)
+
+    monkeypatch.setattr(train_module, "initialize", broken)
+    s = spec(tmp_path, {"init.scheme": ["he_normal", "xavier_normal", "normal"]})
+    frame = sweep.run_sweep(sweep.plan(s), s, sweep.InProcessExecutor(load_splits))
+    status = dict(zip(frame.init_scheme, frame.status, strict=True))
+    assert status == {"he_normal": "complete", "xavier_normal": "failed", "normal": "complete"}
+    assert "simulated failure" in frame.set_index("init_scheme").loc["xavier_normal", "error"]
+
+
+def test_compare_dry_run_lists_runs_and_trains_nothing(tmp_path):
+    result = CliRunner().invoke(app, [
+        "compare", "schemes", "--schemes", "he_normal,normal", "--depths", "3,5", "--seeds", "2",
+        "--set", f"output_dir={tmp_path}", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "8 runs" in result.output
+    assert not list(tmp_path.rglob("summary.json"))
+
+
+def test_compare_unknown_scheme_is_one_error_line(tmp_path):
+    result = CliRunner().invoke(app, ["compare", "schemes", "--schemes", "he_normall",
+                                      "--set", f"output_dir={tmp_path}", "--dry-run"])
+    assert result.exit_code == 2
+    assert "did you mean 'he_normal'" in result.stderr
+
+
+@pytest.mark.usefixtures("winit_data_dir")
+def test_killed_sweep_resumes_with_nothing_lost_or_duplicated(tmp_path):
+    """SIGKILL the CLI once the short group has finished, mid-way through the long one."""
+    args = [sys.executable, "-m", "winit_cli", "compare", "schemes", "--schemes", "he_normal",
+            "--grid", "train.steps=4,3000", "--set", "model.depth=3", "--set", "model.width=16",
+            "--set", "data.subset=500", "--set", "data.val_size=100", "--set", "record.every=50",
+            "--set", f"output_dir={tmp_path}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    short_done = None
+    while time.time() < deadline and proc.poll() is None:
+        for p in tmp_path.rglob("summary.json"):
+            try:
+                summary = json.loads(p.read_text())
+            except json.JSONDecodeError:
+                continue
+            if summary.get("status") == "complete":
+                short_done = p.parent
+        if short_done:
+            break
+        time.sleep(0.05)
+    assert short_done is not None and proc.poll() is None, "the long run ended before the kill"
+    time.sleep(0.5)  # let the long member start and write its 'running' summary
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    runs = short_done.parent
+    statuses = {p.name: json.loads((p / "summary.json").read_text())["status"]
+                for p in runs.iterdir() if p.is_dir()}
+    assert sorted(statuses.values()) == ["complete", "running"]
+
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "1 already done, 1 to run" in done.stdout
+    after = sorted(p.name for p in runs.iterdir() if p.is_dir())
+    assert short_done.name in after and len(after) == 2  # the stale one was replaced, not kept
+    comparison = pd.read_csv(runs.parent / "comparison.csv")
+    assert len(comparison) == 2 and comparison.run_id.is_unique
+    assert set(comparison.status) == {"complete"}

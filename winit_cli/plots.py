@@ -1,0 +1,235 @@
+"""Figures for `winit report`, drawn from the tables a run wrote (never from a live model).
+
+Every function takes tidy frames already read from results/ and writes one PNG. Figures are
+built with `matplotlib.figure.Figure` rather than pyplot: no global state, no GUI backend, the
+Agg renderer whatever MPLBACKEND says. Gradient norms span tens of decades, so they are always
+drawn on log scales; a norm that is exactly 0 (a subnormal flushed to zero) has no logarithm
+and is drawn grey in heatmaps and left out of line plots, with a note saying so.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
+
+from .results import atomic_write
+
+DPI = 100
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def colors_for(labels: Sequence[str]) -> dict[str, str]:
+    """One color per scheme, the same in every figure of a report."""
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(set(labels)))}
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write the PNG atomically (temp file, then rename), like every other output."""
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    atomic_write(path, buffer.getvalue())
+    return path
+
+
+def _log10(values) -> np.ndarray:
+    """log10 of norms; 0 and non-finite values become NaN (no logarithm to draw)."""
+    v = np.asarray(values, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log10(v)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def _edges(centers: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted centers (steps are not always evenly spaced: the last one)."""
+    if len(centers) == 1:
+        return np.array([centers[0] - 0.5, centers[0] + 0.5])
+    mid = (centers[1:] + centers[:-1]) / 2
+    return np.concatenate([[2 * centers[0] - mid[0]], mid, [2 * centers[-1] - mid[-1]]])
+
+
+@dataclass
+class Panel:
+    title: str
+    layers: pd.DataFrame  # one run's layers.csv
+
+
+def gradient_heatmaps(panels: Sequence[Panel], title: str, path: Path) -> Path:
+    """Layer x step heatmaps of log10 ||dL/dz_l||, one panel per run, one shared color scale
+    so that a network whose gradients vanish stands out beside a flat, healthy one."""
+    grids = []
+    for p in panels:
+        wide = p.layers.drop_duplicates(["step", "layer"]).pivot(
+            index="layer", columns="step", values="act_grad_norm").sort_index().sort_index(axis=1)
+        grids.append((wide.columns.to_numpy(float), wide.index.to_numpy(float),
+                      _log10(wide.to_numpy())))
+    finite = np.concatenate([g[2][np.isfinite(g[2])] for g in grids] or [np.array([0.0])])
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if hi - lo < 0.5:  # a flat network: keep a visible range around it
+        lo, hi = (lo + hi) / 2 - 0.25, (lo + hi) / 2 + 0.25
+    norm = Normalize(lo, hi)
+    cmap = colormaps["viridis"].with_extremes(bad="#bdbdbd")
+    # One step axis for all panels: a run that diverged early stops short, visibly.
+    x_edges = [_edges(g[0]) for g in grids]
+    x_range = (min(e[0] for e in x_edges), max(e[-1] for e in x_edges))
+    ncols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(3.6 * ncols + 1.2, 2.9 * nrows + 0.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    mesh = None
+    any_missing = False
+    for ax, p, (_, layers, z), edges in zip(axes, panels, grids, x_edges, strict=False):
+        any_missing |= bool(np.isnan(z).any())
+        mesh = ax.pcolormesh(edges, _edges(layers), np.ma.masked_invalid(z),
+                             cmap=cmap, norm=norm, shading="flat")
+        ax.set_xlim(*x_range)
+        ax.set_title(p.title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("layer (1 = input side)")
+        ax.yaxis.get_major_locator().set_params(integer=True)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    if mesh is not None:
+        fig.colorbar(mesh, ax=axes[:len(panels)].tolist(), label="log10 ||dL/dz_l||",
+                     shrink=0.9)
+    note = "  (grey: gradient exactly 0 or non-finite)" if any_missing else ""
+    fig.suptitle(f"{title}{note}", fontsize=11)
+    return save(fig, path)
+
+
+@dataclass
+class FlowLine:
+    label: str
+    color: str
+    layer: np.ndarray
+    act_grad_norm: np.ndarray  # geometric mean over seeds at step 0
+    weight_grad_norm: np.ndarray
+    predicted: np.ndarray | None  # predicted ||dL/dz_l||, None when no prediction was saved
+
+
+def gradient_flow(lines: Sequence[FlowLine], title: str, path: Path) -> Path:
+    """Per-layer ||dL/dz_l|| (left) and ||dL/dW_l|| (right) at step 0, one line per scheme,
+    the mean-field prediction dashed. Glorot & Bengio's point is the contrast between the two."""
+    fig = Figure(figsize=(12, 4.6), layout="constrained")
+    ax_z, ax_w = fig.subplots(1, 2)
+    dropped = False
+    has_prediction = False
+    for line in lines:
+        for ax, values in ((ax_z, line.act_grad_norm), (ax_w, line.weight_grad_norm)):
+            y = np.where(np.asarray(values, float) > 0, values, np.nan)
+            dropped |= bool(np.isnan(y).any())
+            ax.plot(line.layer, y, marker="o", ms=4, lw=2.4, color=line.color, alpha=0.55,
+                    label=line.label)
+        if line.predicted is not None and np.isfinite(line.predicted).any():
+            has_prediction = True
+            pred = np.where(np.asarray(line.predicted, float) > 0, line.predicted, np.nan)
+            ax_z.plot(line.layer, pred, ls=(0, (4, 2)), lw=1.4, color=line.color, zorder=3)
+    for ax, name in ((ax_z, "||dL/dz_l||  (backpropagated to pre-activations)"),
+                     (ax_w, "||dL/dW_l||  (weight gradient)")):
+        ax.set_yscale("log")
+        ax.set_xlabel("layer (1 = input side)")
+        ax.set_ylabel(name)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax_z.set_title("backpropagated gradient at step 0")
+    ax_w.set_title("weight gradient at step 0")
+    handles, labels = ax_z.get_legend_handles_labels()
+    if has_prediction:
+        handles.append(Line2D([], [], color="black", ls=(0, (4, 2)), lw=1.4))
+        labels.append("mean-field prediction")
+    ax_z.legend(handles, labels, fontsize=8, loc="best")
+    note = "  (zero gradients not drawn)" if dropped else ""
+    fig.suptitle(f"{title}{note}", fontsize=11)
+    return save(fig, path)
+
+
+@dataclass
+class Curve:
+    label: str
+    color: str
+    metrics: list[pd.DataFrame]  # one metrics.csv per seed
+
+
+def _mean_curve(frames: list[pd.DataFrame], column: str) -> pd.Series:
+    series = [f.dropna(subset=[column]).set_index("step")[column] for f in frames
+              if column in f and f[column].notna().any()]
+    if not series:
+        return pd.Series(dtype=float)
+    return pd.concat(series, axis=1).mean(axis=1, skipna=True).sort_index()
+
+
+def training_curves(curves: Sequence[Curve], title: str, path: Path) -> Path:
+    """Loss (log scale) and accuracy against step: training solid, validation dashed;
+    the mean over seeds where there are several."""
+    fig = Figure(figsize=(12, 4.4), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for c in curves:
+        for ax, kind in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+            for split, style in (("train", "-"), ("val", "--")):
+                s = _mean_curve(c.metrics, f"{split}_{kind}")
+                s = s[s > 0] if kind == "loss" else 100 * s  # log axis; percent
+                if len(s):
+                    ax.plot(s.index, s.to_numpy(), ls=style, color=c.color, lw=1.5,
+                            marker="." if split == "val" else None,
+                            label=c.label if split == "train" else None)
+    ax_loss.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax_loss.yaxis.set_major_formatter(plain)
+    ax_loss.yaxis.set_minor_formatter(plain)
+    ax_loss.tick_params(axis="y", which="minor", labelsize=7)
+    ax_loss.set_ylabel("cross-entropy loss")
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.set_ylim(0, 100)
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+    ax_loss.set_title("loss")
+    ax_acc.set_title("accuracy")
+    handles, labels = ax_acc.get_legend_handles_labels()
+    handles += [Line2D([], [], color="black", ls="-"), Line2D([], [], color="black", ls="--")]
+    labels += ["train (running mean)", "validation"]
+    ax_acc.legend(handles, labels, fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=11)
+    return save(fig, path)
+
+
+def accuracy_vs_depth(aggregate: pd.DataFrame, colors: dict[str, str], path: Path) -> Path:
+    """Final test accuracy against depth, one panel per (activation, width), one line per
+    scheme; error bars are the std over seeds where there are several."""
+    panels = list(aggregate.groupby(["activation", "width"], sort=True, dropna=False))
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(5 * ncols, 3.9 * nrows + 0.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, ((activation, width), frame) in zip(axes, panels, strict=False):
+        for scheme, rows in frame.groupby("scheme", sort=True):
+            rows = rows.groupby("depth", sort=True).agg(
+                acc=("test_accuracy_mean", "mean"), std=("test_accuracy_std", "mean"))
+            ax.errorbar(rows.index.to_numpy(), 100 * rows.acc.to_numpy(),
+                        yerr=100 * rows["std"].fillna(0).to_numpy(), marker="o", ms=4,
+                        capsize=3, lw=1.5, color=colors.get(scheme, "black"), label=scheme)
+        ax.set_title(f"{activation}, width {width}", fontsize=10)
+        ax.set_xlabel("depth (Linear layers)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(True, alpha=0.3)
+        ax.set_xticks(sorted(frame.depth.dropna().unique()))
+        ax.legend(fontsize=8, loc="best")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle("Final test accuracy vs depth, per init scheme", fontsize=11)
+    return save(fig, path)
