@@ -1,8 +1,11 @@
 """Per-layer quantities recorded during training, in the style of Cockpit's quantities.
 
-Each quantity is a small function of one layer's `LayerView`, returning one value per member
-(a [K] tensor); `QUANTITIES` lists them in the column order of `layers.csv`. The plotting side
-never sees these: it reads the saved CSV.
+Each quantity is either a small function of one layer's `LayerView` returning one value per
+member (a [K] tensor), or the L2 norm of a tensor the view names; the probe computes all the norms
+of a step in one batched call. `QUANTITIES` lists them in the column order of `layers.csv`. The
+plotting side never sees these: it reads the saved CSV.
+
+Sample statistics: act_std is the unbiased (n - 1) standard deviation over batch and units.
 
 Definitions, for Linear layer l with pre-activation z_l = W_l h_{l-1} + b_l and h_l = phi(z_l):
 - weight_grad_norm, bias_grad_norm: Frobenius norms of dL/dW_l, dL/db_l (the data loss only: L2
@@ -37,10 +40,55 @@ class LayerView:
     activation: str | None  # None on the output layer
 
 
-def _norm(t: torch.Tensor) -> torch.Tensor:
-    # In float64: in vanishing regimes the elements are ~1e-22 and their float32 squares
-    # underflow (or flush) to 0, so a float32 norm reads 0 where the gradient is 1e-20.
-    return torch.linalg.vector_norm(t.flatten(1), dim=1, dtype=torch.float64)
+# float32 sums of squares lose elements below ~1e-19 (their squares underflow, or are flushed to
+# zero) and overflow above ~1e19: in vanishing and exploding nets a float32 norm reads 0 where the
+# gradient is 1e-20, or inf where it is 1e20. So norms and stds are computed in float32, and
+# those outside this band are recomputed in float64 (inside it, what underflowed is below 1e-7 of
+# the result). Casting everything to float64 would double the cost of recording.
+SAFE_BAND = (1e-12, 1e12)
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """One column of layers.csv: `compute(view)` -> float32 [K], or the L2 norm of `norm_of(view)`
+    per member (None when the layer has no such tensor: NaN)."""
+
+    compute: Callable[[LayerView], torch.Tensor] | None = None
+    norm_of: Callable[[LayerView], torch.Tensor | None] | None = None
+
+
+def _out_of_band(values: torch.Tensor) -> torch.Tensor:
+    return ~((values >= SAFE_BAND[0]) & (values <= SAFE_BAND[1]))
+
+
+def member_norms(tensors: list[torch.Tensor | None]) -> torch.Tensor:
+    """L2 norm of each member ([K, ...] slices) of each tensor: [len(tensors), K], float64.
+
+    One `_foreach_norm` call for all of them (as `clip_grad_norm_` does), then float64 for any
+    outside SAFE_BAND.
+    """
+    index = [i for i, t in enumerate(tensors) if t is not None]
+    out = torch.full((len(tensors), tensors[index[0]].shape[0] if index else 1), float("nan"),
+                     dtype=torch.float64)
+    if not index:
+        return out
+    slices = [m for i in index for m in tensors[i].detach().unbind(0)]
+    out[index] = torch.stack(torch._foreach_norm(slices)).view(len(index), -1).double()
+    for i in _out_of_band(out).any(dim=1).nonzero().flatten().tolist():
+        if tensors[i] is not None:
+            out[i] = torch.linalg.vector_norm(tensors[i].detach().flatten(1).double(), dim=1)
+    return out
+
+
+def act_std(v: LayerView, sum_of_squares: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Unbiased std over batch and units from sum(h^2) (already in the batched norms) and the
+    mean, in float64; recomputed from centred values when |mean| >> std would cancel digits."""
+    n = v.post[0].numel()
+    var = (sum_of_squares - n * mean.double() ** 2).clamp(min=0) / (n - 1)
+    if bool((mean.double() ** 2 > 1e2 * var).any() | _out_of_band(var.sqrt()).any()):
+        x = v.post.detach().flatten(1).double()
+        return torch.linalg.vector_norm(x - x.mean(dim=1, keepdim=True), dim=1) / (n - 1) ** 0.5
+    return var.sqrt()
 
 
 def _nan(view: LayerView) -> torch.Tensor:
@@ -50,8 +98,8 @@ def _nan(view: LayerView) -> torch.Tensor:
 def dead_fraction(v: LayerView) -> torch.Tensor:
     if v.activation not in ("relu", "leaky_relu"):
         return _nan(v)
-    alive = (v.pre > 0).any(dim=1)  # [K, out]
-    return 1.0 - alive.double().mean(dim=1)
+    alive = v.pre.detach().amax(dim=1) > 0  # [K, out]: some example activates the unit
+    return 1.0 - alive.float().mean(dim=1)
 
 
 def saturated_fraction(v: LayerView) -> torch.Tensor:
@@ -61,19 +109,19 @@ def saturated_fraction(v: LayerView) -> torch.Tensor:
         saturated = (v.post < 0.01) | (v.post > 0.99)
     else:
         return _nan(v)
-    return saturated.double().mean(dim=(1, 2))
+    return saturated.float().mean(dim=(1, 2))
 
 
 # Recorded before the optimizer step, in layers.csv's column order; update_ratio comes after.
-QUANTITIES: dict[str, Callable[[LayerView], torch.Tensor]] = {
-    "weight_grad_norm": lambda v: _norm(v.weight.grad),
-    "bias_grad_norm": lambda v: _nan(v) if v.bias is None else _norm(v.bias.grad),
-    "act_grad_norm": lambda v: _norm(v.pre.grad),
-    "weight_norm": lambda v: _norm(v.weight),
-    "act_mean": lambda v: v.post.mean(dim=(1, 2), dtype=torch.float64),
-    "act_std": lambda v: v.post.flatten(1).double().std(dim=1),  # float64: see _norm
-    "dead_fraction": dead_fraction,
-    "saturated_fraction": saturated_fraction,
+QUANTITIES: dict[str, Quantity] = {
+    "weight_grad_norm": Quantity(norm_of=lambda v: v.weight.grad),
+    "bias_grad_norm": Quantity(norm_of=lambda v: None if v.bias is None else v.bias.grad),
+    "act_grad_norm": Quantity(norm_of=lambda v: v.pre.grad),
+    "weight_norm": Quantity(norm_of=lambda v: v.weight),
+    "act_mean": Quantity(lambda v: v.post.detach().mean(dim=(1, 2))),  # no squares: no underflow
+    "act_std": Quantity(),  # from act_mean and ||h||, see act_std()
+    "dead_fraction": Quantity(dead_fraction),
+    "saturated_fraction": Quantity(saturated_fraction),
 }
 COLUMNS = (*QUANTITIES, "update_ratio")
 
@@ -88,18 +136,32 @@ class Probe:
 
     @torch.no_grad()
     def before_step(self, trace: Trace, will_update: bool) -> torch.Tensor:
-        """Returns [K, L, len(COLUMNS)]; update_ratio is filled in by `after_step`."""
+        """Returns float64 [K, L, len(COLUMNS)]; update_ratio is filled in by `after_step`."""
         m = self.model
-        rows = []
-        for l, w in enumerate(m.weights):
-            view = LayerView(w, m.bias(l), trace.pre[l], trace.post[l],
-                             m.activation if l < m.depth - 1 else None)
-            rows.append(torch.stack([q(view) for q in QUANTITIES.values()] + [_nan(view)], dim=1))
+        views = [LayerView(w, m.bias(l), trace.pre[l], trace.post[l],
+                           m.activation if l < m.depth - 1 else None)
+                 for l, w in enumerate(m.weights)]
+        record = torch.full((m.members, len(views), len(COLUMNS)), float("nan"),
+                            dtype=torch.float64)
+        norm_columns = [j for j, q in enumerate(QUANTITIES.values()) if q.norm_of is not None]
+        tensors = [QUANTITIES[COLUMNS[j]].norm_of(v) for j in norm_columns for v in views]
+        norms = member_norms(tensors + [v.post for v in views])  # [(Qn + 1) * L, K]
+        record[:, :, norm_columns] = (norms[:len(tensors)].view(len(norm_columns), len(views), -1)
+                                      .permute(2, 1, 0))
+        for j, q in enumerate(QUANTITIES.values()):
+            if q.compute is not None:
+                record[:, :, j] = torch.stack([q.compute(v) for v in views], dim=1).double()
+        means = record[:, :, COLUMNS.index("act_mean")]
+        post_norms = norms[len(tensors):]  # [L, K]
+        for l, v in enumerate(views):
+            record[:, l, COLUMNS.index("act_std")] = act_std(v, post_norms[l] ** 2, means[:, l])
         self._before = [w.detach().clone() for w in m.weights] if will_update else []
-        return torch.stack(rows, dim=1)
+        return record
 
     @torch.no_grad()
     def after_step(self, record: torch.Tensor) -> None:
-        for l, (w, old) in enumerate(zip(self.model.weights, self._before, strict=True)):
-            record[:, l, -1] = _norm(w - old) / _norm(old)
+        """update_ratio = ||W' - W|| / ||W||, the denominator being the recorded weight_norm."""
+        torch._foreach_sub_(self._before, [w.detach() for w in self.model.weights])  # -update
+        updates = member_norms(self._before)  # [L, K]
+        record[:, :, -1] = updates.T / record[:, :, COLUMNS.index("weight_norm")]
         self._before = []

@@ -195,6 +195,7 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
     batches = Batches(x_train, y_train, [log.config.train.seed for log in logs],
                       base.train.batch_size)
     alive = torch.ones(k, dtype=torch.bool)
+    has_decay = bool((decay != 0).any())
     window_loss = torch.zeros(k, dtype=torch.float64)
     window_acc = torch.zeros(k, dtype=torch.float64)
     window_n = 0
@@ -222,15 +223,15 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
         will_update = step < plan.steps
         values = probe.before_step(trace, will_update) if record else None
         if will_update:
-            if bool((decay != 0).any()):
+            if has_decay:
                 with torch.no_grad():  # L2 after recording: the record is the data loss's gradient
                     for w in model.weights:
                         w.grad.add_(w * decay)
             optimizer.step()
             if record:
                 probe.after_step(values)
-        window_loss += torch.where(alive, losses.detach().double().cpu(), 0.0)
-        window_acc += torch.where(alive, accs.detach().double().cpu(), 0.0)
+        window_loss += losses.detach().cpu()  # a diverged member's NaN is never read
+        window_acc += accs.detach().cpu()
         window_n += 1
 
         for i, log in enumerate(logs):
