@@ -192,6 +192,33 @@ def test_update_ratio_with_an_optimizer_step():
                 expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("make", [
+    lambda p: torch.optim.SGD(p, lr=0.05),
+    lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
+    lambda p: torch.optim.Adam(p, lr=1e-3),
+], ids=["sgd", "momentum", "adam"])
+def test_update_ratio_given_the_optimizer_is_the_applied_update(make):
+    """Read from SGD's state (no weight copy) or by difference (Adam): both are W' - W."""
+    model = make_model("relu", 2)
+    x, y = batch(2)
+    opt = make(model.parameters())
+    probe = Probe(model, opt)
+    for _ in range(3):
+        opt.zero_grad()
+        trace = Trace()
+        logits = model(x, trace)
+        F.cross_entropy(logits.reshape(-1, SIZES[-1]), y.reshape(-1)).backward()
+        before = [w.detach().clone() for w in model.weights]
+        values = probe.before_step(trace, True)
+        opt.step()
+        probe.after_step(values)
+        for l, (w, old) in enumerate(zip(model.weights, before, strict=True)):
+            for k in range(2):
+                expected = ((w[k] - old[k]).double().norm() / old[k].double().norm()).item()
+                assert values[k, l, COLUMNS.index("update_ratio")].item() == pytest.approx(
+                    expected, rel=1e-4)
+
+
 def test_columns_order():
     assert COLUMNS == ("weight_grad_norm", "bias_grad_norm", "act_grad_norm", "weight_norm",
                        "act_mean", "act_std", "dead_fraction", "saturated_fraction",

@@ -130,9 +130,18 @@ class Probe:
     """Measures all quantities for every layer and member at one step: `before_step`, then
     `after_step` once the optimizer has updated the weights."""
 
-    def __init__(self, model: StackedMLP):
+    def __init__(self, model: StackedMLP, optimizer: torch.optim.Optimizer | None = None):
         self.model = model
         self._before: list[torch.Tensor] = []
+        # Plain SGD and heavy-ball momentum apply W' = W - lr * buf (buf = the gradient without
+        # momentum): the update's norm is lr * ||buf||, read from the optimizer after its step.
+        # That saves copying every weight before the step; other optimizers are measured by
+        # difference.
+        self._sgd = optimizer if isinstance(optimizer, torch.optim.SGD) and all(
+            not g["nesterov"] and not g["maximize"] and g["dampening"] == 0
+            and g["weight_decay"] == 0 for g in optimizer.param_groups) else None
+        self._lr = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]} \
+            if self._sgd else {}
 
     @torch.no_grad()
     def before_step(self, trace: Trace, will_update: bool) -> torch.Tensor:
@@ -155,13 +164,21 @@ class Probe:
         post_norms = norms[len(tensors):]  # [L, K]
         for l, v in enumerate(views):
             record[:, l, COLUMNS.index("act_std")] = act_std(v, post_norms[l] ** 2, means[:, l])
-        self._before = [w.detach().clone() for w in m.weights] if will_update else []
+        if will_update and self._sgd is None:
+            self._before = [w.detach().clone() for w in m.weights]
         return record
 
     @torch.no_grad()
     def after_step(self, record: torch.Tensor) -> None:
         """update_ratio = ||W' - W|| / ||W||, the denominator being the recorded weight_norm."""
-        torch._foreach_sub_(self._before, [w.detach() for w in self.model.weights])  # -update
-        updates = member_norms(self._before)  # [L, K]
+        weights = list(self.model.weights)
+        if self._sgd is not None:
+            steps = [self._sgd.state.get(w, {}).get("momentum_buffer") for w in weights]
+            steps = [w.grad if b is None else b for w, b in zip(weights, steps, strict=True)]
+            lrs = torch.tensor([self._lr[id(w)] for w in weights], dtype=torch.float64)
+            updates = member_norms(steps) * lrs[:, None]  # [L, K]
+        else:
+            torch._foreach_sub_(self._before, [w.detach() for w in weights])  # -update
+            updates = member_norms(self._before)
         record[:, :, -1] = updates.T / record[:, :, COLUMNS.index("weight_norm")]
         self._before = []

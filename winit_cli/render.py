@@ -135,7 +135,7 @@ def compare(console: Console, spec, *, dry_run: bool, data_dir: Path | None) -> 
             table.add_column(column)
         for c in plan.members:
             status = "done" if c.content_hash() in plan.done else "to run"
-            values = [str(sweep._grid_value(c, k)) for k in spec.grid]
+            values = [str(sweep.grid_value(c, k)) for k in spec.grid]
             table.add_row(*values, str(c.train.seed), status)
         console.print(table)
         return
@@ -167,7 +167,7 @@ def compare(console: Console, spec, *, dry_run: bool, data_dir: Path | None) -> 
 
         frame = sweep.run_sweep(plan, spec, sweep.InProcessExecutor(splits_for),
                                 on_progress=on_progress, on_member=on_member)
-    comparison_table(console, frame, [sweep._column(k) for k in spec.grid])
+    comparison_table(console, frame, [sweep.column_name(k) for k in spec.grid])
     console.print(f"comparison: [bold]{plan.directory / 'comparison.csv'}[/]")
 
 
@@ -215,29 +215,33 @@ def report_summary(console: Console, report) -> None:
     frame = report.summary
     columns = list(frame.columns)
     grid = columns[columns.index("seed") + 1:columns.index("status")]
-    table = Table(title=f"{len(frame)} runs (every column: summary.csv)", box=box.SIMPLE_HEAD,
-                  caption="where, when: layer (L) and step the verdict starts; dz: log10 of the "
-                          "most extreme layer's ||dL/dz|| over the output layer's; pred/meas: "
-                          "log10 ||dL/dz|| first over last hidden layer at init, theory / "
-                          "measured")
-    for name in ("scheme", "act", "depth", "width", "seed", *grid, "verdict", "where, when"):
-        table.add_column(name, no_wrap=True)
-    for name in ("dz init", "dz end", "pred/meas", "test acc", "time s"):
-        table.add_column(name, justify="right", no_wrap=True)
+    # Columns with one value for every run go in the title, so the table fits 80 columns.
+    shared = {c: frame[c].iloc[0] for c in ("activation", "depth", "width", "seed")
+              if len(frame) and frame[c].nunique(dropna=False) == 1}
+    varying = [c for c in ("activation", "depth", "width", "seed") if c not in shared]
+    title = f"{len(frame)} runs" + "".join(f", {k} {v}" for k, v in shared.items())
+    table = Table(title=f"{title} (every column: summary.csv)", box=box.SIMPLE_HEAD,
+                  caption="where: layer (L) and step the verdict starts; dz: log10 of the most "
+                          "extreme layer's ||dL/dz|| over the output layer's, at init and end; "
+                          "theory: the same ratio first over last hidden layer at init, "
+                          "predicted / measured")
+    for name in ("scheme", *varying, *grid, "verdict", "where"):
+        table.add_column(name)
+    for name in ("dz init", "dz end", "theory", "test acc", "time s"):
+        table.add_column(name, justify="right")
     for _, r in frame.iterrows():
         verdict = r.verdict if isinstance(r.verdict, str) else "?"
         status = "" if r.status in ("complete", verdict) else f" ({r.status})"
         where = "-" if pd.isna(r.verdict_layer) else \
-            f"L{r.verdict_layer}, step {cell(r.verdict_step)}"
+            f"L{r.verdict_layer} s{cell(r.verdict_step)}"
         theory = "-" if pd.isna(r.log10_first_to_last_predicted) else \
             (f"{r.log10_first_to_last_predicted:+.1f}/"
              f"{cell(r.log10_first_to_last_measured, '{:+.1f}')}")
         table.add_row(
-            str(r.scheme), str(r.activation), cell(r.depth), cell(r.width), cell(r.seed),
-            *(cell(r[g]) for g in grid),
+            str(r.scheme), *(cell(r[c]) for c in varying), *(cell(r[g]) for g in grid),
             f"[{VERDICT_STYLE.get(verdict, 'default')}]{escape(verdict)}[/]{status}", where,
-            cell(r.log10_ratio_init, "{:+.2f}"), cell(r.log10_ratio_end, "{:+.2f}"), theory,
-            pct(r.test_accuracy), cell(r.train_seconds, "{:.1f}"),
+            cell(r.log10_ratio_init, "{:+.1f}"), cell(r.log10_ratio_end, "{:+.1f}"), theory,
+            pct(r.test_accuracy), cell(r.train_seconds, "{:.0f}"),
         )
     console.print(table if len(frame) else "[yellow]no finished runs to tabulate[/]")
     for line in report.recommendations:

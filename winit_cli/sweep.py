@@ -84,9 +84,16 @@ def _yaml_scalar(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
+def describe_value(value: Any) -> str:
+    """A grid value as a short string: an init mapping reads `normal(std=0.05)`."""
+    if isinstance(value, dict) and "scheme" in value:
+        params = ",".join(f"{k}={v}" for k, v in sorted((value.get("params") or {}).items()))
+        return f"{value['scheme']}({params})" if params else str(value["scheme"])
+    return str(value)
+
+
 def _label(value: Any) -> str:
-    text = value.get("scheme", "x") if isinstance(value, dict) else str(value)
-    return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text)
+    return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in describe_value(value))
 
 
 def load_spec(path: Path) -> SweepSpec:
@@ -249,7 +256,7 @@ def write_comparison(sweep_plan: SweepPlan, spec: SweepSpec,
     rows = []
     for config in sweep_plan.members:
         h = config.content_hash()
-        row = {_column(k): _grid_value(config, k) for k in spec.grid}
+        row = {column_name(k): grid_value(config, k) for k in spec.grid}
         row["seed"] = config.train.seed
         if h in by_hash:
             run_dir, summary = by_hash[h]
@@ -300,13 +307,13 @@ def steps_to(metrics_csv: Path, target: float) -> int | None:
     return int(hit.step.iloc[0]) if len(hit) else None
 
 
-def _column(key: str) -> str:
+def column_name(key: str) -> str:
     return key.replace(".", "_")
 
 
-def _grid_value(config: Config, key: str) -> Any:
+def grid_value(config: Config, key: str) -> Any:
     value = _dig(config.to_dict(), key)
-    return value.get("scheme") if isinstance(value, dict) and "scheme" in value else value
+    return describe_value(value) if isinstance(value, dict) else value
 
 
 def ranked(frame: pd.DataFrame, grid_columns: list[str]) -> pd.DataFrame:

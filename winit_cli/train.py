@@ -191,7 +191,7 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
     decay = torch.tensor([c.train.weight_decay + weight_decay(c.init.scheme, c.init.params)
                           for c in (log.config for log in logs)], device=device).view(k, 1, 1)
     optimizer = make_optimizer(base, model.parameters())
-    probe = Probe(model)
+    probe = Probe(model, optimizer)
     batches = Batches(x_train, y_train, [log.config.train.seed for log in logs],
                       base.train.batch_size)
     alive = torch.ones(k, dtype=torch.bool)
