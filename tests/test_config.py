@@ -11,7 +11,9 @@ from winit_cli.errors import ConfigError
 from winit_cli.inits import SCHEMES
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+CONFIGS = sorted((REPO / "configs").glob("*.yaml")) + sorted(
+    (REPO / "configs" / "schemes").glob("*.yaml"))
+SWEEPS = sorted((REPO / "configs" / "sweeps").glob("*.yaml"))
 
 
 def write(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:
@@ -38,6 +40,19 @@ def test_repo_configs_validate(path: Path):
     assert isinstance(config, Config)
     assert config.init.scheme in SCHEMES
     assert len(config.model.hidden_widths()) == config.model.depth - 1
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
+def test_repo_sweeps_expand_to_valid_configs(path: Path):
+    from winit_cli.sweep import load_spec
+
+    members = load_spec(path).members()
+    assert len({c.content_hash() for c in members}) == len(members) > 1
+
+
+def test_one_config_per_scheme_users_come_for():
+    names = {p.stem for p in CONFIGS}
+    assert {"normal", "xavier_uniform", "he_normal", "mean1_normal", "normal_l2"} <= names
 
 
 def test_quickstart_values():
