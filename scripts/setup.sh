@@ -13,4 +13,12 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==2.13.0"
 fi
 pip install -e '.[dev]'
+# Machines without internet may hold a verified copy of MNIST beside the checkout: use it as the
+# cache rather than trying to download.
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/winit/mnist"
+if [ -f ../shared/data/mnist/train-images-idx3-ubyte.gz ] && [ ! -e "$cache" ]; then
+  mkdir -p "$(dirname "$cache")"
+  ln -s "$(cd ../shared/data/mnist && pwd)" "$cache"
+  echo "MNIST: using ../shared/data/mnist (linked as $cache)"
+fi
 echo "winit is set up: .venv/bin/winit --help"

@@ -179,3 +179,34 @@ def test_killed_sweep_resumes_with_nothing_lost_or_duplicated(tmp_path):
     comparison = pd.read_csv(runs.parent / "comparison.csv")
     assert len(comparison) == 2 and comparison.run_id.is_unique
     assert set(comparison.status) == {"complete"}
+
+
+@pytest.mark.usefixtures("winit_data_dir")
+def test_a_diverging_member_changes_nothing_for_its_neighbours():
+    """mean-1 init diverges; He beside it records exactly what it records alone."""
+    base = {**SMALL, "model": {"depth": 20, "width": 128}, "record": {"every": 3}}
+    he = validate({**base, "init": {"scheme": "he_normal"}})
+    mean1 = validate({**base, "init": {"scheme": "mean1_normal"}})
+    splits = load_splits(he)
+    together = train([he, mean1], splits)
+    (alone,) = train([he], splits)
+    assert together[1].status == "diverged"
+    assert together[1].final["test_accuracy"] is None  # NaN weights have no accuracy
+    assert together[0].layer_steps == alone.layer_steps
+    assert [r["step"] for r in together[0].metrics] == [r["step"] for r in alone.metrics]
+    assert together[0].final["test_accuracy"] == pytest.approx(alone.final["test_accuracy"],
+                                                               abs=1e-3)
+
+
+def test_first_nonfinite_layer_follows_the_order_values_arise():
+    from winit_cli.probes import COLUMNS
+    from winit_cli.train import first_nonfinite_layer
+
+    values = torch.ones(6, len(COLUMNS), dtype=torch.float64)
+    assert first_nonfinite_layer(values) is None
+    backward = values.clone()
+    backward[:4, COLUMNS.index("act_grad_norm")] = float("nan")  # overflow at 4, NaN below
+    assert first_nonfinite_layer(backward) == 4
+    forward = backward.clone()
+    forward[2:, COLUMNS.index("act_std")] = float("inf")  # the forward pass overflows at 3
+    assert first_nonfinite_layer(forward) == 3

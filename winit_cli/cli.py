@@ -105,10 +105,13 @@ def compare_schemes(
 ) -> None:
     """Compare init schemes (x activations x depths x widths x seeds); resumes if rerun."""
     from . import render, sweep
+    from .config import apply_override
 
     with user_errors():
         if sweep_file is not None:
             spec = sweep.load_spec(sweep_file)
+            for item in set_ or []:
+                apply_override(spec.base, item)
         else:
             axes = {"init.scheme": _split(schemes), "model.activation": _split(activations),
                     "model.depth": _split(depths, int), "model.width": _split(widths, int)}

@@ -20,7 +20,6 @@ gradients everywhere) is not called vanishing.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -33,7 +32,7 @@ class Verdict:
     layer: int | None  # where it starts (1 = input side)
     step: int | None  # when it starts
     fraction_of_steps: float | None  # of recorded steps showing it
-    log10_ratio_init: float | None  # min (vanishing) or max r_l at step 0, else r_1
+    log10_ratio_init: float | None  # the most extreme finite r_l (largest |r_l|) at step 0
     log10_ratio_end: float | None  # the same at the last recorded step
 
     def to_dict(self) -> dict:
@@ -60,12 +59,12 @@ def log10_ratios(layers: pd.DataFrame) -> pd.DataFrame:
 def diagnose(layers: pd.DataFrame, *, vanish_decades: float = 2.0, explode_decades: float = 2.0,
              diverged_step: int | None = None, diverged_layer: int | None = None) -> Verdict:
     ratios = log10_ratios(layers) if len(layers) else pd.DataFrame()
-    finite = ratios.replace([np.inf, -np.inf], np.nan).dropna(how="all") if len(ratios) else ratios
+    finite = ratios.replace([np.inf, -np.inf], np.nan) if len(ratios) else ratios
     # A zero gradient (flushed to 0 from a subnormal) is the extreme of vanishing: r = -inf.
     vanish = (ratios < -vanish_decades) if len(ratios.columns) else ratios
     explode = (ratios > explode_decades) & np.isfinite(ratios) if len(ratios.columns) else ratios
-    init_ratio = _summary_ratio(ratios, first=True)
-    end_ratio = _summary_ratio(finite, first=False)
+    init_ratio = _summary_ratio(finite, first=True)
+    end_ratio = _summary_ratio(finite.dropna(how="all"), first=False)
     if diverged_step is not None:
         return Verdict("diverged", diverged_layer, diverged_step, None, init_ratio, end_ratio)
     for step in ratios.index:
@@ -86,5 +85,4 @@ def _summary_ratio(ratios: pd.DataFrame, first: bool) -> float | None:
     row = row[~row.isna()]
     if not len(row):
         return None
-    extreme = float(row.loc[row.abs().idxmax()])
-    return extreme if math.isfinite(extreme) else None  # a gradient flushed to exactly 0
+    return float(row.loc[row.abs().idxmax()])

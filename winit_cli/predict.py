@@ -24,7 +24,7 @@ def layer_variances(config: Config, step0: pd.DataFrame) -> tuple[list[float], l
     """Per-layer weight and bias variances, and where they came from."""
     scheme = get_scheme(config.init.scheme)
     params = scheme.resolve(config.init.params)
-    if getattr(scheme, "data_dependent", False):
+    if scheme.data_dependent:
         w = (step0.weight_norm ** 2 / (step0.fan_in * step0.fan_out)).tolist()
         return w, [0.0] * len(w), "measured at step 0 (data-dependent scheme)"
     weights, biases = [], []
@@ -45,9 +45,9 @@ def predict_run(config: Config, layers: pd.DataFrame, input_second_moment: float
     scheme = get_scheme(config.init.scheme)
     if not len(step0):
         return layers, {"applicable": False, "reason": "no step-0 record"}
-    if not scheme.zero_mean:
+    if scheme.weight_mean(config.init.params) != 0:
         return layers, {"applicable": False,
-                        "reason": f"{scheme.name} has non-zero-mean weights; mean-field theory "
+                        "reason": f"{scheme.name} draws non-zero-mean weights; mean-field theory "
                                   "assumes zero mean"}
     weight_var, bias_var, source = layer_variances(config, step0)
     prediction = theory.predict(

@@ -20,7 +20,7 @@ from .data import Splits, load_mnist, make_splits
 from .diagnose import Verdict, diagnose
 from .predict import predict_run
 from .probes import COLUMNS
-from .train import MemberLog, ProgressFn, train
+from .train import MemberLog, ProgressFn, flushes_subnormals, resolve_device, train
 
 # The validation split is fixed, not drawn from the run's seed, so that every run of every sweep
 # is validated on the same examples.
@@ -125,9 +125,7 @@ def run_group(configs: list[Config], splits: Splits, *, device: str,
               on_progress: ProgressFn | None = None,
               on_start: Callable[[list[Path]], None] | None = None) -> list[RunOutcome]:
     """Train configs that share a shape as one stacked model; write one run directory each."""
-    from .train import flushes_subnormals
-
-    env = results.environment(device, flushes_subnormals(configs[0]))
+    env = results.environment(str(resolve_device(device)), flushes_subnormals(configs[0]))
     moment = input_second_moment(splits)
     files = [RunFiles(c, env, moment) for c in configs]
     if on_start:
@@ -142,16 +140,21 @@ def run_group(configs: list[Config], splits: Splits, *, device: str,
         logs = train(configs, splits, on_progress=on_progress, on_checkpoint=checkpoint,
                      logs=logs)
     except KeyboardInterrupt:
-        for f, log in zip(files, logs, strict=True):
-            log.status = "interrupted"
-            f.finish(log, error="interrupted by the user")
+        _finish_unfinished(files, logs, "interrupted", "interrupted by the user")
         raise
     except Exception as e:
-        for f, log in zip(files, logs, strict=True):
-            log.status = "failed"
-            f.finish(log, error=f"{type(e).__name__}: {e}")
+        _finish_unfinished(files, logs, "failed", f"{type(e).__name__}: {e}")
         raise
     return [f.finish(log) for f, log in zip(files, logs, strict=True)]
+
+
+def _finish_unfinished(files: list[RunFiles], logs: list[MemberLog], status: str,
+                       error: str) -> None:
+    """Write what was measured; a member that had already diverged keeps that status."""
+    for f, log in zip(files, logs, strict=True):
+        if log.status in ("running", "interrupted"):
+            log.status = status
+        f.finish(log, error=None if log.status == "diverged" else error)
 
 
 def _finite(d: dict) -> dict:

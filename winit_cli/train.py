@@ -17,9 +17,9 @@ import torch.nn.functional as F
 
 from .config import Config
 from .data import Splits
-from .inits import weight_decay
+from .inits import calibrate_member, weight_decay
 from .models import StackedMLP, Trace, build_mlp, initialize
-from .probes import Probe
+from .probes import COLUMNS, Probe
 
 # What members of one batched group must share; everything else (scheme, seed, L2) may differ.
 SHARED_KEYS = ("model", "train.epochs", "train.steps", "train.batch_size", "train.optimizer",
@@ -178,8 +178,6 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
     plan = schedule(base, len(x_train))
     torch.manual_seed(base.train.seed)
     model = build_mlp(base.model.hidden_widths(), base.model.activation, base.model.bias, k)
-    from .inits import calibrate_member
-
     for i, log in enumerate(logs):
         c = log.config
         initialize(model, i, c.init.scheme, c.init.params,
@@ -203,32 +201,27 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
     started = time.perf_counter()
 
     for step in range(plan.steps + 1):
-        record = plan.records(step)
+        on_schedule = plan.records(step)
         evaluation = evaluate(model, splits.x_val.to(device), splits.y_val.to(device)) \
             if plan.evaluates(step) and len(splits.x_val) else None
         xb, yb = batches.get(step)
-        trace = Trace() if record else None
-        optimizer.zero_grad(set_to_none=True)
-        logits = model(xb, trace)
-        losses, accs = member_losses(logits, yb)
-        finite = torch.isfinite(losses).cpu()
+        trace = Trace() if on_schedule else None
+        losses, accs = _forward_backward(model, optimizer, xb, yb, trace)
+        finite = torch.isfinite(losses).cpu() & finite_gradients(model)
         newly_diverged = alive & ~finite
         if newly_diverged.any() and trace is None:
-            # Redo this step's forward pass with a trace, to find the first layer affected.
-            trace, record = Trace(), True
-            optimizer.zero_grad(set_to_none=True)
-            logits = model(xb, trace)
-            losses, accs = member_losses(logits, yb)
-        losses.sum().backward()
+            # Redo this step with a trace, to find the first layer affected.
+            trace = Trace()
+            losses, accs = _forward_backward(model, optimizer, xb, yb, trace)
         will_update = step < plan.steps
-        values = probe.before_step(trace, will_update) if record else None
+        values = probe.before_step(trace, will_update) if trace is not None else None
         if will_update:
             if has_decay:
                 with torch.no_grad():  # L2 after recording: the record is the data loss's gradient
                     for w in model.weights:
                         w.grad.add_(w * decay)
             optimizer.step()
-            if record:
+            if values is not None:
                 probe.after_step(values)
         window_loss += losses.detach().cpu()  # a diverged member's NaN is never read
         window_acc += accs.detach().cpu()
@@ -237,25 +230,27 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
         for i, log in enumerate(logs):
             if not alive[i]:
                 continue
-            if record:
+            # A member's rows do not depend on its neighbours: a redo for another member's
+            # divergence adds no row here.
+            if on_schedule or newly_diverged[i]:
                 log.layer_steps.append((step, plan.epoch(step)))
                 log.layer_values.append(values[i].cpu())
             if newly_diverged[i]:
                 log.status, log.diverged_step = "diverged", step
                 log.diverged_layer = first_nonfinite_layer(values[i])
-            if record or evaluation or newly_diverged[i]:
+            if on_schedule or evaluation or newly_diverged[i]:
                 row = {"step": step, "epoch": plan.epoch(step),
                        "train_loss": float(window_loss[i]) / window_n,
                        "train_accuracy": float(window_acc[i]) / window_n}
                 if evaluation:
                     row["val_loss"], row["val_accuracy"] = evaluation[0][i], evaluation[1][i]
                 log.metrics.append(row)
-        if record or evaluation:
+        if on_schedule or evaluation:
             window_loss.zero_()
             window_acc.zero_()
             window_n = 0
         alive &= finite
-        if on_progress is not None and (step % 20 == 0 or record or step == plan.steps):
+        if on_progress is not None and (step % 20 == 0 or on_schedule or step == plan.steps):
             on_progress(step, plan.steps, {"loss": _mean_alive(losses, alive),
                                            "elapsed": time.perf_counter() - started})
         if not alive.any():
@@ -268,34 +263,59 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
     test = evaluate(model, splits.x_test.to(device), splits.y_test.to(device))
     for i, log in enumerate(logs):
         last = log.metrics[-1] if log.metrics else {}
+        steps = last.get("step", 0)
+        # A diverged member's weights are non-finite: it has no accuracy to report.
+        measured = log.status != "diverged"
         log.final = {
-            "train_loss": last.get("train_loss"), "train_accuracy": last.get("train_accuracy"),
-            "val_loss": last.get("val_loss"), "val_accuracy": last.get("val_accuracy"),
-            "test_loss": test[0][i], "test_accuracy": test[1][i],
-            "steps": last.get("step", 0), "train_seconds": elapsed,
-            "samples_per_second": (last.get("step", 0) * base.train.batch_size) / elapsed,
+            "train_loss": last.get("train_loss") if measured else None,
+            "train_accuracy": last.get("train_accuracy") if measured else None,
+            "train_window_steps": plan.record_every,
+            "val_loss": last.get("val_loss") if measured else None,
+            "val_accuracy": last.get("val_accuracy") if measured else None,
+            "test_loss": test[0][i] if measured else None,
+            "test_accuracy": test[1][i] if measured else None,
+            "steps": steps, "group_size": k, "group_seconds": elapsed,
+            # Members of a group train together: each is charged an equal share of the time.
+            "train_seconds": elapsed / k,
+            "samples_per_second": steps * base.train.batch_size * k / elapsed,
         }
         if log.status == "running":
             log.status = "complete"
     return logs
 
 
+def _forward_backward(model, optimizer, xb, yb, trace):
+    optimizer.zero_grad(set_to_none=True)
+    logits = model(xb, trace)
+    losses, accs = member_losses(logits, yb)
+    losses.sum().backward()
+    return losses, accs
+
+
+def finite_gradients(model: StackedMLP) -> torch.Tensor:
+    """Per member ([K], CPU): are the gradients finite? A non-finite gradient anywhere reaches
+    the input layer's (backpropagation multiplies it on down), so checking that one is enough,
+    and its bias gradient is tiny; a weight gradient that overflows alone (dz finite, h huge)
+    makes the weights non-finite, which the next step's loss shows."""
+    g = model.biases[0].grad if model.biases is not None else model.weights[0].grad
+    return torch.isfinite(g.flatten(1)).all(dim=1).cpu()
+
+
 def first_nonfinite_layer(values: torch.Tensor) -> int | None:
-    """1-based index of the first layer (input side) with a non-finite measured value.
+    """1-based index of the first layer affected by non-finite values, in the order they arise.
 
-    The forward pass is checked first: once the loss is non-finite, backpropagation makes the
-    gradients of every layer down to layer 1 NaN, so only the activations say where the overflow
-    began.
+    The forward pass comes first: the lowest layer with non-finite weights or activations. If
+    the forward pass is finite, the overflow happened in the backward pass, which runs from the
+    output down and grows towards the input: the highest layer with a non-finite gradient (every
+    layer below it inherits the NaN).
     """
-    # NaN marks "not applicable" for some columns, so compare against the columns that always
-    # have a value: the gradient and weight norms and activation statistics.
-    from .probes import COLUMNS
-
-    for group in (("weight_norm", "act_mean", "act_std"), ("weight_grad_norm", "act_grad_norm")):
-        bad = ~torch.isfinite(values[:, [COLUMNS.index(c) for c in group]]).all(dim=1)
-        if bad.any():
-            return int(bad.nonzero()[0]) + 1
-    return None
+    forward = ("weight_norm", "act_mean", "act_std")
+    bad = ~torch.isfinite(values[:, [COLUMNS.index(c) for c in forward]]).all(dim=1)
+    if bad.any():
+        return int(bad.nonzero()[0]) + 1
+    backward = ("weight_grad_norm", "act_grad_norm")
+    bad = ~torch.isfinite(values[:, [COLUMNS.index(c) for c in backward]]).all(dim=1)
+    return int(bad.nonzero()[-1]) + 1 if bad.any() else None
 
 
 def _mean_alive(losses: torch.Tensor, alive: torch.Tensor) -> float:
