@@ -45,7 +45,8 @@ def test_grid_expands_to_every_point_and_seed(tmp_path):
 def test_grid_scheme_drops_base_params_that_belong_to_another_scheme(tmp_path):
     s = spec(tmp_path, {"init.scheme": ["xavier_normal", "normal"]})
     s.base["init"] = {"scheme": "normal", "params": {"std": 0.05}}
-    assert [c.init.params for c in s.members()] == [{}, {}]
+    # xavier takes no std; normal keeps the base's
+    assert [c.init.params for c in s.members()] == [{}, {"std": 0.05}]
 
 
 def test_grid_with_a_bad_value_names_it(tmp_path):
@@ -210,3 +211,28 @@ def test_first_nonfinite_layer_follows_the_order_values_arise():
     forward = backward.clone()
     forward[2:, COLUMNS.index("act_std")] = float("inf")  # the forward pass overflows at 3
     assert first_nonfinite_layer(forward) == 3
+
+
+def test_grid_keeps_the_parameters_a_scheme_takes_whatever_the_axis_order(tmp_path):
+    s = spec(tmp_path, {"init.params.std": [0.05], "init.scheme": ["normal", "normal_l2"]})
+    s.base["init"] = {"params": {"mode": "fan_out", "l2": 0.01}}
+    params = {c.init.scheme: c.init.params for c in s.members()}
+    assert params["normal"] == {"std": 0.05}  # mode and l2 belong to other schemes
+    assert params["normal_l2"] == {"std": 0.05, "l2": 0.01}
+    crossed = spec(tmp_path, {"init.params.std": [0.05], "init.scheme": ["he_normal"]})
+    with pytest.raises(ConfigError, match="he_normal does not take 'std'"):
+        crossed.members()  # an explicit axis the scheme cannot take is an error, not dropped
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--depths", "5,ten"], "--depths"),
+    (["--grid", "train.lr"], "--grid"),
+    (["--sweep", "configs/sweeps/l2.yaml", "--depths", "3"], "drop --depths"),
+])
+def test_compare_bad_options_are_one_error_line(tmp_path, args, message):
+    repo = Path(__file__).resolve().parents[1]
+    result = CliRunner().invoke(app, ["compare", "schemes", *args, "--dry-run",
+                                      "--set", f"output_dir={tmp_path}"],
+                                catch_exceptions=False, env={"PWD": str(repo)})
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .errors import WinitError
+from .errors import ConfigError, WinitError
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -76,8 +76,14 @@ compare_app = typer.Typer(
 app.add_typer(compare_app, name="compare")
 
 
-def _split(text: str | None, kind: type = str) -> list:
-    return [kind(v.strip()) for v in text.split(",") if v.strip()] if text else []
+def _split(text: str | None, kind: type = str, option: str = "") -> list:
+    """'5,10,20' -> [5, 10, 20]; a value of the wrong kind is a user error."""
+    values = [v.strip() for v in text.split(",") if v.strip()] if text else []
+    try:
+        return [kind(v) for v in values]
+    except ValueError:
+        raise ConfigError(
+            f"{option}: expected comma-separated {kind.__name__}s (got {text!r})") from None
 
 
 @compare_app.command("schemes")
@@ -109,14 +115,24 @@ def compare_schemes(
 
     with user_errors():
         if sweep_file is not None:
+            given = [o for o, v in (("--base", base), ("--schemes", schemes), ("--activations",
+                     activations), ("--depths", depths), ("--widths", widths), ("--grid", grid),
+                     ("--seeds", seeds != 1 or None)) if v]
+            if given:
+                raise ConfigError(f"--sweep holds the grid; drop {', '.join(given)} "
+                                  "(use --set for base values)")
             spec = sweep.load_spec(sweep_file)
             for item in set_ or []:
                 apply_override(spec.base, item)
         else:
             axes = {"init.scheme": _split(schemes), "model.activation": _split(activations),
-                    "model.depth": _split(depths, int), "model.width": _split(widths, int)}
+                    "model.depth": _split(depths, int, "--depths"),
+                    "model.width": _split(widths, int, "--widths")}
             for item in grid or []:
-                key, _, values = item.partition("=")
+                key, sep, values = item.partition("=")
+                if not sep or not key.strip() or not values.strip():
+                    raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2, "
+                                      "e.g. --grid train.lr=0.1,0.01")
                 axes[key.strip()] = [sweep.parse_value(v) for v in _split(values)]
             spec = sweep.spec_from_options(base, set_ or [], axes, list(range(seeds)), name)
         render.compare(console, spec, dry_run=dry_run, data_dir=data_dir)

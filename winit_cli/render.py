@@ -83,6 +83,10 @@ def sci(x) -> str:
     return f"{x:.2e}"
 
 
+def _signed(x) -> str:
+    return "-" if x is None else f"{x:+.2f}"
+
+
 def pct(x) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
@@ -97,16 +101,32 @@ def run_report(console: Console, outcome: RunOutcome) -> None:
     table = Table(title=f"per-layer gradients: step {first} (init) and step {last} (end)")
     table.add_column("layer", justify="right")
     table.add_column("shape", justify="right")
-    for label in ("||dL/dz|| init", "||dL/dz|| end", "||dL/dW|| init", "||dL/dW|| end"):
+    predicted = "predicted_log10_grad_ratio" in init and bool(
+        init.predicted_log10_grad_ratio.notna().any())
+    labels = ["||dL/dz|| init", *(["theory"] if predicted else []), "||dL/dz|| end",
+              "||dL/dW|| init", "||dL/dW|| end", "dead/sat end"]
+    for label in labels:
         table.add_column(label, justify="right")
-    table.add_column("dead/sat end", justify="right")
+    output = init.act_grad_norm.iloc[-1]
     for layer in init.index:
         a, b = init.loc[layer], end.loc[layer]
         frac = b.dead_fraction if not math.isnan(b.dead_fraction) else b.saturated_fraction
+        # theory predicts ratios to the output layer: scaled by its measured norm to compare
+        theory = [sci(output * 10 ** a.predicted_log10_grad_ratio)] if predicted else []
         table.add_row(str(layer), f"{int(a.fan_in)}→{int(a.fan_out)}", sci(a.act_grad_norm),
-                      sci(b.act_grad_norm), sci(a.weight_grad_norm), sci(b.weight_grad_norm),
-                      pct(frac))
+                      *theory, sci(b.act_grad_norm), sci(a.weight_grad_norm),
+                      sci(b.weight_grad_norm), pct(frac))
     console.print(table)
+    theory = s.get("theory") or {}
+    if theory.get("applicable"):
+        chi, xi = theory.get("chi"), theory.get("depth_scale")
+        console.print(
+            f"theory: chi* = {chi:.3g}, depth scale xi = {'inf' if xi is None else f'{xi:.3g}'}"
+            f" layers; log10 ||dL/dz_1||/||dL/dz_L-1|| at init: predicted "
+            f"{_signed(theory.get('predicted_log10_ratio'))}, measured "
+            f"{_signed(theory.get('measured_log10_ratio'))}")
+    elif theory:
+        console.print(f"[dim]theory: not applicable ({theory.get('reason')})[/]")
     verdict = s["verdict"]["verdict"]
     console.print(f"verdict: [{VERDICT_STYLE[verdict]}]{s['verdict_text']}[/]")
     final = s["final"]

@@ -61,15 +61,28 @@ class SweepSpec:
         for values in itertools.product(*(self.grid[k] for k in keys)):
             for seed in self.seeds:
                 raw = json.loads(json.dumps(self.base, default=str))  # a deep copy
-                for key, value in zip(keys, values, strict=True):
+                # A scheme first: the parameters set by the base or by other axes then apply to
+                # it, those it does not take being dropped (they belong to another scheme).
+                point = sorted(zip(keys, values, strict=True),
+                               key=lambda kv: kv[0] != "init.scheme")
+                for key, value in point:
                     if key == "init.scheme":
-                        raw.setdefault("init", {})["params"] = {}  # params belong to a scheme
+                        init = raw.setdefault("init", {})
+                        accepted = _scheme_params(value)
+                        init["params"] = {k: v for k, v in (init.get("params") or {}).items()
+                                          if k in accepted}
                     apply_override(raw, f"{key}={_yaml_scalar(value)}")
                 apply_override(raw, f"train.seed={seed}")
                 label = "_".join(_label(v) for v in values) or "base"
                 raw["name"] = f"{self.name}_{label}_s{seed}"
                 configs.append(validate(raw, f"sweep {self.name} ({label}, seed {seed})"))
         return configs
+
+
+def _scheme_params(name: Any) -> set[str]:
+    from .inits import get_scheme
+
+    return set(get_scheme(str(name)).defaults)
 
 
 def parse_value(text: str) -> Any:
@@ -98,10 +111,7 @@ def _label(value: Any) -> str:
 
 def load_spec(path: Path) -> SweepSpec:
     """A sweep YAML: name, base (a config file path or an inline config), grid, seeds."""
-    try:
-        raw = load_yaml(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read sweep ({e})") from None
+    raw = _read_base(path)
     unknown = set(raw) - {"name", "base", "grid", "seeds"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; a sweep has name, base, "
@@ -115,16 +125,21 @@ def load_spec(path: Path) -> SweepSpec:
         raise ConfigError(f"{path}: grid must map config keys to non-empty lists of values")
     seeds = raw.get("seeds", [0])
     seeds = list(range(seeds)) if isinstance(seeds, int) else seeds
-    return SweepSpec(str(raw.get("name", Path(path).stem)), base, grid, [int(s) for s in seeds])
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
+        raise ConfigError(f"{path}: seeds must be a count or a list of integers (got {seeds!r})")
+    return SweepSpec(str(raw.get("name", Path(path).stem)), base, grid, seeds)
 
 
 def _read_base(path: Path) -> dict[str, Any]:
+    """A YAML mapping from a file, or a one-line ConfigError."""
     try:
         base = load_yaml(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read base config ({e})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({getattr(e, 'problem', e)})") from None
     if not isinstance(base, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections")
+        raise ConfigError(f"{path}: expected a mapping at the top level")
     return base
 
 
@@ -189,6 +204,8 @@ def groups(configs: list[Config]) -> list[list[Config]]:
 
 def _dig(d: dict, dotted: str) -> Any:
     for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            raise ConfigError(f"{dotted}: no such config key")
         d = d[part]
     return d
 
