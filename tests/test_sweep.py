@@ -236,3 +236,16 @@ def test_compare_bad_options_are_one_error_line(tmp_path, args, message):
                                 catch_exceptions=False, env={"PWD": str(repo)})
     assert result.exit_code == 2, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.usefixtures("winit_data_dir")
+def test_process_executor_gives_the_in_process_results(tmp_path):
+    s = spec(tmp_path / "a", {"init.scheme": ["he_normal", "normal"], "model.depth": [3, 4]})
+    here = sweep.run_sweep(sweep.plan(s), s, sweep.InProcessExecutor(sweep.cached_splits()))
+    s2 = spec(tmp_path / "b", {"init.scheme": ["he_normal", "normal"], "model.depth": [3, 4]})
+    there = sweep.run_sweep(sweep.plan(s2), s2, sweep.ProcessExecutor(jobs=2))
+    assert set(there.status) == {"complete"} and len(there) == 4
+    key = ["init_scheme", "model_depth"]
+    a, b = here.set_index(key).sort_index(), there.set_index(key).sort_index()
+    assert list(a.verdict) == list(b.verdict)
+    assert ((a.log10_ratio_init - b.log10_ratio_init).abs() < 1e-3).all()

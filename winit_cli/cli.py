@@ -107,6 +107,8 @@ def compare_schemes(
     name: Annotated[str | None, typer.Option(help="Sweep name (default: the base's).")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List the runs, train nothing.")] = False,
+    jobs: Annotated[int, typer.Option(
+        min=1, help="Worker processes; 1 trains same-shape runs batched in this process.")] = 1,
     data_dir: DataDirOption = None,
 ) -> None:
     """Compare init schemes (x activations x depths x widths x seeds); resumes if rerun."""
@@ -135,7 +137,7 @@ def compare_schemes(
                                       "e.g. --grid train.lr=0.1,0.01")
                 axes[key.strip()] = [sweep.parse_value(v) for v in _split(values)]
             spec = sweep.spec_from_options(base, set_ or [], axes, list(range(seeds)), name)
-        render.compare(console, spec, dry_run=dry_run, data_dir=data_dir)
+        render.compare(console, spec, dry_run=dry_run, data_dir=data_dir, jobs=jobs)
 
 
 @app.command()

@@ -138,10 +138,10 @@ def run_report(console: Console, outcome: RunOutcome) -> None:
     console.print(f"results: [bold]{outcome.run_dir}[/]")
 
 
-def compare(console: Console, spec, *, dry_run: bool, data_dir: Path | None) -> None:
+def compare(console: Console, spec, *, dry_run: bool, data_dir: Path | None,
+            jobs: int = 1) -> None:
     """Plan a sweep, say how many runs it holds, run what is not done, show the ranking."""
     from . import sweep
-    from .runner import load_splits
 
     plan = sweep.plan(spec)
     todo = plan.todo
@@ -159,14 +159,11 @@ def compare(console: Console, spec, *, dry_run: bool, data_dir: Path | None) -> 
             table.add_row(*values, str(c.train.seed), status)
         console.print(table)
         return
-    cache: dict = {}
-
-    def splits_for(config: Config):
-        key = (config.data.val_size, config.data.subset, config.data.dir)
-        if key not in cache:
-            cache[key] = load_splits(config, data_dir, on_download=download_progress(console))
-        return cache[key]
-
+    if jobs > 1:
+        executor = sweep.ProcessExecutor(jobs, data_dir)
+    else:
+        executor = sweep.InProcessExecutor(
+            sweep.cached_splits(data_dir, on_download=download_progress(console)))
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
@@ -185,8 +182,8 @@ def compare(console: Console, spec, *, dry_run: bool, data_dir: Path | None) -> 
                 v = outcome.summary["verdict"]["verdict"]
                 console.print(f"[{VERDICT_STYLE[v]}]{v:>9}[/] {outcome.summary['name']}")
 
-        frame = sweep.run_sweep(plan, spec, sweep.InProcessExecutor(splits_for),
-                                on_progress=on_progress, on_member=on_member)
+        frame = sweep.run_sweep(plan, spec, executor, on_progress=on_progress,
+                                on_member=on_member)
     comparison_table(console, frame, [sweep.column_name(k) for k in spec.grid])
     console.print(f"comparison: [bold]{plan.directory / 'comparison.csv'}[/]")
 

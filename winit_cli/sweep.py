@@ -14,11 +14,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import multiprocessing
+import os
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 import yaml
@@ -219,6 +222,27 @@ class MemberFailure:
 Event = Callable[[str, dict], None]
 
 
+def cached_splits(data_dir: Path | None = None, on_download=None) -> Callable[[Config], Any]:
+    """splits_for(config): the data splits a config needs, loaded once per distinct need."""
+    from .runner import load_splits
+
+    cache: dict = {}
+
+    def splits_for(config: Config):
+        key = (config.data.val_size, config.data.subset, config.data.dir)
+        if key not in cache:
+            cache[key] = load_splits(config, data_dir, on_download=on_download)
+        return cache[key]
+
+    return splits_for
+
+
+class Executor(Protocol):
+    """Runs groups of members; yields a RunOutcome per member, or a MemberFailure."""
+
+    def run(self, batches: list[list[Config]], on_progress=None) -> Iterator[Any]: ...
+
+
 class InProcessExecutor:
     """Trains each group as one stacked model in this process. If a group fails, its members
     are retried one by one, so one failing member never takes the others down."""
@@ -242,7 +266,45 @@ class InProcessExecutor:
                 yield from self.run([[c] for c in group], on_progress)
 
 
-def run_sweep(sweep_plan: SweepPlan, spec: SweepSpec, executor, on_progress=None,
+class ProcessExecutor:
+    """Runs groups in `jobs` local worker processes, each training its groups batched (as
+    InProcessExecutor does) on cores // jobs threads. A worker that dies (a crash, the OOM
+    killer) fails only the members of its group."""
+
+    def __init__(self, jobs: int, data_dir: Path | None = None):
+        self.jobs, self.data_dir = jobs, data_dir
+
+    def run(self, batches: list[list[Config]], on_progress=None) -> Iterator[Any]:
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        with ProcessPoolExecutor(self.jobs, mp_context=context) as pool:
+            futures = {pool.submit(_work, group, self.data_dir, threads): group
+                       for group in batches}
+            try:
+                for future in as_completed(futures):
+                    try:
+                        yield from future.result()
+                    except Exception as e:  # the worker itself died
+                        for config in futures[future]:
+                            yield MemberFailure(config, f"worker failed: {type(e).__name__}: {e}")
+            except KeyboardInterrupt:
+                pool.shutdown(cancel_futures=True)
+                raise
+
+
+_WORKER_SPLITS: dict = {}
+
+
+def _work(group: list[Config], data_dir: Path | None, threads: int) -> list[Any]:
+    import torch
+
+    torch.set_num_threads(threads)
+    if "splits_for" not in _WORKER_SPLITS:
+        _WORKER_SPLITS["splits_for"] = cached_splits(data_dir)
+    return list(InProcessExecutor(_WORKER_SPLITS["splits_for"]).run([group]))
+
+
+def run_sweep(sweep_plan: SweepPlan, spec: SweepSpec, executor: Executor, on_progress=None,
               on_member: Callable[[Any], None] | None = None) -> pd.DataFrame:
     sweep_plan.directory.mkdir(parents=True, exist_ok=True)
     results.atomic_write(sweep_plan.directory / "sweep.yaml",
