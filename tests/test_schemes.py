@@ -16,16 +16,11 @@ from winit_cli import theory
 from winit_cli.cli import app
 from winit_cli.config import load_config
 from winit_cli.errors import ConfigError
-from winit_cli.inits import (
-    COMMON_PARAMS,
-    SCHEMES,
-    TRUNCATION_STD,
-    calibrate_member,
-    check_scheme,
-    mean_field,
-)
+from winit_cli.inits import COMMON_PARAMS, SCHEMES, calibrate_member, check_scheme
 from winit_cli.models import Trace, build_mlp, initialize
+from winit_cli.predict import mean_field
 from winit_cli.runner import load_splits
+from winit_cli.schemes import TRUNCATION_STD
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = [(1024, 512), (512, 1024)]  # weight [fan_out, fan_in]: 524,288 draws each

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 from rich.console import Console
@@ -174,11 +174,8 @@ def schemes(
     width: Annotated[int, typer.Option(min=1, help="Width of the square layer.")] = 512,
 ) -> None:
     """List the init schemes: formula, parameters, sigma_w^2 and chi at the fixed point."""
-    from typing import get_args
-
     from . import render
     from .config import Activation
-    from .errors import ConfigError
 
     with user_errors():
         known = get_args(Activation)

@@ -56,6 +56,15 @@ def log10_ratios(layers: pd.DataFrame) -> pd.DataFrame:
     return ratios
 
 
+def measured_first_to_last_hidden(step0: pd.DataFrame) -> float:
+    """log10 ||dL/dz_1|| / ||dL/dz_{L-1}|| at step 0 (0 when there is one hidden layer or none)."""
+    norms = step0.sort_values("layer").act_grad_norm.to_numpy()
+    if len(norms) < 3:
+        return 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.log10(norms[0] / norms[-2]))
+
+
 def diagnose(layers: pd.DataFrame, *, vanish_decades: float = 2.0, explode_decades: float = 2.0,
              diverged_step: int | None = None, diverged_layer: int | None = None) -> Verdict:
     ratios = log10_ratios(layers) if len(layers) else pd.DataFrame()

@@ -29,6 +29,9 @@ from .results import atomic_write
 DPI = 100
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
+# How much a report draws; its tables and text cover everything.
+MAX_GROUPS = 16  # (activation, depth, width) groups with figures
+MAX_PANELS = 12  # heatmap panels per group: one run (the lowest seed) per configuration
 
 
 def colors_for(labels: Sequence[str]) -> dict[str, str]:
@@ -43,6 +46,20 @@ def save(fig: Figure, path: Path) -> Path:
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     atomic_write(path, buffer.getvalue())
     return path
+
+
+def _axes_grid(n: int, max_cols: int, cell: tuple[float, float],
+               margin: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    """A figure with n axes in rows of at most max_cols, each cell (width, height) inches plus a
+    margin for the whole; the grid's cells beyond n are hidden. Returns the figure and n axes."""
+    ncols = min(max_cols, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(cell[0] * ncols + margin[0], cell[1] * nrows + margin[1]),
+                 layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
 
 
 def _log10(values) -> np.ndarray:
@@ -86,13 +103,10 @@ def gradient_heatmaps(panels: Sequence[Panel], title: str, path: Path) -> Path:
     # One step axis for all panels: a run that diverged early stops short, visibly.
     x_edges = [_edges(g[0]) for g in grids]
     x_range = (min(e[0] for e in x_edges), max(e[-1] for e in x_edges))
-    ncols = min(4, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(3.6 * ncols + 1.2, 2.9 * nrows + 0.8), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    fig, axes = _axes_grid(len(panels), 4, cell=(3.6, 2.9), margin=(1.2, 0.8))
     mesh = None
     any_missing = False
-    for ax, p, (_, layers, z), edges in zip(axes, panels, grids, x_edges, strict=False):
+    for ax, p, (_, layers, z), edges in zip(axes, panels, grids, x_edges, strict=True):
         any_missing |= bool(np.isnan(z).any())
         mesh = ax.pcolormesh(edges, _edges(layers), np.ma.masked_invalid(z),
                              cmap=cmap, norm=norm, shading="flat")
@@ -101,11 +115,8 @@ def gradient_heatmaps(panels: Sequence[Panel], title: str, path: Path) -> Path:
         ax.set_xlabel("step")
         ax.set_ylabel("layer (1 = input side)")
         ax.yaxis.get_major_locator().set_params(integer=True)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
     if mesh is not None:
-        fig.colorbar(mesh, ax=axes[:len(panels)].tolist(), label="log10 ||dL/dz_l||",
-                     shrink=0.9)
+        fig.colorbar(mesh, ax=axes.tolist(), label="log10 ||dL/dz_l||", shrink=0.9)
     note = "  (grey: gradient exactly 0 or non-finite)" if any_missing else ""
     fig.suptitle(f"{title}{note}", fontsize=11)
     return save(fig, path)
@@ -211,11 +222,8 @@ def accuracy_vs_depth(aggregate: pd.DataFrame, colors: dict[str, str], path: Pat
     """Final test accuracy against depth, one panel per (activation, width), one line per
     scheme; error bars are the std over seeds where there are several."""
     panels = list(aggregate.groupby(["activation", "width"], sort=True, dropna=False))
-    ncols = min(3, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(5 * ncols, 3.9 * nrows + 0.5), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    for ax, ((activation, width), frame) in zip(axes, panels, strict=False):
+    fig, axes = _axes_grid(len(panels), 3, cell=(5, 3.9), margin=(0, 0.5))
+    for ax, ((activation, width), frame) in zip(axes, panels, strict=True):
         for scheme, rows in frame.groupby("scheme", sort=True):
             rows = rows.groupby("depth", sort=True).agg(
                 acc=("test_accuracy_mean", "mean"), std=("test_accuracy_std", "mean"))
@@ -229,7 +237,5 @@ def accuracy_vs_depth(aggregate: pd.DataFrame, colors: dict[str, str], path: Pat
         ax.grid(True, alpha=0.3)
         ax.set_xticks(sorted(frame.depth.dropna().unique()))
         ax.legend(fontsize=8, loc="best")
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
     fig.suptitle("Final test accuracy vs depth, per init scheme", fontsize=11)
     return save(fig, path)

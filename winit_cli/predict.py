@@ -1,4 +1,5 @@
-"""Theory beside measurement: a run's mean-field prediction, set against its step-0 record.
+"""Theory beside measurement: a run's mean-field prediction, set against its step-0 record; and
+what a scheme gives a square layer in theory (`mean_field`, for `winit schemes`).
 
 The variances fed to the theory are those the scheme actually produces (`Scheme.variance`); for
 data-dependent schemes (LSUV) they are read off the step-0 weight norms instead,
@@ -8,14 +9,18 @@ Var(W_l) ~ ||W_l||^2 / (fan_in fan_out). The theory assumes zero-mean weights: f
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import theory
 from .config import Config
-from .inits import get_scheme
+from .diagnose import measured_first_to_last_hidden
+from .errors import ConfigError
+from .inits import Scheme, get_scheme
+from .results import finite
 
 PREDICTED = ("predicted_q", "predicted_chi", "predicted_log10_grad_ratio")
 
@@ -64,24 +69,42 @@ def predict_run(config: Config, layers: pd.DataFrame, input_second_moment: float
     summary = {
         "applicable": True, "variance_source": source,
         "input_second_moment": input_second_moment,
-        "chi": _finite(prediction.chi_fixed_point), "q_fixed_point": _finite(
+        "chi": finite(prediction.chi_fixed_point), "q_fixed_point": finite(
             prediction.q_fixed_point),
-        "depth_scale": _finite(prediction.depth_scale),
-        "predicted_log10_ratio": _finite(predicted), "measured_log10_ratio": _finite(measured),
-        "difference": _finite(measured - predicted),
+        "depth_scale": finite(prediction.depth_scale),
+        "predicted_log10_ratio": finite(predicted), "measured_log10_ratio": finite(measured),
+        "difference": finite(measured - predicted),
     }
     return layers, summary
 
 
-def measured_first_to_last_hidden(step0: pd.DataFrame) -> float:
-    """log10 ||dL/dz_1|| / ||dL/dz_{L-1}|| at step 0 (0 when there is one hidden layer or none)."""
-    norms = step0.sort_values("layer").act_grad_norm.to_numpy()
-    if len(norms) < 3:
-        return 0.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(np.log10(norms[0] / norms[-2]))
+@dataclass(frozen=True)
+class MeanField:
+    """What one scheme gives a square width x width layer, for `winit schemes`."""
+
+    sigma_w2: float | None  # fan_in * Var(W); None when data-dependent or not defined
+    sigma_b2: float | None
+    chi: float | None  # sigma_w2 E[phi'(sqrt(q*) z)^2] at the fixed point; None: n/a
+    note: str = ""  # why a value is missing
 
 
-def _finite(x: float) -> float | None:
-    """JSON has no inf/NaN: an unbounded depth scale or a zero gradient is written as null."""
-    return float(x) if x is not None and math.isfinite(x) else None
+def mean_field(scheme: Scheme, activation: str, width: int,
+               params: dict[str, Any] | None = None) -> MeanField:
+    """sigma_w^2, sigma_b^2 and chi at the fixed point q* (reached from q = 1) for a scheme.
+
+    chi is left out (None) for data-dependent schemes, whose weights are measured not derived,
+    and for non-zero-mean weights, where the theory does not apply.
+    """
+    resolved = scheme.resolve(params or {})
+    if scheme.data_dependent:
+        return MeanField(None, None, None, "data-dependent")
+    try:
+        var_w, var_b = scheme.variance(width, width, activation, **resolved)
+    except ConfigError:
+        return MeanField(None, None, None, "no edge of chaos")
+    sigma_w2 = width * var_w
+    if scheme.weight_mean(params) != 0:
+        return MeanField(sigma_w2, var_b, None, "non-zero mean")
+    q_star = theory.fixed_point_q(activation, sigma_w2, var_b)
+    chi = sigma_w2 * theory.derivative_second_moment(activation, q_star)
+    return MeanField(sigma_w2, var_b, chi)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
+import pandas as pd
+from rich import box
 from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -17,8 +22,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from . import sweep
 from .config import Config
-from .runner import RunOutcome
+from .inits import SCHEMES, activation_gain, get_scheme
+from .predict import mean_field
+from .runner import RunOutcome, load_splits, run_group
 
 VERDICT_STYLE = {"healthy": "green", "vanishing": "yellow", "exploding": "red",
                  "diverged": "bold red"}
@@ -50,8 +58,6 @@ def download_progress(console: Console):
 
 
 def run_with_progress(console: Console, config: Config, data_dir: Path | None) -> RunOutcome:
-    from .runner import load_splits, run_group
-
     with console.status("loading MNIST"):
         splits = load_splits(config, data_dir, on_download=download_progress(console))
     console.print(
@@ -141,8 +147,6 @@ def run_report(console: Console, outcome: RunOutcome) -> None:
 def compare(console: Console, spec, *, dry_run: bool, data_dir: Path | None,
             jobs: int = 1) -> None:
     """Plan a sweep, say how many runs it holds, run what is not done, show the ranking."""
-    from . import sweep
-
     plan = sweep.plan(spec)
     todo = plan.todo
     console.print(
@@ -189,16 +193,14 @@ def compare(console: Console, spec, *, dry_run: bool, data_dir: Path | None,
 
 
 def comparison_table(console: Console, frame, grid_columns: list[str]) -> None:
-    from .sweep import DONE, TARGET_ACCURACY, ranked
-
-    table_data = ranked(frame, grid_columns)
+    table_data = sweep.ranked(frame, grid_columns)
     seeds = frame["seed"].nunique() if "seed" in frame else 1
     table = Table(title="ranked by test accuracy" + (f" (mean ± std over {seeds} seeds)"
                                                      if seeds > 1 else ""))
     for column in grid_columns:
         table.add_column(column.removeprefix("init_").removeprefix("model_"))
     for column in ("verdict", "log10 dz ratio init", "test acc",
-                   f"steps to {TARGET_ACCURACY:.0%} val", "diverged"):
+                   f"steps to {sweep.TARGET_ACCURACY:.0%} val", "diverged"):
         table.add_column(column, justify="right")
     for _, r in table_data.iterrows():
         spread = "" if seeds < 2 or math.isnan(r.test_accuracy_std) else \
@@ -213,7 +215,7 @@ def comparison_table(console: Console, frame, grid_columns: list[str]) -> None:
         )
     console.print(table)
     if "status" in frame:
-        for _, r in frame[~frame.status.isin(DONE)].iterrows():
+        for _, r in frame[~frame.status.isin(sweep.DONE)].iterrows():
             console.print(f"[red]{r.status}[/]: seed {r.seed} {r.get('error') or ''}")
 
 
@@ -222,9 +224,6 @@ def report_summary(console: Console, report) -> None:
 
     `report` is a `winit_cli.report.Report`; its tables were read from files, not from a model.
     """
-    import pandas as pd
-    from rich import box
-    from rich.markup import escape
 
     def cell(x, spec: str = "{}") -> str:
         return "-" if x is None or pd.isna(x) else spec.format(x)
@@ -272,10 +271,6 @@ def report_summary(console: Console, report) -> None:
 
 def _markdown_inline(text: str) -> str:
     """`code` and **bold** from the report's Markdown, as Rich markup."""
-    import re
-
-    from rich.markup import escape
-
     text = escape(text)
     text = re.sub(r"`([^`]+)`", r"[cyan]\1[/]", text)
     return re.sub(r"\*\*([^*]+)\*\*", r"[bold]\1[/]", text)
@@ -288,11 +283,6 @@ def schemes(console: Console, activation: str, width: int, name: str | None = No
     chi* is sigma_w^2 E[phi'(sqrt(q*) z)^2] at the fixed point q* of the length map (reached from
     q = 1) with the scheme's bias variance; "-" where the theory does not apply.
     """
-    from rich.markup import escape
-    from rich.panel import Panel
-
-    from .inits import SCHEMES, activation_gain, get_scheme, mean_field
-
     def params(scheme) -> str:
         auto = {"gain": f"auto ({activation_gain(activation):.3g})", "std": "auto"}
         return ", ".join(f"{k}={auto.get(k, 'None') if v is None else v}"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import results
-from .config import Config
+from .config import Config, dump_yaml
 from .data import ProgressFn as DownloadProgress
 from .data import Splits, load_mnist, make_splits
 from .diagnose import Verdict, diagnose
@@ -81,7 +81,7 @@ class RunFiles:
         self.started = results.utcnow()
         self.dir = results.new_run_dir(config, self.started)
         self.env = env
-        results.atomic_write(self.dir / "config.yaml", results.config_text(config))
+        results.atomic_write(self.dir / "config.yaml", dump_yaml(config))
         self.write_summary({"status": "running"})
 
     def base_summary(self) -> dict:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .config import Config
 from .data import Splits
+from .errors import ConfigError
 from .inits import calibrate_member, weight_decay
 from .models import StackedMLP, Trace, build_mlp, initialize
 from .probes import COLUMNS, Probe
@@ -68,8 +69,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        from .errors import ConfigError
-
         raise ConfigError("train.device: cuda requested but no CUDA device is available")
     return torch.device(name)
 

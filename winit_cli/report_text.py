@@ -1,0 +1,290 @@
+"""The written part of `winit report`: sentences built from the numbers, and the document.
+
+`describe` says what happened to one configuration and `recommend` which init to use for one
+(activation, depth, width), every claim with its number; `write_text` puts them, the figures and
+the table of runs into a `Doc`, which writes itself out as Markdown (report.md) and as one
+self-contained HTML page (report.html, plots embedded as data URIs). Everything here reads the
+tables `report` built from the run files.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .plots import MAX_GROUPS, MAX_PANELS
+from .results import finite
+from .sweep import column_name
+
+# --- numbers in words ---------------------------------------------------------------------------
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if finite(x) is None else f"{100 * x:.1f}%"
+
+
+def _decades(x: Any) -> str:
+    return "n/a" if finite(x) is None else f"10^{x:+.2f}"
+
+
+def _span(values: pd.Series) -> str:
+    v = sorted({int(x) for x in values.dropna()})
+    if not v:
+        return "?"
+    return str(v[0]) if len(v) == 1 else f"{v[0]}-{v[-1]}"
+
+
+def _mean(series: pd.Series) -> float | None:
+    values = pd.to_numeric(series, errors="coerce").dropna()
+    return float(values.mean()) if len(values) else None
+
+
+def _fmt(x: Any, spec: str = "{:+.2f}") -> str:
+    return "-" if finite(x) is None else spec.format(x)
+
+
+# --- sentences ----------------------------------------------------------------------------------
+
+
+def config_label(row: pd.Series | dict, grid: list[str]) -> str:
+    extra = ", ".join(f"{column_name(k)}={row[column_name(k)]}" for k in grid
+                      if not pd.isna(row[column_name(k)]))
+    return f"`{row['scheme']}`" + (f" ({extra})" if extra else "")
+
+
+def group_title(key: tuple) -> str:
+    activation, depth, width = key
+    return f"{activation}, depth {depth}, width {width}"
+
+
+def _chi_words(chi: float, xi: float | None, depth: Any) -> str:
+    """Theory's reading of chi* (the per-layer factor on the mean squared gradient, at the
+    fixed point) and of the depth scale xi."""
+    if abs(chi - 1) <= 0.05:
+        return f"chi* = {chi:.3g}: critical, no exponential vanishing or explosion with depth"
+    text = f"chi* = {chi:.3g} per layer: {'below' if chi < 1 else 'above'} 1, so deep " \
+           f"nets {'vanish' if chi < 1 else 'explode'}"
+    if xi is not None and math.isfinite(xi) and xi > 0 and finite(depth) is not None:
+        deeper = "deeper" if depth > 6 * xi else "not deeper"
+        text += (f"; depth scale xi = {xi:.3g} layers, and depth {depth} is {deeper} than "
+                 f"6 xi = {6 * xi:.3g}")
+    return text
+
+
+def _theory_clause(members: pd.DataFrame) -> str:
+    predicted = _mean(members.log10_first_to_last_predicted)
+    if predicted is None:
+        return ""
+    text = (f" Mean-field theory predicted a first-to-last-hidden-layer ratio of "
+            f"{_decades(predicted)} at init; measured "
+            f"{_decades(_mean(members.log10_first_to_last_measured))}.")
+    chi = _mean(members["theory_chi"]) if "theory_chi" in members else None
+    if chi is not None:
+        xi = _mean(members["theory_depth_scale"]) if "theory_depth_scale" in members else None
+        text = text[:-1] + f" ({_chi_words(chi, xi, members.depth.iloc[0])})."
+    return text
+
+
+def describe(label: str, members: pd.DataFrame, agg: pd.Series) -> str:
+    """What happened to one configuration, every claim with its number."""
+    n = len(members)
+    parts = []
+    for v in ("diverged", "exploding", "vanishing", "healthy"):
+        sub = members[members.verdict == v]
+        if not len(sub):
+            continue
+        runs = f"{len(sub)} of {n} run{'s' if n > 1 else ''}"
+        if v == "healthy":
+            parts.append(f"healthy in {runs}")
+        elif v == "diverged":
+            parts.append(f"diverged in {runs} at step {_span(sub.verdict_step)} (non-finite "
+                         f"values from layer {_span(sub.verdict_layer)})")
+        else:
+            parts.append(f"{v} in {runs}, from layer {_span(sub.verdict_layer)} at step "
+                         f"{_span(sub.verdict_step)} (in "
+                         f"{_pct(_mean(sub.verdict_fraction_of_steps))} of recorded steps)")
+    text = f"{label}: {'; '.join(parts) or 'no verdict recorded'}."
+    init, end = _mean(members.log10_ratio_init), _mean(members.log10_ratio_end)
+    ratios = [f"{_decades(x)} {when}" for x, when in ((init, "at init"), (end, "at the end"))
+              if x is not None]
+    if ratios:
+        text += (" The most extreme layer's ||dL/dz|| relative to the output layer's was "
+                 f"{' and '.join(ratios)}.")
+    zeros = _mean(members.zero_grad_layers_init)
+    if zeros:
+        text += (f" At init ||dL/dz|| underflowed to exactly 0 in {zeros:g} layer"
+                 f"{'s' if zeros != 1 else ''}{' (mean over seeds)' if n > 1 else ''}.")
+    text += _theory_clause(members)
+    spread = f" ± {100 * agg.test_accuracy_std:.1f}" if finite(agg.test_accuracy_std) else ""
+    seeds = f" (mean of {n} seeds)" if n > 1 else ""
+    return text + f" Test accuracy {_pct(agg.test_accuracy_mean)}{spread}{seeds}."
+
+
+def recommend(title: str, ranked: pd.DataFrame, summary: pd.DataFrame, labels: dict) -> str:
+    """Which init to use here: the best mean test accuracy among configurations all of whose
+    runs completed healthy."""
+    healthy = ranked[ranked.healthy_runs == ranked.runs]
+    best = ranked.iloc[0]
+    if not len(healthy):
+        return (f"**{title}:** no configuration kept healthy gradients, so none is "
+                f"recommended; the best test accuracy was {_pct(best.test_accuracy_mean)} "
+                f"({labels[best.name]}, {best.verdicts}).")
+    pick = healthy.iloc[0]
+    text = (f"**{title}:** use {labels[pick.name]}: the highest test accuracy among "
+            f"configurations with healthy gradients, {_pct(pick.test_accuracy_mean)}")
+    text += f" (mean of {pick.runs} seeds)." if pick.runs > 1 else "."
+    if best.name != pick.name and finite(best.test_accuracy_mean) is not None:
+        text += (f" {labels[best.name]} scored higher, {_pct(best.test_accuracy_mean)}, but its "
+                 f"gradients were not healthy ({best.verdicts}).")
+    return text + _theory_clause(summary.loc[pick.members])
+
+
+def intro_paragraphs(summary, groups, not_included, root, wanted, thresholds) -> list[str]:
+    """Where the runs came from, what was left out, and the rule behind every verdict."""
+    n_groups = len(groups)
+    intro = (f"{len(summary)} runs from `{root.name}` in {n_groups} group"
+             f"{'s' if n_groups != 1 else ''} (activation, depth, width); "
+             f"{len(not_included)} not included or not ranked (listed at the end).")
+    if wanted:
+        intro += " Filter: " + ", ".join(f"`{k}={'|'.join(v)}`" for k, v in wanted.items()) + "."
+    rule = ("A run is *vanishing* (*exploding*) when the gradient backpropagated to some layer, "
+            f"||dL/dz_l||, is more than 10^{thresholds[0]} times smaller (10^{thresholds[1]} "
+            "times larger) than at the output layer at a recorded step; *where* is the layer "
+            "nearest the output where that holds, *when* the first such step. Ratios below are "
+            "that ratio, written 10^x.")
+    return [intro, rule]
+
+
+# --- the document -------------------------------------------------------------------------------
+
+
+def write_text(summary, groups, not_included, grid, labels, figures, intro):
+    """The document: recommendations first, then what happened per group (`groups`: the
+    aggregate rows per (activation, depth, width)), with its figures."""
+    doc = Doc()
+    doc.add("h", 1, "winit report")
+    for paragraph in intro:
+        doc.add("p", paragraph)
+    recommendations, sections = [], []
+    for key, configs in groups.items():
+        ranked = configs.assign(_acc=configs.test_accuracy_mean.fillna(-1.0),
+                                _label=[labels[i] for i in configs.index]) \
+            .sort_values(["_acc", "_label"], ascending=[False, True], kind="stable")
+        recommendations.append(recommend(group_title(key), ranked, summary, labels))
+        order = ", ".join(f"{labels[i]} {_pct(c.test_accuracy_mean)}"
+                          for i, c in ranked.iterrows())
+        sections += [("h", 3, group_title(key)),
+                     ("ul", [describe(labels[i], summary.loc[c.members], c)
+                             for i, c in ranked.iterrows()]),
+                     ("p", f"Ranked by test accuracy: {order}."),
+                     *(("img", path, alt) for alt, path in figures.get(key, []))]
+        if len(configs) > MAX_PANELS and key in figures:
+            sections.append(("p", f"The heatmaps show the first {MAX_PANELS} of "
+                                  f"{len(configs)} configurations."))
+    doc.add("h", 2, "Recommendations")
+    doc.add("ul", recommendations or ["No finished runs: nothing to recommend."])
+    doc.add("h", 2, "What happened")
+    doc.blocks += sections
+    if None in figures:
+        doc.add("h", 2, "Test accuracy vs depth")
+        doc.add("img", figures[None][0][1], figures[None][0][0])
+    if len(groups) > MAX_GROUPS:
+        doc.add("p", f"Plots are drawn for the first {MAX_GROUPS} of "
+                     f"{len(groups)} groups; the tables cover all of them.")
+    doc.add("h", 2, "Runs")
+    doc.add("table", *_runs_table(summary, grid))
+    doc.add("p", "Full numbers: `summary.csv` (one row per run) and `aggregate.csv` (mean and "
+                 "std over seeds per configuration).")
+    doc.add("h", 2, "Not included")
+    doc.add("ul", [f"`{s.path}`: {s.reason}" for s in not_included] or ["none"])
+    return doc, recommendations
+
+
+def _runs_table(summary: pd.DataFrame, grid: list[str]) -> tuple[list[str], list[list[str]]]:
+    cols = ["path", "scheme", "activation", "depth", "width", "seed", *map(column_name, grid)]
+    header = [*cols, "status", "verdict", "log10 ratio init", "log10 ratio end",
+              "predicted / measured", "test acc", "train s"]
+    rows = []
+    for _, r in summary.iterrows():
+        where = f" (layer {r.verdict_layer}, step {r.verdict_step})" \
+            if not pd.isna(r.verdict_layer) else ""
+        theory = "-" if pd.isna(r.log10_first_to_last_predicted) else \
+            f"{r.log10_first_to_last_predicted:+.2f} / {r.log10_first_to_last_measured:+.2f}"
+        rows.append([*("-" if pd.isna(r[c]) else r[c] for c in cols), r.status,
+                     f"{r.verdict}{where}", _fmt(r.log10_ratio_init), _fmt(r.log10_ratio_end),
+                     theory, _pct(r.test_accuracy), _fmt(r.train_seconds, "{:.1f}")])
+    return header, rows
+
+
+class Doc:
+    """A few block types, written out as Markdown and as self-contained HTML."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple] = []
+
+    def add(self, kind: str, *content) -> None:
+        self.blocks.append((kind, *content))
+
+    def markdown(self) -> str:
+        out = []
+        for kind, *c in self.blocks:
+            if kind == "h":
+                out.append(f"{'#' * c[0]} {c[1]}")
+            elif kind == "p":
+                out.append(c[0])
+            elif kind == "ul":
+                out.append("\n".join(f"- {item}" for item in c[0]))
+            elif kind == "img":
+                out.append(f"![{c[1]}]({c[0]})")
+            elif kind == "table":
+                cells = [[str(x).replace("|", "\\|") for x in row] for row in [c[0], *c[1]]]
+                out += ["\n".join(["| " + " | ".join(cells[0]) + " |",
+                                   "|" + "---|" * len(cells[0]),
+                                   *("| " + " | ".join(r) + " |" for r in cells[1:])])]
+        return "\n\n".join(out) + "\n"
+
+    def html(self, base: Path) -> str:
+        body = []
+        for kind, *c in self.blocks:
+            if kind == "h":
+                body.append(f"<h{c[0]}>{_inline(c[1])}</h{c[0]}>")
+            elif kind == "p":
+                body.append(f"<p>{_inline(c[0])}</p>")
+            elif kind == "ul":
+                body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in c[0]) + "</ul>")
+            elif kind == "img":
+                data = base64.b64encode((base / c[0]).read_bytes()).decode()
+                body.append(f'<figure><img alt="{html.escape(c[1])}" '
+                            f'src="data:image/png;base64,{data}"></figure>')
+            elif kind == "table":
+                head = "".join(f"<th>{html.escape(str(x))}</th>" for x in c[0])
+                rows = "".join("<tr>" + "".join(f"<td>{_inline(str(x))}</td>" for x in r)
+                               + "</tr>" for r in c[1])
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        return HTML.format(body="\n".join(body))
+
+
+def _inline(text: str) -> str:
+    text = html.escape(text)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    text = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
+    text = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", text)
+    return re.sub(r"10\^([+-]?[0-9]+(?:\.[0-9]+)?|x)", r"10<sup>\1</sup>", text)
+
+
+HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>winit report</title><style>
+body{{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
+line-height:1.45;color:#222}} img{{max-width:100%}} code{{background:#f3f3f3;padding:0 .2em}}
+table{{border-collapse:collapse;font-size:.85em}} td,th{{border:1px solid #ccc;padding:.2em .5em;
+text-align:right}} th{{background:#f3f3f3}} figure{{margin:1em 0}}
+</style></head><body>
+{body}
+</body></html>
+"""
