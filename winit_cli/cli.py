@@ -29,7 +29,7 @@ SetOption = Annotated[
 ]
 DataDirOption = Annotated[
     Path | None,
-    typer.Option("--data-dir", file_okay=False,
+    typer.Option("--data-dir", exists=True, file_okay=False,
                  help="Folder holding the four MNIST IDX files (else config, $WINIT_DATA_DIR, "
                       "cache; downloaded if absent)."),
 ]
