@@ -31,10 +31,22 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 @dataclass
 class Trace:
-    """What a recording forward pass keeps, per Linear layer l = 1..L (shapes [K, B, fan_out])."""
+    """What a recording forward pass keeps, per Linear layer l = 1..L, as [K, B, fan_out]."""
 
-    pre: list[torch.Tensor] = field(default_factory=list)  # z_l; .grad holds dL/dz_l
+    pre: list[torch.Tensor] = field(default_factory=list)  # z_l (detached)
     post: list[torch.Tensor] = field(default_factory=list)  # phi(z_l); the logits for l = L
+    graph: list[torch.Tensor] = field(default_factory=list)  # z_l in the graph: .grad = dL/dz_l
+
+    def add(self, z: torch.Tensor, h: torch.Tensor, members: int) -> None:
+        z.retain_grad()
+        self.graph.append(z)
+        self.pre.append(z.detach().view(members, -1, z.shape[-1]))
+        self.post.append(h.detach().view(members, -1, h.shape[-1]))
+
+    def pre_grad(self, l: int) -> torch.Tensor | None:
+        """dL/dz_l as [K, B, fan_out], once backward has run."""
+        grad = self.graph[l].grad
+        return None if grad is None else grad.view(self.pre[l].shape)
 
 
 class StackedMLP(nn.Module):
@@ -62,24 +74,23 @@ class StackedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, trace: Trace | None = None) -> torch.Tensor:
         """x: [K, B, input] -> logits [K, B, output]."""
-        h = x
+        single = self.members == 1
+        # A plain matmul is faster than a batch of one: with K = 1 the activations stay 2-D and
+        # only the parameters are squeezed (views; w[0] would allocate a full zero gradient in
+        # backward every step).
+        h = x.squeeze(0) if single else x
         for l, w in enumerate(self.weights):
             b = self.bias(l)
-            if self.members == 1:
-                # A plain matmul is faster than a batch of one; squeeze (a view) rather than
-                # w[0], whose backward would allocate and fill a zero gradient every step.
-                z = F.linear(h.squeeze(0), w.squeeze(0), None if b is None else b.squeeze(0))
-                z = z.unsqueeze(0)
+            if single:
+                z = F.linear(h, w.squeeze(0), None if b is None else b.squeeze(0))
             elif b is None:
                 z = torch.bmm(h, w.transpose(1, 2))
             else:
                 z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
             h = z if l == self.depth - 1 else self.phi(z)
             if trace is not None:
-                z.retain_grad()
-                trace.pre.append(z)
-                trace.post.append(h)
-        return h
+                trace.add(z, h, self.members)
+        return h.unsqueeze(0) if single else h
 
 
 def build_mlp(hidden: Sequence[int], activation: str, bias: bool, members: int = 1,

@@ -36,6 +36,7 @@ class LayerView:
     weight: torch.Tensor  # [K, out, in]
     bias: torch.Tensor | None  # [K, out]
     pre: torch.Tensor  # z, [K, B, out]
+    pre_grad: torch.Tensor | None  # dL/dz, [K, B, out]
     post: torch.Tensor  # phi(z) (logits on the output layer), [K, B, out]
     activation: str | None  # None on the output layer
 
@@ -116,7 +117,7 @@ def saturated_fraction(v: LayerView) -> torch.Tensor:
 QUANTITIES: dict[str, Quantity] = {
     "weight_grad_norm": Quantity(norm_of=lambda v: v.weight.grad),
     "bias_grad_norm": Quantity(norm_of=lambda v: None if v.bias is None else v.bias.grad),
-    "act_grad_norm": Quantity(norm_of=lambda v: v.pre.grad),
+    "act_grad_norm": Quantity(norm_of=lambda v: v.pre_grad),
     "weight_norm": Quantity(norm_of=lambda v: v.weight),
     "act_mean": Quantity(lambda v: v.post.detach().mean(dim=(1, 2))),  # no squares: no underflow
     "act_std": Quantity(),  # from act_mean and ||h||, see act_std()
@@ -147,7 +148,7 @@ class Probe:
     def before_step(self, trace: Trace, will_update: bool) -> torch.Tensor:
         """Returns float64 [K, L, len(COLUMNS)]; update_ratio is filled in by `after_step`."""
         m = self.model
-        views = [LayerView(w, m.bias(l), trace.pre[l], trace.post[l],
+        views = [LayerView(w, m.bias(l), trace.pre[l], trace.pre_grad(l), trace.post[l],
                            m.activation if l < m.depth - 1 else None)
                  for l, w in enumerate(m.weights)]
         record = torch.full((m.members, len(views), len(COLUMNS)), float("nan"),
