@@ -210,7 +210,8 @@ def comparison_table(console: Console, frame, grid_columns: list[str]) -> None:
             *[str(r[c]) for c in grid_columns], f"[{style}]{r.verdict}[/]",
             "-" if math.isnan(r.log10_ratio_init) else f"{r.log10_ratio_init:+.1f}",
             f"{pct(r.test_accuracy)}{spread}",
-            "-" if math.isnan(r.steps_to_target) else f"{r.steps_to_target:.0f}",
+            "-" if math.isnan(r.steps_to_target) else f"{r.steps_to_target:.0f}"
+            + ("" if r.reached_target == r.runs else f" ({r.reached_target}/{r.runs})"),
             f"{r.diverged}/{r.runs}",
         )
     console.print(table)

@@ -330,7 +330,10 @@ def write_comparison(sweep_plan: SweepPlan, spec: SweepSpec,
             summary = results.read_json(summary_path)
         except results.ResultsError:
             continue
-        by_hash[summary.get("config_hash")] = (summary_path.parent, summary)
+        h = summary.get("config_hash")
+        # A member retried after its group failed has two directories: the finished one counts.
+        if h not in by_hash or summary.get("status") in DONE:
+            by_hash[h] = (summary_path.parent, summary)
     failed = {f.config.content_hash(): f.error for f in failures}
     rows = []
     for config in sweep_plan.members:
@@ -409,7 +412,8 @@ def ranked(frame: pd.DataFrame, grid_columns: list[str]) -> pd.DataFrame:
         log10_ratio_init=("log10_ratio_init", "mean"),
         test_accuracy=("test_accuracy", "mean"),
         test_accuracy_std=("test_accuracy", "std"),
-        steps_to_target=("steps_to_target", "mean"),
+        steps_to_target=("steps_to_target", "mean"),  # over the seeds that reached it
+        reached_target=("steps_to_target", lambda s: int(s.notna().sum())),
         diverged=("diverged_step", lambda s: int(s.notna().sum())),
     ).reset_index()
     return table.sort_values("test_accuracy", ascending=False, kind="stable")
