@@ -74,10 +74,10 @@ def member_norms(tensors: list[torch.Tensor | None]) -> torch.Tensor:
     if not index:
         return out
     slices = [m for i in index for m in tensors[i].detach().unbind(0)]
-    out[index] = torch.stack(torch._foreach_norm(slices)).view(len(index), -1).double()
+    out[index] = torch.stack(torch._foreach_norm(slices)).view(len(index), -1).double().cpu()
     for i in _out_of_band(out).any(dim=1).nonzero().flatten().tolist():
         if tensors[i] is not None:
-            out[i] = torch.linalg.vector_norm(tensors[i].detach().flatten(1).double(), dim=1)
+            out[i] = torch.linalg.vector_norm(tensors[i].detach().flatten(1).double(), dim=1).cpu()
     return out
 
 
@@ -88,12 +88,14 @@ def act_std(v: LayerView, sum_of_squares: torch.Tensor, mean: torch.Tensor) -> t
     var = (sum_of_squares - n * mean.double() ** 2).clamp(min=0) / (n - 1)
     if bool((mean.double() ** 2 > 1e2 * var).any() | _out_of_band(var.sqrt()).any()):
         x = v.post.detach().flatten(1).double()
-        return torch.linalg.vector_norm(x - x.mean(dim=1, keepdim=True), dim=1) / (n - 1) ** 0.5
+        centred = x - x.mean(dim=1, keepdim=True)
+        return (torch.linalg.vector_norm(centred, dim=1) / (n - 1) ** 0.5).cpu()
     return var.sqrt()
 
 
 def _nan(view: LayerView) -> torch.Tensor:
-    return torch.full((view.weight.shape[0],), float("nan"), dtype=torch.float64)
+    return torch.full((view.weight.shape[0],), float("nan"), dtype=torch.float64,
+                      device=view.weight.device)
 
 
 def dead_fraction(v: LayerView) -> torch.Tensor:
@@ -160,7 +162,7 @@ class Probe:
                                       .permute(2, 1, 0))
         for j, q in enumerate(QUANTITIES.values()):
             if q.compute is not None:
-                record[:, :, j] = torch.stack([q.compute(v) for v in views], dim=1).double()
+                record[:, :, j] = torch.stack([q.compute(v) for v in views], dim=1).double().cpu()
         means = record[:, :, COLUMNS.index("act_mean")]
         post_norms = norms[len(tensors):]  # [L, K]
         for l, v in enumerate(views):

@@ -183,7 +183,7 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
                    torch.Generator().manual_seed(c.train.seed))
         # Data-dependent schemes (LSUV) then calibrate member i on the first examples of
         # x_train, a fixed random sample of MNIST; the others do nothing here.
-        calibrate_member(model, i, c.init.scheme, c.init.params, x_train)
+        calibrate_member(model, i, c.init.scheme, c.init.params, splits.x_train)
     model.to(device)
     decay = torch.tensor([c.train.weight_decay + weight_decay(c.init.scheme, c.init.params)
                           for c in (log.config for log in logs)], device=device).view(k, 1, 1)
