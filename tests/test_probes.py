@@ -204,3 +204,20 @@ def test_columns_order():
                        "act_mean", "act_std", "dead_fraction", "saturated_fraction",
                        "update_ratio")
     assert tuple(QUANTITIES) == COLUMNS[:-1]
+
+
+@pytest.mark.parametrize(("scheme", "activation"), [
+    ("normal", "tanh"),  # stds down to ~1e-10: recomputed in float64
+    ("he_normal", "sigmoid"),  # mean 0.5 >> std: float32 sums would cancel digits
+    ("he_normal", "relu"),
+])
+def test_act_std_is_exact_in_every_regime(scheme, activation):
+    torch.manual_seed(0)
+    model = build_mlp([256] * 11, activation, bias=True, members=1)
+    initialize(model, 0, scheme, {}, torch.Generator().manual_seed(0))
+    x, y = torch.randn(1, 128, 784), torch.randint(0, 10, (1, 128))
+    trace = Trace()
+    F.cross_entropy(model(x, trace)[0], y[0]).backward()
+    got = Probe(model).before_step(trace, False)[0, :, COLUMNS.index("act_std")]
+    expected = torch.tensor([h.double().std().item() for h in trace.post], dtype=torch.float64)
+    assert torch.allclose(got, expected, rtol=1e-5, atol=0)

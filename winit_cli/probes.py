@@ -73,7 +73,10 @@ def member_norms(tensors: list[torch.Tensor | None]) -> torch.Tensor:
                      dtype=torch.float64)
     if not index:
         return out
-    slices = [m for i in index for m in tensors[i].detach().unbind(0)]
+    members = out.shape[1]
+    # With one member, the whole tensor is the member: no per-member slices to make.
+    slices = [m for i in index for m in
+              (tensors[i].detach().unbind(0) if members > 1 else (tensors[i].detach(),))]
     out[index] = torch.stack(torch._foreach_norm(slices)).view(len(index), -1).double().cpu()
     for i in _out_of_band(out).any(dim=1).nonzero().flatten().tolist():
         if tensors[i] is not None:
@@ -81,16 +84,20 @@ def member_norms(tensors: list[torch.Tensor | None]) -> torch.Tensor:
     return out
 
 
-def act_std(v: LayerView, sum_of_squares: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    """Unbiased std over batch and units from sum(h^2) (already in the batched norms) and the
-    mean, in float64; recomputed from centred values when |mean| >> std would cancel digits."""
-    n = v.post[0].numel()
-    var = (sum_of_squares - n * mean.double() ** 2).clamp(min=0) / (n - 1)
-    if bool((mean.double() ** 2 > 1e2 * var).any() | _out_of_band(var.sqrt()).any()):
-        x = v.post.detach().flatten(1).double()
+def act_std(views: list[LayerView], sum_of_squares: torch.Tensor,
+            means: torch.Tensor) -> torch.Tensor:
+    """Unbiased std over batch and units per layer and member ([L, K]), from sum(h^2) (already
+    in the batched norms) and the means ([L, K]), in float64; a layer is recomputed from centred
+    values where |mean| >> std would cancel digits, or the std is outside SAFE_BAND."""
+    n = torch.tensor([v.post[0].numel() for v in views], dtype=torch.float64)[:, None]
+    var = (sum_of_squares - n * means**2).clamp(min=0) / (n - 1)
+    redo = ((means**2 > 10 * var) | _out_of_band(var.sqrt())).any(dim=1)
+    std = var.sqrt()
+    for l in redo.nonzero().flatten().tolist():
+        x = views[l].post.detach().flatten(1).double()
         centred = x - x.mean(dim=1, keepdim=True)
-        return (torch.linalg.vector_norm(centred, dim=1) / (n - 1) ** 0.5).cpu()
-    return var.sqrt()
+        std[l] = (torch.linalg.vector_norm(centred, dim=1) / (x.shape[1] - 1) ** 0.5).cpu()
+    return std
 
 
 def _nan(view: LayerView) -> torch.Tensor:
@@ -163,10 +170,8 @@ class Probe:
         for j, q in enumerate(QUANTITIES.values()):
             if q.compute is not None:
                 record[:, :, j] = torch.stack([q.compute(v) for v in views], dim=1).double().cpu()
-        means = record[:, :, COLUMNS.index("act_mean")]
-        post_norms = norms[len(tensors):]  # [L, K]
-        for l, v in enumerate(views):
-            record[:, l, COLUMNS.index("act_std")] = act_std(v, post_norms[l] ** 2, means[:, l])
+        means = record[:, :, COLUMNS.index("act_mean")].T  # [L, K]
+        record[:, :, COLUMNS.index("act_std")] = act_std(views, norms[len(tensors):] ** 2, means).T
         if will_update and self._sgd is None:
             self._before = [w.detach().clone() for w in m.weights]
         return record
