@@ -238,6 +238,14 @@ def test_a_sweep_reports_into_its_own_folder(results_dir):
     shutil.rmtree(sweep / "report")  # leave the results as the other tests expect them
 
 
+def test_a_run_directory_is_reported_beside_it_not_inside(results_dir):
+    runs = results_dir / "sweeps" / SWEEP / "runs"
+    run = next(p for p in sorted(runs.iterdir()) if p.is_dir())
+    result = build_report([run])
+    assert result.out == runs / "report" and not (run / "report").exists()
+    shutil.rmtree(runs / "report")  # leave the results as the other tests expect them
+
+
 def test_interrupted_runs_are_tabulated_but_not_ranked(results_dir, tmp_path):
     copy = shutil.copytree(results_dir / "sweeps" / SWEEP, tmp_path / SWEEP)
     (he,) = [p for p in (copy / "runs").glob("*he_normal*")]

@@ -333,7 +333,9 @@ def build_report(paths: list[Path], out: Path | None = None,
                                "folders of them)")
     resolved = sorted({p.resolve() for p in paths})
     root = _root_of(resolved)
-    out = Path(out) if out is not None else (paths[0] if len(resolved) == 1 else root) / "report"
+    # Beside the runs, never inside one: a run directory stays the record of that run.
+    single_sweep = len(resolved) == 1 and not any((resolved[0] / m).is_file() for m in RUN_MARKERS)
+    out = Path(out) if out is not None else (paths[0] if single_sweep else root) / "report"
     dirs = sorted({d for p in resolved for d in find_run_dirs(p)})
     if not dirs:
         raise ResultsError(f"{', '.join(map(str, paths))}: no run directories found (a run "
