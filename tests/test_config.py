@@ -268,3 +268,14 @@ def test_dump_yaml_round_trips(tmp_path: Path):
     again = load_config(write(tmp_path, dump_yaml(config)))
     assert again == config
     assert again.content_hash() == config.content_hash()
+
+
+def test_every_layer_of_the_stack_knows_the_same_activations():
+    """The schema, the model builder and the theory each list the activations: keep them equal."""
+    from typing import get_args
+
+    from winit_cli.config import Activation
+    from winit_cli.models import ACTIVATIONS
+    from winit_cli.theory import ACTIVATIONS as THEORY
+
+    assert set(get_args(Activation)) == set(ACTIVATIONS) == set(THEORY)
