@@ -166,6 +166,34 @@ def test_python_m_subprocess(mnist_path: Path, tmp_path: Path):
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "complete"
 
 
+def test_ctrl_c_keeps_what_was_measured(mnist_path: Path, tmp_path: Path):
+    """SIGINT mid-run: exit 130, the run marked interrupted, its records on disk and indexed."""
+    import signal
+    import time
+
+    env = {**os.environ, "WINIT_DATA_DIR": str(mnist_path),
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "winit_cli", "run", str(QUICKSTART), "--set", "train.epochs=50",
+         "--set", "record.every=5", "--set", f"output_dir={out}"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("*/summary.json")):
+        time.sleep(0.1)
+    time.sleep(3)  # some training steps
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    (run_dir,) = run_dirs(out)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["final"]["steps"] > 0
+    layers = pd.read_csv(run_dir / "layers.csv")
+    assert 0 in set(layers.step) and layers.step.max() > 0
+    index = pd.read_csv(out / "runs.csv")
+    assert list(index.status) == ["interrupted"]
+
+
 # --- errors: one line on stderr, exit code 2 ----------------------------------------------------
 
 

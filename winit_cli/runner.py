@@ -109,7 +109,9 @@ class RunFiles:
         verdict = verdict_of(log, layers)
         summary = {**self.base_summary(), "status": log.status, "verdict": verdict.to_dict(),
                    "verdict_text": verdict.describe(), "theory": theory,
-                   "final": _finite(log.final),
+                   # an interrupted run has no final evaluation, only how far it got
+                   "final": _finite(log.final or {"steps": log.layer_steps[-1][0]
+                                                  if log.layer_steps else 0}),
                    "finished_at": results.utcnow().isoformat(timespec="seconds")}
         if error:
             summary["error"] = error
