@@ -79,15 +79,17 @@ class StackedMLP(nn.Module):
         # only the parameters are squeezed (views; w[0] would allocate a full zero gradient in
         # backward every step).
         h = x.squeeze(0) if single else x
-        for l, w in enumerate(self.weights):
-            b = self.bias(l)
+        weights = list(self.weights)  # once: ParameterList indexing is slow Python
+        biases = list(self.biases) if self.biases is not None else [None] * len(weights)
+        last = len(weights) - 1
+        for l, (w, b) in enumerate(zip(weights, biases, strict=True)):
             if single:
                 z = F.linear(h, w.squeeze(0), None if b is None else b.squeeze(0))
             elif b is None:
                 z = torch.bmm(h, w.transpose(1, 2))
             else:
                 z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-            h = z if l == self.depth - 1 else self.phi(z)
+            h = z if l == last else self.phi(z)
             if trace is not None:
                 trace.add(z, h, self.members)
         return h.unsqueeze(0) if single else h
