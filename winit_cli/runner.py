@@ -160,5 +160,5 @@ def _finish_unfinished(files: list[RunFiles], logs: list[MemberLog], status: str
 
 
 def _finite(d: dict) -> dict:
-    """JSON has no NaN: a value that could not be measured is null."""
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
+    """JSON has no NaN: a float that could not be measured is null (counts stay integers)."""
+    return {k: results.finite(v) if isinstance(v, float) else v for k, v in d.items()}
