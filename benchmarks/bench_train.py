@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from winit_cli.app.experiment import load_splits
 from winit_cli.config import validate
-from winit_cli.runner import load_splits
-from winit_cli.train import train
+from winit_cli.training.loop import train
 
 DEPTH, WIDTH, BATCH = 10, 256, 128
 SCHEMES = ("normal", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "torch_default")

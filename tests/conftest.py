@@ -44,7 +44,7 @@ def winit_data_dir(mnist_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
 @pytest.fixture(scope="session")
 def mnist_raw(mnist_path: Path):
     """The four files decoded once per session (about a second), found through $WINIT_DATA_DIR."""
-    from winit_cli.data import load_mnist
+    from winit_cli.datasets.loader import load_mnist
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WINIT_DATA_DIR", str(mnist_path))

@@ -44,7 +44,7 @@ def test_repo_configs_validate(path: Path):
 
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
 def test_repo_sweeps_expand_to_valid_configs(path: Path):
-    from winit_cli.sweep import load_spec
+    from winit_cli.sweeps.sweep import load_spec
 
     members = load_spec(path).members()
     assert len({c.content_hash() for c in members}) == len(members) > 1
@@ -275,7 +275,7 @@ def test_every_layer_of_the_stack_knows_the_same_activations():
     from typing import get_args
 
     from winit_cli.config import Activation
-    from winit_cli.models import ACTIVATIONS
-    from winit_cli.theory import ACTIVATIONS as THEORY
+    from winit_cli.measure.theory import ACTIVATIONS as THEORY
+    from winit_cli.models.mlp import ACTIVATIONS
 
     assert set(get_args(Activation)) == set(ACTIVATIONS) == set(THEORY)

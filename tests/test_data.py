@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from winit_cli.data import (
+from winit_cli.datasets.loader import (
     MNIST_FILES,
     MNIST_MEAN,
     MNIST_STD,

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from winit_cli.app.experiment import SPLIT_SEED, layers_frame, run_group, verdict_of
 from winit_cli.config import load_config
-from winit_cli.data import make_splits
-from winit_cli.diagnose import Verdict, diagnose, log10_ratios
-from winit_cli.runner import SPLIT_SEED, layers_frame, run_group, verdict_of
-from winit_cli.train import train
+from winit_cli.datasets.loader import make_splits
+from winit_cli.measure.diagnose import Verdict, diagnose, log10_ratios
+from winit_cli.training.loop import train
 
 DEPTH = 8
 STEPS = (0, 10, 20, 30)

@@ -9,7 +9,7 @@ import torch
 
 from winit_cli.errors import ConfigError
 from winit_cli.inits import SCHEMES, check_scheme, get_scheme, weight_decay
-from winit_cli.models import build_mlp, initialize
+from winit_cli.models.mlp import build_mlp, initialize
 
 FAN_IN, FAN_OUT = 512, 1024  # weight [fan_out, fan_in]: 524,288 draws
 ACTIVATIONS = ("relu", "tanh", "leaky_relu", "selu", "gelu")

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from winit_cli.models import Trace, build_mlp, initialize
-from winit_cli.probes import COLUMNS, QUANTITIES, Probe
+from winit_cli.measure.probes import COLUMNS, QUANTITIES, Probe
+from winit_cli.models.mlp import Trace, build_mlp, initialize
 
 SIZES = (12, 16, 16, 10, 5)  # input, three hidden layers, 5 classes
 BATCH = 6

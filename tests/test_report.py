@@ -20,13 +20,13 @@ import yaml
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
+from winit_cli.app.experiment import load_splits, run_group
+from winit_cli.app.report import build_report
 from winit_cli.cli import app
 from winit_cli.config import load_config
 from winit_cli.errors import ResultsError
 from winit_cli.inits import get_scheme
-from winit_cli.report import build_report
-from winit_cli.runner import load_splits, run_group
-from winit_cli.theory import predict
+from winit_cli.measure.theory import predict
 
 SWEEP = "depths-0a1b2c"
 

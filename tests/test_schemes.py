@@ -12,15 +12,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from winit_cli import theory
+from winit_cli.app.experiment import load_splits
 from winit_cli.cli import app
 from winit_cli.config import load_config
 from winit_cli.errors import ConfigError
 from winit_cli.inits import COMMON_PARAMS, SCHEMES, calibrate_member, check_scheme
-from winit_cli.models import Trace, build_mlp, initialize
-from winit_cli.predict import mean_field
-from winit_cli.runner import load_splits
-from winit_cli.schemes import TRUNCATION_STD
+from winit_cli.inits.schemes import TRUNCATION_STD
+from winit_cli.measure import theory
+from winit_cli.measure.predict import mean_field
+from winit_cli.models.mlp import Trace, build_mlp, initialize
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = [(1024, 512), (512, 1024)]  # weight [fan_out, fan_in]: 524,288 draws each

@@ -15,12 +15,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from winit_cli import sweep
+from winit_cli.app.experiment import layers_frame, load_splits
 from winit_cli.cli import app
 from winit_cli.config import validate
 from winit_cli.errors import ConfigError
-from winit_cli.runner import layers_frame, load_splits
-from winit_cli.train import train
+from winit_cli.sweeps import sweep
+from winit_cli.training.loop import train
 
 SMALL = {"model": {"depth": 4, "width": 32}, "train": {"steps": 6, "batch_size": 64},
          "data": {"subset": 600, "val_size": 200}, "record": {"every": 2}}
@@ -108,7 +108,7 @@ def test_sweep_writes_comparison_and_resumes_without_rerunning(tmp_path):
 
 @pytest.mark.usefixtures("winit_data_dir")
 def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, monkeypatch):
-    import winit_cli.train as train_module
+    import winit_cli.training.loop as train_module
 
     real = train_module.initialize
 
@@ -200,8 +200,8 @@ def test_a_diverging_member_changes_nothing_for_its_neighbours():
 
 
 def test_first_nonfinite_layer_follows_the_order_values_arise():
-    from winit_cli.probes import COLUMNS
-    from winit_cli.train import first_nonfinite_layer
+    from winit_cli.measure.probes import COLUMNS
+    from winit_cli.training.loop import first_nonfinite_layer
 
     values = torch.ones(6, len(COLUMNS), dtype=torch.float64)
     assert first_nonfinite_layer(values) is None

@@ -13,7 +13,7 @@ from typing import Annotated, get_args
 import typer
 from rich.console import Console
 
-from .errors import ConfigError, WinitError
+from winit_cli.errors import ConfigError, WinitError
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -61,8 +61,8 @@ def run(
     data_dir: DataDirOption = None,
 ) -> None:
     """Train one MLP on MNIST, recording per-layer gradients from step 0, and diagnose them."""
-    from . import render
-    from .config import load_config
+    from winit_cli.config import load_config
+    from winit_cli.views import terminal as render
 
     with user_errors():
         cfg = load_config(config, set_ or [])
@@ -112,8 +112,9 @@ def compare_schemes(
     data_dir: DataDirOption = None,
 ) -> None:
     """Compare init schemes (x activations x depths x widths x seeds); resumes if rerun."""
-    from . import render, sweep
-    from .config import apply_override
+    from winit_cli.config import apply_override
+    from winit_cli.sweeps import sweep
+    from winit_cli.views import terminal as render
 
     with user_errors():
         if sweep_file is not None:
@@ -156,8 +157,8 @@ def report(
     )] = None,
 ) -> None:
     """Summarize finished runs from their files: CSV tables, plots, report.md and report.html."""
-    from . import render
-    from .report import build_report
+    from winit_cli.app.report import build_report
+    from winit_cli.views import terminal as render
 
     with user_errors():
         with console.status("reading runs and drawing plots"):
@@ -174,8 +175,8 @@ def schemes(
     width: Annotated[int, typer.Option(min=1, help="Width of the square layer.")] = 512,
 ) -> None:
     """List the init schemes: formula, parameters, sigma_w^2 and chi at the fixed point."""
-    from . import render
-    from .config import Activation
+    from winit_cli.config import Activation
+    from winit_cli.views import terminal as render
 
     with user_errors():
         known = get_args(Activation)

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import ConfigError
+from winit_cli.errors import ConfigError
 
 Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid", "elu", "selu", "gelu", "linear"]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -160,7 +160,7 @@ def validate(raw: dict[str, Any], source: str = "<config>") -> Config:
     except ValidationError as e:
         raise ConfigError(f"{source}: {describe(e.errors()[0])}") from None
     # Scheme names and parameters are checked against the registry, which owns them.
-    from .inits import check_scheme
+    from winit_cli.inits import check_scheme
 
     try:
         check_scheme(config.init.scheme, config.init.params, config.model.activation)

@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from .plots import MAX_GROUPS, MAX_PANELS
-from .results import finite
-from .sweep import column_name
+from winit_cli.records.files import finite
+from winit_cli.sweeps.sweep import column_name
+from winit_cli.views.plots import MAX_GROUPS, MAX_PANELS
 
 # --- numbers in words ---------------------------------------------------------------------------
 

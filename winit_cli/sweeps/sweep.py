@@ -26,9 +26,9 @@ from typing import Any, Protocol
 import pandas as pd
 import yaml
 
-from . import results
-from .config import Config, apply_override, load_yaml, validate
-from .errors import ConfigError
+from winit_cli.config import Config, apply_override, load_yaml, validate
+from winit_cli.errors import ConfigError
+from winit_cli.records import files as results
 
 # The built-in comparison: the schemes users come for, on a network deep enough to tell them apart.
 DEFAULT_SCHEMES = ("normal", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal",
@@ -83,7 +83,7 @@ class SweepSpec:
 
 
 def _scheme_params(name: Any) -> set[str]:
-    from .inits import get_scheme
+    from winit_cli.inits import get_scheme
 
     return set(get_scheme(str(name)).defaults)
 
@@ -195,7 +195,7 @@ def plan(spec: SweepSpec, output_dir: Path | None = None) -> SweepPlan:
 
 def groups(configs: list[Config]) -> list[list[Config]]:
     """Members that may train as one stacked model (train.SHARED_KEYS agree), MAX_GROUP at most."""
-    from .train import SHARED_KEYS
+    from winit_cli.training.loop import SHARED_KEYS
 
     by_key: dict[str, list[Config]] = {}
     for c in configs:
@@ -224,7 +224,7 @@ Event = Callable[[str, dict], None]
 
 def cached_splits(data_dir: Path | None = None, on_download=None) -> Callable[[Config], Any]:
     """splits_for(config): the data splits a config needs, loaded once per distinct need."""
-    from .runner import load_splits
+    from winit_cli.app.experiment import load_splits
 
     cache: dict = {}
 
@@ -251,7 +251,7 @@ class InProcessExecutor:
         self.splits_for = splits_for
 
     def run(self, batches: list[list[Config]], on_progress=None) -> Iterator[Any]:
-        from .runner import run_group
+        from winit_cli.app.experiment import run_group
 
         for group in batches:
             try:

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .errors import ConfigError
+from winit_cli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .models import StackedMLP
+    from winit_cli.models.mlp import StackedMLP
 
 # Arguments every scheme receives from the model builder; everything else is a user parameter.
 _SUPPLIED = ("weight", "bias", "activation", "generator")
@@ -181,7 +181,3 @@ def weight_decay(scheme: str, params: dict[str, Any]) -> float:
     """The L2 coefficient a scheme adds to training (only `normal_l2` has one)."""
     return float(get_scheme(scheme).resolve(params).get("l2", 0.0))
 
-
-# Last, so that `register` exists when the schemes module uses it: importing inits, from anywhere,
-# fills SCHEMES.
-from . import schemes  # noqa: E402, F401  registers the schemes

@@ -36,12 +36,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import plots, results
-from .diagnose import measured_first_to_last_hidden
-from .errors import ResultsError
-from .report_text import config_label, group_title, intro_paragraphs, write_text
-from .results import RUN_MARKERS, Run, Skipped, find_run_dirs, finite, load_run
-from .sweep import DONE, column_name
+from winit_cli.errors import ResultsError
+from winit_cli.measure.diagnose import measured_first_to_last_hidden
+from winit_cli.records import files as results
+from winit_cli.records.files import RUN_MARKERS, Run, Skipped, find_run_dirs, finite, load_run
+from winit_cli.sweeps.sweep import DONE, column_name
+from winit_cli.views import plots
+from winit_cli.views.report_text import config_label, group_title, intro_paragraphs, write_text
 
 # Config keys that don't change what a run computes, and those that have their own column.
 BOOKKEEPING = ("name", "output_dir", "data.dir")

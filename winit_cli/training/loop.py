@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .config import Config
-from .data import Splits
-from .errors import ConfigError
-from .inits import calibrate_member, weight_decay
-from .models import StackedMLP, Trace, build_mlp, initialize
-from .probes import COLUMNS, Probe
+from winit_cli.config import Config
+from winit_cli.datasets.loader import Splits
+from winit_cli.errors import ConfigError
+from winit_cli.inits import calibrate_member, weight_decay
+from winit_cli.measure.probes import COLUMNS, Probe
+from winit_cli.models.mlp import StackedMLP, Trace, build_mlp, initialize
 
 # What members of one batched group must share; everything else (scheme, seed, L2) may differ.
 SHARED_KEYS = ("model", "train.epochs", "train.steps", "train.batch_size", "train.optimizer",

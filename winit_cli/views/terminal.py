@@ -22,11 +22,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import sweep
-from .config import Config
-from .inits import SCHEMES, activation_gain, get_scheme
-from .predict import mean_field
-from .runner import RunOutcome, load_splits, run_group
+from winit_cli.app.experiment import RunOutcome, load_splits, run_group
+from winit_cli.config import Config
+from winit_cli.inits import SCHEMES, activation_gain, get_scheme
+from winit_cli.measure.predict import mean_field
+from winit_cli.sweeps import sweep
 
 VERDICT_STYLE = {"healthy": "green", "vanishing": "yellow", "exploding": "red",
                  "diverged": "bold red"}

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .models import StackedMLP, Trace
+from winit_cli.models.mlp import StackedMLP, Trace
 
 
 @dataclass

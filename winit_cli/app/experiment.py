@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import results
-from .config import Config, dump_yaml
-from .data import ProgressFn as DownloadProgress
-from .data import Splits, load_mnist, make_splits
-from .diagnose import Verdict, diagnose
-from .predict import predict_run
-from .probes import COLUMNS
-from .train import MemberLog, ProgressFn, flushes_subnormals, resolve_device, train
+from winit_cli.config import Config, dump_yaml
+from winit_cli.datasets.loader import ProgressFn as DownloadProgress
+from winit_cli.datasets.loader import Splits, load_mnist, make_splits
+from winit_cli.measure.diagnose import Verdict, diagnose
+from winit_cli.measure.predict import predict_run
+from winit_cli.measure.probes import COLUMNS
+from winit_cli.records import files as results
+from winit_cli.training.loop import MemberLog, ProgressFn, flushes_subnormals, resolve_device, train
 
 # The validation split is fixed, not drawn from the run's seed, so that every run of every sweep
 # is validated on the same examples.

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from . import theory
-from .errors import ConfigError
-from .inits import activation_gain, register
+from winit_cli.errors import ConfigError
+from winit_cli.inits.registry import activation_gain, register
+from winit_cli.measure import theory
 
 if TYPE_CHECKING:
-    from .models import StackedMLP
+    from winit_cli.models.mlp import StackedMLP
 
 
 def _fans(fan_in: int, fan_out: int, mode: str) -> int:

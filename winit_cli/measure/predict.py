@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import theory
-from .config import Config
-from .diagnose import measured_first_to_last_hidden
-from .errors import ConfigError
-from .inits import Scheme, get_scheme
-from .results import finite
+from winit_cli.config import Config
+from winit_cli.errors import ConfigError
+from winit_cli.inits import Scheme, get_scheme
+from winit_cli.measure import theory
+from winit_cli.measure.diagnose import measured_first_to_last_hidden
+from winit_cli.records.files import finite
 
 PREDICTED = ("predicted_q", "predicted_chi", "predicted_log10_grad_ratio")
 

@@ -33,9 +33,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from . import __version__
-from .config import Config
-from .errors import ResultsError
+from winit_cli import __version__
+from winit_cli.config import Config
+from winit_cli.errors import ResultsError
 
 _FILE_MODE = 0o644
 INDEX = "runs.csv"
