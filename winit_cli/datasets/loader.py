@@ -354,6 +354,13 @@ class Splits:
     y_test: torch.Tensor  # [10000] int64
     train_idx: torch.Tensor  # [n_train] int64
     val_idx: torch.Tensor  # [val_size] int64
+    dataset: str = "mnist"  # the registry name
+    classes: int = 10
+    source: Path | None = None  # the folder the files were read from
+
+    @property
+    def input_size(self) -> int:
+        return self.x_train.shape[1]
 
 
 def _normalize(images: torch.Tensor) -> torch.Tensor:
@@ -391,4 +398,5 @@ def make_splits(raw: MnistRaw, val_size: int = 5000, subset: int | None = None,
         y_test=raw.test_labels,
         train_idx=train_idx,
         val_idx=val_idx,
+        source=raw.source,
     )
