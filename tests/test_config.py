@@ -44,7 +44,7 @@ def test_repo_configs_validate(path: Path):
 
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
 def test_repo_sweeps_expand_to_valid_configs(path: Path):
-    from winit_cli.sweeps.sweep import load_spec
+    from winit_cli.sweeps.spec import load_spec
 
     members = load_spec(path).members()
     assert len({c.content_hash() for c in members}) == len(members) > 1

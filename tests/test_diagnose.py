@@ -162,12 +162,12 @@ def test_he_init_is_healthy_in_deep_relu_net(splits):
 def test_mean1_normal_explodes_or_diverges(splits, tmp_path: Path):
     config = load_config(None, [*SHORT, "model.activation=relu", "init.scheme=mean1_normal",
                                 f"output_dir={tmp_path}"])
-    (outcome,) = run_group([config], splits, device="cpu")
-    v = outcome.summary["verdict"]
+    (outcome,) = run_group([config], splits)
+    v = outcome.record.verdict.model_dump()
     assert v["verdict"] in ("exploding", "diverged")
     assert v["step"] == 0
     if v["verdict"] == "diverged":
-        assert outcome.summary["status"] == "diverged"
+        assert outcome.record.status == "diverged"
         # The layer named is where the forward pass first overflowed, not merely the first layer
         # whose (backpropagated, hence all-NaN) gradients are non-finite.
         at_step = outcome.layers[outcome.layers.step == v["step"]].set_index("layer")

@@ -25,8 +25,6 @@ from winit_cli.app.report import build_report
 from winit_cli.cli import app
 from winit_cli.config import load_config
 from winit_cli.errors import ResultsError
-from winit_cli.inits import get_scheme
-from winit_cli.measure.theory import predict
 
 SWEEP = "depths-0a1b2c"
 
@@ -40,33 +38,6 @@ def _config(out: Path, scheme: str, activation: str = "relu", depth: int = 8, se
     ])
 
 
-def _add_theory(run_dir: Path, m0: float) -> None:
-    """What the runner will soon save itself: predicted columns and a `theory` summary."""
-    layers = pd.read_csv(run_dir / "layers.csv")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    if "predicted_log10_grad_ratio" in layers and "theory" in summary:
-        return
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    scheme = get_scheme(config["init"]["scheme"])
-    params = scheme.resolve(config["init"].get("params") or {})
-    init = layers[layers.step == 0].sort_values("layer")
-    variances = [scheme.variance(int(a), int(b), config["model"]["activation"], **params)
-                 for a, b in zip(init.fan_in, init.fan_out, strict=True)]
-    p = predict(config["model"]["activation"], list(init.fan_in.astype(int)),
-                [v[0] for v in variances], [v[1] for v in variances], m0)
-    rows = pd.DataFrame(p.to_rows())
-    layers = layers.drop(columns=[c for c in rows if c != "layer" and c in layers])
-    layers.merge(rows, on="layer").sort_values(["step", "layer"]).to_csv(
-        run_dir / "layers.csv", index=False)
-    g = init.set_index("layer").act_grad_norm
-    measured = math.log10(g.iloc[0] / g.iloc[-2])
-    summary["theory"] = {"chi": p.chi_fixed_point, "depth_scale": p.depth_scale,
-                         "predicted_log10_ratio": p.log10_first_to_last_hidden(),
-                         "measured_log10_ratio": measured,
-                         "difference": measured - p.log10_first_to_last_hidden()}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-
-
 @pytest.fixture(scope="module")
 def results_dir(tmp_path_factory, mnist_path: Path) -> Path:
     root = tmp_path_factory.mktemp("results")
@@ -76,19 +47,17 @@ def results_dir(tmp_path_factory, mnist_path: Path) -> Path:
         splits = load_splits(_config(root, "he_normal"), mnist_path)
         relu = run_group([_config(root, "he_normal"), _config(root, "he_normal", seed=1),
                           _config(root, "xavier_normal"), _config(root, "normal")],
-                         splits, device="cpu")
-        run_group([_config(root, "xavier_normal", "tanh")], splits, device="cpu")
+                         splits)
+        run_group([_config(root, "xavier_normal", "tanh")], splits)
         sweep = root / "sweeps" / SWEEP
         run_group([_config(sweep / "runs", s, depth=4) for s in ("he_normal", "normal")],
-                  splits, device="cpu")
+                  splits)
     finally:
         torch.set_num_threads(threads)
     (sweep / "sweep.yaml").write_text(yaml.safe_dump(
         {"name": "depths", "base": {}, "grid": {"init.scheme": ["he_normal", "normal"]},
          "seeds": [0]}))
-    m0 = float(splits.x_train.pow(2).mean())
-    for outcome in relu:
-        _add_theory(outcome.run_dir, m0)
+    assert all(o.record.theory is not None and o.record.theory.applicable for o in relu)
     running = root / "broken_running"
     running.mkdir()
     shutil.copy(relu[0].run_dir / "config.yaml", running / "config.yaml")
@@ -181,8 +150,8 @@ def test_same_results_give_byte_identical_files(report, results_dir, tmp_path):
 
 def test_plots_exist_and_are_not_blank(report):
     names = {p.name for p in report.files if p.suffix == ".png"}
-    assert {"gradient_flow_relu_d8_w64.png", "heatmaps_relu_d8_w64.png",
-            "curves_relu_d8_w64.png", "gradient_flow_tanh_d8_w64.png",
+    assert {"gradient_flow_mnist_mlp_relu_d8_w64.png", "heatmaps_mnist_mlp_relu_d8_w64.png",
+            "curves_mnist_mlp_relu_d8_w64.png", "gradient_flow_mnist_mlp_tanh_d8_w64.png",
             "accuracy_vs_depth.png"} <= names
     for path in report.files:
         if path.suffix != ".png":
@@ -213,7 +182,7 @@ def test_recommendation_names_the_best_healthy_scheme(report):
     means = healthy.groupby(["activation", "depth", "width", "scheme"]).test_accuracy.mean()
     for (activation, depth, width), group in means.groupby(level=[0, 1, 2]):
         (_, _, _, best), accuracy = group.idxmax(), group.max()
-        line = f"**{activation}, depth {depth}, width {width}:** use `{best}`:"
+        line = f"**mnist, mlp {activation}, depth {depth}, width {width}:** use `{best}`:"
         assert line in recommendations
         assert f"{100 * accuracy:.1f}%" in recommendations.split(line)[1].split("\n")[0]
     assert recommendations.count("use `") == 3

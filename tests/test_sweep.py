@@ -19,17 +19,19 @@ from winit_cli.app.experiment import layers_frame, load_splits
 from winit_cli.cli import app
 from winit_cli.config import validate
 from winit_cli.errors import ConfigError
-from winit_cli.sweeps import sweep
+from winit_cli.sweeps import comparison, executors
+from winit_cli.sweeps import plan as planning
+from winit_cli.sweeps import spec as specs
 from winit_cli.training.loop import train
 
 SMALL = {"model": {"depth": 4, "width": 32}, "train": {"steps": 6, "batch_size": 64},
          "data": {"subset": 600, "val_size": 200}, "record": {"every": 2}}
 
 
-def spec(tmp_path: Path, grid: dict, seeds=(0,)) -> sweep.SweepSpec:
+def spec(tmp_path: Path, grid: dict, seeds=(0,)) -> specs.SweepSpec:
     base = json.loads(json.dumps(SMALL))
     base["output_dir"] = str(tmp_path)
-    return sweep.SweepSpec("t", base, grid, list(seeds))
+    return specs.SweepSpec("t", base, grid, list(seeds))
 
 
 def test_grid_expands_to_every_point_and_seed(tmp_path):
@@ -59,17 +61,17 @@ def test_sweep_file_spec(tmp_path):
     base.write_text("model: {depth: 3, width: 16}\ninit: {scheme: normal, params: {std: 1e-2}}\n")
     f = tmp_path / "sweep.yaml"
     f.write_text("name: s\nbase: base.yaml\ngrid:\n  init.params.std: [1e-2, 0.1]\nseeds: 2\n")
-    s = sweep.load_spec(f)
+    s = specs.load_spec(f)
     assert [c.init.params["std"] for c in s.members()] == [0.01, 0.01, 0.1, 0.1]
     f.write_text("name: s\ngrids: {}\n")
     with pytest.raises(ConfigError, match="unknown key"):
-        sweep.load_spec(f)
+        specs.load_spec(f)
 
 
 def test_groups_batch_same_shape_members_only(tmp_path):
     s = spec(tmp_path, {"init.scheme": ["he_normal", "normal", "normal_l2"],
                         "model.depth": [3, 5]}, seeds=[0, 1])
-    groups = sweep.groups(s.members())
+    groups = planning.groups(s.members())
     assert sorted(len(g) for g in groups) == [6, 6]
     for g in groups:
         assert len({c.model.depth for c in g}) == 1
@@ -94,15 +96,15 @@ def test_batched_step0_equals_one_by_one():
 @pytest.mark.usefixtures("winit_data_dir")
 def test_sweep_writes_comparison_and_resumes_without_rerunning(tmp_path):
     s = spec(tmp_path, {"init.scheme": ["he_normal", "normal"]}, seeds=[0, 1])
-    plan = sweep.plan(s)
+    plan = planning.plan(s)
     assert len(plan.todo) == 4
-    frame = sweep.run_sweep(plan, s, sweep.InProcessExecutor(load_splits))
+    frame = comparison.run_sweep(plan, s, executors.InProcessExecutor(load_splits))
     assert len(frame) == 4 and set(frame.status) == {"complete"}
     on_disk = pd.read_csv(plan.directory / "comparison.csv")
     assert list(on_disk.run_id) == list(frame.run_id)
     assert {"init_scheme", "seed", "verdict", "test_accuracy", "steps_to_target"} <= set(on_disk)
     assert (plan.directory / "sweep.yaml").exists()
-    again = sweep.plan(s)
+    again = planning.plan(s)
     assert again.todo == [] and len(again.done) == 4
 
 
@@ -119,7 +121,7 @@ def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, monkeypatc
 
     monkeypatch.setattr(train_module, "initialize", broken)
     s = spec(tmp_path, {"init.scheme": ["he_normal", "xavier_normal", "normal"]})
-    frame = sweep.run_sweep(sweep.plan(s), s, sweep.InProcessExecutor(load_splits))
+    frame = comparison.run_sweep(planning.plan(s), s, executors.InProcessExecutor(load_splits))
     status = dict(zip(frame.init_scheme, frame.status, strict=True))
     assert status == {"he_normal": "complete", "xavier_normal": "failed", "normal": "complete"}
     assert "simulated failure" in frame.set_index("init_scheme").loc["xavier_normal", "error"]
@@ -241,9 +243,10 @@ def test_compare_bad_options_are_one_error_line(tmp_path, args, message):
 @pytest.mark.usefixtures("winit_data_dir")
 def test_process_executor_gives_the_in_process_results(tmp_path):
     s = spec(tmp_path / "a", {"init.scheme": ["he_normal", "normal"], "model.depth": [3, 4]})
-    here = sweep.run_sweep(sweep.plan(s), s, sweep.InProcessExecutor(sweep.cached_splits()))
+    local = executors.InProcessExecutor(executors.cached_splits())
+    here = comparison.run_sweep(planning.plan(s), s, local)
     s2 = spec(tmp_path / "b", {"init.scheme": ["he_normal", "normal"], "model.depth": [3, 4]})
-    there = sweep.run_sweep(sweep.plan(s2), s2, sweep.ProcessExecutor(jobs=2))
+    there = comparison.run_sweep(planning.plan(s2), s2, executors.ProcessExecutor(jobs=2))
     assert set(there.status) == {"complete"} and len(there) == 4
     key = ["init_scheme", "model_depth"]
     a, b = here.set_index(key).sort_index(), there.set_index(key).sort_index()

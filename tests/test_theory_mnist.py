@@ -22,8 +22,8 @@ def runs(activation: str, sigma_w2s: list[float], tmp_path) -> list[dict]:
         "train": {"steps": 1, "batch_size": 256}, "data": {"subset": 1024, "val_size": 0},
         "record": {"every": 1},
     }) for s in sigma_w2s]
-    outcomes = run_group(configs, load_splits(configs[0]), device="cpu")
-    return [o.summary["theory"] for o in outcomes]
+    outcomes = run_group(configs, load_splits(configs[0]))
+    return [o.record.theory.model_dump() for o in outcomes]
 
 
 @pytest.mark.usefixtures("winit_data_dir")

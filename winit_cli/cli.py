@@ -1,4 +1,5 @@
-"""The command line: one function per command; parse, call the library, render with Rich.
+"""The command line: one function per command; parse, call the application layer (app/),
+render with the views (views/), map errors to exit codes.
 
 torch is imported inside the commands, so `winit --help` answers at once.
 """
@@ -61,13 +62,15 @@ def run(
     data_dir: DataDirOption = None,
 ) -> None:
     """Train one MLP on MNIST, recording per-layer gradients from step 0, and diagnose them."""
+    from winit_cli.app.run import run_experiment
     from winit_cli.config import load_config
-    from winit_cli.views import terminal as render
+    from winit_cli.views.progress import RunProgress
+    from winit_cli.views.terminal import run_report
 
     with user_errors():
         cfg = load_config(config, set_ or [])
-        outcome = render.run_with_progress(console, cfg, data_dir)
-        render.run_report(console, outcome)
+        outcome = run_experiment(cfg, data_dir, RunProgress(console))
+        run_report(console, outcome)
 
 
 compare_app = typer.Typer(
@@ -109,36 +112,46 @@ def compare_schemes(
         "--dry-run", help="List the runs, train nothing.")] = False,
     jobs: Annotated[int, typer.Option(
         min=1, help="Worker processes; 1 trains same-shape runs batched in this process.")] = 1,
+    executor: Annotated[str, typer.Option(
+        help="Where members train: local (this machine), or ray (a Ray cluster).")] = "local",
+    address: Annotated[str | None, typer.Option(
+        help="The cluster's address for --executor ray (default: $RAY_ADDRESS, else a "
+             "local Ray).")] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Compare init schemes (x activations x depths x widths x seeds); resumes if rerun."""
-    from winit_cli.config import apply_override
-    from winit_cli.sweeps import sweep
-    from winit_cli.views import terminal as render
+    from winit_cli.app.compare import compare, plan_sweep, sweep_spec
+    from winit_cli.sweeps.executors import ExecutorOptions
+    from winit_cli.sweeps.spec import grid_value
+    from winit_cli.views import terminal
+    from winit_cli.views.progress import download_progress, sweep_progress
 
     with user_errors():
-        if sweep_file is not None:
-            given = [o for o, v in (("--base", base), ("--schemes", schemes), ("--activations",
-                     activations), ("--depths", depths), ("--widths", widths), ("--grid", grid),
-                     ("--seeds", seeds != 1 or None)) if v]
-            if given:
-                raise ConfigError(f"--sweep holds the grid; drop {', '.join(given)} "
-                                  "(use --set for base values)")
-            spec = sweep.load_spec(sweep_file)
-            for item in set_ or []:
-                apply_override(spec.base, item)
-        else:
-            axes = {"init.scheme": _split(schemes), "model.activation": _split(activations),
-                    "model.depth": _split(depths, int, "--depths"),
-                    "model.width": _split(widths, int, "--widths")}
-            for item in grid or []:
-                key, sep, values = item.partition("=")
-                if not sep or not key.strip() or not values.strip():
-                    raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2, "
-                                      "e.g. --grid train.lr=0.1,0.01")
-                axes[key.strip()] = [sweep.parse_value(v) for v in _split(values)]
-            spec = sweep.spec_from_options(base, set_ or [], axes, list(range(seeds)), name)
-        render.compare(console, spec, dry_run=dry_run, data_dir=data_dir, jobs=jobs)
+        given = [o for o, v in (("--base", base), ("--schemes", schemes), ("--activations",
+                 activations), ("--depths", depths), ("--widths", widths), ("--grid", grid),
+                 ("--seeds", seeds != 1 or None)) if v]
+        if sweep_file is not None and given:
+            raise ConfigError(f"--sweep holds the grid; drop {', '.join(given)} "
+                              "(use --set for base values)")
+        axes = {"init.scheme": _split(schemes), "model.activation": _split(activations),
+                "model.depth": _split(depths, int, "--depths"),
+                "model.width": _split(widths, int, "--widths")}
+        spec = sweep_spec(sweep_file, base, axes, grid or [], set_ or [], seeds, name)
+        plan = plan_sweep(spec)
+        terminal.sweep_header(console, spec, plan)
+        if dry_run:
+            terminal.dry_run_table(console, spec, plan, grid_value)
+            return
+        options = ExecutorOptions(jobs, data_dir, download_progress(console), address)
+        with sweep_progress(console, len(plan.todo)) as (on_progress, advance):
+            def on_member(outcome) -> None:
+                advance()
+                terminal.member_line(console, outcome)
+
+            result = compare(spec, plan, executor=executor, options=options,
+                             on_progress=on_progress, on_member=on_member)
+        terminal.comparison_table(console, result.frame, list(spec.grid))
+        console.print(f"comparison: [bold]{result.path}[/]")
 
 
 @app.command()
@@ -158,12 +171,12 @@ def report(
 ) -> None:
     """Summarize finished runs from their files: CSV tables, plots, report.md and report.html."""
     from winit_cli.app.report import build_report
-    from winit_cli.views import terminal as render
+    from winit_cli.views.terminal import report_summary
 
     with user_errors():
         with console.status("reading runs and drawing plots"):
             result = build_report(paths or [], out=out, filters=filter_ or [])
-        render.report_summary(console, result)
+        report_summary(console, result)
 
 
 @app.command()
@@ -175,14 +188,18 @@ def schemes(
     width: Annotated[int, typer.Option(min=1, help="Width of the square layer.")] = 512,
 ) -> None:
     """List the init schemes: formula, parameters, sigma_w^2 and chi at the fixed point."""
+    from winit_cli.app.schemes import scheme_detail, scheme_rows
     from winit_cli.config import Activation
-    from winit_cli.views import terminal as render
+    from winit_cli.views import schemes as view
 
     with user_errors():
         known = get_args(Activation)
         if activation not in known:
             raise ConfigError(f"--activation: {activation!r} is not one of {', '.join(known)}")
-        render.schemes(console, activation, width, name)
+        if name is not None:
+            view.scheme_detail(console, scheme_detail(name, activation, width), activation, width)
+        else:
+            view.scheme_table(console, scheme_rows(activation, width), activation, width)
 
 
 def main() -> None:

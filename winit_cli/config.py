@@ -81,6 +81,10 @@ class RecordConfig(Section):
     eval_every: PositiveInt | None = Field(
         None, description="evaluate on the validation split every N steps (default: each epoch)"
     )
+    checkpoint_seconds: float = Field(
+        30.0, ge=0, description="rewrite the CSVs at most this often while training (0: every "
+                                "step); a crash loses at most this much"
+    )
 
 
 class DiagnoseConfig(Section):
@@ -111,6 +115,7 @@ class Config(Section):
         for key in ("output_dir", "name"):
             d.pop(key)
         d["data"].pop("dir")
+        d["record"].pop("checkpoint_seconds")  # when files are saved, not what is computed
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,7 +1,10 @@
-"""One experiment end to end: data, training, files. `winit run` and sweeps both come here.
+"""One experiment end to end: data, training, records. `winit run` and every sweep executor
+come here.
 
-Several configs that agree on `train.SHARED_KEYS` train together as one stacked model; each
-still gets its own ordinary run directory.
+Several configs that agree on `training.SHARED_KEYS` train together as one stacked model; each
+still gets its own ordinary run directory. `train_records` keeps everything in memory (for
+executors whose workers share no disk with the driver); `run_group` writes run directories as it
+goes, with checkpoints, so a crash loses at most a checkpoint interval.
 """
 
 from __future__ import annotations
@@ -13,13 +16,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from winit_cli.config import Config, dump_yaml
+from winit_cli.config import Config
 from winit_cli.datasets.loader import ProgressFn as DownloadProgress
 from winit_cli.datasets.loader import Splits, load_mnist, make_splits
-from winit_cli.measure.diagnose import Verdict, diagnose
+from winit_cli.measure.diagnose import Verdict, diagnose, measured_first_to_last_hidden
 from winit_cli.measure.predict import predict_run
 from winit_cli.measure.probes import COLUMNS
-from winit_cli.records import files as results
+from winit_cli.records.files import finite_values
+from winit_cli.records.schema import (
+    Environment,
+    FinalRecord,
+    RunRecord,
+    Status,
+    TheoryRecord,
+    VerdictRecord,
+)
+from winit_cli.records.writer import RunWriter, environment, first_record, utcnow
 from winit_cli.training.loop import MemberLog, ProgressFn, flushes_subnormals, resolve_device, train
 
 # The validation split is fixed, not drawn from the run's seed, so that every run of every sweep
@@ -28,9 +40,20 @@ SPLIT_SEED = 0
 
 
 @dataclass
+class RunResult:
+    """One member's records, in memory: what a run directory holds."""
+
+    record: RunRecord
+    layers: pd.DataFrame
+    metrics: pd.DataFrame
+
+
+@dataclass
 class RunOutcome:
+    """A finished member: its directory and what was written there."""
+
     run_dir: Path
-    summary: dict
+    record: RunRecord
     layers: pd.DataFrame
 
 
@@ -72,93 +95,98 @@ def input_second_moment(splits: Splits, chunk: int = 8192) -> float:
     return total / x.numel()
 
 
-class RunFiles:
-    """The run directory of one member, from creation to the final summary."""
-
-    def __init__(self, config: Config, env: dict, input_moment: float):
-        self.config = config
-        self.input_moment = input_moment
-        self.started = results.utcnow()
-        self.dir = results.new_run_dir(config, self.started)
-        self.env = env
-        results.atomic_write(self.dir / "config.yaml", dump_yaml(config))
-        self.write_summary({"status": "running"})
-
-    def base_summary(self) -> dict:
-        c = self.config
-        return {
-            "run_id": self.dir.name, "name": c.name, "config_hash": c.content_hash(),
-            "started_at": self.started.isoformat(timespec="seconds"),
-            "scheme": c.init.scheme, "activation": c.model.activation, "depth": c.model.depth,
-            "width": c.model.width if c.model.widths is None else c.model.widths,
-            "seed": c.train.seed, **self.env,
-        }
-
-    def write_summary(self, extra: dict) -> None:
-        results.write_json(self.dir / "summary.json", {**self.base_summary(), **extra})
-
-    def write_tables(self, log: MemberLog, layers: pd.DataFrame | None = None) -> pd.DataFrame:
-        layers = layers_frame(log) if layers is None else layers
-        results.write_csv(self.dir / "layers.csv", layers)
-        results.write_csv(self.dir / "metrics.csv", pd.DataFrame(log.metrics))
-        return layers
-
-    def finish(self, log: MemberLog, error: str | None = None) -> RunOutcome:
-        layers, theory = predict_run(self.config, layers_frame(log), self.input_moment)
-        self.write_tables(log, layers)
-        verdict = verdict_of(log, layers)
-        summary = {**self.base_summary(), "status": log.status, "verdict": verdict.to_dict(),
-                   "verdict_text": verdict.describe(), "theory": theory,
-                   # an interrupted run has no final evaluation, only how far it got
-                   "final": _finite(log.final or {"steps": log.layer_steps[-1][0]
-                                                  if log.layer_steps else 0}),
-                   "finished_at": results.utcnow().isoformat(timespec="seconds")}
-        if error:
-            summary["error"] = error
-        results.write_json(self.dir / "summary.json", summary)
-        results.append_index(self.config.output_dir, {
-            **summary, "verdict": verdict.verdict, "path": str(self.dir),
-            "test_accuracy": log.final.get("test_accuracy"),
-        })
-        return RunOutcome(self.dir, summary, layers)
+def _verdict_record(log: MemberLog, layers: pd.DataFrame) -> VerdictRecord:
+    verdict = verdict_of(log, layers)
+    step0 = layers[layers.step == 0].sort_values("layer")
+    return VerdictRecord(
+        **finite_values(verdict.to_dict()),
+        log10_first_to_last=finite_values(
+            {"x": measured_first_to_last_hidden(step0)})["x"] if len(step0) else None,
+        zero_grad_layers_init=int((step0.act_grad_norm == 0).sum()) if len(step0) else None)
 
 
-def run_group(configs: list[Config], splits: Splits, *, device: str,
+def assemble(log: MemberLog, start: RunRecord, input_moment: float,
+             error: str | None = None) -> RunResult:
+    """A member's final record and tables: its verdict and the theory beside its step 0."""
+    layers, theory = predict_run(log.config, layers_frame(log), input_moment)
+    verdict = _verdict_record(log, layers)
+    final = log.final or {"steps": log.layer_steps[-1][0] if log.layer_steps else 0}
+    record = start.model_copy(update={
+        "status": Status(log.status), "verdict": verdict,
+        "verdict_text": verdict_of(log, layers).describe(),
+        "theory": TheoryRecord(**finite_values(theory)),
+        "final": FinalRecord(**finite_values(final)),
+        "error": None if log.status == "diverged" else error})
+    return RunResult(record, layers, pd.DataFrame(log.metrics))
+
+
+def group_environment(configs: list[Config]) -> Environment:
+    device = configs[0].train.device
+    return environment(str(resolve_device(device)), flushes_subnormals(configs[0]))
+
+
+def train_records(configs: list[Config], splits: Splits, *,
+                  on_progress: ProgressFn | None = None) -> list[RunResult]:
+    """Train configs as one stacked model and return each member's records, writing nothing:
+    for workers that share no disk with the driver, which writes them (`write_result`)."""
+    env = group_environment(configs)
+    moment = input_second_moment(splits)
+    source = str(splits.source) if splits.source else None
+    started = utcnow()
+    starts = [first_record(c, "", started, env, source) for c in configs]
+    logs = train(configs, splits, on_progress=on_progress)
+    return [assemble(log, start, moment) for log, start in zip(logs, starts, strict=True)]
+
+
+def write_result(result: RunResult, config: Config) -> RunOutcome:
+    """A run directory for records computed elsewhere (`train_records`)."""
+    writer = RunWriter(config, result.record.environment, result.record.data_source)
+    record = result.record.model_copy(update={"run_id": writer.dir.name,
+                                              "started_at": result.record.started_at})
+    writer.finish(record, result.layers, result.metrics)
+    return RunOutcome(writer.dir, writer.record, result.layers)
+
+
+def run_group(configs: list[Config], splits: Splits, *,
               on_progress: ProgressFn | None = None,
               on_start: Callable[[list[Path]], None] | None = None) -> list[RunOutcome]:
     """Train configs that share a shape as one stacked model; write one run directory each."""
-    env = results.environment(str(resolve_device(device)), flushes_subnormals(configs[0]))
+    env = group_environment(configs)
     moment = input_second_moment(splits)
-    files = [RunFiles(c, env, moment) for c in configs]
+    source = str(splits.source) if splits.source else None
+    writers = [RunWriter(c, env, source) for c in configs]
     if on_start:
-        on_start([f.dir for f in files])
+        on_start([w.dir for w in writers])
     logs = [MemberLog(c) for c in configs]
 
     def checkpoint(current: list[MemberLog]) -> None:
-        for f, log in zip(files, current, strict=True):
-            f.write_tables(log)
+        for w, log in zip(writers, current, strict=True):
+            w.write_tables(layers_frame(log), pd.DataFrame(log.metrics))
+
+    def finish(error: str | None = None) -> list[RunOutcome]:
+        outcomes = []
+        for w, log in zip(writers, logs, strict=True):
+            result = assemble(log, w.record, moment, error)
+            w.finish(result.record, result.layers, result.metrics)
+            outcomes.append(RunOutcome(w.dir, w.record, result.layers))
+        return outcomes
 
     try:
-        logs = train(configs, splits, on_progress=on_progress, on_checkpoint=checkpoint,
-                     logs=logs)
+        train(configs, splits, on_progress=on_progress, on_checkpoint=checkpoint, logs=logs,
+              checkpoint_seconds=configs[0].record.checkpoint_seconds)
     except KeyboardInterrupt:
-        _finish_unfinished(files, logs, "interrupted", "interrupted by the user")
+        _mark_unfinished(logs, Status.INTERRUPTED)
+        finish("interrupted by the user")
         raise
     except Exception as e:
-        _finish_unfinished(files, logs, "failed", f"{type(e).__name__}: {e}")
+        _mark_unfinished(logs, Status.FAILED)
+        finish(f"{type(e).__name__}: {e}")
         raise
-    return [f.finish(log) for f, log in zip(files, logs, strict=True)]
+    return finish()
 
 
-def _finish_unfinished(files: list[RunFiles], logs: list[MemberLog], status: str,
-                       error: str) -> None:
-    """Write what was measured; a member that had already diverged keeps that status."""
-    for f, log in zip(files, logs, strict=True):
-        if log.status in ("running", "interrupted"):
-            log.status = status
-        f.finish(log, error=None if log.status == "diverged" else error)
-
-
-def _finite(d: dict) -> dict:
-    """JSON has no NaN: a float that could not be measured is null (counts stay integers)."""
-    return {k: results.finite(v) if isinstance(v, float) else v for k, v in d.items()}
+def _mark_unfinished(logs: list[MemberLog], status: Status) -> None:
+    """A member that had already diverged keeps that status."""
+    for log in logs:
+        if log.status in (Status.RUNNING, Status.INTERRUPTED):
+            log.status = status.value

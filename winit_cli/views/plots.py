@@ -219,18 +219,19 @@ def training_curves(curves: Sequence[Curve], title: str, path: Path) -> Path:
 
 
 def accuracy_vs_depth(aggregate: pd.DataFrame, colors: dict[str, str], path: Path) -> Path:
-    """Final test accuracy against depth, one panel per (activation, width), one line per
-    scheme; error bars are the std over seeds where there are several."""
-    panels = list(aggregate.groupby(["activation", "width"], sort=True, dropna=False))
+    """Final test accuracy against depth, one panel per (dataset, model kind, activation,
+    width), one line per scheme; error bars are the std over seeds where there are several."""
+    keys = ["dataset", "model_kind", "activation", "width"]
+    panels = list(aggregate.groupby(keys, sort=True, dropna=False))
     fig, axes = _axes_grid(len(panels), 3, cell=(5, 3.9), margin=(0, 0.5))
-    for ax, ((activation, width), frame) in zip(axes, panels, strict=True):
+    for ax, ((dataset, kind, activation, width), frame) in zip(axes, panels, strict=True):
         for scheme, rows in frame.groupby("scheme", sort=True):
             rows = rows.groupby("depth", sort=True).agg(
                 acc=("test_accuracy_mean", "mean"), std=("test_accuracy_std", "mean"))
             ax.errorbar(rows.index.to_numpy(), 100 * rows.acc.to_numpy(),
                         yerr=100 * rows["std"].fillna(0).to_numpy(), marker="o", ms=4,
                         capsize=3, lw=1.5, color=colors.get(scheme, "black"), label=scheme)
-        ax.set_title(f"{activation}, width {width}", fontsize=10)
+        ax.set_title(f"{dataset}, {kind} {activation}, width {width}", fontsize=10)
         ax.set_xlabel("depth (Linear layers)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(0, 100)

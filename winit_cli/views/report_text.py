@@ -1,25 +1,22 @@
 """The written part of `winit report`: sentences built from the numbers, and the document.
 
 `describe` says what happened to one configuration and `recommend` which init to use for one
-(activation, depth, width), every claim with its number; `write_text` puts them, the figures and
-the table of runs into a `Doc`, which writes itself out as Markdown (report.md) and as one
-self-contained HTML page (report.html, plots embedded as data URIs). Everything here reads the
+group (dataset, model kind, activation, depth, width), every claim with its number;
+`write_text` puts them, the figures and the table of runs into a `Doc` (views/doc.py), which
+writes itself out as Markdown and as one self-contained HTML page. Everything here reads the
 tables `report` built from the run files.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import math
-import re
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from winit_cli.records.files import finite
-from winit_cli.sweeps.sweep import column_name
+from winit_cli.records.rows import column_name, ranked
+from winit_cli.views.doc import Doc
 from winit_cli.views.plots import MAX_GROUPS, MAX_PANELS
 
 # --- numbers in words ---------------------------------------------------------------------------
@@ -59,8 +56,9 @@ def config_label(row: pd.Series | dict, grid: list[str]) -> str:
 
 
 def group_title(key: tuple) -> str:
-    activation, depth, width = key
-    return f"{activation}, depth {depth}, width {width}"
+    """A group (records/rows.GROUP) in words: `mnist, mlp relu, depth 20, width 256`."""
+    dataset, kind, activation, depth, width = key
+    return f"{dataset}, {kind} {activation}, depth {depth}, width {width}"
 
 
 def _chi_words(chi: float, xi: float | None, depth: Any) -> str:
@@ -126,11 +124,11 @@ def describe(label: str, members: pd.DataFrame, agg: pd.Series) -> str:
     return text + f" Test accuracy {_pct(agg.test_accuracy_mean)}{spread}{seeds}."
 
 
-def recommend(title: str, ranked: pd.DataFrame, summary: pd.DataFrame, labels: dict) -> str:
+def recommend(title: str, order: pd.DataFrame, summary: pd.DataFrame, labels: dict) -> str:
     """Which init to use here: the best mean test accuracy among configurations all of whose
     runs completed healthy."""
-    healthy = ranked[ranked.healthy_runs == ranked.runs]
-    best = ranked.iloc[0]
+    healthy = order[order.healthy_runs == order.runs]
+    best = order.iloc[0]
     if not len(healthy):
         return (f"**{title}:** no configuration kept healthy gradients, so none is "
                 f"recommended; the best test accuracy was {_pct(best.test_accuracy_mean)} "
@@ -149,7 +147,7 @@ def intro_paragraphs(summary, groups, not_included, root, wanted, thresholds) ->
     """Where the runs came from, what was left out, and the rule behind every verdict."""
     n_groups = len(groups)
     intro = (f"{len(summary)} runs from `{root.name}` in {n_groups} group"
-             f"{'s' if n_groups != 1 else ''} (activation, depth, width); "
+             f"{'s' if n_groups != 1 else ''} (dataset, model kind, activation, depth, width); "
              f"{len(not_included)} not included or not ranked (listed at the end).")
     if wanted:
         intro += " Filter: " + ", ".join(f"`{k}={'|'.join(v)}`" for k, v in wanted.items()) + "."
@@ -166,23 +164,21 @@ def intro_paragraphs(summary, groups, not_included, root, wanted, thresholds) ->
 
 def write_text(summary, groups, not_included, grid, labels, figures, intro):
     """The document: recommendations first, then what happened per group (`groups`: the
-    aggregate rows per (activation, depth, width)), with its figures."""
+    aggregate rows per group), with its figures."""
     doc = Doc()
     doc.add("h", 1, "winit report")
     for paragraph in intro:
         doc.add("p", paragraph)
     recommendations, sections = [], []
     for key, configs in groups.items():
-        ranked = configs.assign(_acc=configs.test_accuracy_mean.fillna(-1.0),
-                                _label=[labels[i] for i in configs.index]) \
-            .sort_values(["_acc", "_label"], ascending=[False, True], kind="stable")
-        recommendations.append(recommend(group_title(key), ranked, summary, labels))
-        order = ", ".join(f"{labels[i]} {_pct(c.test_accuracy_mean)}"
-                          for i, c in ranked.iterrows())
+        order = ranked(configs, labels)
+        recommendations.append(recommend(group_title(key), order, summary, labels))
         sections += [("h", 3, group_title(key)),
                      ("ul", [describe(labels[i], summary.loc[c.members], c)
-                             for i, c in ranked.iterrows()]),
-                     ("p", f"Ranked by test accuracy: {order}."),
+                             for i, c in order.iterrows()]),
+                     ("p", "Ranked by test accuracy: " + ", ".join(
+                         f"{labels[i]} {_pct(c.test_accuracy_mean)}"
+                         for i, c in order.iterrows()) + "."),
                      *(("img", path, alt) for alt, path in figures.get(key, []))]
         if len(configs) > MAX_PANELS and key in figures:
             sections.append(("p", f"The heatmaps show the first {MAX_PANELS} of "
@@ -220,71 +216,3 @@ def _runs_table(summary: pd.DataFrame, grid: list[str]) -> tuple[list[str], list
                      f"{r.verdict}{where}", _fmt(r.log10_ratio_init), _fmt(r.log10_ratio_end),
                      theory, _pct(r.test_accuracy), _fmt(r.train_seconds, "{:.1f}")])
     return header, rows
-
-
-class Doc:
-    """A few block types, written out as Markdown and as self-contained HTML."""
-
-    def __init__(self) -> None:
-        self.blocks: list[tuple] = []
-
-    def add(self, kind: str, *content) -> None:
-        self.blocks.append((kind, *content))
-
-    def markdown(self) -> str:
-        out = []
-        for kind, *c in self.blocks:
-            if kind == "h":
-                out.append(f"{'#' * c[0]} {c[1]}")
-            elif kind == "p":
-                out.append(c[0])
-            elif kind == "ul":
-                out.append("\n".join(f"- {item}" for item in c[0]))
-            elif kind == "img":
-                out.append(f"![{c[1]}]({c[0]})")
-            elif kind == "table":
-                cells = [[str(x).replace("|", "\\|") for x in row] for row in [c[0], *c[1]]]
-                out += ["\n".join(["| " + " | ".join(cells[0]) + " |",
-                                   "|" + "---|" * len(cells[0]),
-                                   *("| " + " | ".join(r) + " |" for r in cells[1:])])]
-        return "\n\n".join(out) + "\n"
-
-    def html(self, base: Path) -> str:
-        body = []
-        for kind, *c in self.blocks:
-            if kind == "h":
-                body.append(f"<h{c[0]}>{_inline(c[1])}</h{c[0]}>")
-            elif kind == "p":
-                body.append(f"<p>{_inline(c[0])}</p>")
-            elif kind == "ul":
-                body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in c[0]) + "</ul>")
-            elif kind == "img":
-                data = base64.b64encode((base / c[0]).read_bytes()).decode()
-                body.append(f'<figure><img alt="{html.escape(c[1])}" '
-                            f'src="data:image/png;base64,{data}"></figure>')
-            elif kind == "table":
-                head = "".join(f"<th>{html.escape(str(x))}</th>" for x in c[0])
-                rows = "".join("<tr>" + "".join(f"<td>{_inline(str(x))}</td>" for x in r)
-                               + "</tr>" for r in c[1])
-                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        return HTML.format(body="\n".join(body))
-
-
-def _inline(text: str) -> str:
-    text = html.escape(text)
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-    text = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
-    text = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", text)
-    return re.sub(r"10\^([+-]?[0-9]+(?:\.[0-9]+)?|x)", r"10<sup>\1</sup>", text)
-
-
-HTML = """<!doctype html>
-<html><head><meta charset="utf-8"><title>winit report</title><style>
-body{{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
-line-height:1.45;color:#222}} img{{max-width:100%}} code{{background:#f3f3f3;padding:0 .2em}}
-table{{border-collapse:collapse;font-size:.85em}} td,th{{border:1px solid #ccc;padding:.2em .5em;
-text-align:right}} th{{background:#f3f3f3}} figure{{margin:1em 0}}
-</style></head><body>
-{body}
-</body></html>
-"""

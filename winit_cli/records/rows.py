@@ -1,0 +1,157 @@
+"""Runs as table rows, and the one aggregation over seeds: `compare` and `report` both use
+these, so they tabulate and rank the same runs the same way.
+
+`run_row` flattens a run record into one tidy row (comparison.csv, summary.csv); `aggregate`
+groups rows by configuration (everything but the seed) into mean and std over seeds; `ranked`
+orders configurations by mean test accuracy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from winit_cli.records.reader import Run
+from winit_cli.records.schema import Status
+
+HEAD = ("run_id", "path", "sweep", "dataset", "model_kind", "scheme", "activation", "depth",
+        "width", "seed")
+MEASURED = ("status", "verdict", "verdict_layer", "verdict_step", "verdict_fraction_of_steps",
+            "log10_ratio_init", "log10_ratio_end", "zero_grad_layers_init",
+            "log10_first_to_last_measured", "log10_first_to_last_predicted")
+FINAL = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
+         "test_accuracy", "steps", "train_seconds", "samples_per_second")
+TAIL = ("steps_to_target", "error", "config_hash")
+INTEGER = ("depth", "seed", "verdict_layer", "verdict_step", "zero_grad_layers_init", "steps",
+           "steps_to_target")
+AVERAGED = ("log10_ratio_init", "log10_ratio_end", "log10_first_to_last_measured",
+            "log10_first_to_last_predicted", "train_accuracy", "val_accuracy", "test_accuracy",
+            "steps_to_target", "train_seconds")
+FINISHED = tuple(s.value for s in Status if s.finished)
+TARGET_ACCURACY = 0.9  # steps_to_target: the first evaluated step reaching this val accuracy
+
+
+def column_name(key: str) -> str:
+    """A config key as a column: model.depth -> model_depth."""
+    return key.replace(".", "_")
+
+
+def steps_to(metrics: pd.DataFrame | None, target: float) -> int | None:
+    """The first evaluated step at which validation accuracy reached `target`."""
+    if metrics is None or "val_accuracy" not in metrics or "step" not in metrics:
+        return None
+    hit = metrics[pd.to_numeric(metrics.val_accuracy, errors="coerce") >= target]
+    return int(hit.step.iloc[0]) if len(hit) else None
+
+
+def run_row(run: Run, grid_values: dict[str, Any]) -> dict[str, Any]:
+    """One run as a row: identity, grid values (config key -> value), what was measured."""
+    r = run.record
+    v = r.verdict
+    theory = r.theory.model_dump(exclude_none=True) if r.theory else {}
+    row = {
+        "run_id": r.run_id, "path": run.path, "sweep": run.sweep, "dataset": r.dataset,
+        "model_kind": r.model_kind, "scheme": r.scheme, "activation": r.activation,
+        "depth": r.depth, "width": r.width_label, "seed": r.seed,
+        **{column_name(k): value for k, value in grid_values.items()},
+        "status": r.status.value, "verdict": v.verdict if v else None,
+        "verdict_layer": v.layer if v else None, "verdict_step": v.step if v else None,
+        "verdict_fraction_of_steps": v.fraction_of_steps if v else None,
+        "log10_ratio_init": v.log10_ratio_init if v else None,
+        "log10_ratio_end": v.log10_ratio_end if v else None,
+        "zero_grad_layers_init": v.zero_grad_layers_init if v else None,
+        "log10_first_to_last_measured": v.log10_first_to_last if v else None,
+        "log10_first_to_last_predicted": theory.get("predicted_log10_ratio"),
+        **{f"theory_{k}": value for k, value in sorted(theory.items())},
+        **{k: getattr(r.final, k) for k in FINAL},
+        "steps_to_target": steps_to(run.metrics, TARGET_ACCURACY),
+        "error": r.error, "config_hash": r.config_hash,
+    }
+    return row
+
+
+def _order(value: Any) -> tuple:
+    """A sort key for mixed cells: missing first, then numbers, then text."""
+    if value is None or (isinstance(value, float) and value != value):
+        return (0, 0, "")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (1, value, "")
+    return (2, 0, str(value))
+
+
+def rows_frame(rows: list[dict], grid: list[str], sort: bool = True) -> pd.DataFrame:
+    """Rows as a frame with a fixed column order, integers kept integers where cells are
+    missing (no "8.0"), sorted by identity unless `sort` is False."""
+    theory = sorted({k for r in rows for k in r if k.startswith("theory_")})
+    grid_cols = [column_name(k) for k in grid]
+    columns = [*HEAD, *grid_cols, *MEASURED, *theory, *FINAL, *TAIL]
+    if sort:
+        keys = ["dataset", "model_kind", "activation", "depth", "width", "scheme", *grid_cols,
+                "seed", "path"]
+        rows = sorted(rows, key=lambda r: tuple(_order(r.get(k)) for k in keys))
+    frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+    integers = [c for c in grid_cols if all(
+        r.get(c) is None or (isinstance(r[c], int) and not isinstance(r[c], bool)) for r in rows)]
+    for c in [*INTEGER, *integers]:
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("Int64")
+    return frame
+
+
+def rows_by_key(frame: pd.DataFrame, columns: list[str]) -> dict[tuple, list]:
+    """Row labels per distinct value of `columns`, in order of first appearance; a missing cell
+    is None in the key (pd.NA has no truth value to compare with)."""
+    groups: dict[tuple, list] = {}
+    keys = frame[columns].astype(object).itertuples(index=False)
+    for i, row in zip(frame.index, keys, strict=True):
+        groups.setdefault(tuple(None if pd.isna(v) else v for v in row), []).append(i)
+    return groups
+
+
+# Runs are compared only within a group: same dataset, model kind, activation, depth and width.
+GROUP = ("dataset", "model_kind", "activation", "depth", "width")
+
+
+def by_group(configs: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
+    """Configurations (rows of `aggregate`) per group, in table order."""
+    return {key: configs.loc[index] for key, index in rows_by_key(configs, list(GROUP)).items()}
+
+
+def config_keys(grid: list[str]) -> list[str]:
+    """The columns that identify a configuration: everything that defines it but the seed."""
+    return [*GROUP, "scheme", *map(column_name, grid)]
+
+
+def aggregate(frame: pd.DataFrame, grid: list[str]) -> pd.DataFrame:
+    """Mean and std over seeds per configuration, for the finished runs. The `members` column
+    (row labels in `frame`) is for the views; it is not written out."""
+    keys = config_keys(grid)
+    done = frame[frame.status.isin(FINISHED)]
+    rows = []
+    for key, index in rows_by_key(done, keys).items():
+        g = done.loc[index]
+        verdicts = g.verdict.fillna("unknown").value_counts().sort_index()
+        row = dict(zip(keys, key, strict=True))
+        row.update(members=index, runs=len(g), seeds=" ".join(str(s) for s in g.seed.dropna()),
+                   verdicts=" ".join(f"{v}:{n}" for v, n in verdicts.items()),
+                   healthy_runs=int(((g.verdict == "healthy") & (g.status == "complete")).sum()),
+                   diverged_runs=int((g.verdict == "diverged").sum()),
+                   reached_target=int(g.steps_to_target.notna().sum()))
+        for m in AVERAGED:
+            values = pd.to_numeric(g[m], errors="coerce").dropna()
+            row[f"{m}_mean"] = float(values.mean()) if len(values) else None
+            row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+        rows.append(row)
+    columns = [*keys, "members", "runs", "seeds", "verdicts", "healthy_runs", "diverged_runs",
+               "reached_target", *(f"{m}_{s}" for m in AVERAGED for s in ("mean", "std"))]
+    out = pd.DataFrame(rows, columns=columns)
+    out["depth"] = out["depth"].astype("Int64")
+    return out
+
+
+def ranked(configs: pd.DataFrame, labels: dict) -> pd.DataFrame:
+    """Configurations best mean test accuracy first (missing last), ties by label."""
+    return (configs.assign(_acc=configs.test_accuracy_mean.astype(float).fillna(-1.0),
+                           _label=[labels[i] for i in configs.index])
+            .sort_values(["_acc", "_label"], ascending=[False, True], kind="stable")
+            .drop(columns=["_acc", "_label"]))

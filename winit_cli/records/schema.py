@@ -1,0 +1,166 @@
+"""The run record: what summary.json holds, as one typed model that the runner writes and that
+`compare`, `report` and the terminal read. Nothing reads summary.json by string key.
+
+    summary.json  {schema_version, run_id, name, config_hash, started_at, finished_at, status,
+                   scheme, activation, depth, width, seed, dataset, model_kind,
+                   verdict: {...}, verdict_text, theory: {...}, final: {...},
+                   environment: {...}, data_source, error}
+
+`schema_version` says which layout a file has; a reader meeting a newer one says so rather than
+guess. Numbers that could not be measured (NaN, inf) are null: JSON has neither.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from winit_cli.errors import ResultsError
+
+SCHEMA_VERSION = 2
+
+
+class Status(StrEnum):
+    RUNNING = "running"  # the process is (or was, if it died) still training
+    COMPLETE = "complete"
+    DIVERGED = "diverged"  # stopped at a non-finite loss or gradient; what was recorded is kept
+    INTERRUPTED = "interrupted"  # Ctrl-C or a signal
+    FAILED = "failed"  # an error stopped it; `error` says which
+
+    @property
+    def finished(self) -> bool:
+        """Finished runs are ranked and resumed past; the others are tabulated, or redone."""
+        return self in (Status.COMPLETE, Status.DIVERGED)
+
+
+class _Block(BaseModel):
+    # Tolerate keys written by a newer winit in nested blocks; the top level is strict.
+    model_config = ConfigDict(extra="allow")
+
+
+class VerdictRecord(_Block):
+    """measure.diagnose.Verdict, plus the step-0 gradient summary the views show."""
+
+    verdict: str  # healthy | vanishing | exploding | diverged
+    layer: int | None = None
+    step: int | None = None
+    fraction_of_steps: float | None = None
+    log10_ratio_init: float | None = None
+    log10_ratio_end: float | None = None
+    # log10 ||dL/dz_1|| / ||dL/dz_{L-1}|| at step 0 (first over last hidden layer), measured
+    log10_first_to_last: float | None = None
+    zero_grad_layers_init: int | None = None  # layers whose dL/dz underflowed to exactly 0
+
+
+class TheoryRecord(_Block):
+    """The mean-field prediction for the run, or why there is none."""
+
+    applicable: bool
+    reason: str | None = None
+    variance_source: str | None = None
+    input_second_moment: float | None = None
+    chi: float | None = None
+    q_fixed_point: float | None = None
+    depth_scale: float | None = None
+    predicted_log10_ratio: float | None = None
+    measured_log10_ratio: float | None = None
+    difference: float | None = None
+
+
+class FinalRecord(_Block):
+    train_loss: float | None = None
+    train_accuracy: float | None = None
+    train_window_steps: int | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+    steps: int = 0
+    group_size: int | None = None
+    group_seconds: float | None = None
+    train_seconds: float | None = None
+    samples_per_second: float | None = None
+
+
+class Environment(_Block):
+    python: str
+    torch: str
+    winit: str
+    platform: str
+    device: str
+    threads: int
+    flush_subnormals: bool
+    command: str = ""
+
+
+class RunRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    name: str
+    config_hash: str
+    started_at: str
+    finished_at: str | None = None
+    status: Status
+    scheme: str
+    activation: str
+    depth: int
+    width: int | list[int]
+    seed: int
+    dataset: str = "mnist"
+    model_kind: str = "mlp"
+    verdict: VerdictRecord | None = None  # None while running, and for runs with no record
+    verdict_text: str | None = None
+    theory: TheoryRecord | None = None
+    final: FinalRecord = Field(default_factory=FinalRecord)
+    environment: Environment
+    data_source: str | None = None  # the folder the dataset was read from
+    error: str | None = None
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v > SCHEMA_VERSION:
+            raise ValueError(f"schema version {v} is newer than this winit's ({SCHEMA_VERSION})")
+        return v
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @property
+    def width_label(self) -> str:
+        """`256`, or `512-256-128` for per-layer widths."""
+        return "-".join(map(str, self.width)) if isinstance(self.width, list) else str(self.width)
+
+
+_V1_ENVIRONMENT = ("python", "torch", "winit", "platform", "device", "threads",
+                   "flush_subnormals", "command")
+
+
+def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 (winit 0.1's first runs): the environment at the top level, the measured
+    first-to-last ratio only in the theory block."""
+    data = dict(data)
+    data["environment"] = {k: data.pop(k) for k in _V1_ENVIRONMENT if k in data}
+    data["schema_version"] = SCHEMA_VERSION
+    verdict, theory = data.get("verdict"), data.get("theory")
+    if isinstance(verdict, dict) and isinstance(theory, dict):
+        verdict.setdefault("log10_first_to_last", theory.get("measured_log10_ratio"))
+    return data
+
+
+def parse_record(data: Any, where: str) -> RunRecord:
+    """A summary.json's content as a RunRecord, or a ResultsError naming the first bad key."""
+    if not isinstance(data, dict):
+        raise ResultsError(f"{where}: not a JSON object")
+    if "schema_version" not in data:
+        data = _from_v1(data)
+    try:
+        return RunRecord.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ResultsError(f"{where}: {key}: {first['msg']}") from None

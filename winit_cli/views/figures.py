@@ -1,0 +1,98 @@
+"""The report's figures: per group, the gradient flow at init, the gradient heatmaps and the
+training curves; across depths, accuracy vs depth. Drawn from the tables read from the run
+files (records/), never from a live model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from winit_cli.records.reader import Run
+from winit_cli.records.rows import by_group
+from winit_cli.views import plots
+from winit_cli.views.report_text import group_title
+
+
+def init_rows(layers: pd.DataFrame) -> pd.DataFrame:
+    """The step-0 records (the network at initialization), one per layer, input side first."""
+    return layers[layers.step == 0].drop_duplicates("layer").sort_values("layer")
+
+
+def _slug(key: tuple) -> str:
+    dataset, kind, activation, depth, width = key
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{dataset}_{kind}_{activation}_d{depth}_w{width}")
+
+
+def _geomean(arrays: list[np.ndarray]) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 10 ** np.mean(np.log10(np.stack(arrays)), axis=0)
+
+
+def _flow_line(label: str, color: str, runs: list[Run]) -> plots.FlowLine:
+    init = [init_rows(r.layers) for r in runs]
+    depth = min(len(f) for f in init)
+    init = [f.iloc[:depth] for f in init]
+    predicted = None
+    if all("predicted_log10_grad_ratio" in f for f in init):
+        # predicted norm = measured output-layer norm x 10^(predicted log10 ratio to it)
+        predicted = _geomean([f.act_grad_norm.iloc[-1] * 10 ** f.predicted_log10_grad_ratio
+                              .to_numpy(float) for f in init])
+    return plots.FlowLine(label, color, init[0].layer.to_numpy(),
+                          _geomean([f.act_grad_norm.to_numpy(float) for f in init]),
+                          _geomean([f.weight_grad_norm.to_numpy(float) for f in init]), predicted)
+
+
+def _heatmap_title(row: pd.Series, label: str) -> str:
+    what = row.verdict or "?"
+    if what in ("vanishing", "exploding", "diverged") and not pd.isna(row.verdict_layer):
+        what += f" from layer {row.verdict_layer}, step {row.verdict_step}"
+    return f"{label.replace('`', '')}, seed {row.seed}\n{what}"
+
+
+def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[str, Run],
+         labels: dict) -> dict[tuple | None, list[tuple[str, str]]]:
+    """All figures, as {group: [(alt text, path relative to out)]}; None holds accuracy vs
+    depth. Figures left from an earlier report in the same folder are removed first."""
+    plot_dir = out / "plots"
+    for stale in plot_dir.glob("*.png") if plot_dir.is_dir() else []:
+        stale.unlink()
+    colors = plots.colors_for(list(labels.values()))
+    figures: dict[tuple | None, list[tuple[str, str]]] = {}
+    for key, configs in list(by_group(aggregate).items())[:plots.MAX_GROUPS]:
+        title, slug = group_title(key), _slug(key)
+        flows, curves, panels = [], [], []
+        for i, cfg in configs.iterrows():
+            members = [runs[p] for p in summary.loc[cfg.members, "path"]]
+            label = labels[i].replace("`", "")
+            flows.append(_flow_line(label, colors[labels[i]], members))
+            curves.append(plots.Curve(label, colors[labels[i]],
+                                      [m.metrics for m in members if m.metrics is not None]))
+            if len(panels) < plots.MAX_PANELS:
+                first = summary.loc[cfg.members[0]]
+                panels.append(plots.Panel(_heatmap_title(first, labels[i]),
+                                          runs[first.path].layers))
+        made = [
+            ("gradient flow at init", plots.gradient_flow(
+                flows, f"Gradient flow at initialization (step 0): {title}",
+                plot_dir / f"gradient_flow_{slug}.png")),
+            ("gradient heatmaps", plots.gradient_heatmaps(
+                panels, f"log10 ||dL/dz|| by layer and step: {title}",
+                plot_dir / f"heatmaps_{slug}.png")),
+            ("training curves", plots.training_curves(
+                curves, f"Training and validation: {title}", plot_dir / f"curves_{slug}.png")),
+        ]
+        figures[key] = [(alt, path.relative_to(out).as_posix()) for alt, path in made]
+    panel = ["dataset", "model_kind", "activation", "width"]
+    depths = aggregate.groupby(panel, dropna=False).depth.nunique()
+    if (depths > 1).any():
+        varied = aggregate.set_index(panel).index.isin(
+            depths[depths > 1].index)
+        scheme_colors = {row.scheme: colors[labels[i]] for i, row in aggregate.iterrows()}
+        path = plots.accuracy_vs_depth(aggregate[varied], scheme_colors,
+                                       plot_dir / "accuracy_vs_depth.png")
+        figures[None] = [("test accuracy vs depth", path.relative_to(out).as_posix())]
+    return figures
