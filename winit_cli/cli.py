@@ -89,6 +89,14 @@ def _split(text: str | None, kind: type = str, option: str = "") -> list:
             f"{option}: expected comma-separated {kind.__name__}s (got {text!r})") from None
 
 
+def _only_set_beside_sweep(**given) -> None:
+    """A sweep file holds the grid: options that would change it are a user error."""
+    clash = [f"--{k}" for k, v in given.items() if v]
+    if clash:
+        raise ConfigError(f"--sweep holds the grid; drop {', '.join(clash)} "
+                          "(use --set for base values)")
+
+
 @compare_app.command("schemes")
 def compare_schemes(
     base: Annotated[Path | None, typer.Option(
@@ -127,12 +135,9 @@ def compare_schemes(
     from winit_cli.views.progress import download_progress, sweep_progress
 
     with user_errors():
-        given = [o for o, v in (("--base", base), ("--schemes", schemes), ("--activations",
-                 activations), ("--depths", depths), ("--widths", widths), ("--grid", grid),
-                 ("--seeds", seeds != 1 or None)) if v]
-        if sweep_file is not None and given:
-            raise ConfigError(f"--sweep holds the grid; drop {', '.join(given)} "
-                              "(use --set for base values)")
+        if sweep_file is not None:
+            _only_set_beside_sweep(base=base, schemes=schemes, activations=activations,
+                                   depths=depths, widths=widths, grid=grid, seeds=seeds != 1)
         axes = {"init.scheme": _split(schemes), "model.activation": _split(activations),
                 "model.depth": _split(depths, int, "--depths"),
                 "model.width": _split(widths, int, "--widths")}
