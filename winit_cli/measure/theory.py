@@ -208,6 +208,15 @@ def _get(activation: str, param: float | None) -> _Activation:
     return _REGISTRY[activation](param)
 
 
+def activation_functions(
+    activation: str, *, activation_param: float | None = None
+) -> tuple[ArrayFn, ArrayFn]:
+    """(phi, phi') as elementwise numpy functions, for expectations this module does not offer
+    (batch statistics under BatchNorm, bivariate correlation maps)."""
+    act = _get(activation, activation_param)
+    return act.phi, act.dphi
+
+
 def _second_moment(act: _Activation, q: float) -> float:
     if act.gain is not None:
         return act.gain * q
