@@ -13,12 +13,16 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==2.13.0"
 fi
 pip install -e '.[dev]'
-# Machines without internet may hold a verified copy of MNIST beside the checkout: use it as the
-# cache rather than trying to download.
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/winit/mnist"
-if [ -f ../shared/data/mnist/train-images-idx3-ubyte.gz ] && [ ! -e "$cache" ]; then
-  mkdir -p "$(dirname "$cache")"
-  ln -s "$(cd ../shared/data/mnist && pwd)" "$cache"
-  echo "MNIST: using ../shared/data/mnist (linked as $cache)"
-fi
+# Machines without internet may hold verified copies of the datasets beside the checkout: use
+# them as the cache rather than trying to download. (winit still verifies every file it reads.)
+link_shared() {  # link_shared <folder under ../shared/data and the cache> <name for people>
+  local shared=../shared/data/$1 cache="${XDG_CACHE_HOME:-$HOME/.cache}/winit/$1"
+  if [ -f "$shared/train-images-idx3-ubyte.gz" ] && [ ! -e "$cache" ]; then
+    mkdir -p "$(dirname "$cache")"
+    ln -s "$(cd "$shared" && pwd)" "$cache"
+    echo "$2: using $shared (linked as $cache)"
+  fi
+}
+link_shared mnist MNIST
+link_shared fashion-mnist Fashion-MNIST
 echo "winit is set up: .venv/bin/winit --help"

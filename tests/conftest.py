@@ -1,4 +1,5 @@
-"""Shared fixtures: the real MNIST files (never downloaded, never copied into the repo)."""
+"""Shared fixtures: the real MNIST and Fashion-MNIST files (never downloaded, never copied into
+the repo)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+# Both datasets publish the same four file names.
 MNIST_NAMES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -15,22 +17,44 @@ MNIST_NAMES = (
 )
 
 
-def shared_mnist_dir() -> Path:
-    """$WINIT_TEST_MNIST if set, else the shared folder beside the repository."""
-    env = os.environ.get("WINIT_TEST_MNIST")
+def shared_data_dir(folder: str, env_var: str) -> Path:
+    """`$env_var` if set, else `shared/data/<folder>` beside the repository or beside one of its
+    parents (a git worktree may sit a level or two below the main checkout)."""
+    env = os.environ.get(env_var)
     if env:
         return Path(env).expanduser().resolve()
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+    repo = Path(__file__).resolve().parents[1]
+    for parent in repo.parents:
+        candidate = parent / "shared" / "data" / folder
+        if candidate.is_dir():
+            return candidate
+    return repo.parent / "shared" / "data" / folder
+
+
+def shared_mnist_dir() -> Path:
+    """$WINIT_TEST_MNIST if set, else the shared MNIST folder (see `shared_data_dir`)."""
+    return shared_data_dir("mnist", "WINIT_TEST_MNIST")
+
+
+def _required(path: Path, what: str, env_var: str) -> Path:
+    missing = [n for n in MNIST_NAMES if not (path / n).is_file()]
+    if missing:
+        # A hard failure, not a skip: these tests are meaningless without the real data.
+        pytest.fail(f"{what} files {missing} not found in {path}; set {env_var}")
+    return path
 
 
 @pytest.fixture(scope="session")
 def mnist_path() -> Path:
-    path = shared_mnist_dir()
-    missing = [n for n in MNIST_NAMES if not (path / n).is_file()]
-    if missing:
-        # A hard failure, not a skip: these tests are meaningless without the real data.
-        pytest.fail(f"MNIST files {missing} not found in {path}; set WINIT_TEST_MNIST")
-    return path
+    return _required(shared_mnist_dir(), "MNIST", "WINIT_TEST_MNIST")
+
+
+@pytest.fixture(scope="session")
+def fashion_path() -> Path:
+    """The shared Fashion-MNIST copy ($WINIT_TEST_FASHION_MNIST overrides): recompressed files
+    whose gzip bytes differ from upstream's, the payloads identical."""
+    path = shared_data_dir("fashion-mnist", "WINIT_TEST_FASHION_MNIST")
+    return _required(path, "Fashion-MNIST", "WINIT_TEST_FASHION_MNIST")
 
 
 @pytest.fixture
@@ -44,11 +68,24 @@ def winit_data_dir(mnist_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
 @pytest.fixture(scope="session")
 def mnist_raw(mnist_path: Path):
     """The four files decoded once per session (about a second), found through $WINIT_DATA_DIR."""
-    from winit_cli.datasets.loader import load_mnist
+    from winit_cli.datasets import load_dataset
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WINIT_DATA_DIR", str(mnist_path))
         mp.setenv("XDG_CACHE_HOME", str(mnist_path / "no-such-cache"))  # never the user's cache
-        raw = load_mnist(download=False)
+        raw = load_dataset("mnist", download=False)
     assert raw.source == mnist_path
+    return raw
+
+
+@pytest.fixture(scope="session")
+def fashion_raw(fashion_path: Path):
+    """Fashion-MNIST decoded once per session, found through --data-dir."""
+    from winit_cli.datasets import load_dataset
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("WINIT_DATA_DIR", raising=False)
+        mp.setenv("XDG_CACHE_HOME", str(fashion_path / "no-such-cache"))
+        raw = load_dataset("fashion_mnist", fashion_path, download=False)
+    assert raw.source == fashion_path
     return raw

@@ -256,7 +256,7 @@ def test_content_hash_ignores_name_output_dir_and_data_dir():
 @pytest.mark.parametrize(
     "override",
     ["model.depth=11", "train.seed=1", "init.scheme=xavier_normal", "train.lr=0.02",
-     "data.subset=100", "init.params.gain=2"],
+     "data.subset=100", "init.params.gain=2", "data.dataset=fashion_mnist"],
 )
 def test_content_hash_changes_with_what_is_computed(override: str):
     assert load_config(None).content_hash() != load_config(None, [override]).content_hash()

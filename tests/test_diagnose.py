@@ -11,7 +11,7 @@ import pytest
 
 from winit_cli.app.experiment import SPLIT_SEED, layers_frame, run_group, verdict_of
 from winit_cli.config import load_config
-from winit_cli.datasets.loader import make_splits
+from winit_cli.datasets import make_splits
 from winit_cli.measure.diagnose import Verdict, diagnose, log10_ratios
 from winit_cli.training.loop import train
 

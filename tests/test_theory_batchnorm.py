@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from winit_cli.datasets.loader import make_splits
+from winit_cli.datasets import make_splits
 from winit_cli.measure.theory_batchnorm import (
     _monte_carlo_rate,
     bn_gradient_rate,

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from winit_cli.datasets.loader import make_splits
+from winit_cli.datasets import make_splits
 from winit_cli.measure.theory import gauss_expect
 from winit_cli.measure.theory_correlation import bivariate_expect, correlation_fixed_point
 from winit_cli.measure.theory_layernorm_dropout import (

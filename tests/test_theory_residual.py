@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from winit_cli.datasets.loader import make_splits
+from winit_cli.datasets import make_splits
 from winit_cli.measure.theory import ACTIVATIONS, gauss_expect
 from winit_cli.measure.theory_residual import predict_resmlp, residual_block
 

@@ -18,7 +18,8 @@ from winit_cli.errors import ConfigError, WinitError
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
-    help="winit: a lab for gradient-flow studies of weight initialization on MNIST.",
+    help="winit: a lab for gradient-flow studies of weight initialization on MNIST and "
+         "Fashion-MNIST.",
 )
 console = Console()
 errors = Console(stderr=True)
@@ -31,14 +32,15 @@ SetOption = Annotated[
 DataDirOption = Annotated[
     Path | None,
     typer.Option("--data-dir", exists=True, file_okay=False,
-                 help="Folder holding the four MNIST IDX files (else config, $WINIT_DATA_DIR, "
-                      "cache; downloaded if absent)."),
+                 help="Folder holding the dataset's four IDX files (else config, "
+                      "$WINIT_DATA_DIR, cache; downloaded if absent)."),
 ]
 
 
 @app.callback()
 def _group() -> None:
-    """winit: a lab for gradient-flow studies of weight initialization on MNIST."""
+    """winit: a lab for gradient-flow studies of weight initialization on MNIST and
+    Fashion-MNIST."""
 
 
 @contextmanager
@@ -61,7 +63,8 @@ def run(
     set_: SetOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Train one MLP on MNIST, recording per-layer gradients from step 0, and diagnose them."""
+    """Train one MLP on the config's dataset (MNIST by default), recording per-layer gradients
+    from step 0, and diagnose them."""
     from winit_cli.app.run import run_experiment
     from winit_cli.config import load_config
     from winit_cli.views.progress import RunProgress

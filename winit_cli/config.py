@@ -70,8 +70,10 @@ class TrainConfig(Section):
 
 
 class DataConfig(Section):
-    dataset: Literal["mnist"] = "mnist"
-    dir: Path | None = Field(None, description="folder holding the four MNIST IDX files")
+    dataset: str = Field("mnist", description="a registered dataset, e.g. mnist or fashion_mnist")
+    dir: Path | None = Field(
+        None, description="folder holding the dataset's four IDX files (looked in first)"
+    )
     val_size: int = Field(5000, ge=0, le=59_000, description="training examples held out")
     subset: PositiveInt | None = Field(None, description="use only this many training examples")
 
@@ -164,10 +166,13 @@ def validate(raw: dict[str, Any], source: str = "<config>") -> Config:
         config = Config.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(f"{source}: {describe(e.errors()[0])}") from None
-    # Scheme names and parameters are checked against the registry, which owns them.
+    # Dataset and scheme names (and scheme parameters) are checked against the registries,
+    # which own them.
+    from winit_cli.datasets import get_dataset
     from winit_cli.inits import check_scheme
 
     try:
+        get_dataset(config.data.dataset)
         check_scheme(config.init.scheme, config.init.params, config.model.activation)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from winit_cli.config import Config
-from winit_cli.datasets.loader import ProgressFn as DownloadProgress
-from winit_cli.datasets.loader import Splits, load_mnist, make_splits
+from winit_cli.datasets import ProgressFn as DownloadProgress
+from winit_cli.datasets import Splits, load_dataset, make_splits
 from winit_cli.measure.diagnose import Verdict, diagnose, measured_first_to_last_hidden
 from winit_cli.measure.predict import predict_run
 from winit_cli.measure.probes import COLUMNS
@@ -59,7 +59,7 @@ class RunOutcome:
 
 def load_splits(config: Config, data_dir: Path | None = None,
                 on_download: DownloadProgress | None = None) -> Splits:
-    raw = load_mnist(data_dir, config.data.dir, on_progress=on_download)
+    raw = load_dataset(config.data.dataset, data_dir, config.data.dir, on_progress=on_download)
     return make_splits(raw, config.data.val_size, config.data.subset, seed=SPLIT_SEED)
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from winit_cli.config import Config
-from winit_cli.datasets.loader import Splits
+from winit_cli.datasets import Splits
 from winit_cli.errors import ConfigError
 from winit_cli.inits import calibrate_member, weight_decay
 from winit_cli.measure.probes import COLUMNS, Probe

@@ -1,0 +1,128 @@
+"""IDX files: decode one (gzip'd or not) and check it against its dataset's spec.
+
+IDX: a 4-byte big-endian magic (0x00000801 for a 1-d label file, 0x00000803 for 3-d images),
+one big-endian uint32 per dimension, then exactly prod(dims) bytes. gzip'd and plain files are
+told apart by their first bytes, not their names.
+
+`read_checked` is what loading uses: structure, shape, label range, then the md5 of the payload
+(see `registry.IdxFile`). Every failure is one line naming the file, because every number winit
+prints rests on these bytes and a silently corrupted copy is worse than a loud failure.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import zlib
+from pathlib import Path
+
+import torch
+
+from winit_cli.datasets.registry import DatasetSpec, IdxFile, owner_of
+from winit_cli.errors import DataError
+
+_IDX_MAGIC = {0x00000801: 1, 0x00000803: 3}  # magic number -> number of dimensions (uint8 data)
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class BadFile(DataError):
+    """A file that is not what its name promises; `why` is the short reason (for download logs)."""
+
+    def __init__(self, message: str, why: str):
+        super().__init__(message)
+        self.why = why
+
+
+def corrupt(path: Path, why: str) -> BadFile:
+    return BadFile(f"{path} is corrupted or truncated ({why}). Delete it and run again to "
+                   "download a fresh copy, or replace it with the official file.", why)
+
+
+def md5_hex(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def read_stored(path: Path) -> bytes:
+    """The file's bytes as stored (gzip'd or not)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise DataError(f"Cannot read {path}: {err.strerror}.") from err
+
+
+def is_gzip(stored: bytes) -> bool:
+    return stored[:2] == _GZIP_MAGIC
+
+
+def payload_of(stored: bytes, path: Path) -> bytes:
+    """The IDX bytes: `stored` decompressed if it is gzip'd, else `stored` itself."""
+    if not is_gzip(stored):
+        return stored
+    try:
+        return gzip.decompress(stored)
+    except (OSError, EOFError, zlib.error) as err:
+        raise corrupt(path, f"bad gzip data: {err}") from err
+
+
+def decode(payload: bytes, path: Path) -> torch.Tensor:
+    """IDX bytes -> a uint8 tensor of the declared dimensions; `path` names the file in errors."""
+    magic = int.from_bytes(payload[:4], "big")
+    ndim = _IDX_MAGIC.get(magic)
+    if ndim is None:
+        raise corrupt(path, f"magic number 0x{magic:08x}, expected 0x00000801 or 0x00000803")
+    header = 4 + 4 * ndim
+    if len(payload) < header:
+        raise corrupt(path, "header cut short")
+    dims = [int.from_bytes(payload[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    # Python integers: a crafted header (dims [2^31, 2^31, 4]) cannot overflow the product.
+    expected_len = header + math.prod(dims)
+    if len(payload) != expected_len:
+        raise corrupt(path, f"{len(payload)} bytes, expected {expected_len} for dims {dims}")
+    # bytearray: torch.frombuffer wants a writable buffer; this is the only copy of the payload.
+    values = bytearray(memoryview(payload)[header:])
+    return torch.frombuffer(values, dtype=torch.uint8).reshape(dims)
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """Decode one IDX file, gzip'd or not, with structural checks only (no checksum)."""
+    path = Path(path)
+    return decode(payload_of(read_stored(path), path), path)
+
+
+def read_checked(path: Path, spec: DatasetSpec, expected: IdxFile) -> torch.Tensor:
+    """Decode `path` as `spec`'s file `expected` and verify it: shape, labels, payload md5.
+
+    The md5 comes last so that a file of the wrong shape or with impossible labels is described
+    as such. A gzip'd file whose bytes match the published archive md5 skips hashing its payload
+    (gzip's own CRC has checked the decompression).
+    """
+    path = Path(path)
+    stored = read_stored(path)
+    payload = payload_of(stored, path)
+    tensor = decode(payload, path)
+    if tuple(tensor.shape) != expected.shape:
+        why = f"shape {tuple(tensor.shape)}, expected {expected.shape}"
+        raise BadFile(f"{path} holds an array of {why} for {spec.title}'s {expected.name}. "
+                      "Replace it with the official file.", why)
+    if tensor.dim() == 1 and tensor.numel() and int(tensor.max()) >= spec.classes:
+        raise corrupt(path, f"label {int(tensor.max())} outside 0-{spec.classes - 1}")
+    if expected.archive_md5 and is_gzip(stored) and md5_hex(stored) == expected.archive_md5:
+        return tensor
+    actual = md5_hex(payload)
+    if actual != expected.payload_md5:
+        raise wrong_payload(path, spec, expected, actual)
+    return tensor
+
+
+def wrong_payload(path: Path, spec: DatasetSpec, expected: IdxFile, actual: str) -> BadFile:
+    """The error for a well-formed file whose payload is not `spec`'s: another dataset's, or
+    altered."""
+    owner = owner_of(actual)
+    if owner is not None and owner[0].name != spec.name:
+        why = f"md5 mismatch: it is {owner[0].title}'s {owner[1].name}"
+        return BadFile(f"{path} is {owner[0].title}'s {owner[1].name}, not {spec.title}'s "
+                       f"(md5 mismatch). Keep each dataset in its own folder (its own is named "
+                       f"{spec.cache_folder!r} under WINIT_DATA_DIR).", why)
+    return corrupt(path, f"md5 mismatch: its contents hash to {actual}, expected "
+                         f"{expected.payload_md5}")
