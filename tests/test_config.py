@@ -276,6 +276,6 @@ def test_every_layer_of_the_stack_knows_the_same_activations():
 
     from winit_cli.config import Activation
     from winit_cli.measure.theory import ACTIVATIONS as THEORY
-    from winit_cli.models.mlp import ACTIVATIONS
+    from winit_cli.models import ACTIVATIONS
 
     assert set(get_args(Activation)) == set(ACTIVATIONS) == set(THEORY)

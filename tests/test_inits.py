@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from winit_cli.errors import ConfigError
-from winit_cli.inits import SCHEMES, check_scheme, get_scheme, weight_decay
-from winit_cli.models.mlp import build_mlp, initialize
+from winit_cli.inits import SCHEMES, check_scheme, get_scheme, initialize, weight_decay
+from winit_cli.models.mlp import StackedMLP
 
 FAN_IN, FAN_OUT = 512, 1024  # weight [fan_out, fan_in]: 524,288 draws
 ACTIVATIONS = ("relu", "tanh", "leaky_relu", "selu", "gelu")
@@ -164,14 +164,14 @@ def test_user_params_change_the_draw(name, params, activation):
 
 def test_fill_through_the_model_builder():
     """initialize() fills every layer with its own fans (1024x512 here)."""
-    model = build_mlp([1024, 512], "relu", bias=True, input_size=512, classes=256)
+    model = StackedMLP([512, 1024, 512, 256], "relu", bias=True)
     initialize(model, 0, "he_normal", {}, torch.Generator().manual_seed(3))
     for w, b in zip(model.weights, model.biases, strict=True):
         fan_in = w.shape[2]
         assert w[0].double().var().item() == pytest.approx(2.0 / fan_in, rel=0.03)
         assert torch.all(b == 0)
 
-    model = build_mlp([1024], "tanh", bias=True, input_size=512, classes=10)
+    model = StackedMLP([512, 1024, 10], "tanh", bias=True)
     initialize(model, 0, "xavier_uniform", {}, torch.Generator().manual_seed(3))
     assert model.weights[0][0].double().var().item() == pytest.approx(2 / (512 + 1024), rel=0.01)
 
@@ -251,11 +251,11 @@ def test_same_seed_same_weights(name):
 @pytest.mark.parametrize("name", ["he_normal", "torch_default", "xavier_uniform"])
 def test_member_k_equals_single_model_with_its_seed(name):
     hidden, seeds = [48, 32], [11, 22, 33]
-    stacked = build_mlp(hidden, "relu", bias=True, members=len(seeds), input_size=20)
+    stacked = StackedMLP([20, *hidden, 10], "relu", bias=True, members=len(seeds))
     for k, seed in enumerate(seeds):
         initialize(stacked, k, name, {}, torch.Generator().manual_seed(seed))
     for k, seed in enumerate(seeds):
-        single = build_mlp(hidden, "relu", bias=True, members=1, input_size=20)
+        single = StackedMLP([20, *hidden, 10], "relu", bias=True, members=1)
         initialize(single, 0, name, {}, torch.Generator().manual_seed(seed))
         for ws, w1 in zip(stacked.weights, single.weights, strict=True):
             assert torch.equal(ws[k], w1[0])

@@ -1,6 +1,7 @@
 """Probe quantities against a plain autograd computation on the same weights and batch.
 
-For each member of a StackedMLP the test copies the weights into an ordinary
+For each member of a stacked model (built through `models.build_model`, read through its
+`linears()` and a `Trace`, as the training loop does) the test copies the weights into an ordinary
 `torch.nn.Sequential` of `nn.Linear` + activation, computes the batch-mean cross-entropy, and gets
 dL/dW, dL/db and dL/dz with `torch.autograd.grad`; every statistic is then recomputed from its
 definition in probes.py's docstring.
@@ -15,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from winit_cli.config import ModelConfig
+from winit_cli.inits import initialize
 from winit_cli.measure.probes import COLUMNS, QUANTITIES, Probe
-from winit_cli.models.mlp import Trace, build_mlp, initialize
+from winit_cli.models import Trace, build_model
 
 SIZES = (12, 16, 16, 10, 5)  # input, three hidden layers, 5 classes
 BATCH = 6
@@ -25,15 +28,17 @@ NN_ACT = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
 def make_model(activation: str, members: int, bias: bool = True, seed: int = 0):
-    model = build_mlp(SIZES[1:-1], activation, bias, members, SIZES[0], SIZES[-1])
+    spec = ModelConfig(depth=len(SIZES) - 1, widths=list(SIZES[1:-1]), activation=activation,
+                       bias=bias)
+    model = build_model(spec, input_size=SIZES[0], classes=SIZES[-1], members=members)
     for k in range(members):
         # A wide draw so tanh units saturate and biases that kill some ReLU units outright.
         initialize(model, k, "normal", {"std": 0.6}, torch.Generator().manual_seed(seed + k))
     if bias:
         g = torch.Generator().manual_seed(100 + seed)
         with torch.no_grad():
-            for b in model.biases:
-                b.copy_(torch.randn(b.shape, generator=g) - 0.5)
+            for layer in model.linears():
+                layer.bias.copy_(torch.randn(layer.bias.shape, generator=g) - 0.5)
     return model
 
 
@@ -47,12 +52,13 @@ def batch(members: int, seed: int = 1):
 def reference(model, member: int, x: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
     """Every column for one member, with plain torch.nn and torch.autograd."""
     layers = []
-    for l, w in enumerate(model.weights):
-        lin = nn.Linear(w.shape[2], w.shape[1], bias=model.biases is not None)
+    has_bias = model.linears()[0].bias is not None
+    for l, view in enumerate(model.linears()):
+        lin = nn.Linear(view.fan_in, view.fan_out, bias=has_bias)
         with torch.no_grad():
-            lin.weight.copy_(w[member])
-            if model.biases is not None:
-                lin.bias.copy_(model.biases[l][member])
+            lin.weight.copy_(view.weight[member])
+            if has_bias:
+                lin.bias.copy_(view.bias[member])
         layers.append(lin)
         if l < model.depth - 1:
             layers.append(NN_ACT[model.activation]())
@@ -71,7 +77,7 @@ def reference(model, member: int, x: torch.Tensor, y: torch.Tensor) -> dict[str,
 
     linears = [m for m in net if isinstance(m, nn.Linear)]
     weights = [m.weight for m in linears]
-    biases = [m.bias for m in linears] if model.biases is not None else []
+    biases = [m.bias for m in linears] if has_bias else []
     grads = torch.autograd.grad(loss, [*weights, *biases, *pre])
     gw, gb, gz = grads[:len(weights)], grads[len(weights):len(weights) + len(biases)], \
         grads[len(weights) + len(biases):]
@@ -188,11 +194,12 @@ def test_update_ratio_is_the_applied_update(make, tell_probe):
         trace = Trace()
         logits = model(x, trace)
         F.cross_entropy(logits.reshape(-1, SIZES[-1]), y.reshape(-1)).backward()
-        before = [w.detach().clone() for w in model.weights]
+        weights = [layer.weight for layer in model.linears()]
+        before = [w.detach().clone() for w in weights]
         values = probe.before_step(trace, True)
         opt.step()
         probe.after_step(values)
-        for l, (w, old) in enumerate(zip(model.weights, before, strict=True)):
+        for l, (w, old) in enumerate(zip(weights, before, strict=True)):
             for k in range(2):
                 expected = ((w[k] - old[k]).double().norm() / old[k].double().norm()).item()
                 assert values[k, l, COLUMNS.index("update_ratio")].item() == pytest.approx(
@@ -213,7 +220,7 @@ def test_columns_order():
 ])
 def test_act_std_is_exact_in_every_regime(scheme, activation):
     torch.manual_seed(0)
-    model = build_mlp([256] * 11, activation, bias=True, members=1)
+    model = build_model(ModelConfig(depth=12, width=256, activation=activation), 784, 10)
     initialize(model, 0, scheme, {}, torch.Generator().manual_seed(0))
     x, y = torch.randn(1, 128, 784), torch.randint(0, 10, (1, 128))
     trace = Trace()

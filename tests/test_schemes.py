@@ -10,17 +10,19 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from winit_cli.app.experiment import load_splits
 from winit_cli.cli import app
 from winit_cli.config import load_config
 from winit_cli.errors import ConfigError
-from winit_cli.inits import COMMON_PARAMS, SCHEMES, calibrate_member, check_scheme
+from winit_cli.inits import COMMON_PARAMS, SCHEMES, calibrate_member, check_scheme, initialize
 from winit_cli.inits.schemes import TRUNCATION_STD
 from winit_cli.measure import theory
 from winit_cli.measure.predict import mean_field
-from winit_cli.models.mlp import Trace, build_mlp, initialize
+from winit_cli.models import Trace
+from winit_cli.models.mlp import StackedMLP
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = [(1024, 512), (512, 1024)]  # weight [fan_out, fan_in]: 524,288 draws each
@@ -256,7 +258,7 @@ def _member_pre_activations(model, member: int, x: torch.Tensor) -> list[torch.T
 ])
 def test_lsuv_unit_variance_on_its_batch_and_only_member_k_changes(mnist_x, activation, params):
     hidden, k = [128] * 5, 1
-    model = build_mlp(hidden, activation, bias=True, members=3)
+    model = StackedMLP([784, *hidden, 10], activation, bias=True, members=3)
     for member in (0, 2):
         initialize(model, member, "he_normal", {}, torch.Generator().manual_seed(member))
     initialize(model, k, "lsuv", params, torch.Generator().manual_seed(7))
@@ -278,15 +280,54 @@ def test_lsuv_unit_variance_on_its_batch_and_only_member_k_changes(mnist_x, acti
     assert model.weights[1][k].double().var().item() > 1.3 / 128
 
     # Member k of the stack is what a K = 1 model with the same seed and data gets.
-    single = build_mlp(hidden, activation, bias=True, members=1)
+    single = StackedMLP([784, *hidden, 10], activation, bias=True, members=1)
     initialize(single, 0, "lsuv", params, torch.Generator().manual_seed(7))
     calibrate_member(single, 0, "lsuv", params, mnist_x)
     for ws, w1 in zip(model.weights, single.weights, strict=True):
         assert torch.allclose(ws[k], w1[0], rtol=1e-5, atol=1e-7)
 
 
+def _lsuv_written_out(weights, biases, x, phi, tol: float, max_iter: int) -> list[torch.Tensor]:
+    """Mishkin & Matas's loop on plain tensors, layer by layer with F.linear (how winit did it
+    before LSUV went through the model's forward pass): the calibrated weights."""
+    weights = [w.clone() for w in weights]
+    h = x
+    for l, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        for _ in range(max_iter):
+            z = F.linear(h, w, b)
+            var = z.double().var().item()
+            if abs(var - 1) < tol or not var > 0 or not math.isfinite(var):
+                break
+            w.mul_(1 / math.sqrt(var))
+        else:
+            z = F.linear(h, w, b)
+        h = z if l == len(weights) - 1 else phi(z)
+    return weights
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_lsuv_equals_the_algorithm_written_out(mnist_x, members):
+    """Through the model's forward pass (a member of a stack or alone), with non-zero biases so
+    that the affine update of z is exercised: the weights the plain loop gives."""
+    hidden, k, params = [96] * 6, members - 1, {"tol": 0.02, "max_iter": 10, "batch_size": 300}
+    model = StackedMLP([784, *hidden, 10], "tanh", bias=True, members=members)
+    g = torch.Generator().manual_seed(4)
+    for member in range(members):
+        initialize(model, member, "lsuv", params, torch.Generator().manual_seed(member))
+    with torch.no_grad():
+        for layer in model.linears():
+            layer.bias[k] = 0.1 * torch.randn(layer.fan_out, generator=g)
+    start = [layer.weight[k].detach().clone() for layer in model.linears()]
+    biases = [layer.bias[k].detach().clone() for layer in model.linears()]
+    calibrate_member(model, k, "lsuv", params, mnist_x)
+    expected = _lsuv_written_out(start, biases, mnist_x[:300], torch.tanh, 0.02, 10)
+    for layer, w in zip(model.linears(), expected, strict=True):
+        assert torch.allclose(layer.weight[k], w, rtol=1e-5, atol=0)
+    assert not torch.allclose(expected[3], start[3], rtol=1e-2)  # calibration did rescale
+
+
 def test_calibration_leaves_data_independent_schemes_alone(mnist_x):
-    model = build_mlp([64], "relu", bias=True)
+    model = StackedMLP([784, 64, 10], "relu", bias=True)
     initialize(model, 0, "he_normal", {}, torch.Generator().manual_seed(0))
     before = [p.detach().clone() for p in model.parameters()]
     calibrate_member(model, 0, "he_normal", {}, mnist_x)

@@ -110,7 +110,7 @@ def test_sweep_writes_comparison_and_resumes_without_rerunning(tmp_path):
 
 @pytest.mark.usefixtures("winit_data_dir")
 def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, monkeypatch):
-    import winit_cli.training.loop as train_module
+    import winit_cli.training.step as train_module
 
     real = train_module.initialize
 

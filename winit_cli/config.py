@@ -28,6 +28,7 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
+    kind: str = Field("mlp", description="model kind, a name in models.MODELS")
     depth: PositiveInt = Field(10, description="number of Linear layers (hidden layers + output)")
     width: PositiveInt = Field(256, description="units in every hidden layer")
     widths: list[PositiveInt] | None = Field(
@@ -166,13 +167,15 @@ def validate(raw: dict[str, Any], source: str = "<config>") -> Config:
         config = Config.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(f"{source}: {describe(e.errors()[0])}") from None
-    # Dataset and scheme names (and scheme parameters) are checked against the registries,
+    # Dataset names, model kinds, scheme names and parameters are checked against the registries,
     # which own them.
     from winit_cli.datasets import get_dataset
     from winit_cli.inits import check_scheme
+    from winit_cli.models import get_model_kind
 
     try:
         get_dataset(config.data.dataset)
+        get_model_kind(config.model.kind)
         check_scheme(config.init.scheme, config.init.params, config.model.activation)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None

@@ -68,14 +68,14 @@ def layers_frame(log: MemberLog) -> pd.DataFrame:
         return pd.DataFrame(columns=["step", "epoch", "layer", "fan_in", "fan_out", *COLUMNS])
     values = np.stack([v.numpy() for v in log.layer_values])  # [records, L, Q]
     n, depth, _ = values.shape
-    sizes = [784, *log.config.model.hidden_widths(), 10]
+    fan_in, fan_out = zip(*log.layer_shapes, strict=True)  # from the model: one per layer
     steps = np.array(log.layer_steps)
     frame = pd.DataFrame({
         "step": np.repeat(steps[:, 0], depth),
         "epoch": np.repeat(steps[:, 1], depth),
         "layer": np.tile(np.arange(1, depth + 1), n),
-        "fan_in": np.tile(sizes[:-1], n),
-        "fan_out": np.tile(sizes[1:], n),
+        "fan_in": np.tile(fan_in, n),
+        "fan_out": np.tile(fan_out, n),
     })
     for j, name in enumerate(COLUMNS):
         frame[name] = values[:, :, j].reshape(-1)

@@ -8,8 +8,8 @@ the per-element weight and bias variances it produces, which the mean-field theo
     def he_normal(weight, bias, *, activation, generator, mode="fan_in", gain=None, bias_value=0.0)
 
 A data-dependent scheme (LSUV) also registers `calibrate`, which training runs through
-`calibrate_member` on a batch of training inputs once `models.initialize` has filled every layer
-of the member; see `Scheme.calibrate`.
+`apply.calibrate_member` on a batch of training inputs once `apply.initialize` has filled every
+layer of the member; see `Scheme.calibrate`.
 """
 
 from __future__ import annotations
@@ -18,21 +18,19 @@ import difflib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from winit_cli.errors import ConfigError
-
-if TYPE_CHECKING:
-    from winit_cli.models.mlp import StackedMLP
 
 # Arguments every scheme receives from the model builder; everything else is a user parameter.
 _SUPPLIED = ("weight", "bias", "activation", "generator")
 # The parameters users reach for first; `winit schemes` says which ones a scheme does not take.
 COMMON_PARAMS = ("gain", "mode", "std", "mean", "bias_value")
 
-# calibrate(model, member, data, *, activation, **resolved_params): data is [n, input] inputs.
+# calibrate(model, member, data, *, activation, **resolved_params): model a models.StackedModel,
+# data the [n, input_size] inputs.
 Calibrate = Callable[..., None]
 
 
@@ -44,9 +42,9 @@ class Scheme:
     defaults: dict[str, Any]
     zero_mean: bool  # with its defaults; mean-field theory assumes zero-mean weights
     formula: str = ""  # one line for `winit schemes`; the docstring has the full story
-    # Data-dependent schemes only, run by `calibrate_member` once `models.initialize` has filled
-    # every layer of member `member`, with `data` the training split's inputs [n, 784] (already
-    # a seeded random permutation, see runner.SPLIT_SEED). It may change member `member`'s
+    # Data-dependent schemes only, run by `calibrate_member` once `initialize` has filled every
+    # layer of member `member`, with `data` the training split's inputs [n, input_size] (already
+    # a seeded random permutation, see app.experiment.SPLIT_SEED). It may change member `member`'s
     # weights and biases and nothing else. `variance` then describes what `fill` drew, not the
     # calibrated weights: measure those.
     calibrate: Calibrate | None = None
@@ -163,18 +161,6 @@ def activation_gain(activation: str) -> float:
     """
     name = {"elu": "relu", "gelu": "relu"}.get(activation, activation)
     return torch.nn.init.calculate_gain(name)
-
-
-def calibrate_member(model: StackedMLP, member: int, scheme: str, params: dict[str, Any],
-                     data: torch.Tensor) -> None:
-    """Calibrate member `member` on `data` if its scheme is data-dependent; else do nothing.
-
-    Call it right after `models.initialize` has filled that member. `data` is the training
-    split's inputs [n, 784]; only member `member`'s parameters change.
-    """
-    spec = get_scheme(scheme)
-    if spec.calibrate is not None:
-        spec.calibrate(model, member, data, activation=model.activation, **spec.resolve(params))
 
 
 def weight_decay(scheme: str, params: dict[str, Any]) -> float:

@@ -6,24 +6,20 @@ has the scheme. Its keyword parameters (with defaults) are what a config's `init
 Beside each scheme, its variance function: the per-element weight and bias variances it produces,
 which the mean-field theory uses.
 
-`inits` imports this module at its end, so importing `inits` registers every scheme.
+`inits/__init__.py` imports this module, so importing `inits` registers every scheme.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
 from winit_cli.errors import ConfigError
 from winit_cli.inits.registry import activation_gain, register
 from winit_cli.measure import theory
-
-if TYPE_CHECKING:
-    from winit_cli.models.mlp import StackedMLP
+from winit_cli.models.base import StackedModel, Trace
 
 
 def _fans(fan_in: int, fan_out: int, mode: str) -> int:
@@ -347,29 +343,38 @@ def _lsuv_variance(fan_in, fan_out, activation, **_):
 
 
 @torch.no_grad()
-def _lsuv_calibrate(model: StackedMLP, member: int, data: torch.Tensor, *, tol: float,
+def _lsuv_calibrate(model: StackedModel, member: int, data: torch.Tensor, *, tol: float,
                     max_iter: int, batch_size: int, **_) -> None:
-    """Rescale member `member`'s layers, input side first, to unit pre-activation variance.
+    """Rescale member `member`'s Linear layers, input side first, to unit pre-activation variance.
 
     The batch is data[:batch_size]: the first examples of the training split, which is itself a
-    seeded random permutation of MNIST, so every member and every run calibrates on the same
-    examples. The variance is over all of z_l's entries (batch and units), as in the paper.
+    seeded random permutation of the dataset, so every member and every run calibrates on the
+    same examples. The variance is over all of z_l's entries (batch and units), as in the paper.
+
+    One forward pass of the model itself does it, whatever the kind: its `Trace` hands each
+    layer's output z_l to `rescale` before the layers above see it, and since z_l = h W_l^T + b_l
+    is affine in W_l, scaling W_l by s turns z_l into b_l + s (z_l - b_l) without recomputing.
     """
-    w0 = model.weights[0]
-    h = data[:batch_size].to(w0.device, w0.dtype)  # [B, input]
-    for l, weights in enumerate(model.weights):
-        w = weights[member]  # a view: scaling it changes only this member
-        b = model.bias(l)
-        b = None if b is None else b[member]
+    layers = model.linears()
+
+    def rescale(l: int, z: torch.Tensor) -> torch.Tensor:
+        w = layers[l].weight[member]  # a view: scaling it changes only this member
+        b = None if layers[l].bias is None else layers[l].bias[member]
+        mine = z.view(model.members, -1, z.shape[-1])[member]  # [B, fan_out], a view of z
         for _ in range(max_iter):
-            z = F.linear(h, w, b)  # [B, fan_out]
-            var = z.double().var().item()
+            var = mine.double().var().item()
             if abs(var - 1) < tol or not var > 0 or not math.isfinite(var):
                 break  # converged, or nothing to rescale (a dead or overflowing input)
-            w.mul_(1 / math.sqrt(var))
-        else:
-            z = F.linear(h, w, b)  # the last rescaling's output
-        h = model.phi(z)
+            scale = 1 / math.sqrt(var)
+            w.mul_(scale)
+            if b is None:
+                mine.mul_(scale)
+            else:
+                mine.sub_(b).mul_(scale).add_(b)
+        return z
+
+    x = data[:batch_size].to(layers[0].weight.device, layers[0].weight.dtype)  # [B, input]
+    model(x.expand(model.members, *x.shape), Trace(adjust=rescale))
 
 
 @register("lsuv", variance=_lsuv_variance, calibrate=_lsuv_calibrate,

@@ -3,7 +3,8 @@
 Each quantity is either a small function of one layer's `LayerView` returning one value per
 member (a [K] tensor), or the L2 norm of a tensor the view names; the probe computes all the norms
 of a step in one batched call. `QUANTITIES` lists them in the column order of `layers.csv`. The
-plotting side never sees these: it reads the saved CSV.
+plotting side never sees these: it reads the saved CSV. A `LayerView` is one of the model's
+`linears()` with what a `Trace` recorded for it, so every model kind is measured alike.
 
 Sample statistics: act_std is the unbiased (n - 1) standard deviation over batch and units.
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from winit_cli.models.mlp import StackedMLP, Trace
+from winit_cli.models.base import LinearView, StackedModel, Trace
 
 
 @dataclass
@@ -39,6 +40,12 @@ class LayerView:
     pre_grad: torch.Tensor | None  # dL/dz, [K, B, out]
     post: torch.Tensor  # phi(z) (logits on the output layer), [K, B, out]
     activation: str | None  # None on the output layer
+
+    @classmethod
+    def of(cls, layer: LinearView, trace: Trace, l: int) -> LayerView:
+        """Linear layer `layer`, the l-th (0-based) that `trace` recorded."""
+        return cls(layer.weight, layer.bias, trace.pre[l], trace.pre_grad(l), trace.post[l],
+                   layer.activation)
 
 
 # float32 sums of squares lose elements below ~1e-19 (their squares underflow, or are flushed to
@@ -140,7 +147,7 @@ class Probe:
     """Measures all quantities for every layer and member at one step: `before_step`, then
     `after_step` once the optimizer has updated the weights."""
 
-    def __init__(self, model: StackedMLP, optimizer: torch.optim.Optimizer | None = None):
+    def __init__(self, model: StackedModel, optimizer: torch.optim.Optimizer | None = None):
         self.model = model
         self._before: list[torch.Tensor] = []
         # Plain SGD and heavy-ball momentum apply W' = W - lr * buf (buf = the gradient without
@@ -156,11 +163,9 @@ class Probe:
     @torch.no_grad()
     def before_step(self, trace: Trace, will_update: bool) -> torch.Tensor:
         """Returns float64 [K, L, len(COLUMNS)]; update_ratio is filled in by `after_step`."""
-        m = self.model
-        views = [LayerView(w, m.bias(l), trace.pre[l], trace.pre_grad(l), trace.post[l],
-                           m.activation if l < m.depth - 1 else None)
-                 for l, w in enumerate(m.weights)]
-        record = torch.full((m.members, len(views), len(COLUMNS)), float("nan"),
+        layers = self.model.linears()
+        views = [LayerView.of(layer, trace, l) for l, layer in enumerate(layers)]
+        record = torch.full((self.model.members, len(views), len(COLUMNS)), float("nan"),
                             dtype=torch.float64)
         norm_columns = [j for j, q in enumerate(QUANTITIES.values()) if q.norm_of is not None]
         tensors = [QUANTITIES[COLUMNS[j]].norm_of(v) for j in norm_columns for v in views]
@@ -173,13 +178,13 @@ class Probe:
         means = record[:, :, COLUMNS.index("act_mean")].T  # [L, K]
         record[:, :, COLUMNS.index("act_std")] = act_std(views, norms[len(tensors):] ** 2, means).T
         if will_update and self._sgd is None:
-            self._before = [w.detach().clone() for w in m.weights]
+            self._before = [layer.weight.detach().clone() for layer in layers]
         return record
 
     @torch.no_grad()
     def after_step(self, record: torch.Tensor) -> None:
         """update_ratio = ||W' - W|| / ||W||, the denominator being the recorded weight_norm."""
-        weights = list(self.model.weights)
+        weights = [layer.weight for layer in self.model.linears()]
         if self._sgd is not None:
             steps = [self._sgd.state.get(w, {}).get("momentum_buffer") for w in weights]
             steps = [w.grad if b is None else b for w, b in zip(weights, steps, strict=True)]

@@ -7,20 +7,19 @@ last step S has no update: it is recorded (and evaluated) as the trained network
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from winit_cli.config import Config
 from winit_cli.datasets import Splits
 from winit_cli.errors import ConfigError
-from winit_cli.inits import calibrate_member, weight_decay
-from winit_cli.measure.probes import COLUMNS, Probe
-from winit_cli.models.mlp import StackedMLP, Trace, build_mlp, initialize
+from winit_cli.measure.probes import COLUMNS
+from winit_cli.training.schedule import Schedule
+from winit_cli.training.step import Group, StepResult, evaluate, run_step, setup
 
 # What members of one batched group must share; everything else (scheme, seed, L2) may differ.
 SHARED_KEYS = ("model", "train.epochs", "train.steps", "train.batch_size", "train.optimizer",
@@ -30,9 +29,11 @@ SHARED_KEYS = ("model", "train.epochs", "train.steps", "train.batch_size", "trai
 
 @dataclass
 class MemberLog:
-    """Everything measured for one member; `results` writes it, nothing here draws."""
+    """Everything measured for one member, which the application layer writes to its run
+    directory; nothing here draws."""
 
     config: Config
+    layer_shapes: list[tuple[int, int]] = field(default_factory=list)  # (fan_in, fan_out) each
     layer_steps: list[tuple[int, int]] = field(default_factory=list)  # (step, epoch)
     layer_values: list[torch.Tensor] = field(default_factory=list)  # [L, Q] float64 each
     metrics: list[dict] = field(default_factory=list)
@@ -40,29 +41,6 @@ class MemberLog:
     diverged_step: int | None = None
     diverged_layer: int | None = None
     final: dict = field(default_factory=dict)  # final train/val/test loss and accuracy
-
-
-@dataclass
-class Schedule:
-    steps: int
-    steps_per_epoch: int
-    record_every: int
-    eval_every: int
-
-    def epoch(self, step: int) -> int:
-        return step // self.steps_per_epoch
-
-    def records(self, step: int) -> bool:
-        return step % self.record_every == 0 or step == self.steps
-
-    def evaluates(self, step: int) -> bool:
-        return (step > 0 and step % self.eval_every == 0) or step == self.steps
-
-
-def schedule(config: Config, n_train: int) -> Schedule:
-    per_epoch = math.ceil(n_train / config.train.batch_size)
-    steps = config.train.steps or config.train.epochs * per_epoch
-    return Schedule(steps, per_epoch, config.record.every, config.record.eval_every or per_epoch)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -73,73 +51,43 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class Batches:
-    """Each member's own shuffled order (seeded by its seed), by index slicing of in-memory data.
-
-    An epoch is ceil(n / batch_size) batches, the last one possibly short.
-    """
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, seeds: list[int], batch_size: int):
-        self.x, self.y, self.batch_size, self.seeds = x, y, batch_size, seeds
-        self.per_epoch = math.ceil(len(x) / batch_size)
-        # Members with equal seeds share one order, so one gather serves all of them.
-        self.generators = {s: torch.Generator().manual_seed(s + 1_000_003) for s in set(seeds)}
-        self.orders: dict[int, torch.Tensor] = {}
-        self.epoch = -1
-
-    def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch `step` for every member: x [K, B, 784], y [K, B]."""
-        epoch, index = divmod(step, self.per_epoch)
-        if epoch != self.epoch:
-            self.orders = {s: torch.randperm(len(self.x), generator=g).to(self.x.device)
-                           for s, g in self.generators.items()}
-            self.epoch = epoch
-        start = index * self.batch_size
-        picked = {s: o[start:start + self.batch_size] for s, o in self.orders.items()}
-        if len(picked) == 1:
-            i = next(iter(picked.values()))
-            k = len(self.seeds)
-            return self.x[i].expand(k, -1, -1), self.y[i].expand(k, -1)
-        return (torch.stack([self.x[picked[s]] for s in self.seeds]),
-                torch.stack([self.y[picked[s]] for s in self.seeds]))
-
-
-def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
-    t = config.train
-    if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr)
-    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum if t.optimizer == "momentum" else 0)
-
-
-def member_losses(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch-mean cross-entropy and accuracy per member: logits [K, B, C], y [K, B] -> [K], [K]."""
-    k, b, c = logits.shape
-    losses = F.cross_entropy(logits.reshape(k * b, c), y.reshape(k * b), reduction="none")
-    correct = (logits.argmax(-1) == y).float()
-    return losses.view(k, b).mean(1), correct.mean(1)
-
-
-@torch.no_grad()
-def evaluate(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, chunk: int = 2500):
-    """Loss and accuracy of every member on a whole split: ([K], [K])."""
-    k = model.members
-    loss_sum = torch.zeros(k, dtype=torch.float64)
-    correct = torch.zeros(k, dtype=torch.float64)
-    for i in range(0, len(x), chunk):
-        xb, yb = x[i:i + chunk], y[i:i + chunk]
-        logits = model(xb.expand(k, *xb.shape))
-        losses, acc = member_losses(logits, yb.expand(k, *yb.shape))
-        loss_sum += losses.double().cpu() * len(xb)
-        correct += acc.double().cpu() * len(xb)
-    return (loss_sum / len(x)).tolist(), (correct / len(x)).tolist()
-
-
 ProgressFn = Callable[[int, int, dict], None]
 
 
 def flushes_subnormals(config: Config) -> bool:
     """Whether a run of `config` flushes subnormals (only CPUs have the 10x penalty)."""
     return config.train.flush_subnormals and resolve_device(config.train.device).type == "cpu"
+
+
+def check_shared(configs: list[Config]) -> None:
+    """Raise a ConfigError naming the first key of SHARED_KEYS on which the configs differ."""
+    first = configs[0].to_dict()
+    for config in configs[1:]:
+        other = config.to_dict()
+        for key in SHARED_KEYS:
+            differs = _first_difference(_dig(first, key), _dig(other, key), key)
+            if differs is not None:
+                raise ConfigError(
+                    f"{differs}: configs {configs[0].name!r} and {config.name!r} differ, but "
+                    f"members trained together must share {', '.join(SHARED_KEYS)}")
+
+
+def _dig(d: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d[part]
+    return d
+
+
+def _first_difference(a: Any, b: Any, key: str) -> str | None:
+    """The dotted key of the first leaf where a and b differ, or None if they are equal."""
+    if a == b:
+        return None
+    if isinstance(a, dict) and isinstance(b, dict):
+        for sub in dict.fromkeys([*a, *b]):
+            found = _first_difference(a.get(sub), b.get(sub), f"{key}.{sub}")
+            if found is not None:
+                return found
+    return key
 
 
 def train(configs: list[Config], splits: Splits, *, on_progress: ProgressFn | None = None,
@@ -151,6 +99,7 @@ def train(configs: list[Config], splits: Splits, *, on_progress: ProgressFn | No
     `logs` (one per config) may be passed in so the caller keeps what was measured if training
     is interrupted.
     """
+    check_shared(configs)
     device = resolve_device(configs[0].train.device)
     flush = flushes_subnormals(configs[0])
     if flush:
@@ -170,96 +119,87 @@ def train(configs: list[Config], splits: Splits, *, on_progress: ProgressFn | No
     return logs
 
 
-def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds):
-    base = logs[0].config
-    k = len(logs)
-    x_train, y_train = splits.x_train.to(device), splits.y_train.to(device)
-    plan = schedule(base, len(x_train))
-    torch.manual_seed(base.train.seed)
-    model = build_mlp(base.model.hidden_widths(), base.model.activation, base.model.bias, k)
+class Window:
+    """Training loss and accuracy per member, summed over the steps since the last metrics row."""
+
+    def __init__(self, members: int):
+        self.loss = torch.zeros(members, dtype=torch.float64)
+        self.accuracy = torch.zeros(members, dtype=torch.float64)
+        self.steps = 0
+
+    def add(self, result: StepResult) -> None:
+        self.loss += result.losses.detach().cpu()  # a diverged member's NaN is never read
+        self.accuracy += result.accuracies.detach().cpu()
+        self.steps += 1
+
+    def row(self, member: int, step: int, epoch: int) -> dict:
+        return {"step": step, "epoch": epoch,
+                "train_loss": float(self.loss[member]) / self.steps,
+                "train_accuracy": float(self.accuracy[member]) / self.steps}
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.accuracy.zero_()
+        self.steps = 0
+
+
+def log_step(logs: list[MemberLog], plan: Schedule, step: int, result: StepResult,
+             alive: torch.Tensor, window: Window) -> None:
+    """Append each live member's layer record and metrics row for this step, and its divergence.
+
+    A member's rows do not depend on its neighbours: a redo for another member's divergence adds
+    no row to it.
+    """
+    newly_diverged = alive & ~result.finite
+    epoch = plan.epoch(step)
     for i, log in enumerate(logs):
-        c = log.config
-        initialize(model, i, c.init.scheme, c.init.params,
-                   torch.Generator().manual_seed(c.train.seed))
-        # Data-dependent schemes (LSUV) then calibrate member i on the first examples of
-        # x_train, a fixed random sample of MNIST; the others do nothing here.
-        calibrate_member(model, i, c.init.scheme, c.init.params, splits.x_train)
-    model.to(device)
-    decay = torch.tensor([c.train.weight_decay + weight_decay(c.init.scheme, c.init.params)
-                          for c in (log.config for log in logs)], device=device).view(k, 1, 1)
-    optimizer = make_optimizer(base, model.parameters())
-    probe = Probe(model, optimizer)
-    batches = Batches(x_train, y_train, [log.config.train.seed for log in logs],
-                      base.train.batch_size)
-    alive = torch.ones(k, dtype=torch.bool)
-    has_decay = bool((decay != 0).any())
-    window_loss = torch.zeros(k, dtype=torch.float64)
-    window_acc = torch.zeros(k, dtype=torch.float64)
-    window_n = 0
-    last_checkpoint = time.perf_counter()
-    started = time.perf_counter()
+        if not alive[i]:
+            continue
+        if result.recorded or newly_diverged[i]:
+            log.layer_steps.append((step, epoch))
+            log.layer_values.append(result.values[i].cpu())
+        if newly_diverged[i]:
+            log.status, log.diverged_step = "diverged", step
+            log.diverged_layer = first_nonfinite_layer(result.values[i])
+        if result.recorded or result.evaluation or newly_diverged[i]:
+            row = window.row(i, step, epoch)
+            if result.evaluation:
+                row["val_loss"], row["val_accuracy"] = (result.evaluation[0][i],
+                                                        result.evaluation[1][i])
+            log.metrics.append(row)
+    if result.recorded or result.evaluation:
+        window.reset()
 
-    for step in range(plan.steps + 1):
-        on_schedule = plan.records(step)
-        evaluation = evaluate(model, splits.x_val.to(device), splits.y_val.to(device)) \
-            if plan.evaluates(step) and len(splits.x_val) else None
-        xb, yb = batches.get(step)
-        trace = Trace() if on_schedule else None
-        losses, accs = _forward_backward(model, optimizer, xb, yb, trace)
-        finite = _finite_values(losses) & finite_gradients(model)
-        newly_diverged = alive & ~finite
-        if newly_diverged.any() and trace is None:
-            # Redo this step with a trace, to find the first layer affected.
-            trace = Trace()
-            losses, accs = _forward_backward(model, optimizer, xb, yb, trace)
-        will_update = step < plan.steps
-        values = probe.before_step(trace, will_update) if trace is not None else None
-        if will_update:
-            if has_decay:
-                with torch.no_grad():  # L2 after recording: the record is the data loss's gradient
-                    for w in model.weights:
-                        w.grad.add_(w * decay)
-            optimizer.step()
-            if values is not None:
-                probe.after_step(values)
-        window_loss += losses.detach().cpu()  # a diverged member's NaN is never read
-        window_acc += accs.detach().cpu()
-        window_n += 1
 
-        for i, log in enumerate(logs):
-            if not alive[i]:
-                continue
-            # A member's rows do not depend on its neighbours: a redo for another member's
-            # divergence adds no row here.
-            if on_schedule or newly_diverged[i]:
-                log.layer_steps.append((step, plan.epoch(step)))
-                log.layer_values.append(values[i].cpu())
-            if newly_diverged[i]:
-                log.status, log.diverged_step = "diverged", step
-                log.diverged_layer = first_nonfinite_layer(values[i])
-            if on_schedule or evaluation or newly_diverged[i]:
-                row = {"step": step, "epoch": plan.epoch(step),
-                       "train_loss": float(window_loss[i]) / window_n,
-                       "train_accuracy": float(window_acc[i]) / window_n}
-                if evaluation:
-                    row["val_loss"], row["val_accuracy"] = evaluation[0][i], evaluation[1][i]
-                log.metrics.append(row)
-        if on_schedule or evaluation:
-            window_loss.zero_()
-            window_acc.zero_()
-            window_n = 0
-        alive &= finite
-        if on_progress is not None and (step % 20 == 0 or on_schedule or step == plan.steps):
-            on_progress(step, plan.steps, {"loss": _mean_alive(losses, alive),
-                                           "elapsed": time.perf_counter() - started})
+def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds):
+    group = setup([log.config for log in logs], splits, device)
+    for log in logs:
+        log.layer_shapes = group.model.layer_shapes()
+    steps = group.plan.steps
+    alive = torch.ones(len(logs), dtype=torch.bool)
+    window = Window(len(logs))
+    started = last_checkpoint = time.perf_counter()
+    for step in range(steps + 1):
+        result = run_step(group, step, alive)
+        window.add(result)
+        log_step(logs, group.plan, step, result, alive, window)
+        alive &= result.finite
+        if on_progress is not None and (step % 20 == 0 or result.recorded or step == steps):
+            on_progress(step, steps, {"loss": _mean_alive(result.losses, alive),
+                                      "elapsed": time.perf_counter() - started})
         if not alive.any():
             break
         if on_checkpoint and time.perf_counter() - last_checkpoint > checkpoint_seconds:
             on_checkpoint(logs)
             last_checkpoint = time.perf_counter()
+    finish(logs, group, splits, device, time.perf_counter() - started)
 
-    elapsed = time.perf_counter() - started
-    test = evaluate(model, splits.x_test.to(device), splits.y_test.to(device))
+
+def finish(logs: list[MemberLog], group: Group, splits: Splits, device: torch.device,
+           elapsed: float) -> None:
+    """Evaluate on the test split; fill each member's final numbers and close its status."""
+    test = evaluate(group.model, splits.x_test.to(device), splits.y_test.to(device))
+    k, batch_size = len(logs), logs[0].config.train.batch_size
     for i, log in enumerate(logs):
         last = log.metrics[-1] if log.metrics else {}
         steps = last.get("step", 0)
@@ -268,7 +208,7 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
         log.final = {
             "train_loss": last.get("train_loss") if measured else None,
             "train_accuracy": last.get("train_accuracy") if measured else None,
-            "train_window_steps": plan.record_every,
+            "train_window_steps": group.plan.record_every,
             "val_loss": last.get("val_loss") if measured else None,
             "val_accuracy": last.get("val_accuracy") if measured else None,
             "test_loss": test[0][i] if measured else None,
@@ -276,33 +216,10 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
             "steps": steps, "group_size": k, "group_seconds": elapsed,
             # Members of a group train together: each is charged an equal share of the time.
             "train_seconds": elapsed / k,
-            "samples_per_second": steps * base.train.batch_size * k / elapsed,
+            "samples_per_second": steps * batch_size * k / elapsed,
         }
         if log.status == "running":
             log.status = "complete"
-    return logs
-
-
-def _forward_backward(model, optimizer, xb, yb, trace):
-    optimizer.zero_grad(set_to_none=True)
-    logits = model(xb, trace)
-    losses, accs = member_losses(logits, yb)
-    losses.sum().backward()
-    return losses, accs
-
-
-def finite_gradients(model: StackedMLP) -> torch.Tensor:
-    """Per member ([K], CPU): are the gradients finite? A non-finite gradient anywhere reaches
-    the input layer's (backpropagation multiplies it on down), so checking that one is enough,
-    and its bias gradient is tiny; a weight gradient that overflows alone (dz finite, h huge)
-    makes the weights non-finite, which the next step's loss shows."""
-    g = model.biases[0].grad if model.biases is not None else model.weights[0].grad
-    return _finite_values(g.detach().flatten(1).abs().amax(dim=1))  # amax propagates NaN
-
-
-def _finite_values(values: torch.Tensor) -> torch.Tensor:
-    """[K] bool on the CPU; for a handful of values, Python's isfinite is cheaper than torch's."""
-    return torch.tensor([math.isfinite(v) for v in values.detach().tolist()], dtype=torch.bool)
 
 
 def first_nonfinite_layer(values: torch.Tensor) -> int | None:

@@ -1,0 +1,128 @@
+"""What every model kind offers the rest of winit: K stacked members, their Linear layers as
+views, and a forward pass that can record a `Trace`.
+
+Training, the probes, the init schemes (LSUV included) and the record writer see a model only
+through `StackedModel`: `members`, `activation`, `forward(x, trace)` and `linears()`. A new kind
+subclasses it in its own file, registered with `models.registry.register_model`; nothing
+outside `models/` needs to change.
+
+Members never mix: member k's output depends only on member k's parameters and inputs, so each
+trains exactly as it would alone, and elementwise optimizers (SGD, momentum, Adam) applied to the
+stacked tensors update each member as they would update it alone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Activation = Callable[[torch.Tensor], torch.Tensor]
+
+# The activations every kind offers (config.Activation and the theory list the same names).
+ACTIVATIONS: dict[str, Activation] = {
+    "relu": F.relu,
+    "leaky_relu": F.leaky_relu,  # slope 0.01, torch's default
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "elu": F.elu,
+    "selu": F.selu,
+    "gelu": F.gelu,
+    "linear": lambda z: z,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LinearView:
+    """One Linear layer of a stacked model: z = h W^T + b per member, as views (no copies).
+
+    Filling `weight[k]` in place fills member k's layer: the init schemes work through this.
+    """
+
+    weight: nn.Parameter  # [K, fan_out, fan_in]
+    bias: nn.Parameter | None  # [K, fan_out]
+    # The activation applied to this layer's output z, or None where z is used as it is (the
+    # output layer's logits; in a residual kind, a branch's last layer before the sum).
+    activation: str | None
+
+    @property
+    def fan_in(self) -> int:
+        return self.weight.shape[2]
+
+    @property
+    def fan_out(self) -> int:
+        return self.weight.shape[1]
+
+
+@dataclass
+class Trace:
+    """What a recording forward pass keeps, one entry per `linears()` layer, as [K, B, fan_out].
+
+    A model passes each Linear layer's output through `record`, in the order `linears()` lists
+    the layers, and goes on with what it returns.
+    """
+
+    pre: list[torch.Tensor] = field(default_factory=list)  # z_l (detached)
+    post: list[torch.Tensor] = field(default_factory=list)  # phi(z_l); the logits for l = L
+    graph: list[torch.Tensor] = field(default_factory=list)  # z_l in the graph: .grad = dL/dz_l
+    # adjust(l, z) -> z: may replace layer l's output before the model uses it, as a PyTorch
+    # forward hook may replace a module's output. LSUV calibrates through it in one pass.
+    adjust: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+
+    def record(self, z: torch.Tensor, activation: Activation | None,
+               members: int) -> torch.Tensor:
+        """Record Linear layer output z; return activation(z) (z itself when None)."""
+        if self.adjust is not None:
+            z = self.adjust(len(self.graph), z)
+        h = z if activation is None else activation(z)
+        if z.requires_grad:  # not under no_grad
+            z.retain_grad()
+        self.graph.append(z)
+        self.pre.append(z.detach().view(members, -1, z.shape[-1]))
+        self.post.append(h.detach().view(members, -1, h.shape[-1]))
+        return h
+
+    def pre_grad(self, l: int) -> torch.Tensor | None:
+        """dL/dz_l as [K, B, fan_out], once backward has run."""
+        grad = self.graph[l].grad
+        return None if grad is None else grad.view(self.pre[l].shape)
+
+
+class StackedModel(nn.Module, ABC):
+    """K independent networks of one shape, parameters stacked on a leading member axis.
+
+    Subclasses set `members` and `activation` and implement `from_config`, `forward` and
+    `linears`. Parameters start at zero; `inits.initialize` fills each member.
+    """
+
+    members: int
+    activation: str  # the hidden activation; init schemes take their gain from it
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: Any, input_size: int, classes: int,
+                    members: int) -> StackedModel:
+        """Build from a `config.ModelConfig` (typed Any: `config` imports `models`, not the
+        other way round) with the dataset's input size and number of classes."""
+
+    @abstractmethod
+    def forward(self, x: torch.Tensor, trace: Trace | None = None) -> torch.Tensor:
+        """x: [K, B, input_size] -> logits [K, B, classes]; records into `trace` if given."""
+
+    @abstractmethod
+    def linears(self) -> list[LinearView]:
+        """Every Linear layer, input side first: the order of `Trace` entries and of layers.csv."""
+
+    @property
+    def depth(self) -> int:
+        """The number of Linear layers."""
+        return len(self.linears())
+
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """(fan_in, fan_out) of every Linear layer, in order."""
+        return [(layer.fan_in, layer.fan_out) for layer in self.linears()]

@@ -1,0 +1,156 @@
+"""One group of members in training: the stacked model with what drives it (`setup`), and one
+step of it (`run_step`): evaluate if due, forward, backward, measure if due, update.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from winit_cli.config import Config
+from winit_cli.datasets import Splits
+from winit_cli.inits import calibrate_member, initialize, weight_decay
+from winit_cli.measure.probes import Probe
+from winit_cli.models import StackedModel, Trace, build_model
+from winit_cli.training.schedule import Batches, Schedule, schedule
+
+
+@dataclass
+class Group:
+    """What trains a group of members: the stacked model and everything that drives it."""
+
+    model: StackedModel
+    optimizer: torch.optim.Optimizer
+    probe: Probe
+    batches: Batches
+    plan: Schedule
+    decay: torch.Tensor | None  # [K, 1, 1] L2 coefficients; None when every member's is 0
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+def setup(configs: list[Config], splits: Splits, device: torch.device) -> Group:
+    """Build the stacked model, initialize (and calibrate) each member, make the optimizer."""
+    base = configs[0]
+    x_train, y_train = splits.x_train.to(device), splits.y_train.to(device)
+    torch.manual_seed(base.train.seed)
+    model = build_model(base.model, splits.input_size, splits.classes, len(configs))
+    for i, c in enumerate(configs):
+        initialize(model, i, c.init.scheme, c.init.params,
+                   torch.Generator().manual_seed(c.train.seed))
+        # Data-dependent schemes (LSUV) then calibrate member i on the first examples of
+        # x_train, a fixed random sample of the dataset; the others do nothing here.
+        calibrate_member(model, i, c.init.scheme, c.init.params, splits.x_train)
+    model.to(device)
+    decay = torch.tensor([c.train.weight_decay + weight_decay(c.init.scheme, c.init.params)
+                          for c in configs], device=device).view(-1, 1, 1)
+    optimizer = make_optimizer(base, model.parameters())
+    seeds = [c.train.seed for c in configs]
+    return Group(model, optimizer, Probe(model, optimizer),
+                 Batches(x_train, y_train, seeds, base.train.batch_size),
+                 schedule(base, len(x_train)), decay if bool((decay != 0).any()) else None,
+                 splits.x_val.to(device), splits.y_val.to(device))
+
+
+@dataclass
+class StepResult:
+    losses: torch.Tensor  # [K], of the batch at the step's parameters
+    accuracies: torch.Tensor  # [K]
+    finite: torch.Tensor  # [K] bool on the CPU: loss and gradients finite
+    values: torch.Tensor | None  # [K, L, len(COLUMNS)] when the step was measured
+    recorded: bool  # on the recording schedule
+    evaluation: tuple[list[float], list[float]] | None  # validation (losses, accuracies)
+
+
+def run_step(group: Group, step: int, alive: torch.Tensor) -> StepResult:
+    """Evaluate if due, forward and backward batch `step`, measure if due (or if a member has
+    just diverged), then update unless this is the last step."""
+    model, optimizer, plan = group.model, group.optimizer, group.plan
+    recorded = plan.records(step)
+    evaluation = evaluate(model, group.x_val, group.y_val) \
+        if plan.evaluates(step) and len(group.x_val) else None
+    xb, yb = group.batches.get(step)
+    trace = Trace() if recorded else None
+    losses, accs = _forward_backward(model, optimizer, xb, yb, trace)
+    finite = _finite_values(losses) & finite_gradients(model)
+    if (alive & ~finite).any() and trace is None:
+        # Redo this step with a trace, to find the first layer affected.
+        trace = Trace()
+        losses, accs = _forward_backward(model, optimizer, xb, yb, trace)
+    will_update = step < plan.steps
+    values = group.probe.before_step(trace, will_update) if trace is not None else None
+    if will_update:
+        if group.decay is not None:
+            with torch.no_grad():  # L2 after recording: the record is the data loss's gradient
+                for layer in model.linears():
+                    layer.weight.grad.add_(layer.weight * group.decay)
+        optimizer.step()
+        if values is not None:
+            group.probe.after_step(values)
+    return StepResult(losses, accs, finite, values, recorded, evaluation)
+
+
+def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
+    t = config.train
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr)
+    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum if t.optimizer == "momentum" else 0)
+
+
+def member_losses(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch-mean cross-entropy and accuracy per member: logits [K, B, C], y [K, B] -> [K], [K]."""
+    k, b, c = logits.shape
+    losses = F.cross_entropy(logits.reshape(k * b, c), y.reshape(k * b), reduction="none")
+    correct = (logits.argmax(-1) == y).float()
+    return losses.view(k, b).mean(1), correct.mean(1)
+
+
+@torch.no_grad()
+def evaluate(model: StackedModel, x: torch.Tensor, y: torch.Tensor, chunk: int = 2500):
+    """Loss and accuracy of every member on a whole split: ([K], [K]).
+
+    In eval mode, so that kinds with dropout or batch statistics evaluate as they should.
+    """
+    k = model.members
+    loss_sum = torch.zeros(k, dtype=torch.float64)
+    correct = torch.zeros(k, dtype=torch.float64)
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(x), chunk):
+            xb, yb = x[i:i + chunk], y[i:i + chunk]
+            logits = model(xb.expand(k, *xb.shape))
+            losses, acc = member_losses(logits, yb.expand(k, *yb.shape))
+            loss_sum += losses.double().cpu() * len(xb)
+            correct += acc.double().cpu() * len(xb)
+    finally:
+        model.train(was_training)
+    return (loss_sum / len(x)).tolist(), (correct / len(x)).tolist()
+
+
+def _forward_backward(model, optimizer, xb, yb, trace):
+    optimizer.zero_grad(set_to_none=True)
+    logits = model(xb, trace)
+    losses, accs = member_losses(logits, yb)
+    losses.sum().backward()
+    return losses, accs
+
+
+def finite_gradients(model: StackedModel) -> torch.Tensor:
+    """Per member ([K], CPU): are the gradients finite? A non-finite gradient anywhere reaches
+    the input layer's (backpropagation multiplies it on down), so checking that one is enough,
+    and its bias gradient is tiny; a weight gradient that overflows alone (dz finite, h huge)
+    makes the weights non-finite, which the next step's loss shows."""
+    first = model.linears()[0]
+    g = (first.weight if first.bias is None else first.bias).grad
+    return _finite_values(g.detach().flatten(1).abs().amax(dim=1))  # amax propagates NaN
+
+
+def _finite_values(values: torch.Tensor) -> torch.Tensor:
+    """[K] bool on the CPU; for a handful of values, Python's isfinite is cheaper than torch's."""
+    return torch.tensor([math.isfinite(v) for v in values.detach().tolist()], dtype=torch.bool)
+
+
