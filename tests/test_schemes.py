@@ -18,7 +18,7 @@ from winit_cli.cli import app
 from winit_cli.config import load_config
 from winit_cli.errors import ConfigError
 from winit_cli.inits import COMMON_PARAMS, SCHEMES, calibrate_member, check_scheme, initialize
-from winit_cli.inits.schemes import TRUNCATION_STD
+from winit_cli.inits.scaling import TRUNCATION_STD
 from winit_cli.measure import theory
 from winit_cli.measure.predict import mean_field
 from winit_cli.models import Trace

@@ -1,10 +1,12 @@
-"""Init schemes: the registry (`registry.py`), the schemes themselves (`schemes.py`), and how a
-scheme is applied to a model (`apply.py`).
+"""Init schemes: the registry (`registry.py`), the schemes themselves, one function each, by
+family (`classic.py`, `scaling.py`, `structured.py`), and how a scheme is applied to a model
+(`apply.py`). A new scheme is one registered function in the family module it belongs to.
 
 Importing this package registers every scheme; import names from here, not from the modules.
 """
 
-from winit_cli.inits import schemes as _schemes  # noqa: F401  fills SCHEMES
+# Each family module registers its schemes when imported: this fills SCHEMES, in this order.
+from winit_cli.inits import classic, scaling, structured  # noqa: F401  isort: skip
 from winit_cli.inits.apply import calibrate_member, initialize
 from winit_cli.inits.registry import (
     COMMON_PARAMS,

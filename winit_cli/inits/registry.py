@@ -1,6 +1,7 @@
 """Init schemes: a registry of named functions that fill a Linear layer's weight and bias in place.
 
-The schemes themselves live in `schemes.py`, one function each, registered here with `register`;
+The schemes themselves live in classic.py, scaling.py and structured.py, one function each,
+registered here with `register`;
 its keyword parameters (with defaults) are what a config's `init.params` may set; `variance` gives
 the per-element weight and bias variances it produces, which the mean-field theory uses.
 
