@@ -235,7 +235,6 @@ def _measured_chi_product(weights, biases, activation, z1):
         ("tanh", None, 0.05, 0.06),  # on the critical line
         ("tanh", 0.8, 0.05, 0.06),  # ordered: mean(s^2) ~ 5e-3
         ("tanh", 2.5, 0.05, 0.06),  # chaotic: ~ 4
-        ("relu", 2.0, 0.0, 0.15),
         ("relu", 2.0, 0.1, 0.15),
     ],
 )
