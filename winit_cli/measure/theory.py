@@ -646,11 +646,3 @@ def critical_line(
         except ValueError:
             line.append(math.nan)
     return np.array(line)
-
-
-def activation_functions(
-    activation: str, *, activation_param: float | None = None
-) -> tuple[ArrayFn, ArrayFn]:
-    """(phi, phi') as numpy functions, for other theory modules (e.g. spectra_theory)."""
-    act = _get(activation, activation_param)
-    return act.phi, act.dphi
