@@ -16,6 +16,8 @@ from winit_cli.measure.theory import (
     gauss_expect,
     gauss_expect_2d,
 )
+from winit_cli.measure.theory_correlation import bivariate_expect
+from winit_cli.measure.theory_layernorm_dropout import dropout_theory
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -213,3 +215,20 @@ def test_critical_line():
     assert np.all(np.diff(line) > 0)
     assert line[1] == pytest.approx(1.76, abs=0.01)  # Schoenholz et al., Fig. 1
     assert np.isnan(critical_line("gelu", [0.0])).all()
+
+
+def test_agrees_with_the_family_theory_modules():
+    """Cross-check with the independent code of theory_correlation (tanh-sinh angles, a ln r grid
+    cut at e^-11: ~2e-10) and with dropout's xi_c as keep -> 1 (which differs by O(1 - keep))."""
+
+    def slope(x):
+        return 1 - np.tanh(x) ** 2
+
+    for q, c in [(0.1, -0.5), (1.0, 0.99), (10.0, 0.3)]:
+        ours = gauss_expect_2d(slope, slope, q, c)
+        assert ours == pytest.approx(bivariate_expect(slope, slope, q, c), rel=1e-9)
+    for sigma_w2, sigma_b2 in [(3.0, 0.05), (1.2, 0.05)]:  # chaotic, ordered
+        ours = correlation_fixed_point("tanh", sigma_w2, sigma_b2)
+        dropout = dropout_theory("tanh", sigma_w2, sigma_b2, keep=1 - 1e-6)
+        assert dropout.c_star == pytest.approx(ours.c_star, abs=1e-4)
+        assert dropout.correlation_depth_scale == pytest.approx(ours.depth_scale, rel=1e-4)
