@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 
 from winit_cli.measure.theory import (
-    correlation_depth_scale,
-    correlation_fixed_point,
-    correlation_map,
-    critical_line,
     critical_sigma_w2,
     derivative_second_moment,
     fixed_point_q,
     gauss_expect,
+)
+from winit_cli.measure.theory_chaos import (
+    correlation_depth_scale,
+    correlation_fixed_point,
+    correlation_map,
+    critical_line,
     gauss_expect_2d,
 )
 from winit_cli.measure.theory_correlation import bivariate_expect
