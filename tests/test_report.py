@@ -152,7 +152,8 @@ def test_plots_exist_and_are_not_blank(report):
     names = {p.name for p in report.files if p.suffix == ".png"}
     assert {"gradient_flow_mnist_mlp_relu_d8_w64.png", "heatmaps_mnist_mlp_relu_d8_w64.png",
             "curves_mnist_mlp_relu_d8_w64.png", "gradient_flow_mnist_mlp_tanh_d8_w64.png",
-            "accuracy_vs_depth.png"} <= names
+            "accuracy_vs_depth.png", "quantities_mnist_mlp_relu_d8_w64_1.png",
+            "quantities_mnist_mlp_tanh_d8_w64_1.png"} <= names
     for path in report.files:
         if path.suffix != ".png":
             continue
@@ -161,6 +162,21 @@ def test_plots_exist_and_are_not_blank(report):
         assert pixels.std() > 0.05, f"{path.name} looks blank"
     page = (report.out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(names) and 'src="plots/' not in page
+
+
+def test_quantity_panels_follow_the_activation():
+    """A ReLU run gets a dead-units panel and no saturation panel; tanh the other way round;
+    a quantity that is zero everywhere on a log axis is left out rather than drawn empty."""
+    from winit_cli.views.quantities import _panels
+
+    base = {"step": [0, 10], "layer": [1, 1], "act_grad_norm": [1e-3, 2e-3],
+            "update_ratio": [float("nan"), float("nan")]}
+    relu = pd.DataFrame({**base, "dead_fraction": [0.1, 0.2],
+                         "saturated_fraction": [float("nan")] * 2})
+    tanh = pd.DataFrame({**base, "dead_fraction": [float("nan")] * 2,
+                         "saturated_fraction": [0.0, 0.3]})
+    assert [c for c, _, _ in _panels(relu)] == ["act_grad_norm", "dead_fraction"]
+    assert [c for c, _, _ in _panels(tanh)] == ["act_grad_norm", "saturated_fraction"]
 
 
 def test_incomplete_runs_are_listed_not_tabulated(report):

@@ -1,6 +1,6 @@
-"""The report's figures: per group, the gradient flow at init, the gradient heatmaps and the
-training curves; across depths, accuracy vs depth. Drawn from the tables read from the run
-files (records/), never from a live model.
+"""The report's figures: per group, the gradient flow at init, the gradient heatmaps, the
+training curves and every per-layer quantity over training; across depths, accuracy vs depth.
+Drawn from the tables read from the run files (records/), never from a live model.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ import pandas as pd
 from winit_cli.records.reader import Run
 from winit_cli.records.rows import by_group
 from winit_cli.views import plots
+from winit_cli.views.quantities import quantities_over_time
 from winit_cli.views.report_text import group_title
+
+MAX_QUANTITY_FIGURES = 4  # configurations per group with a per-layer-quantities figure
 
 
 def init_rows(layers: pd.DataFrame) -> pd.DataFrame:
@@ -85,6 +88,13 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
             ("training curves", plots.training_curves(
                 curves, f"Training and validation: {title}", plot_dir / f"curves_{slug}.png")),
         ]
+        for n, (i, cfg) in enumerate(list(configs.iterrows())[:MAX_QUANTITY_FIGURES]):
+            first = summary.loc[cfg.members[0]]
+            made.append((f"per-layer quantities over training: {labels[i]}",
+                         quantities_over_time(
+                             runs[first.path].layers,
+                             f"{labels[i].replace('`', '')}, seed {first.seed}: {title}",
+                             plot_dir / f"quantities_{slug}_{n + 1}.png")))
         figures[key] = [(alt, path.relative_to(out).as_posix()) for alt, path in made]
     panel = ["dataset", "model_kind", "activation", "width"]
     depths = aggregate.groupby(panel, dropna=False).depth.nunique()
