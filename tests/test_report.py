@@ -275,3 +275,25 @@ def test_no_runs_is_a_user_error(tmp_path):
     with pytest.raises(ResultsError, match="no run directories"):
         build_report([tmp_path])
     assert not np.any([p.name == "report" for p in tmp_path.iterdir()])
+
+
+def test_figures_in_other_formats(results_dir, tmp_path):
+    """--format pdf/svg writes each figure in those formats beside its PNG, at --dpi; an
+    unknown format is a one-line user error."""
+    out = tmp_path / "fmt"
+    result = CliRunner().invoke(app, ["report", str(results_dir / "sweeps"), "--out", str(out),
+                                      "--format", "pdf", "--format", "svg", "--dpi", "60"])
+    assert result.exit_code == 0, result.output
+    pngs = sorted((out / "plots").glob("*.png"))
+    assert pngs
+    for png in pngs:
+        assert png.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+        assert b"<svg" in png.with_suffix(".svg").read_bytes()[:500]
+    width = imread(pngs[0]).shape[1]
+    default = CliRunner().invoke(app, ["report", str(results_dir / "sweeps"),
+                                       "--out", str(tmp_path / "default")])
+    assert default.exit_code == 0
+    assert imread(tmp_path / "default" / "plots" / pngs[0].name).shape[1] > width  # dpi 100
+    bad = CliRunner().invoke(app, ["report", str(results_dir / "sweeps"), "--out",
+                                   str(tmp_path / "bad"), "--format", "gif"])
+    assert bad.exit_code == 2 and "--format gif" in bad.stderr

@@ -176,6 +176,10 @@ def report(
         help="Keep runs whose summary field matches, e.g. --filter scheme=he_normal or depth=20 "
              "(repeatable: different keys must all match, a repeated key matches any value).",
     )] = None,
+    formats: Annotated[list[str] | None, typer.Option(
+        "--format", metavar="FMT", help="Also save figures as pdf or svg (repeatable); PNG is "
+                                        "always written, for the HTML page.")] = None,
+    dpi: Annotated[int, typer.Option(min=30, max=1200, help="Figure resolution.")] = 100,
 ) -> None:
     """Summarize finished runs from their files: CSV tables, plots, report.md and report.html."""
     from winit_cli.app.report import build_report
@@ -183,8 +187,18 @@ def report(
 
     with user_errors():
         with console.status("reading runs and drawing plots"):
-            result = build_report(paths or [], out=out, filters=filter_ or [])
+            result = build_report(paths or [], out=out, filters=filter_ or [],
+                                  output=_figure_output(formats or [], dpi))
         report_summary(console, result)
+
+
+def _figure_output(formats: list[str], dpi: int):
+    from winit_cli.views.plots import FORMATS, Output
+
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ConfigError(f"--format {unknown[0]}: expected one of {', '.join(FORMATS)}")
+    return Output(tuple(formats), dpi)
 
 
 @app.command()

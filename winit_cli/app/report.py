@@ -50,6 +50,7 @@ from winit_cli.records.rows import (
     run_row,
 )
 from winit_cli.views.figures import draw
+from winit_cli.views.plots import Output
 from winit_cli.views.report_text import config_label, intro_paragraphs, write_text
 
 # Config keys that don't change what a run computes, and those that have their own column.
@@ -162,8 +163,9 @@ def _filtered(runs: list[Run], skipped: list[Skipped], wanted: dict[str, list[st
     return runs, [s for s in skipped if _keep(s.fields, wanted, strict=False)]
 
 
-def build_report(paths: list[Path], out: Path | None = None,
-                 filters: list[str] = ()) -> Report:
+def build_report(paths: list[Path], out: Path | None = None, filters: list[str] = (),
+                 output: Output = Output()) -> Report:
+    """The report of the runs under `paths`; figures as PNG plus `output.formats`."""
     wanted = parse_filters(list(filters))
     dirs, root, out = _locate([Path(p) for p in paths] or [Path("results")], out)
     loaded = [load_run(d, root) for d in dirs]
@@ -181,7 +183,7 @@ def build_report(paths: list[Path], out: Path | None = None,
     write_csv(files[0], summary)
     write_csv(files[1], configs.drop(columns="members"))
 
-    figures = draw(out, summary, configs, {r.path: r for r in runs}, labels) \
+    figures = draw(out, summary, configs, {r.path: r for r in runs}, labels, output) \
         if len(configs) else {}
     thresholds = ["/".join(sorted({f"{r.config.get(f'diagnose.{k}_decades', 2.0):g}"
                                    for r in runs}) or {"2"}) for k in ("vanish", "explode")]

@@ -56,53 +56,58 @@ def _heatmap_title(row: pd.Series, label: str) -> str:
     return f"{label.replace('`', '')}, seed {row.seed}\n{what}"
 
 
+def _group_figures(key: tuple, configs: pd.DataFrame, summary: pd.DataFrame,
+                   runs: dict[str, Run], labels: dict, colors: dict, plot_dir: Path,
+                   output: plots.Output) -> list[tuple[str, Path]]:
+    """One group's figures, as (alt text, PNG path)."""
+    title, slug = group_title(key), _slug(key)
+    flows, curves, panels, quantities = [], [], [], []
+    for n, (i, cfg) in enumerate(configs.iterrows()):
+        members = [runs[p] for p in summary.loc[cfg.members, "path"]]
+        label = labels[i].replace("`", "")
+        first = summary.loc[cfg.members[0]]
+        flows.append(_flow_line(label, colors[labels[i]], members))
+        curves.append(plots.Curve(label, colors[labels[i]],
+                                  [m.metrics for m in members if m.metrics is not None]))
+        if len(panels) < plots.MAX_PANELS:
+            panels.append(plots.Panel(_heatmap_title(first, labels[i]), runs[first.path].layers))
+        if n < MAX_QUANTITY_FIGURES:
+            quantities.append((f"per-layer quantities over training: {label}",
+                               quantities_over_time(runs[first.path].layers,
+                                                    f"{label}, seed {first.seed}: {title}"),
+                               f"quantities_{slug}_{n + 1}"))
+    made = [
+        ("gradient flow at init", plots.gradient_flow(
+            flows, f"Gradient flow at initialization (step 0): {title}"), f"gradient_flow_{slug}"),
+        ("gradient heatmaps", plots.gradient_heatmaps(
+            panels, f"log10 ||dL/dz|| by layer and step: {title}"), f"heatmaps_{slug}"),
+        ("training curves", plots.training_curves(
+            curves, f"Training and validation: {title}"), f"curves_{slug}"),
+        *quantities,
+    ]
+    return [(alt, plots.save(fig, plot_dir / f"{name}.png", output)) for alt, fig, name in made]
+
+
 def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[str, Run],
-         labels: dict) -> dict[tuple | None, list[tuple[str, str]]]:
-    """All figures, as {group: [(alt text, path relative to out)]}; None holds accuracy vs
+         labels: dict, output: plots.Output = plots.Output()
+         ) -> dict[tuple | None, list[tuple[str, str]]]:
+    """All figures, as {group: [(alt text, PNG path relative to out)]}; None holds accuracy vs
     depth. Figures left from an earlier report in the same folder are removed first."""
     plot_dir = out / "plots"
-    for stale in plot_dir.glob("*.png") if plot_dir.is_dir() else []:
+    for stale in (f for fmt in plots.FORMATS for f in plot_dir.glob(f"*.{fmt}")) \
+            if plot_dir.is_dir() else []:
         stale.unlink()
     colors = plots.colors_for(list(labels.values()))
     figures: dict[tuple | None, list[tuple[str, str]]] = {}
     for key, configs in list(by_group(aggregate).items())[:plots.MAX_GROUPS]:
-        title, slug = group_title(key), _slug(key)
-        flows, curves, panels = [], [], []
-        for i, cfg in configs.iterrows():
-            members = [runs[p] for p in summary.loc[cfg.members, "path"]]
-            label = labels[i].replace("`", "")
-            flows.append(_flow_line(label, colors[labels[i]], members))
-            curves.append(plots.Curve(label, colors[labels[i]],
-                                      [m.metrics for m in members if m.metrics is not None]))
-            if len(panels) < plots.MAX_PANELS:
-                first = summary.loc[cfg.members[0]]
-                panels.append(plots.Panel(_heatmap_title(first, labels[i]),
-                                          runs[first.path].layers))
-        made = [
-            ("gradient flow at init", plots.gradient_flow(
-                flows, f"Gradient flow at initialization (step 0): {title}",
-                plot_dir / f"gradient_flow_{slug}.png")),
-            ("gradient heatmaps", plots.gradient_heatmaps(
-                panels, f"log10 ||dL/dz|| by layer and step: {title}",
-                plot_dir / f"heatmaps_{slug}.png")),
-            ("training curves", plots.training_curves(
-                curves, f"Training and validation: {title}", plot_dir / f"curves_{slug}.png")),
-        ]
-        for n, (i, cfg) in enumerate(list(configs.iterrows())[:MAX_QUANTITY_FIGURES]):
-            first = summary.loc[cfg.members[0]]
-            made.append((f"per-layer quantities over training: {labels[i]}",
-                         quantities_over_time(
-                             runs[first.path].layers,
-                             f"{labels[i].replace('`', '')}, seed {first.seed}: {title}",
-                             plot_dir / f"quantities_{slug}_{n + 1}.png")))
+        made = _group_figures(key, configs, summary, runs, labels, colors, plot_dir, output)
         figures[key] = [(alt, path.relative_to(out).as_posix()) for alt, path in made]
     panel = ["dataset", "model_kind", "activation", "width"]
     depths = aggregate.groupby(panel, dropna=False).depth.nunique()
     if (depths > 1).any():
-        varied = aggregate.set_index(panel).index.isin(
-            depths[depths > 1].index)
+        varied = aggregate.set_index(panel).index.isin(depths[depths > 1].index)
         scheme_colors = {row.scheme: colors[labels[i]] for i, row in aggregate.iterrows()}
-        path = plots.accuracy_vs_depth(aggregate[varied], scheme_colors,
-                                       plot_dir / "accuracy_vs_depth.png")
+        path = plots.save(plots.accuracy_vs_depth(aggregate[varied], scheme_colors),
+                          plot_dir / "accuracy_vs_depth.png", output)
         figures[None] = [("test accuracy vs depth", path.relative_to(out).as_posix())]
     return figures

@@ -39,12 +39,28 @@ def colors_for(labels: Sequence[str]) -> dict[str, str]:
     return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(set(labels)))}
 
 
-def save(fig: Figure, path: Path) -> Path:
-    """Write the PNG atomically (temp file, then rename), like every other output."""
+FORMATS = ("png", "pdf", "svg")
+
+
+@dataclass(frozen=True)
+class Output:
+    """How figures are saved: always a PNG (the HTML report embeds it), plus any of FORMATS."""
+
+    formats: tuple[str, ...] = ("png",)
+    dpi: int = DPI
+
+
+def save(fig: Figure, path: Path, output: Output = Output()) -> Path:
+    """Write the figure atomically (temp file, then rename) as `path` (a PNG) and beside it in
+    the other formats asked for; returns the PNG's path."""
     FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    atomic_write(path, buffer.getvalue())
+    for fmt in dict.fromkeys(("png", *output.formats)):
+        buffer = io.BytesIO()
+        # No creation date or software version in the files: the same runs give the same bytes.
+        metadata = {"Software": None} if fmt == "png" else {"Creator": None, "Date": None} \
+            if fmt == "svg" else {"Creator": None, "Producer": None, "CreationDate": None}
+        fig.savefig(buffer, format=fmt, dpi=output.dpi, metadata=metadata)
+        atomic_write(path.with_suffix(f".{fmt}"), buffer.getvalue())
     return path
 
 
@@ -85,7 +101,7 @@ class Panel:
     layers: pd.DataFrame  # one run's layers.csv
 
 
-def gradient_heatmaps(panels: Sequence[Panel], title: str, path: Path) -> Path:
+def gradient_heatmaps(panels: Sequence[Panel], title: str) -> Figure:
     """Layer x step heatmaps of log10 ||dL/dz_l||, one panel per run, one shared color scale
     so that a network whose gradients vanish stands out beside a flat, healthy one."""
     grids = []
@@ -119,7 +135,7 @@ def gradient_heatmaps(panels: Sequence[Panel], title: str, path: Path) -> Path:
         fig.colorbar(mesh, ax=axes.tolist(), label="log10 ||dL/dz_l||", shrink=0.9)
     note = "  (grey: gradient exactly 0 or non-finite)" if any_missing else ""
     fig.suptitle(f"{title}{note}", fontsize=11)
-    return save(fig, path)
+    return fig
 
 
 @dataclass
@@ -132,7 +148,7 @@ class FlowLine:
     predicted: np.ndarray | None  # predicted ||dL/dz_l||, None when no prediction was saved
 
 
-def gradient_flow(lines: Sequence[FlowLine], title: str, path: Path) -> Path:
+def gradient_flow(lines: Sequence[FlowLine], title: str) -> Figure:
     """Per-layer ||dL/dz_l|| (left) and ||dL/dW_l|| (right) at step 0, one line per scheme,
     the mean-field prediction dashed. Glorot & Bengio's point is the contrast between the two."""
     fig = Figure(figsize=(12, 4.6), layout="constrained")
@@ -165,7 +181,7 @@ def gradient_flow(lines: Sequence[FlowLine], title: str, path: Path) -> Path:
     ax_z.legend(handles, labels, fontsize=8, loc="best")
     note = "  (zero gradients not drawn)" if dropped else ""
     fig.suptitle(f"{title}{note}", fontsize=11)
-    return save(fig, path)
+    return fig
 
 
 @dataclass
@@ -183,7 +199,7 @@ def _mean_curve(frames: list[pd.DataFrame], column: str) -> pd.Series:
     return pd.concat(series, axis=1).mean(axis=1, skipna=True).sort_index()
 
 
-def training_curves(curves: Sequence[Curve], title: str, path: Path) -> Path:
+def training_curves(curves: Sequence[Curve], title: str) -> Figure:
     """Loss (log scale) and accuracy against step: training solid, validation dashed;
     the mean over seeds where there are several."""
     fig = Figure(figsize=(12, 4.4), layout="constrained")
@@ -215,10 +231,10 @@ def training_curves(curves: Sequence[Curve], title: str, path: Path) -> Path:
     labels += ["train (running mean)", "validation"]
     ax_acc.legend(handles, labels, fontsize=8, loc="best")
     fig.suptitle(title, fontsize=11)
-    return save(fig, path)
+    return fig
 
 
-def accuracy_vs_depth(aggregate: pd.DataFrame, colors: dict[str, str], path: Path) -> Path:
+def accuracy_vs_depth(aggregate: pd.DataFrame, colors: dict[str, str]) -> Figure:
     """Final test accuracy against depth, one panel per (dataset, model kind, activation,
     width), one line per scheme; error bars are the std over seeds where there are several."""
     keys = ["dataset", "model_kind", "activation", "width"]
@@ -239,4 +255,4 @@ def accuracy_vs_depth(aggregate: pd.DataFrame, colors: dict[str, str], path: Pat
         ax.set_xticks(sorted(frame.depth.dropna().unique()))
         ax.legend(fontsize=8, loc="best")
     fig.suptitle("Final test accuracy vs depth, per init scheme", fontsize=11)
-    return save(fig, path)
+    return fig

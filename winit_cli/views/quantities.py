@@ -7,15 +7,14 @@ gradients, update ratio, weight norm, activation spread, and the dead or saturat
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
 
-from winit_cli.views.plots import _axes_grid, save
+from winit_cli.views.plots import _axes_grid
 
 # (column, axis label, log scale)
 PANELS = (
@@ -40,7 +39,7 @@ def _panels(layers: pd.DataFrame) -> list[tuple[str, str, bool]]:
     return out
 
 
-def quantities_over_time(layers: pd.DataFrame, title: str, path: Path) -> Path:
+def quantities_over_time(layers: pd.DataFrame, title: str) -> Figure:
     """Small multiples of every recorded per-layer quantity against step."""
     panels = _panels(layers)
     depth = int(layers.layer.max())
@@ -62,4 +61,4 @@ def quantities_over_time(layers: pd.DataFrame, title: str, path: Path) -> Path:
     fig.colorbar(ScalarMappable(norm, cmap), ax=axes.tolist(), label="layer (1 = input side)",
                  shrink=0.9)
     fig.suptitle(title, fontsize=11)
-    return save(fig, path)
+    return fig
