@@ -80,7 +80,8 @@ def _group_figures(key: tuple, configs: pd.DataFrame, summary: pd.DataFrame,
         ("gradient flow at init", plots.gradient_flow(
             flows, f"Gradient flow at initialization (step 0): {title}"), f"gradient_flow_{slug}"),
         ("gradient heatmaps", plots.gradient_heatmaps(
-            panels, f"log10 ||dL/dz|| by layer and step: {title}"), f"heatmaps_{slug}"),
+            panels, f"log10 ||dL/dz_l|| / ||dL/dz_L|| by layer and step: {title}"),
+         f"heatmaps_{slug}"),
         ("training curves", plots.training_curves(
             curves, f"Training and validation: {title}"), f"curves_{slug}"),
         *quantities,

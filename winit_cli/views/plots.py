@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ def colors_for(labels: Sequence[str]) -> dict[str, str]:
 
 
 FORMATS = ("png", "pdf", "svg")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DASHES = ("-", "--", ":", "-.")
 
 
 @dataclass(frozen=True)
@@ -102,20 +105,19 @@ class Panel:
 
 
 def gradient_heatmaps(panels: Sequence[Panel], title: str) -> Figure:
-    """Layer x step heatmaps of log10 ||dL/dz_l||, one panel per run, one shared color scale
-    so that a network whose gradients vanish stands out beside a flat, healthy one."""
+    """Layer x step heatmaps of r_l = log10(||dL/dz_l|| / ||dL/dz_L||), the ratio the verdict
+    reads, one panel per run. One diverging colour scale for every panel, centred on 0 (no
+    change from the output layer): blue vanishes, red explodes, white is flat."""
     grids = []
     for p in panels:
         wide = p.layers.drop_duplicates(["step", "layer"]).pivot(
             index="layer", columns="step", values="act_grad_norm").sort_index().sort_index(axis=1)
-        grids.append((wide.columns.to_numpy(float), wide.index.to_numpy(float),
-                      _log10(wide.to_numpy())))
-    finite = np.concatenate([g[2][np.isfinite(g[2])] for g in grids] or [np.array([0.0])])
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    if hi - lo < 0.5:  # a flat network: keep a visible range around it
-        lo, hi = (lo + hi) / 2 - 0.25, (lo + hi) / 2 + 0.25
-    norm = Normalize(lo, hi)
-    cmap = colormaps["viridis"].with_extremes(bad="#bdbdbd")
+        z = _log10(wide.to_numpy())
+        grids.append((wide.columns.to_numpy(float), wide.index.to_numpy(float), z - z[-1:, :]))
+    finite = np.concatenate([np.abs(g[2][np.isfinite(g[2])]) for g in grids] or [np.zeros(1)])
+    limit = max(1.0, float(finite.max()) if finite.size else 1.0)  # at least +-1 decade
+    norm = Normalize(-limit, limit)
+    cmap = colormaps["RdBu_r"].with_extremes(bad="#bdbdbd")
     # One step axis for all panels: a run that diverged early stops short, visibly.
     x_edges = [_edges(g[0]) for g in grids]
     x_range = (min(e[0] for e in x_edges), max(e[-1] for e in x_edges))
@@ -127,12 +129,15 @@ def gradient_heatmaps(panels: Sequence[Panel], title: str) -> Figure:
         mesh = ax.pcolormesh(edges, _edges(layers), np.ma.masked_invalid(z),
                              cmap=cmap, norm=norm, shading="flat")
         ax.set_xlim(*x_range)
-        ax.set_title(p.title, fontsize=9)
+        # Wrapped: long configuration labels would run into the neighbouring panel's title.
+        ax.set_title("\n".join(textwrap.fill(line, 44) for line in p.title.splitlines()),
+                     fontsize=8)
         ax.set_xlabel("step")
         ax.set_ylabel("layer (1 = input side)")
         ax.yaxis.get_major_locator().set_params(integer=True)
     if mesh is not None:
-        fig.colorbar(mesh, ax=axes.tolist(), label="log10 ||dL/dz_l||", shrink=0.9)
+        fig.colorbar(mesh, ax=axes.tolist(), label="log10 ||dL/dz_l|| / ||dL/dz_L||",
+                     shrink=0.9)
     note = "  (grey: gradient exactly 0 or non-finite)" if any_missing else ""
     fig.suptitle(f"{title}{note}", fontsize=11)
     return fig
@@ -155,12 +160,15 @@ def gradient_flow(lines: Sequence[FlowLine], title: str) -> Figure:
     ax_z, ax_w = fig.subplots(1, 2)
     dropped = False
     has_prediction = False
-    for line in lines:
+    for n, line in enumerate(lines):
+        # Markers and dashes differ per line: identical profiles (He normal and uniform) stay
+        # distinguishable where they overlap.
+        style = {"marker": MARKERS[n % len(MARKERS)], "ls": DASHES[n // len(MARKERS) % 4]}
         for ax, values in ((ax_z, line.act_grad_norm), (ax_w, line.weight_grad_norm)):
             y = np.where(np.asarray(values, float) > 0, values, np.nan)
             dropped |= bool(np.isnan(y).any())
-            ax.plot(line.layer, y, marker="o", ms=4, lw=2.4, color=line.color, alpha=0.55,
-                    label=line.label)
+            ax.plot(line.layer, y, ms=5, lw=2.0, color=line.color, alpha=0.7, mfc="none",
+                    label=line.label, **style)
         if line.predicted is not None and np.isfinite(line.predicted).any():
             has_prediction = True
             pred = np.where(np.asarray(line.predicted, float) > 0, line.predicted, np.nan)
@@ -220,7 +228,7 @@ def training_curves(curves: Sequence[Curve], title: str) -> Figure:
     ax_loss.tick_params(axis="y", which="minor", labelsize=7)
     ax_loss.set_ylabel("cross-entropy loss")
     ax_acc.set_ylabel("accuracy (%)")
-    ax_acc.set_ylim(0, 100)
+    _zoom_percent(ax_acc)
     for ax in (ax_loss, ax_acc):
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)
@@ -232,6 +240,16 @@ def training_curves(curves: Sequence[Curve], title: str) -> Figure:
     ax_acc.legend(handles, labels, fontsize=8, loc="best")
     fig.suptitle(title, fontsize=11)
     return fig
+
+
+def _zoom_percent(ax) -> None:
+    """Zoom a percent axis to where the curves are (and differ), within 0-100."""
+    ys = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()]
+                        or [np.array([0.0, 100.0])])
+    ys = ys[np.isfinite(ys)]
+    lo, hi = (float(ys.min()), float(ys.max())) if ys.size else (0.0, 100.0)
+    pad = max(2.0, 0.05 * (hi - lo))
+    ax.set_ylim(max(0.0, lo - pad), min(100.0, hi + pad))
 
 
 def accuracy_vs_depth(aggregate: pd.DataFrame, colors: dict[str, str]) -> Figure:
@@ -250,7 +268,7 @@ def accuracy_vs_depth(aggregate: pd.DataFrame, colors: dict[str, str]) -> Figure
         ax.set_title(f"{dataset}, {kind} {activation}, width {width}", fontsize=10)
         ax.set_xlabel("depth (Linear layers)")
         ax.set_ylabel("test accuracy (%)")
-        ax.set_ylim(0, 100)
+        _zoom_percent(ax)
         ax.grid(True, alpha=0.3)
         ax.set_xticks(sorted(frame.depth.dropna().unique()))
         ax.legend(fontsize=8, loc="best")
