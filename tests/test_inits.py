@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
+from winit_cli.config import load_config
 from winit_cli.errors import ConfigError
 from winit_cli.inits import SCHEMES, check_scheme, get_scheme, initialize, weight_decay
+from winit_cli.inits.aliases import ALIASES
 from winit_cli.models.mlp import StackedMLP
 
 FAN_IN, FAN_OUT = 512, 1024  # weight [fan_out, fan_in]: 524,288 draws
@@ -189,12 +191,40 @@ def test_weight_decay_only_from_normal_l2():
 
 def test_unknown_scheme_lists_known_names_sorted():
     with pytest.raises(ConfigError) as err:
-        get_scheme("glorot")
+        get_scheme("glorious")
     message = str(err.value)
-    assert "'glorot'" in message
-    known = message.split("known: ")[1]
+    assert "'glorious'" in message
+    known, aliases = message.split("known: ")[1].split(" (aliases: ")
     assert known == ", ".join(sorted(SCHEMES))
+    assert aliases == ", ".join(sorted(ALIASES)) + ")"
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("alias, name", [
+    ("kaiming_normal", "he_normal"), ("kaiming_uniform", "he_uniform"), ("he", "he_normal"),
+    ("glorot_normal", "xavier_normal"), ("glorot_uniform", "xavier_uniform"),
+    ("xavier", "xavier_uniform"), ("lecun", "lecun_normal"), ("default", "torch_default"),
+])
+def test_aliases_resolve_and_the_config_records_the_registry_name(alias, name):
+    """The names people type (Keras, PyTorch, papers) are accepted, and a run's config, hash
+    and records carry the registry's name, so `kaiming_normal` and `he_normal` are one run."""
+    assert get_scheme(alias) is SCHEMES[name]
+    config = load_config(None, [f"init.scheme={alias}"])
+    assert config.init.scheme == name
+    assert config.content_hash() == load_config(None, [f"init.scheme={name}"]).content_hash()
+
+
+@pytest.mark.parametrize("typed, meant", [
+    ("kaiming_gaussian", "he_normal"), ("xavier_gaussian", "xavier_normal"),
+    ("kaiming_normal_", "he_normal"), ("nn.init.orthogonal_", "orthogonal"),
+    ("Glorot-Uniform", "xavier_uniform"), ("he_init", "he_normal"),
+    ("msra_uniform", "he_uniform"), ("xavier_normel", "xavier_normal"),
+])
+def test_suggestions_go_by_meaning_before_spelling(typed, meant):
+    """An unknown name is read for what it means (kaiming = he, gaussian = normal) before it is
+    matched by spelling, which once offered mean1_normal, the exploding case, for kaiming_normal."""
+    with pytest.raises(ConfigError, match=f"did you mean '{meant}'"):
+        get_scheme(typed)
 
 
 def test_unknown_scheme_suggests_close_name():

@@ -244,8 +244,8 @@ def test_unknown_key_in_set(tmp_path: Path, cli_env):
 
 
 def test_unknown_scheme(tmp_path: Path, cli_env):
-    result = invoke("run", str(QUICKSTART), "--set", "init.scheme=glorot", env=cli_env)
-    assert_user_error(result, "unknown scheme 'glorot'", "he_normal", "xavier_uniform")
+    result = invoke("run", str(QUICKSTART), "--set", "init.scheme=glorious", env=cli_env)
+    assert_user_error(result, "unknown scheme 'glorious'", "he_normal", "xavier_uniform")
 
 
 def test_bad_yaml(tmp_path: Path, cli_env):

@@ -168,15 +168,16 @@ def validate(raw: dict[str, Any], source: str = "<config>") -> Config:
     except ValidationError as e:
         raise ConfigError(f"{source}: {describe(e.errors()[0])}") from None
     # Dataset names, model kinds, scheme names and parameters are checked against the registries,
-    # which own them.
+    # which own them; a scheme alias (kaiming_normal) is recorded under the registry's name.
     from winit_cli.datasets import get_dataset
-    from winit_cli.inits import check_scheme
+    from winit_cli.inits import check_scheme, get_scheme
     from winit_cli.models import get_model_kind
 
     try:
         get_dataset(config.data.dataset)
         get_model_kind(config.model.kind)
         check_scheme(config.init.scheme, config.init.params, config.model.activation)
+        config.init.scheme = get_scheme(config.init.scheme).name
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     return config

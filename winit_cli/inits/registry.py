@@ -15,7 +15,6 @@ layer of the member; see `Scheme.calibrate`.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 from winit_cli.errors import ConfigError
+from winit_cli.inits.aliases import ALIASES, canonical, suggest
 
 # Arguments every scheme receives from the model builder; everything else is a user parameter.
 _SUPPLIED = ("weight", "bias", "activation", "generator")
@@ -103,13 +103,17 @@ def register(name: str, *, variance: Callable[..., tuple[float, float]], formula
 
 
 def get_scheme(name: str, where: str = "init.scheme") -> Scheme:
-    if name not in SCHEMES:
-        close = difflib.get_close_matches(name, SCHEMES, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
+    """The registered scheme `name` names, directly or through an alias (inits/aliases.py:
+    `kaiming_normal` is he_normal); an unknown name fails with a suggestion by meaning."""
+    resolved = canonical(name, SCHEMES)
+    if resolved is None:
+        close = suggest(name, SCHEMES)
+        hint = f"did you mean '{close}'? " if close else ""
         raise ConfigError(
-            f"{where}: unknown scheme {name!r}; {hint}known: {', '.join(sorted(SCHEMES))}"
+            f"{where}: unknown scheme {name!r}; {hint}known: {', '.join(sorted(SCHEMES))} "
+            f"(aliases: {', '.join(sorted(ALIASES))})"
         )
-    return SCHEMES[name]
+    return SCHEMES[resolved]
 
 
 def check_scheme(name: str, params: dict[str, Any], activation: str) -> None:
