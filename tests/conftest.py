@@ -17,12 +17,19 @@ MNIST_NAMES = (
 )
 
 
-def shared_data_dir(folder: str, env_var: str) -> Path:
-    """`$env_var` if set, else `shared/data/<folder>` beside the repository or beside one of its
+def shared_data_dir(folder: str, env_var: str, dataset: str) -> Path:
+    """Where the tests read a dataset: `$env_var` if set; else where winit itself finds it
+    (`datasets.find_dir`: $WINIT_DATA_DIR, then the user cache, which scripts/setup.sh links to
+    the shared copy); else `shared/data/<folder>` beside the repository or beside one of its
     parents (a git worktree may sit a level or two below the main checkout)."""
     env = os.environ.get(env_var)
     if env:
         return Path(env).expanduser().resolve()
+    from winit_cli.datasets import find_dir, get_dataset
+
+    found = find_dir(get_dataset(dataset))
+    if found is not None:
+        return Path(found).resolve()
     repo = Path(__file__).resolve().parents[1]
     for parent in repo.parents:
         candidate = parent / "shared" / "data" / folder
@@ -32,15 +39,16 @@ def shared_data_dir(folder: str, env_var: str) -> Path:
 
 
 def shared_mnist_dir() -> Path:
-    """$WINIT_TEST_MNIST if set, else the shared MNIST folder (see `shared_data_dir`)."""
-    return shared_data_dir("mnist", "WINIT_TEST_MNIST")
+    """$WINIT_TEST_MNIST if set, else MNIST found as winit finds it (see `shared_data_dir`)."""
+    return shared_data_dir("mnist", "WINIT_TEST_MNIST", "mnist")
 
 
 def _required(path: Path, what: str, env_var: str) -> Path:
     missing = [n for n in MNIST_NAMES if not (path / n).is_file()]
     if missing:
         # A hard failure, not a skip: these tests are meaningless without the real data.
-        pytest.fail(f"{what} files {missing} not found in {path}; set {env_var}")
+        pytest.fail(f"{what} files {missing} not found in {path}; set WINIT_DATA_DIR (or "
+                    f"{env_var}) to a folder holding them")
     return path
 
 
@@ -53,7 +61,7 @@ def mnist_path() -> Path:
 def fashion_path() -> Path:
     """The shared Fashion-MNIST copy ($WINIT_TEST_FASHION_MNIST overrides): recompressed files
     whose gzip bytes differ from upstream's, the payloads identical."""
-    path = shared_data_dir("fashion-mnist", "WINIT_TEST_FASHION_MNIST")
+    path = shared_data_dir("fashion-mnist", "WINIT_TEST_FASHION_MNIST", "fashion_mnist")
     return _required(path, "Fashion-MNIST", "WINIT_TEST_FASHION_MNIST")
 
 

@@ -122,10 +122,13 @@ def test_normal_init_vanishes_where_the_text_says(report):
     text = (report.out / "report.md").read_text()
     assert (f"`normal`: vanishing in 1 of 1 run, from layer {int(row.verdict_layer)} at step "
             f"{int(row.verdict_step)}") in text
-    assert f"10^{row.log10_ratio_init:+.2f}" in text
+    # One ratio in every sentence: the dz ratio (first over last hidden layer), defined once.
+    assert f"The dz ratio was 10^{row.log10_first_to_last_measured:+.2f} at init" in text
+    assert text.count("dz ratio = log10 ||dL/dz_1|| / ||dL/dz_{L-1}||") == 1
+    assert f"10^{row.log10_ratio_init:+.2f}" not in text  # the verdict's worst-layer ratio
     # Theory was saved for these runs: its prediction is set beside the measurement.
-    assert f"predicted a first-to-last-hidden-layer ratio of " \
-           f"10^{row.log10_first_to_last_predicted:+.2f}" in text
+    assert f"predicted a dz ratio of 10^{row.log10_first_to_last_predicted:+.2f} at init; " \
+           f"measured 10^{row.log10_first_to_last_measured:+.2f}" in text
 
 
 def test_aggregate_is_mean_and_std_over_seeds(report):
@@ -215,20 +218,29 @@ def test_filters_select_runs(results_dir, tmp_path):
 
 
 def test_a_sweep_reports_into_its_own_folder(results_dir):
+    """A sweep's report lives in the sweep; a filtered one beside it, named by its filter."""
     sweep = results_dir / "sweeps" / SWEEP
     result = build_report([sweep], filters=["scheme=he_normal"])
-    assert result.out == sweep / "report" and (sweep / "report" / "report.md").is_file()
+    assert result.out == sweep / "report-scheme=he_normal"
+    assert (result.out / "report.md").is_file()
     assert list(result.summary.path) == [f"runs/{p.name}" for p in (sweep / "runs").iterdir()
                                          if p.is_dir() and "he_normal" in p.name]
-    shutil.rmtree(sweep / "report")  # leave the results as the other tests expect them
+    shutil.rmtree(result.out)  # leave the results as the other tests expect them
 
 
 def test_a_run_directory_is_reported_beside_it_not_inside(results_dir):
+    """`winit report <run>` writes report-<run-id> beside the run: never inside the run's
+    record, and never over the report of the folder holding it."""
     runs = results_dir / "sweeps" / SWEEP / "runs"
-    run = next(p for p in sorted(runs.iterdir()) if p.is_dir())
+    folder = build_report([runs])
+    before = (folder.out / "summary.csv").read_bytes()
+    run = next(p for p in sorted(runs.iterdir()) if p.is_dir() and p.name != "report")
     result = build_report([run])
-    assert result.out == runs / "report" and not (run / "report").exists()
-    shutil.rmtree(runs / "report")  # leave the results as the other tests expect them
+    assert result.out == runs / f"report-{run.name}" and not (run / "report").exists()
+    assert len(result.summary) == 1 and len(folder.summary) == 2
+    assert (folder.out / "summary.csv").read_bytes() == before  # not overwritten
+    shutil.rmtree(result.out)  # leave the results as the other tests expect them
+    shutil.rmtree(folder.out)
 
 
 def test_interrupted_runs_are_tabulated_but_not_ranked(results_dir, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import re
 import shutil
@@ -67,6 +68,9 @@ def test_run_succeeds_and_reports(two_runs):
     assert "verdict:" in output
     assert summary["verdict"]["verdict"] in output
     assert str(run_dir) in squash(result.output)
+    # where the data came from, and the command that draws this run's figures
+    assert f"mnist from {summary['data_source']}" in " ".join(output.split())
+    assert f"winitreport{run_dir}" in squash(result.output)
     for name in ("config.yaml", "metrics.csv", "layers.csv", "summary.json"):
         assert (run_dir / name).is_file(), name
     assert not list(run_dir.glob(".*.tmp"))  # atomic writes leave no temp files behind
@@ -274,7 +278,86 @@ def test_corrupted_data_file(mnist_path: Path, tmp_path: Path, cli_env):
     assert not out.exists() or not run_dirs(out)  # nothing that looks like a run
 
 
+# --- after a run: --report, --quiet, --json, where the data came from ----------------------------
+
+
+def test_run_report_writes_the_figures_beside_the_run(tmp_path: Path, cli_env):
+    """`winit run --report` ends with the report of that run, beside it (never inside)."""
+    out = tmp_path / "out"
+    result = invoke("run", str(QUICKSTART), *SMALL, "--set", f"output_dir={out}", "--report",
+                    env=cli_env)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    (run_dir,) = [d for d in run_dirs(out) if not d.name.startswith("report-")]
+    report = out / f"report-{run_dir.name}"
+    assert f"report:{report}" in squash(result.output)
+    assert (report / "report.md").is_file() and list((report / "plots").glob("*.png"))
+    assert not (run_dir / "report").exists()
+
+
+def test_quiet_prints_the_run_dir_and_json_only_json(tmp_path: Path, mnist_path: Path):
+    """--quiet: the run directory alone on stdout. --json: one JSON document on stdout, the
+    progress and a warning on stderr: $WINIT_DATA_DIR named an empty folder, so the data came
+    from the cache, and the run says so (and records it) rather than falling back silently."""
+    out, empty, cache = tmp_path / "out", tmp_path / "empty", tmp_path / "xdg"
+    empty.mkdir()
+    (cache / "winit").mkdir(parents=True)
+    (cache / "winit" / "mnist").symlink_to(mnist_path)
+    env = {"WINIT_DATA_DIR": str(empty), "XDG_CACHE_HOME": str(cache)}
+    quiet = invoke("run", str(QUICKSTART), *SMALL, "--set", f"output_dir={out}", "-q", env=env)
+    assert quiet.exit_code == 0, quiet.output
+    (run_dir,) = run_dirs(out)
+    assert quiet.stdout == f"{run_dir}\n"
+    result = invoke("run", str(QUICKSTART), *SMALL, "--set", f"output_dir={out}", "--json",
+                    env=env)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    (new,) = set(run_dirs(out)) - {run_dir}
+    assert data["run_dir"] == str(new)
+    assert data["record"] == json.loads((new / "summary.json").read_text())
+    assert data["record"]["data_source"] == str(cache / "winit" / "mnist")
+    assert f"$WINIT_DATA_DIR is {empty}, which does not hold" in " ".join(result.stderr.split())
+
+
+def test_dry_run_shows_the_config_and_a_measured_cost(tmp_path: Path):
+    """--dry-run trains nothing; its step count is the schedule's (3 epochs of 55,000 images in
+    batches of 128) and its time per step was measured (positive)."""
+    out = tmp_path / "out"
+    args = ("run", str(QUICKSTART), "--set", "model.width=32", "--set", f"output_dir={out}",
+            "--dry-run")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    steps = 3 * math.ceil((60_000 - 5_000) / 128)
+    text = " ".join(plain(result.output).split())
+    assert "name: quickstart" in text and "epochs: 3" in text
+    assert f"{steps:,} optimizer steps" in text and "minutes" in text
+    data = json.loads(invoke(*args, "--json").stdout)
+    assert data["steps"] == steps and data["estimated_seconds"] > 0
+    assert data["config"]["model"]["width"] == 32
+    assert not out.exists()
+
+
+def test_a_runaway_loss_prints_as_a_number_people_read():
+    from winit_cli.views.progress import fmt_loss
+
+    assert fmt_loss(1.1e22) == "1.1e+22" and fmt_loss(0.123456) == "0.1235"
+    assert "non-finite" in fmt_loss(float("nan"))
+
+
 # --- help and import cost -----------------------------------------------------------------------
+
+
+def test_version_completion_and_help_without_type_noise():
+    """--version; shell completion; help without Python types (<bool>, <list[Path]>)."""
+    import winit_cli
+
+    assert invoke("--version").output.strip() == f"winit {winit_cli.__version__}"
+    assert "--install-completion" in plain(invoke("--help").output)
+    for args in (["--help"], ["run", "--help"], ["report", "--help"], ["schemes", "--help"],
+                 ["compare", "schemes", "--help"]):
+        text = plain(invoke(*args).output)
+        assert not re.search(r"<(bool|str|int|float|list|Path|path)", text), (args, text)
+    alone = plain(invoke("compare").output)  # a group alone shows its help
+    assert "Usage:" in alone and "schemes" in alone
 
 
 def test_help():

@@ -363,7 +363,7 @@ def test_schemes_name_shows_the_docstring():
 
 
 def test_schemes_unknown_name_or_activation_exits_2():
-    result = invoke("schemes", "glorot")
+    result = invoke("schemes", "glorious")
     assert result.exit_code == 2
     assert ", ".join(sorted(SCHEMES)) in words(result.output)
     result = invoke("schemes", "--activation", "swish")

@@ -1,7 +1,9 @@
 """The command line: one function per command; parse, call the application layer (app/),
 render with the views (views/), map errors to exit codes.
 
-torch is imported inside the commands, so `winit --help` answers at once.
+torch is imported inside the commands, so `winit --help` answers at once. `--json` puts one
+JSON document on stdout and nothing else (progress goes to stderr); `--quiet` prints only the
+result's path.
 """
 
 from __future__ import annotations
@@ -9,20 +11,37 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, get_args
+from typing import Annotated
 
 import typer
+import typer.core
 from rich.console import Console
 
-from winit_cli.errors import ConfigError, WinitError
+from winit_cli.errors import WinitError
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+    no_args_is_help=True, add_completion=True, rich_markup_mode="rich",
     help="winit: a lab for gradient-flow studies of weight initialization on MNIST and "
          "Fashion-MNIST.",
 )
 console = Console()
 errors = Console(stderr=True)
+
+
+def _no_type_noise() -> None:
+    """Typer's help prints each parameter's Python type beside it (`<bool>` for every flag and
+    --help, `<list[Path]>` for an argument): noise to a user. Options here carry metavars; flags
+    and arguments show none."""
+    option_type = typer.core.TyperOption.display_type_rich
+
+    def option(self, ctx):
+        return None if self.is_flag and self.metavar is None else option_type(self, ctx)
+
+    typer.core.TyperOption.display_type_rich = option
+    typer.core.TyperArgument.display_type_rich = lambda self, ctx: None
+
+
+_no_type_noise()
 
 SetOption = Annotated[
     list[str] | None,
@@ -31,14 +50,33 @@ SetOption = Annotated[
 ]
 DataDirOption = Annotated[
     Path | None,
-    typer.Option("--data-dir", exists=True, file_okay=False,
+    typer.Option("--data-dir", exists=True, file_okay=False, metavar="DIR",
                  help="Folder holding the dataset's four IDX files (else config, "
                       "$WINIT_DATA_DIR, cache; downloaded if absent)."),
 ]
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress or tables: print only the result's path.")]
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print the result as JSON on stdout, nothing else (progress on stderr).")]
+DryRunOption = Annotated[bool, typer.Option(
+    "--dry-run", help="Show the config and the cost (steps, and minutes from a per-step time "
+                      "measured here on random data); train nothing.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from winit_cli import __version__
+
+        typer.echo(f"winit {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _group() -> None:
+def _group(
+    version: Annotated[bool | None, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Show winit's version and exit.")]
+    = None,
+) -> None:
     """winit: a lab for gradient-flow studies of weight initialization on MNIST and
     Fashion-MNIST."""
 
@@ -56,110 +94,171 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+def _shown(quiet: bool, as_json: bool) -> Console:
+    """Where progress goes: the terminal; stderr beside --json (stdout holds the document);
+    nowhere with --quiet."""
+    if quiet:
+        return Console(quiet=True)
+    return Console(stderr=True) if as_json else console
+
+
+def _print_json(data: dict) -> None:
+    from winit_cli.views.json_out import dumps
+
+    typer.echo(dumps(data))
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
                                            help="Experiment YAML (see configs/).")],
     set_: SetOption = None,
     data_dir: DataDirOption = None,
+    report: Annotated[bool, typer.Option(
+        "--report", help="Also write the run's report and figures beside it "
+                         "(as `winit report <run dir>` does).")] = False,
+    dry_run: DryRunOption = False,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Train one MLP on the config's dataset (MNIST by default), recording per-layer gradients
     from step 0, and diagnose them."""
     from winit_cli.app.run import run_experiment
     from winit_cli.config import load_config
+    from winit_cli.views import json_out
     from winit_cli.views.progress import RunProgress
     from winit_cli.views.terminal import run_report
 
     with user_errors():
         cfg = load_config(config, set_ or [])
-        outcome = run_experiment(cfg, data_dir, RunProgress(console))
-        run_report(console, outcome)
+        if dry_run:
+            _dry_run(_shown(quiet, as_json), as_json, cfg, "config (dry run: nothing trained)",
+                     [[cfg]], {"config": cfg.to_dict()})
+            return
+        outcome = run_experiment(cfg, data_dir, RunProgress(_shown(quiet, as_json)))
+        report_dir = None
+        if report:
+            from winit_cli.app.report import build_report
+
+            with _shown(quiet, as_json).status("drawing the run's figures"):
+                report_dir = build_report([outcome.run_dir]).out
+        if as_json:
+            _print_json(json_out.run_result(outcome, report_dir))
+        elif quiet:
+            typer.echo(str(outcome.run_dir))
+        else:
+            run_report(console, outcome, report_dir)
+
+
+def _dry_run(shown: Console, as_json: bool, config, title: str, groups: list,
+             payload: dict) -> None:
+    """The config, then the cost: steps, and minutes from a per-step time measured here."""
+    from winit_cli.app.estimate import estimate
+    from winit_cli.views.terminal import cost_lines, show_config
+
+    show_config(shown, config, title)
+    with shown.status("timing a few steps of each model on random data"):
+        cost = estimate(groups)
+    if as_json:
+        _print_json({**payload, "steps": cost.steps, "estimated_seconds": cost.seconds})
+    else:
+        cost_lines(shown, cost)
 
 
 compare_app = typer.Typer(
-    no_args_is_help=False, help="Train the same network under several choices, side by side."
+    no_args_is_help=True, help="Train the same network under several choices, side by side."
 )
 app.add_typer(compare_app, name="compare")
-
-
-def _split(text: str | None, kind: type = str, option: str = "") -> list:
-    """'5,10,20' -> [5, 10, 20]; a value of the wrong kind is a user error."""
-    values = [v.strip() for v in text.split(",") if v.strip()] if text else []
-    try:
-        return [kind(v) for v in values]
-    except ValueError:
-        raise ConfigError(
-            f"{option}: expected comma-separated {kind.__name__}s (got {text!r})") from None
-
-
-def _only_set_beside_sweep(**given) -> None:
-    """A sweep file holds the grid: options that would change it are a user error."""
-    clash = [f"--{k}" for k, v in given.items() if v]
-    if clash:
-        raise ConfigError(f"--sweep holds the grid; drop {', '.join(clash)} "
-                          "(use --set for base values)")
 
 
 @compare_app.command("schemes")
 def compare_schemes(
     base: Annotated[Path | None, typer.Option(
-        "--base", exists=True, dir_okay=False, help="Base config (default: a 20-layer ReLU MLP)."
-    )] = None,
+        "--base", exists=True, dir_okay=False, metavar="FILE",
+        help="Base config (default: a 20-layer ReLU MLP).")] = None,
     sweep_file: Annotated[Path | None, typer.Option(
-        "--sweep", exists=True, dir_okay=False,
+        "--sweep", exists=True, dir_okay=False, metavar="FILE",
         help="Sweep YAML with name, base, grid (config key -> list of values) and seeds.",
     )] = None,
     schemes: Annotated[str | None, typer.Option(
-        help="Comma-separated schemes (default: the main eight; see `winit schemes`).")] = None,
-    activations: Annotated[str | None, typer.Option(help="e.g. relu,tanh")] = None,
-    depths: Annotated[str | None, typer.Option(help="e.g. 5,10,20,40")] = None,
-    widths: Annotated[str | None, typer.Option(help="e.g. 128,512")] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="Seeds per grid point (0..N-1).")] = 1,
+        metavar="A,B", help="Comma-separated schemes (default: the main eight; see "
+                            "`winit schemes`).")] = None,
+    activations: Annotated[str | None, typer.Option(metavar="A,B", help="e.g. relu,tanh")] = None,
+    depths: Annotated[str | None, typer.Option(metavar="N,N", help="e.g. 5,10,20,40")] = None,
+    widths: Annotated[str | None, typer.Option(metavar="N,N", help="e.g. 128,512")] = None,
+    seeds: Annotated[int, typer.Option(min=1, metavar="N",
+                                       help="Seeds per grid point (0..N-1).")] = 1,
     grid: Annotated[list[str] | None, typer.Option(
         "--grid", metavar="KEY=V1,V2", help="Any other config key to vary (repeatable).")] = None,
     set_: SetOption = None,
-    name: Annotated[str | None, typer.Option(help="Sweep name (default: the base's).")] = None,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="List the runs, train nothing.")] = False,
+    name: Annotated[str | None, typer.Option(
+        metavar="NAME", help="Sweep name (default: the base's).")] = None,
+    dry_run: DryRunOption = False,
     jobs: Annotated[int, typer.Option(
-        min=1, help="Worker processes; 1 trains same-shape runs batched in this process.")] = 1,
+        min=1, metavar="N",
+        help="Worker processes; 1 trains same-shape runs batched in this process.")] = 1,
     executor: Annotated[str, typer.Option(
+        metavar="NAME",
         help="Where members train: local (this machine), or ray (a Ray cluster).")] = "local",
     address: Annotated[str | None, typer.Option(
-        help="The cluster's address for --executor ray (default: $RAY_ADDRESS, else a "
-             "local Ray).")] = None,
+        metavar="ADDRESS", help="The cluster's address for --executor ray (default: "
+                                "$RAY_ADDRESS, else a local Ray).")] = None,
     data_dir: DataDirOption = None,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Compare init schemes (x activations x depths x widths x seeds); resumes if rerun."""
-    from winit_cli.app.compare import compare, plan_sweep, sweep_spec
-    from winit_cli.sweeps.executors import ExecutorOptions
-    from winit_cli.sweeps.spec import grid_value
-    from winit_cli.views import terminal
-    from winit_cli.views.progress import download_progress, sweep_progress
+    from winit_cli.app.compare import only_set_beside_sweep, split_option, sweep_spec
 
     with user_errors():
         if sweep_file is not None:
-            _only_set_beside_sweep(base=base, schemes=schemes, activations=activations,
-                                   depths=depths, widths=widths, grid=grid, seeds=seeds != 1)
-        axes = {"init.scheme": _split(schemes), "model.activation": _split(activations),
-                "model.depth": _split(depths, int, "--depths"),
-                "model.width": _split(widths, int, "--widths")}
+            only_set_beside_sweep(base=base, schemes=schemes, activations=activations,
+                                  depths=depths, widths=widths, grid=grid, seeds=seeds != 1)
+        axes = {"init.scheme": split_option(schemes), "model.activation":
+                split_option(activations), "model.depth": split_option(depths, int, "--depths"),
+                "model.width": split_option(widths, int, "--widths")}
         spec = sweep_spec(sweep_file, base, axes, grid or [], set_ or [], seeds, name)
-        plan = plan_sweep(spec)
-        terminal.sweep_header(console, spec, plan)
-        if dry_run:
-            terminal.dry_run_table(console, spec, plan, grid_value)
-            return
-        options = ExecutorOptions(jobs, data_dir, download_progress(console), address)
-        with sweep_progress(console, len(plan.todo)) as (on_progress, advance):
+        _sweep(spec, dry_run, jobs, executor, address, data_dir, quiet, as_json)
+
+
+def _sweep(spec, dry_run, jobs, executor, address, data_dir, quiet, as_json) -> None:
+    from winit_cli.app.compare import compare, plan_sweep
+    from winit_cli.sweeps.executors import ExecutorOptions
+    from winit_cli.views import json_out, terminal
+    from winit_cli.views.progress import download_progress, sweep_progress
+
+    shown = _shown(quiet, as_json)
+    plan = plan_sweep(spec)
+    terminal.sweep_header(shown, spec, plan)
+    if dry_run:
+        from winit_cli.sweeps.plan import groups
+        from winit_cli.sweeps.spec import grid_value
+
+        terminal.dry_run_table(shown, spec, plan, grid_value)
+        _dry_run(shown, as_json, plan.members[0], "base config, as its first run resolves it "
+                 f"(the grid varies {', '.join(spec.grid) or 'nothing'})", groups(plan.todo),
+                 {"sweep_dir": str(plan.directory), "runs": len(plan.members),
+                  "to_run": len(plan.todo)})
+        return
+    options = ExecutorOptions(jobs, data_dir, download_progress(shown), address)
+    if not plan.todo:
+        result = compare(spec, plan, executor=executor, options=options)
+    else:
+        with sweep_progress(shown, len(plan.todo)) as (on_progress, advance):
             def on_member(outcome) -> None:
                 advance()
-                terminal.member_line(console, outcome)
+                terminal.member_line(shown, outcome)
 
             result = compare(spec, plan, executor=executor, options=options,
                              on_progress=on_progress, on_member=on_member)
+    if as_json:
+        _print_json(json_out.comparison_result(result))
+    elif quiet:
+        typer.echo(str(result.path))
+    else:
         terminal.comparison_table(console, result.frame, list(spec.grid))
-        console.print(f"comparison: [bold]{result.path}[/]")
+        console.print(f"comparison: [bold]{result.path}[/]\nnext: [cyan]winit report "
+                      f"{plan.directory}[/]", highlight=False)
 
 
 @app.command()
@@ -168,9 +267,9 @@ def report(
         help="Run directories, sweep directories or folders of them (default: results/).",
         show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", file_okay=False,
-        help="Folder for the report (default: <path>/report for one path, else beside the "
-             "paths' common folder).")] = None,
+        "--out", "-o", file_okay=False, metavar="DIR",
+        help="Folder for the report (default: <folder>/report for a folder of runs, "
+             "report-<run id> beside a single run).")] = None,
     filter_: Annotated[list[str] | None, typer.Option(
         "--filter", "-f", metavar="KEY=VALUE",
         help="Keep runs whose summary field matches, e.g. --filter scheme=he_normal or depth=20 "
@@ -179,26 +278,26 @@ def report(
     formats: Annotated[list[str] | None, typer.Option(
         "--format", metavar="FMT", help="Also save figures as pdf or svg (repeatable); PNG is "
                                         "always written, for the HTML page.")] = None,
-    dpi: Annotated[int, typer.Option(min=30, max=1200, help="Figure resolution.")] = 100,
+    dpi: Annotated[int, typer.Option(min=30, max=1200, metavar="N",
+                                     help="Figure resolution.")] = 100,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Summarize finished runs from their files: CSV tables, plots, report.md and report.html."""
-    from winit_cli.app.report import build_report
-    from winit_cli.views.terminal import report_summary
+    from winit_cli.app.report import build_report, figure_output
+    from winit_cli.views import json_out
+    from winit_cli.views.report_terminal import report_summary
 
     with user_errors():
-        with console.status("reading runs and drawing plots"):
-            result = build_report(paths or [], out=out, filters=filter_ or [],
-                                  output=_figure_output(formats or [], dpi))
-        report_summary(console, result)
-
-
-def _figure_output(formats: list[str], dpi: int):
-    from winit_cli.views.plots import FORMATS, Output
-
-    unknown = sorted(set(formats) - set(FORMATS))
-    if unknown:
-        raise ConfigError(f"--format {unknown[0]}: expected one of {', '.join(FORMATS)}")
-    return Output(tuple(formats), dpi)
+        output = figure_output(formats or [], dpi)
+        with _shown(quiet, as_json).status("reading runs and drawing plots"):
+            result = build_report(paths or [], out=out, filters=filter_ or [], output=output)
+        if as_json:
+            _print_json(json_out.report_result(result))
+        elif quiet:
+            typer.echo(str(result.out))
+        else:
+            report_summary(console, result)
 
 
 @app.command()
@@ -206,18 +305,17 @@ def schemes(
     name: Annotated[str | None, typer.Argument(
         help="Show this scheme's full docstring.", show_default=False)] = None,
     activation: Annotated[str, typer.Option(
-        help="Activation for sigma_w^2 and chi, as in model.activation.")] = "relu",
-    width: Annotated[int, typer.Option(min=1, help="Width of the square layer.")] = 512,
+        metavar="NAME", help="Activation for sigma_w^2 and chi, as in model.activation.")]
+    = "relu",
+    width: Annotated[int, typer.Option(min=1, metavar="N",
+                                       help="Width of the square layer.")] = 512,
 ) -> None:
-    """List the init schemes: formula, parameters, sigma_w^2 and chi at the fixed point."""
-    from winit_cli.app.schemes import scheme_detail, scheme_rows
-    from winit_cli.config import Activation
+    """List the init schemes: formula, parameters, sigma_w^2, chi and depth scale xi."""
+    from winit_cli.app.schemes import check_activation, scheme_detail, scheme_rows
     from winit_cli.views import schemes as view
 
     with user_errors():
-        known = get_args(Activation)
-        if activation not in known:
-            raise ConfigError(f"--activation: {activation!r} is not one of {', '.join(known)}")
+        check_activation(activation)
         if name is not None:
             view.scheme_detail(console, scheme_detail(name, activation, width), activation, width)
         else:

@@ -49,6 +49,24 @@ def sweep_spec(sweep_file: Path | None, base: Path | None, axes: dict[str, list[
     return spec_from_options(base, overrides, axes, list(range(seeds)), name)
 
 
+def split_option(text: str | None, kind: type = str, option: str = "") -> list:
+    """'5,10,20' -> [5, 10, 20]; a value of the wrong kind is a user error."""
+    values = [v.strip() for v in text.split(",") if v.strip()] if text else []
+    try:
+        return [kind(v) for v in values]
+    except ValueError:
+        raise ConfigError(
+            f"{option}: expected comma-separated {kind.__name__}s (got {text!r})") from None
+
+
+def only_set_beside_sweep(**given) -> None:
+    """A sweep file holds the grid: options that would change it are a user error."""
+    clash = [f"--{k}" for k, v in given.items() if v]
+    if clash:
+        raise ConfigError(f"--sweep holds the grid; drop {', '.join(clash)} "
+                          "(use --set for base values)")
+
+
 def plan_sweep(spec: SweepSpec) -> SweepPlan:
     return plan(spec)
 

@@ -22,7 +22,7 @@ from winit_cli.datasets import Splits, load_dataset, make_splits
 from winit_cli.measure.diagnose import Verdict, diagnose, measured_first_to_last_hidden
 from winit_cli.measure.predict import predict_run
 from winit_cli.measure.probes import COLUMNS
-from winit_cli.records.files import finite_values
+from winit_cli.records.files import finite, finite_values
 from winit_cli.records.schema import (
     Environment,
     FinalRecord,
@@ -98,10 +98,11 @@ def input_second_moment(splits: Splits, chunk: int = 8192) -> float:
 def _verdict_record(log: MemberLog, layers: pd.DataFrame) -> VerdictRecord:
     verdict = verdict_of(log, layers)
     step0 = layers[layers.step == 0].sort_values("layer")
+    end = layers[layers.step == layers.step.max()] if len(layers) else step0
     return VerdictRecord(
         **finite_values(verdict.to_dict()),
-        log10_first_to_last=finite_values(
-            {"x": measured_first_to_last_hidden(step0)})["x"] if len(step0) else None,
+        log10_first_to_last=finite(measured_first_to_last_hidden(step0)) if len(step0) else None,
+        log10_first_to_last_end=finite(measured_first_to_last_hidden(end)) if len(end) else None,
         zero_grad_layers_init=int((step0.act_grad_norm == 0).sum()) if len(step0) else None)
 
 

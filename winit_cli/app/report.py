@@ -15,10 +15,12 @@ as not included and skipped. Paths are written relative to the folder searched a
 time-dependent is added: the same results give the same CSV files, byte for byte.
 
 Grid columns are the config keys (dotted, written with underscores: train_lr) that differ among
-the reported runs, plus a sweep's grid axes. Interrupted and failed runs are tabulated but never
-ranked. Runs are compared only within a group (records/rows.GROUP: dataset, model kind,
-activation, depth, width); the recommendation for a group is the configuration with the best
-mean test accuracy among those whose every run completed with healthy gradients.
+the reported runs, plus a sweep's grid axes (`train.epochs` is not one where `train.steps`
+overrides it). Interrupted and failed runs are tabulated but never ranked. Runs are compared
+only within a group (records/rows.group_keys): the same dataset, model and every other setting
+but the init (scheme and parameters) and the seed, so runs with different budgets are never
+ranked together. The recommendation for a group is the configuration with the best mean test
+accuracy among those whose every run completed with healthy gradients.
 
 This module finds and reads the runs (records/reader.py), builds the tables (records/rows.py, the
 same rows `compare` writes) and hands them to the views: figures (views/figures.py) and the
@@ -27,10 +29,12 @@ written account (views/report_text.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +48,23 @@ from winit_cli.records.rows import (
     FINISHED,
     HEAD,
     MEASURED,
+    OWN_COLUMN,
     aggregate,
     by_group,
+    compared_columns,
+    group_keys,
+    incidental_columns,
+    ranked,
     rows_frame,
     run_row,
 )
 from winit_cli.views.figures import draw
-from winit_cli.views.plots import Output
-from winit_cli.views.report_text import config_label, intro_paragraphs, write_text
+from winit_cli.views.plots import FORMATS, Output
+from winit_cli.views.report_text import intro_paragraphs, write_text
+from winit_cli.views.words import config_labels, group_title
 
-# Config keys that don't change what a run computes, and those that have their own column.
+# Config keys that don't change what a run computes (those with a column of their own: OWN_COLUMN).
 BOOKKEEPING = ("name", "output_dir", "data.dir")
-OWN_COLUMN = ("init.scheme", "model.activation", "model.depth", "model.width", "model.widths",
-              "train.seed", "data.dataset", "model.kind")
 
 
 @dataclass
@@ -67,20 +75,32 @@ class Report:
     skipped: list[Skipped]
     recommendations: list[str]  # one line per group, markdown inline (`code`, **bold**)
     files: list[Path]
+    # group title -> its configurations (rows of records/rows.aggregate, with `members`: row
+    # labels in `summary`), best first; configurations are labelled by `labels`
+    groups: dict[str, pd.DataFrame] = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+
+
+def effective(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's flattened config as far as it decides what was trained: `train.epochs` is left
+    out where `train.steps` overrides it."""
+    if config.get("train.steps") is not None:
+        return {k: v for k, v in config.items() if k != "train.epochs"}
+    return config
 
 
 def grid_keys(runs: list[Run]) -> list[str]:
     """Config keys (beyond the usual columns) that tell these runs apart, plus sweep grid axes."""
-    known = [r for r in runs if r.config]  # a run without config.yaml tells nothing apart
-    keys = {k for r in known for k in r.sweep_grid if any(k in s.config for s in known)}
-    for key in {k for r in known for k in r.config}:
-        if len({json.dumps(r.config.get(key), default=str) for r in known}) > 1:
+    known = [effective(r.config) for r in runs if r.config]  # no config.yaml: tells nothing
+    keys = {k for r in runs for k in r.sweep_grid if any(k in c for c in known)}
+    for key in {k for c in known for k in c}:
+        if len({json.dumps(c.get(key), default=str) for c in known}) > 1:
             keys.add(key)
     return sorted(k for k in keys if k not in BOOKKEEPING and k not in OWN_COLUMN)
 
 
 def summary_rows(runs: list[Run], grid: list[str]) -> list[dict[str, Any]]:
-    return [run_row(r, {k: r.config.get(k) for k in grid}) for r in runs]
+    return [run_row(r, {k: effective(r.config).get(k) for k in grid}) for r in runs]
 
 
 # --- filters ------------------------------------------------------------------------------------
@@ -126,9 +146,39 @@ def _root_of(paths: list[Path]) -> Path:
     return root.parent if any((root / m).is_file() for m in RUN_MARKERS) else root
 
 
-def _locate(paths: list[Path], out: Path | None) -> tuple[list[Path], Path, Path]:
+def default_out(paths: list[Path], filters: list[str] = ()) -> Path:
+    """Where a report goes unless --out says: named after what it reports, so that reports of
+    different things never overwrite each other, and never inside a run directory (a run
+    directory stays its record).
+
+        results/                  -> results/report
+        results/sweeps/relu30-ab12/ -> results/sweeps/relu30-ab12/report
+        results/<run-id>/         -> results/report-<run-id>
+        several paths             -> <their common folder>/report-<a>+<b>...
+        --filter scheme=he_normal -> ...report-scheme=he_normal (beside the unfiltered one)
+    """
+    resolved = sorted({Path(p).resolve() for p in paths})
+    is_run = [any((p / m).is_file() for m in RUN_MARKERS) for p in resolved]
+    if len(resolved) == 1 and not is_run[0]:
+        folder, name = Path(paths[0]), "report"
+    elif len(resolved) == 1:
+        folder, name = Path(paths[0]).parent, f"report-{resolved[0].name}"
+    else:
+        folder = _root_of(resolved)
+        names = "+".join(p.name for p in resolved)
+        if len(names) > 60:
+            digest = hashlib.sha256(names.encode()).hexdigest()[:6]
+            names = f"{resolved[0].name}-and-{len(resolved) - 1}-more-{digest}"
+        name = f"report-{names}"
+    if filters:
+        name += "-" + re.sub(r"[^A-Za-z0-9_.=+-]", "-", "-".join(sorted(filters)))
+    return folder / name
+
+
+def _locate(paths: list[Path], out: Path | None,
+            filters: list[str] = ()) -> tuple[list[Path], Path, Path]:
     """The run directories under `paths`, the folder their paths are relative to, and where
-    the report goes: beside the runs, never inside one (a run directory stays its record)."""
+    the report goes (`default_out` unless `out` is given)."""
     for p in paths:
         if not p.is_dir():
             what = "not a directory" if p.exists() else "no such directory"
@@ -136,8 +186,7 @@ def _locate(paths: list[Path], out: Path | None) -> tuple[list[Path], Path, Path
                                "folders of them)")
     resolved = sorted({p.resolve() for p in paths})
     root = _root_of(resolved)
-    single_sweep = len(resolved) == 1 and not any((resolved[0] / m).is_file() for m in RUN_MARKERS)
-    out = Path(out) if out is not None else (paths[0] if single_sweep else root) / "report"
+    out = Path(out) if out is not None else default_out(paths, filters)
     dirs = sorted({d for p in resolved for d in find_run_dirs(p)})
     if not dirs:
         raise ResultsError(f"{', '.join(map(str, paths))}: no run directories found (a run "
@@ -163,11 +212,19 @@ def _filtered(runs: list[Run], skipped: list[Skipped], wanted: dict[str, list[st
     return runs, [s for s in skipped if _keep(s.fields, wanted, strict=False)]
 
 
+def figure_output(formats: list[str], dpi: int) -> Output:
+    """--format and --dpi as the figures' Output; an unknown format is a user error."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ResultsError(f"--format {unknown[0]}: expected one of {', '.join(FORMATS)}")
+    return Output(tuple(formats), dpi)
+
+
 def build_report(paths: list[Path], out: Path | None = None, filters: list[str] = (),
                  output: Output = Output()) -> Report:
     """The report of the runs under `paths`; figures as PNG plus `output.formats`."""
     wanted = parse_filters(list(filters))
-    dirs, root, out = _locate([Path(p) for p in paths] or [Path("results")], out)
+    dirs, root, out = _locate([Path(p) for p in paths] or [Path("results")], out, list(filters))
     loaded = [load_run(d, root) for d in dirs]
     runs = [r for r in loaded if isinstance(r, Run)]
     skipped = [s for s in loaded if isinstance(s, Skipped)]
@@ -177,25 +234,31 @@ def build_report(paths: list[Path], out: Path | None = None, filters: list[str] 
     grid = grid_keys(runs)
     summary = rows_frame(summary_rows(runs, grid), grid)
     configs = aggregate(summary, grid)
-    groups = by_group(configs)
-    labels = {i: config_label(row, grid) for i, row in configs.iterrows()}
+    groups = by_group(configs, grid)
+    titles = {key: group_title(dict(zip(group_keys(grid), key, strict=True))) for key in groups}
+    labels: dict = {}
+    for group in groups.values():  # labels tell configurations apart within their group
+        labels.update(config_labels(group, compared_columns(grid), incidental_columns(grid)))
     files = [out / "summary.csv", out / "aggregate.csv"]
     write_csv(files[0], summary)
     write_csv(files[1], configs.drop(columns="members"))
 
-    figures = draw(out, summary, configs, {r.path: r for r in runs}, labels, output) \
+    figures = draw(out, summary, configs, {r.path: r for r in runs}, labels, output, grid) \
         if len(configs) else {}
     thresholds = ["/".join(sorted({f"{r.config.get(f'diagnose.{k}_decades', 2.0):g}"
                                    for r in runs}) or {"2"}) for k in ("vanish", "explode")]
     not_included = [*skipped, *_unranked(summary)]
-    intro = intro_paragraphs(summary, groups, not_included, root, wanted, thresholds)
-    doc, recommendations = write_text(summary, groups, not_included, grid, labels, figures, intro)
+    intro = intro_paragraphs(summary, list(titles.values()), not_included, root, wanted,
+                             thresholds)
+    doc, recommendations = write_text(summary, groups, titles, not_included, grid, labels,
+                                      figures, intro)
     atomic_write(out / "report.md", doc.markdown())
     atomic_write(out / "report.html", doc.html(out))
     files += [out / p for group in figures.values() for _, p in group]
     files += [out / "report.md", out / "report.html"]
+    ranked_groups = {titles[k]: ranked(g, labels) for k, g in groups.items()}
     return Report(out, summary, configs.drop(columns="members"), not_included,
-                  recommendations, files)
+                  recommendations, files, ranked_groups, labels)
 
 
 def _unranked(summary: pd.DataFrame) -> list[Skipped]:

@@ -6,6 +6,7 @@ implements one with Rich); the application only says what stage it is at.
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,7 @@ class RunObserver(Protocol):
     def training(self, config: Config) -> AbstractContextManager: ...
     def started(self, run_dirs: list[Path]) -> None: ...
     def progress(self, step: int, total: int, info: dict) -> None: ...
+    def warn(self, text: str) -> None: ...
 
 
 class Silent:
@@ -44,6 +46,23 @@ class Silent:
     def progress(self, step, total, info):
         pass
 
+    def warn(self, text):
+        pass
+
+
+def data_source_warning(source: Path | None, data_dir: Path | None, config: Config) -> str | None:
+    """A warning when $WINIT_DATA_DIR is set but the data came from somewhere else: the lookup
+    falls through a folder that lacks the files (to the cache, say), and a user who pointed
+    winit at their own copy should not believe they trained on it."""
+    env = os.environ.get("WINIT_DATA_DIR", "")
+    if not env or source is None or data_dir is not None or config.data.dir is not None:
+        return None
+    wanted, used = Path(env).expanduser().resolve(), Path(source).resolve()
+    if used == wanted or wanted in used.parents:
+        return None
+    return (f"$WINIT_DATA_DIR is {env}, which does not hold the {config.data.dataset} files; "
+            f"they were read from {source}")
+
 
 def run_experiment(config: Config, data_dir: Path | None = None,
                    observer: RunObserver | None = None) -> RunOutcome:
@@ -51,6 +70,9 @@ def run_experiment(config: Config, data_dir: Path | None = None,
     with obs.loading_data():
         splits = load_splits(config, data_dir, on_download=obs.download)
     obs.data_loaded(splits, config)
+    warning = data_source_warning(splits.source, data_dir, config)
+    if warning:
+        obs.warn(warning)
     with obs.training(config):
         (outcome,) = run_group([config], splits, on_progress=obs.progress, on_start=obs.started)
     return outcome

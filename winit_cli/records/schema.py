@@ -51,6 +51,7 @@ class VerdictRecord(_Block):
     log10_ratio_end: float | None = None
     # log10 ||dL/dz_1|| / ||dL/dz_{L-1}|| at step 0 (first over last hidden layer), measured
     log10_first_to_last: float | None = None
+    log10_first_to_last_end: float | None = None  # the same at the last recorded step
     zero_grad_layers_init: int | None = None  # layers whose dL/dz underflowed to exactly 0
 
 

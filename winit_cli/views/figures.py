@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 
 from winit_cli.records.reader import Run
-from winit_cli.records.rows import by_group
+from winit_cli.records.rows import by_group, group_keys
 from winit_cli.views import plots
 from winit_cli.views.quantities import quantities_over_time
-from winit_cli.views.report_text import group_title
+from winit_cli.views.words import group_title, number
 
 MAX_QUANTITY_FIGURES = 4  # configurations per group with a per-layer-quantities figure
 
@@ -26,8 +26,11 @@ def init_rows(layers: pd.DataFrame) -> pd.DataFrame:
 
 
 def _slug(key: tuple) -> str:
-    dataset, kind, activation, depth, width = key
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{dataset}_{kind}_{activation}_d{depth}_w{width}")
+    """A group key as a file name: mnist_mlp_relu_d8_w64, then any other settings' values."""
+    dataset, kind, activation, depth, width, *rest = key
+    text = f"{dataset}_{kind}_{activation}_d{depth}_w{width}" + "".join(
+        f"_{number(v)}" for v in rest)
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
 
 
 def _geomean(arrays: list[np.ndarray]) -> np.ndarray:
@@ -56,11 +59,11 @@ def _heatmap_title(row: pd.Series, label: str) -> str:
     return f"{label.replace('`', '')}, seed {row.seed}\n{what}"
 
 
-def _group_figures(key: tuple, configs: pd.DataFrame, summary: pd.DataFrame,
+def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.DataFrame,
                    runs: dict[str, Run], labels: dict, colors: dict, plot_dir: Path,
                    output: plots.Output) -> list[tuple[str, Path]]:
     """One group's figures, as (alt text, PNG path)."""
-    title, slug = group_title(key), _slug(key)
+    slug = _slug(key)
     flows, curves, panels, quantities = [], [], [], []
     for n, (i, cfg) in enumerate(configs.iterrows()):
         members = [runs[p] for p in summary.loc[cfg.members, "path"]]
@@ -90,7 +93,7 @@ def _group_figures(key: tuple, configs: pd.DataFrame, summary: pd.DataFrame,
 
 
 def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[str, Run],
-         labels: dict, output: plots.Output = plots.Output()
+         labels: dict, output: plots.Output = plots.Output(), grid: list[str] = ()
          ) -> dict[tuple | None, list[tuple[str, str]]]:
     """All figures, as {group: [(alt text, PNG path relative to out)]}; None holds accuracy vs
     depth. Figures left from an earlier report in the same folder are removed first."""
@@ -100,8 +103,11 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
         stale.unlink()
     colors = plots.colors_for(list(labels.values()))
     figures: dict[tuple | None, list[tuple[str, str]]] = {}
-    for key, configs in list(by_group(aggregate).items())[:plots.MAX_GROUPS]:
-        made = _group_figures(key, configs, summary, runs, labels, colors, plot_dir, output)
+    keys = group_keys(list(grid))  # groups as the text has them (records/rows.group_keys)
+    for key, configs in list(by_group(aggregate, grid).items())[:plots.MAX_GROUPS]:
+        title = group_title(dict(zip(keys, key, strict=True)))
+        made = _group_figures(key, title, configs, summary, runs, labels, colors, plot_dir,
+                              output)
         figures[key] = [(alt, path.relative_to(out).as_posix()) for alt, path in made]
     panel = ["dataset", "model_kind", "activation", "width"]
     depths = aggregate.groupby(panel, dropna=False).depth.nunique()

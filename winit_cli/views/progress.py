@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -19,9 +20,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from winit_cli.views import words
+
 
 def fmt_loss(loss: float) -> str:
-    return f"{loss:.4f}" if math.isfinite(loss) else "[red]non-finite[/]"
+    """4 decimals, 1.1e+22 when it runs away (not 22 digits), red when non-finite."""
+    return words.loss(loss) if math.isfinite(loss) else "[red]non-finite[/]"
 
 
 def download_progress(console: Console):
@@ -56,10 +60,15 @@ class RunProgress:
             yield
 
     def data_loaded(self, splits, config) -> None:
+        source = f" from {splits.source}" if splits.source else ""
         self.console.print(
-            f"[dim]{config.data.dataset}: {len(splits.x_train):,} train / "
-            f"{len(splits.x_val):,} val / {len(splits.x_test):,} test examples; depth "
-            f"{config.model.depth}, {config.model.activation}, init {config.init.scheme}[/]")
+            f"[dim]{escape(config.data.dataset)}{escape(source)}: {len(splits.x_train):,} train"
+            f" / {len(splits.x_val):,} val / {len(splits.x_test):,} test examples; depth "
+            f"{config.model.depth}, {config.model.activation}, init {config.init.scheme}[/]",
+            highlight=False)
+
+    def warn(self, text: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
 
     @contextmanager
     def training(self, config):

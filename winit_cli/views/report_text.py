@@ -1,7 +1,8 @@
 """The written part of `winit report`: sentences built from the numbers, and the document.
 
 `describe` says what happened to one configuration and `recommend` which init to use for one
-group (dataset, model kind, activation, depth, width), every claim with its number;
+group (records/rows.group_keys: everything but the init and the seed), every claim with its
+number;
 `write_text` puts them, the figures and the table of runs into a `Doc` (views/doc.py), which
 writes itself out as Markdown and as one self-contained HTML page. Everything here reads the
 tables `report` built from the run files.
@@ -9,15 +10,15 @@ tables `report` built from the run files.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
 
 from winit_cli.records.files import finite
-from winit_cli.records.rows import column_name, ranked
+from winit_cli.records.rows import DZ_RATIO, column_name, ranked
 from winit_cli.views.doc import Doc
 from winit_cli.views.plots import MAX_GROUPS, MAX_PANELS
+from winit_cli.views.words import depth_scale_words, number
 
 # --- numbers in words ---------------------------------------------------------------------------
 
@@ -49,44 +50,32 @@ def _fmt(x: Any, spec: str = "{:+.2f}") -> str:
 # --- sentences ----------------------------------------------------------------------------------
 
 
-def config_label(row: pd.Series | dict, grid: list[str]) -> str:
-    extra = ", ".join(f"{column_name(k)}={row[column_name(k)]}" for k in grid
-                      if not pd.isna(row[column_name(k)]))
-    return f"`{row['scheme']}`" + (f" ({extra})" if extra else "")
-
-
-def group_title(key: tuple) -> str:
-    """A group (records/rows.GROUP) in words: `mnist, mlp relu, depth 20, width 256`."""
-    dataset, kind, activation, depth, width = key
-    return f"{dataset}, {kind} {activation}, depth {depth}, width {width}"
-
-
-def _chi_words(chi: float, xi: float | None, depth: Any) -> str:
-    """Theory's reading of chi* (the per-layer factor on the mean squared gradient, at the
-    fixed point) and of the depth scale xi."""
-    if abs(chi - 1) <= 0.05:
-        return f"chi* = {chi:.3g}: critical, no exponential vanishing or explosion with depth"
-    text = f"chi* = {chi:.3g} per layer: {'below' if chi < 1 else 'above'} 1, so deep " \
-           f"nets {'vanish' if chi < 1 else 'explode'}"
-    if xi is not None and math.isfinite(xi) and xi > 0 and finite(depth) is not None:
-        deeper = "deeper" if depth > 6 * xi else "not deeper"
-        text += (f"; depth scale xi = {xi:.3g} layers, and depth {depth} is {deeper} than "
-                 f"6 xi = {6 * xi:.3g}")
-    return text
-
-
-def _theory_clause(members: pd.DataFrame) -> str:
+def _theory_clause(members: pd.DataFrame, agg: pd.Series | None = None) -> str:
+    """Theory's prediction of the dz ratio and its depth-scale expectation, then what was
+    measured, so that the two are read side by side."""
     predicted = _mean(members.log10_first_to_last_predicted)
     if predicted is None:
         return ""
-    text = (f" Mean-field theory predicted a first-to-last-hidden-layer ratio of "
-            f"{_decades(predicted)} at init; measured "
-            f"{_decades(_mean(members.log10_first_to_last_measured))}.")
+    text = (f" Mean-field theory predicted a dz ratio of {_decades(predicted)} at init; "
+            f"measured {_decades(_mean(members.log10_first_to_last_measured))}.")
     chi = _mean(members["theory_chi"]) if "theory_chi" in members else None
     if chi is not None:
         xi = _mean(members["theory_depth_scale"]) if "theory_depth_scale" in members else None
-        text = text[:-1] + f" ({_chi_words(chi, xi, members.depth.iloc[0])})."
+        text += f" Theory: {depth_scale_words(chi, xi, members.depth.iloc[0])}"
+        if agg is not None:
+            text += (f"; measured: {_verdict_counts(agg)}, test accuracy "
+                     f"{_pct(agg.test_accuracy_mean)}")
+        text += "."
     return text
+
+
+def _verdict_counts(agg: pd.Series) -> str:
+    """`healthy:2 vanishing:1` as `2 of 3 runs healthy, 1 vanishing`."""
+    counts = [part.split(":") for part in str(agg.verdicts).split()]
+    words = [f"{n} {v}" for v, n in counts]
+    if len(words) == 1 and agg.runs == 1:
+        return counts[0][0]
+    return f"{words[0]} of {agg.runs} runs" + "".join(f", {w}" for w in words[1:])
 
 
 def describe(label: str, members: pd.DataFrame, agg: pd.Series) -> str:
@@ -108,12 +97,12 @@ def describe(label: str, members: pd.DataFrame, agg: pd.Series) -> str:
                          f"{_span(sub.verdict_step)} (in "
                          f"{_pct(_mean(sub.verdict_fraction_of_steps))} of recorded steps)")
     text = f"{label}: {'; '.join(parts) or 'no verdict recorded'}."
-    init, end = _mean(members.log10_ratio_init), _mean(members.log10_ratio_end)
+    init = _mean(members.log10_first_to_last_measured)
+    end = _mean(members.log10_first_to_last_end)
     ratios = [f"{_decades(x)} {when}" for x, when in ((init, "at init"), (end, "at the end"))
               if x is not None]
     if ratios:
-        text += (" The most extreme layer's ||dL/dz|| relative to the output layer's was "
-                 f"{' and '.join(ratios)}.")
+        text += f" The dz ratio was {' and '.join(ratios)}."
     zeros = _mean(members.zero_grad_layers_init)
     if zeros:
         text += (f" At init ||dL/dz|| underflowed to exactly 0 in {zeros:g} layer"
@@ -140,31 +129,36 @@ def recommend(title: str, order: pd.DataFrame, summary: pd.DataFrame, labels: di
     if best.name != pick.name and finite(best.test_accuracy_mean) is not None:
         text += (f" {labels[best.name]} scored higher, {_pct(best.test_accuracy_mean)}, but its "
                  f"gradients were not healthy ({best.verdicts}).")
-    return text + _theory_clause(summary.loc[pick.members])
+    return text + _theory_clause(summary.loc[pick.members], pick)
 
 
-def intro_paragraphs(summary, groups, not_included, root, wanted, thresholds) -> list[str]:
-    """Where the runs came from, what was left out, and the rule behind every verdict."""
-    n_groups = len(groups)
+def intro_paragraphs(summary, titles, not_included, root, wanted, thresholds) -> list[str]:
+    """Where the runs came from, which groups they form, what was left out, the rule behind
+    every verdict and the one ratio every sentence quotes."""
+    n_groups = len(titles)
     intro = (f"{len(summary)} runs from `{root.name}` in {n_groups} group"
-             f"{'s' if n_groups != 1 else ''} (dataset, model kind, activation, depth, width); "
-             f"{len(not_included)} not included or not ranked (listed at the end).")
+             f"{'s' if n_groups != 1 else ''}; {len(not_included)} not included or not ranked "
+             "(listed at the end). Runs are ranked only within a group: the runs in one differ "
+             "only in their init (scheme and its parameters) and seed, never in data, model "
+             "or training budget.")
+    if titles:
+        intro += " Groups: " + "; ".join(titles) + "."
     if wanted:
         intro += " Filter: " + ", ".join(f"`{k}={'|'.join(v)}`" for k, v in wanted.items()) + "."
     rule = ("A run is *vanishing* (*exploding*) when the gradient backpropagated to some layer, "
             f"||dL/dz_l||, is more than 10^{thresholds[0]} times smaller (10^{thresholds[1]} "
             "times larger) than at the output layer at a recorded step; *where* is the layer "
-            "nearest the output where that holds, *when* the first such step. Ratios below are "
-            "that ratio, written 10^x.")
+            "nearest the output where that holds, *when* the first such step. Every ratio "
+            f"quoted below is the {DZ_RATIO}, written 10^x.")
     return [intro, rule]
 
 
 # --- the document -------------------------------------------------------------------------------
 
 
-def write_text(summary, groups, not_included, grid, labels, figures, intro):
+def write_text(summary, groups, titles, not_included, grid, labels, figures, intro):
     """The document: recommendations first, then what happened per group (`groups`: the
-    aggregate rows per group), with its figures."""
+    aggregate rows per group key; `titles`: each key in words), with its figures."""
     doc = Doc()
     doc.add("h", 1, "winit report")
     for paragraph in intro:
@@ -172,8 +166,8 @@ def write_text(summary, groups, not_included, grid, labels, figures, intro):
     recommendations, sections = [], []
     for key, configs in groups.items():
         order = ranked(configs, labels)
-        recommendations.append(recommend(group_title(key), order, summary, labels))
-        sections += [("h", 3, group_title(key)),
+        recommendations.append(recommend(titles[key], order, summary, labels))
+        sections += [("h", 3, titles[key]),
                      ("ul", [describe(labels[i], summary.loc[c.members], c)
                              for i, c in order.iterrows()]),
                      ("p", "Ranked by test accuracy: " + ", ".join(
@@ -204,15 +198,14 @@ def write_text(summary, groups, not_included, grid, labels, figures, intro):
 
 def _runs_table(summary: pd.DataFrame, grid: list[str]) -> tuple[list[str], list[list[str]]]:
     cols = ["path", "scheme", "activation", "depth", "width", "seed", *map(column_name, grid)]
-    header = [*cols, "status", "verdict", "log10 ratio init", "log10 ratio end",
-              "predicted / measured", "test acc", "train s"]
+    header = [*cols, "status", "verdict", "dz ratio init (log10)", "theory",
+              "dz ratio end", "test acc", "train s"]
     rows = []
     for _, r in summary.iterrows():
         where = f" (layer {r.verdict_layer}, step {r.verdict_step})" \
             if not pd.isna(r.verdict_layer) else ""
-        theory = "-" if pd.isna(r.log10_first_to_last_predicted) else \
-            f"{r.log10_first_to_last_predicted:+.2f} / {r.log10_first_to_last_measured:+.2f}"
-        rows.append([*("-" if pd.isna(r[c]) else r[c] for c in cols), r.status,
-                     f"{r.verdict}{where}", _fmt(r.log10_ratio_init), _fmt(r.log10_ratio_end),
-                     theory, _pct(r.test_accuracy), _fmt(r.train_seconds, "{:.1f}")])
+        rows.append([*(number(r[c]) for c in cols), r.status, f"{r.verdict}{where}",
+                     _fmt(r.log10_first_to_last_measured), _fmt(r.log10_first_to_last_predicted),
+                     _fmt(r.log10_first_to_last_end), _pct(r.test_accuracy),
+                     _fmt(r.train_seconds, "{:.1f}")])
     return header, rows

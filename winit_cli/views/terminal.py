@@ -1,123 +1,169 @@
 """Tables on the terminal, drawn from what was written: a run's record and layers, a sweep's
-comparison rows, a report's tables. Nothing here trains or reads a live model."""
+comparison rows. Nothing here trains or reads a live model. Every table fits 80 columns with
+its numbers whole (views/tables.py) and widens on wide terminals.
+"""
 
 from __future__ import annotations
 
-import math
-import re
+from pathlib import Path
 
 import pandas as pd
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from winit_cli.records.rows import FINISHED, TARGET_ACCURACY, aggregate, column_name, ranked
+from winit_cli.records.rows import (
+    DZ_FORMULA,
+    DZ_RATIO,
+    FINISHED,
+    TARGET_ACCURACY,
+    aggregate,
+    by_group,
+    compared_columns,
+    group_keys,
+    incidental_columns,
+    ranked,
+)
+from winit_cli.views.tables import new_table, wide
+from winit_cli.views.words import (
+    config_labels,
+    depth_scale_words,
+    group_title,
+    missing,
+    number,
+    pct,
+    sci,
+    signed,
+)
 
 VERDICT_STYLE = {"healthy": "green", "vanishing": "yellow", "exploding": "red",
                  "diverged": "bold red"}
 
-
-def sci(x) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    return f"{x:.2e}"
-
-
-def _signed(x) -> str:
-    return "-" if x is None else f"{x:+.2f}"
+RUN_LEGEND = ("dz: ||dL/dz_l||, the gradient backpropagated to layer l's pre-activations; dW: "
+              "||dL/dW_l||; theory: mean-field dz at init (its ratio to the output layer times "
+              "that layer's measured dz); {frac}")
+WIDE_LEGEND = ("; |W|: ||W_l||; upd: ||dW_l|| / ||W_l|| of the last recorded update; act std: "
+               "of h_l = phi(z_l)")
+FRACTION = {"dead": "dead: units off for the whole batch", "sat": "sat: units within 0.01 of "
+            "an asymptote (tanh, sigmoid)"}
 
 
-def pct(x) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+def _style(verdict: str) -> str:
+    return VERDICT_STYLE.get(verdict, "default")
 
 
-def run_report(console: Console, outcome) -> None:
-    """Per-layer gradient norms at init and at the end, the verdict, accuracy, the run's path."""
-    layers = outcome.layers
-    r = outcome.record
+def layer_table(layers: pd.DataFrame, is_wide: bool) -> tuple[Table, str]:
+    """Per-layer gradient norms at init and at the end (3 significant digits and more columns
+    when `is_wide`), and its legend."""
+    digits = 3 if is_wide else 2
     first, last = layers["step"].min(), layers["step"].max()
     init = layers[layers.step == first].set_index("layer")
     end = layers[layers.step == last].set_index("layer")
-    table = Table(title=f"per-layer gradients: step {first} (init) and step {last} (end)")
-    table.add_column("layer", justify="right")
-    table.add_column("shape", justify="right")
     predicted = "predicted_log10_grad_ratio" in init and bool(
         init.predicted_log10_grad_ratio.notna().any())
-    labels = ["||dL/dz|| init", *(["theory"] if predicted else []), "||dL/dz|| end",
-              "||dL/dW|| init", "||dL/dW|| end", "dead/sat end"]
-    for label in labels:
-        table.add_column(label, justify="right")
+    fraction = "dead" if end.dead_fraction.notna().any() else "sat"
+    headers = ["layer", "shape", "dz\ninit", *(["theory\ninit"] if predicted else []),
+               "dz\nend", "dW\ninit", "dW\nend", f"{fraction}\nend"]
+    extra = ["|W|\nend", "upd\nend", "act std\nend"] if is_wide else []
+    table = new_table(f"per-layer gradients: step {first} (init) and step {last} (end)",
+                      [(h, "num") for h in [*headers, *extra]])
     output = init.act_grad_norm.iloc[-1]
+    # The last step has no update after it: the update ratio is the last one recorded.
+    updates = layers[layers.update_ratio.notna()]
+    update = updates[updates.step == updates.step.max()].set_index("layer").update_ratio
     for layer in init.index:
         a, b = init.loc[layer], end.loc[layer]
-        frac = b.dead_fraction if not math.isnan(b.dead_fraction) else b.saturated_fraction
         # theory predicts ratios to the output layer: scaled by its measured norm to compare
-        theory = [sci(output * 10 ** a.predicted_log10_grad_ratio)] if predicted else []
-        table.add_row(str(layer), f"{int(a.fan_in)}→{int(a.fan_out)}", sci(a.act_grad_norm),
-                      *theory, sci(b.act_grad_norm), sci(a.weight_grad_norm),
-                      sci(b.weight_grad_norm), pct(frac))
+        theory = [sci(output * 10 ** a.predicted_log10_grad_ratio, digits)] if predicted else []
+        share = b.dead_fraction if fraction == "dead" else b.saturated_fraction
+        more = [sci(b.weight_norm, digits), sci(update.get(layer), digits),
+                sci(b.act_std, digits)] if is_wide else []
+        table.add_row(str(layer), f"{int(a.fan_in)}→{int(a.fan_out)}",
+                      sci(a.act_grad_norm, digits), *theory, sci(b.act_grad_norm, digits),
+                      sci(a.weight_grad_norm, digits), sci(b.weight_grad_norm, digits),
+                      pct(share), *more)
+    legend = RUN_LEGEND.format(frac=FRACTION[fraction]) + (WIDE_LEGEND if is_wide else "")
+    return table, legend
+
+
+def run_report(console: Console, outcome, report_dir: Path | None = None) -> None:
+    """The per-layer table, the dz ratio beside theory's expectation, the measured verdict,
+    accuracy, the run's path, and the command that draws its figures."""
+    r = outcome.record
+    table, legend = layer_table(outcome.layers, wide(console))
     console.print(table)
-    theory = r.theory
-    if theory is not None and theory.applicable:
-        chi, xi = theory.chi, theory.depth_scale
+    console.print(f"[dim]{escape(legend)}[/]")
+    v = r.verdict
+    if v is not None:
+        theory = r.theory if r.theory is not None and r.theory.applicable else None
         console.print(
-            f"theory: chi* = {chi:.3g}, depth scale xi = {'inf' if xi is None else f'{xi:.3g}'}"
-            f" layers; log10 ||dL/dz_1||/||dL/dz_L-1|| at init: predicted "
-            f"{_signed(theory.predicted_log10_ratio)}, measured "
-            f"{_signed(theory.measured_log10_ratio)}")
-    elif theory is not None:
-        console.print(f"[dim]theory: not applicable ({theory.reason})[/]")
-    if r.verdict is not None:
-        console.print(f"verdict: [{VERDICT_STYLE[r.verdict.verdict]}]{r.verdict_text}[/]")
+            f"dz ratio ({escape(DZ_FORMULA)}, first over last hidden layer): "
+            f"{signed(v.log10_first_to_last)} at init"
+            + (f" (theory {signed(theory.predicted_log10_ratio)})" if theory else "")
+            + f", {signed(getattr(v, 'log10_first_to_last_end', None))} at the end",
+            highlight=False)
+    if r.theory is not None and r.theory.applicable:
+        words = depth_scale_words(r.theory.chi, r.theory.depth_scale, r.depth)
+        console.print(f"theory: {words or 'no fixed point'}", highlight=False)
+    elif r.theory is not None:
+        console.print(f"[dim]theory: not applicable ({escape(str(r.theory.reason))})[/]")
+    if v is not None:
+        console.print(f"measured verdict: [{_style(v.verdict)}]{escape(r.verdict_text or '')}[/]",
+                      highlight=False)
     final = r.final
     console.print(
         f"accuracy: train {pct(final.train_accuracy)}, val {pct(final.val_accuracy)}"
-        f", test {pct(final.test_accuracy)}  ({final.steps} steps, "
-        f"{final.samples_per_second or 0:,.0f} samples/s)"
-    )
-    console.print(f"results: [bold]{outcome.run_dir}[/]")
-
-
-def _cell(x, spec: str = "{}") -> str:
-    return "-" if x is None or pd.isna(x) else spec.format(x)
+        f", test {pct(final.test_accuracy)}  ({final.steps} step"
+        f"{'s' if final.steps != 1 else ''}, {final.samples_per_second or 0:,.0f} samples/s)",
+        highlight=False)
+    console.print(f"results: [bold]{escape(str(outcome.run_dir))}[/]", highlight=False)
+    if report_dir is not None:
+        console.print(f"report: [bold]{escape(str(report_dir))}[/]", highlight=False)
+    else:
+        console.print(f"next: [cyan]winit report {escape(str(outcome.run_dir))}[/]  [dim](its "
+                      "figures and a written account)[/]", highlight=False)
 
 
 def comparison_table(console: Console, frame: pd.DataFrame, grid: list[str]) -> None:
-    """A sweep's configurations ranked by mean test accuracy (records/rows.aggregate: the same
-    ranking `winit report` uses), then the members that did not finish."""
+    """A sweep's configurations ranked by mean test accuracy within each group (records/rows:
+    the same groups and ranking `winit report` uses), then the members that did not finish."""
     configs = aggregate(frame, grid)
-    columns = [column_name(k) for k in grid]
-    labels = {i: " ".join(str(row[c]) for c in columns) for i, row in configs.iterrows()}
     seeds = frame["seed"].nunique() if "seed" in frame else 1
-    table = Table(title="ranked by test accuracy" + (f" (mean ± std over {seeds} seeds)"
-                                                     if seeds > 1 else ""))
-    for column in columns:
-        table.add_column(column.removeprefix("init_").removeprefix("model_"))
-    for column in ("verdicts", "log10 dz ratio init", "test acc",
-                   f"steps to {TARGET_ACCURACY:.0%} val", "diverged"):
-        table.add_column(column, justify="right")
-    for _, r in ranked(configs, labels).iterrows():
-        spread = "" if seeds < 2 or r.test_accuracy_std is None or pd.isna(
-            r.test_accuracy_std) else f" ± {100 * r.test_accuracy_std:.1f}"
-        style = VERDICT_STYLE.get(r.verdicts.split(":")[0], "")
-        reached = "" if r.reached_target == r.runs else f" ({r.reached_target}/{r.runs})"
-        table.add_row(
-            *[str(r[c]) for c in columns], f"[{style}]{r.verdicts}[/]",
-            _cell(r.log10_ratio_init_mean, "{:+.1f}"), f"{pct(r.test_accuracy_mean)}{spread}",
-            _cell(r.steps_to_target_mean, "{:.0f}") + (reached if r.reached_target else ""),
-            f"{r.diverged_runs}/{r.runs}",
-        )
-    console.print(table)
+    keys = group_keys(grid)
+    for key, group in by_group(configs, grid).items():
+        labels = config_labels(group, compared_columns(grid), incidental_columns(grid), False)
+        title = group_title(dict(zip(keys, key, strict=True)))
+        table = new_table(f"{title}: ranked by test accuracy" + (
+            f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""),
+            [("init", "text"), ("verdicts", "text"), ("dz\ninit", "num"),
+             ("dz\ntheory", "num"), ("test acc", "num"),
+             (f"steps to\n{TARGET_ACCURACY:.0%} val", "num"), ("diverged", "num")])
+        for i, r in ranked(group, labels).iterrows():
+            spread = "" if seeds < 2 or missing(r.test_accuracy_std) else \
+                f" ± {100 * r.test_accuracy_std:.1f}"
+            reached = "" if r.reached_target == r.runs else f" ({r.reached_target}/{r.runs})"
+            table.add_row(
+                escape(labels[i]), f"[{_style(r.verdicts.split(':')[0])}]{r.verdicts}[/]",
+                signed(r.log10_first_to_last_measured_mean, 1),
+                signed(r.log10_first_to_last_predicted_mean, 1),
+                f"{pct(r.test_accuracy_mean)}{spread}",
+                (number(r.steps_to_target_mean) + reached) if r.reached_target else "-",
+                f"{r.diverged_runs}/{r.runs}")
+        console.print(table)
+    console.print(f"[dim]{escape(DZ_RATIO)}; theory: its mean-field prediction. Runs are "
+                  "ranked only within a group (same data, model and budget).[/]")
     for _, r in frame[~frame.status.isin(FINISHED)].iterrows():
-        console.print(f"[red]{r.status}[/]: seed {r.seed} {r.get('error') or ''}")
+        console.print(f"[red]{r.status}[/]: seed {r.seed} {escape(str(r.get('error') or ''))}")
 
 
 def sweep_header(console: Console, spec, sweep_plan) -> None:
     done = len(sweep_plan.members) - len(sweep_plan.todo)
     console.print(f"sweep [bold]{escape(spec.name)}[/]: {len(sweep_plan.members)} runs "
                   f"({done} already done, {len(sweep_plan.todo)} to run) in "
-                  f"{escape(str(sweep_plan.directory))}")
+                  f"{escape(str(sweep_plan.directory))}", highlight=False)
+    if sweep_plan.members and not sweep_plan.todo:
+        console.print(f"[green]all {len(sweep_plan.members)} runs are already done[/]: nothing "
+                      "to train (delete the sweep folder to train them again)")
 
 
 def member_line(console: Console, outcome) -> None:
@@ -127,70 +173,38 @@ def member_line(console: Console, outcome) -> None:
         console.print(f"[red]failed[/] {escape(outcome.config.name)}: {escape(outcome.error)}")
         return
     v = record.verdict.verdict if record.verdict else record.status.value
-    console.print(f"[{VERDICT_STYLE.get(v, 'default')}]{v:>9}[/] {escape(record.name)}")
+    console.print(f"[{_style(v)}]{v:>9}[/] {escape(record.name)}", highlight=False)
 
 
 def dry_run_table(console: Console, spec, sweep_plan, grid_value) -> None:
-    table = Table(title="runs (dry run: nothing trained)")
-    for column in (*spec.grid, "seed", "status"):
-        table.add_column(column)
+    table = new_table("runs (dry run: nothing trained)",
+                      [(k, "text") for k in (*spec.grid, "seed", "status")])
     for c in sweep_plan.members:
         status = "done" if c.content_hash() in sweep_plan.done else "to run"
-        table.add_row(*[str(grid_value(c, k)) for k in spec.grid], str(c.train.seed), status)
+        table.add_row(*[escape(str(grid_value(c, k))) for k in spec.grid], str(c.train.seed),
+                      status)
     console.print(table)
 
 
-def report_summary(console: Console, report) -> None:
-    """`winit report`: the summary table, the recommendations, what was left out, where it went.
+def show_config(console: Console, config, title: str) -> None:
+    """A resolved config as the YAML a user would write, under a title."""
+    import yaml
 
-    `report` is an `app.report.Report`; its tables were read from files, not from a model.
-    """
-    frame = report.summary
-    columns = list(frame.columns)
-    grid = columns[columns.index("seed") + 1:columns.index("status")]
-    # Columns with one value for every run go in the title, so the table fits 80 columns.
-    identity = ("dataset", "model_kind", "activation", "depth", "width", "seed")
-    shared = {c: frame[c].iloc[0] for c in identity
-              if len(frame) and frame[c].nunique(dropna=False) == 1}
-    varying = [c for c in identity if c not in shared]
-    title = f"{len(frame)} runs" + "".join(f", {k} {v}" for k, v in shared.items())
-    table = Table(title=f"{title} (every column: summary.csv)", box=box.SIMPLE_HEAD,
-                  caption="where: layer (L) and step the verdict starts; dz: log10 of the most "
-                          "extreme layer's ||dL/dz|| over the output layer's, at init and end; "
-                          "theory: the same ratio first over last hidden layer at init, "
-                          "predicted / measured")
-    for name in ("scheme", *varying, *grid, "verdict", "where"):
-        table.add_column(name)
-    for name in ("dz init", "dz end", "theory", "test acc", "time s"):
-        table.add_column(name, justify="right")
-    for _, r in frame.iterrows():
-        verdict = r.verdict if isinstance(r.verdict, str) else "?"
-        status = "" if r.status in ("complete", verdict) else f" ({r.status})"
-        where = "-" if pd.isna(r.verdict_layer) else \
-            f"L{r.verdict_layer} s{_cell(r.verdict_step)}"
-        theory = "-" if pd.isna(r.log10_first_to_last_predicted) else \
-            (f"{r.log10_first_to_last_predicted:+.1f}/"
-             f"{_cell(r.log10_first_to_last_measured, '{:+.1f}')}")
-        table.add_row(
-            str(r.scheme), *(_cell(r[c]) for c in varying), *(_cell(r[g]) for g in grid),
-            f"[{VERDICT_STYLE.get(verdict, 'default')}]{escape(verdict)}[/]{status}", where,
-            _cell(r.log10_ratio_init, "{:+.1f}"), _cell(r.log10_ratio_end, "{:+.1f}"), theory,
-            pct(r.test_accuracy), _cell(r.train_seconds, "{:.0f}"),
-        )
-    console.print(table if len(frame) else "[yellow]no finished runs to tabulate[/]")
-    for line in report.recommendations:
-        console.print(_markdown_inline(line), highlight=False)
-    for s in report.skipped:
-        console.print(f"[yellow]not included:[/] {escape(s.path)}: {escape(s.reason)}",
-                      highlight=False)
-    console.print(f"report: [bold]{escape(str(report.out))}[/] (summary.csv, aggregate.csv, "
-                  f"report.md, report.html, {len(report.files) - 4} plots)", highlight=False)
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    console.print(f"[bold]{escape(title)}[/]")
+    console.print(escape(text.rstrip()), highlight=False)
 
 
-def _markdown_inline(text: str) -> str:
-    """`code` and **bold** from the report's Markdown, as Rich markup."""
-    text = escape(text)
-    text = re.sub(r"`([^`]+)`", r"[cyan]\1[/]", text)
-    return re.sub(r"\*\*([^*]+)\*\*", r"[bold]\1[/]", text)
-
-
+def cost_lines(console: Console, cost) -> None:
+    """An app.estimate.Estimate in words: steps, measured time per step, minutes."""
+    if not cost.groups:
+        console.print("cost: nothing to train")
+        return
+    per_step = ", ".join(sorted({f"{g.seconds_per_step * 1000:.1f} ms" for g in cost.groups}))
+    runs = sum(g.members for g in cost.groups)
+    console.print(
+        f"cost: {runs} run{'s' if runs != 1 else ''} in {len(cost.groups)} group"
+        f"{'s' if len(cost.groups) != 1 else ''} (members of a group train together), "
+        f"{cost.steps:,} optimizer steps at {per_step} per step measured here just now: about "
+        f"[bold]{cost.seconds / 60:.1f} minutes[/] [dim](training and recording; validation "
+        "passes add a few percent)[/]", highlight=False)
