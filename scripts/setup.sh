@@ -4,14 +4,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$python" -m venv .venv
+say() { echo "setup: $*"; }
+if [ -x .venv/bin/python ]; then
+  say "reusing ./.venv"
+else
+  say "creating ./.venv with $("$python" --version 2>&1)"
+  "$python" -m venv .venv
+fi
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 # Pinned first, on its own: an unpinned torch resolves to a multi-GB CUDA build. On Linux,
 # PyPI's torch is CUDA-enabled; set TORCH_INDEX=https://download.pytorch.org/whl/cpu to fetch
 # the CPU build from PyTorch's own index where that is reachable.
 if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+  say "installing torch 2.13.0${TORCH_INDEX:+ from $TORCH_INDEX} (the big download; a minute or more)"
   pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==2.13.0"
+else
+  say "torch $(.venv/bin/python -c 'import torch; print(torch.__version__)') is installed"
 fi
+say "installing winit and its test tools (pip install -e '.[dev]')"
 pip install -e '.[dev]'
 # Machines without internet may hold verified copies of the datasets beside the checkout: use
 # them as the cache rather than trying to download. (winit still verifies every file it reads.)
@@ -25,4 +35,5 @@ link_shared() {  # link_shared <folder under ../shared/data and the cache> <name
 }
 link_shared mnist MNIST
 link_shared fashion-mnist Fashion-MNIST
-echo "winit is set up: .venv/bin/winit --help"
+echo "winit is set up in ./.venv. Put it on your PATH with:  source .venv/bin/activate"
+echo "(or run .venv/bin/winit directly), then:  winit run configs/quickstart.yaml"

@@ -1,0 +1,44 @@
+"""scripts/readme_results.py, which writes the README's results from reruns of its sweeps: its
+markers are all in the README, and what it writes is what the runs' files hold."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_results_block_has_its_markers():
+    """A block without markers would be left stale: the script refuses, the README has all."""
+    readme = (REPO / "README.md").read_text()
+    for name in ("timing", "relu30", "tanh20", "mean1", "l2"):
+        assert readme.count(f"<!-- results:{name} -->") == 1, name
+        assert readme.count(f"<!-- /results:{name} -->") == 1, name
+
+
+def test_the_written_numbers_are_the_runs_numbers(tmp_path: Path, mnist_path: Path):
+    """The mean-1 sweep, made small (--set), rerun and written out (--print: the README and
+    docs/ stay untouched): its accuracies and dz ratios are those in the report's CSVs."""
+    before = (REPO / "README.md").read_bytes()
+    env = {**os.environ, "WINIT_DATA_DIR": str(mnist_path)}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "readme_results.py"), "--only", "mean1",
+         "--set", "model.width=32", "--set", "train.steps=20", "--set", "data.subset=1000",
+         "--out", str(tmp_path), "--print"],
+        capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split("--- mean1")[1].split("mean1: ")[0].split())
+    summary = pd.read_csv(tmp_path / "report-mean1" / "summary.csv")
+    agg = pd.read_csv(tmp_path / "report-mean1" / "aggregate.csv")
+    shallow = summary[(summary.scheme == "mean1_normal") & (summary.depth == 3)].iloc[0]
+    assert f"layer 1 is 10^{shallow.log10_first_to_last_measured:.1f} times" in text
+    for _, row in agg.iterrows():
+        assert f"{100 * row.test_accuracy_mean:.1f}%" in text, row.scheme
+    assert re.search(r"took \d+\.\d minutes; README.md not rewritten", proc.stdout)
+    assert (REPO / "README.md").read_bytes() == before
