@@ -122,13 +122,17 @@ def test_normal_init_vanishes_where_the_text_says(report):
     text = (report.out / "report.md").read_text()
     assert (f"`normal`: vanishing in 1 of 1 run, from layer {int(row.verdict_layer)} at step "
             f"{int(row.verdict_step)}") in text
-    # One ratio in every sentence: the dz ratio (first over last hidden layer), defined once.
-    assert f"The dz ratio was 10^{row.log10_first_to_last_measured:+.2f} at init" in text
+    # One ratio in every sentence: the dz ratio (first over last hidden layer), defined once;
+    # theory's prediction (saved for these runs) is set beside the measurement.
+    assert (f"The dz ratio was 10^{row.log10_first_to_last_measured:+.2f} at init (theory "
+            f"10^{row.log10_first_to_last_predicted:+.2f}) and "
+            f"10^{row.log10_first_to_last_end:+.2f} at the end") in text
     assert text.count("dz ratio = log10 ||dL/dz_1|| / ||dL/dz_{L-1}||") == 1
     assert f"10^{row.log10_ratio_init:+.2f}" not in text  # the verdict's worst-layer ratio
-    # Theory was saved for these runs: its prediction is set beside the measurement.
-    assert f"predicted a dz ratio of 10^{row.log10_first_to_last_predicted:+.2f} at init; " \
-           f"measured 10^{row.log10_first_to_last_measured:+.2f}" in text
+    # Theory's depth scale is an expectation, set beside what was measured.
+    xi = row.theory_depth_scale
+    assert (f"nets much deeper than about 6 xi = {6 * xi:.3g} layers (xi = {xi:.3g}) not to "
+            f"train; depth 8 is {'beyond' if 8 > 6 * xi else 'within'} that") in text
 
 
 def test_aggregate_is_mean_and_std_over_seeds(report):
@@ -205,6 +209,9 @@ def test_recommendation_names_the_best_healthy_scheme(report):
         assert line in recommendations
         assert f"{100 * accuracy:.1f}%" in recommendations.split(line)[1].split("\n")[0]
     assert recommendations.count("use `") == 3
+    # theory's expectation and the measured outcome, side by side in every recommendation
+    assert recommendations.count("Theory: chi* = ") == 3
+    assert recommendations.count("; measured: ") == 3
 
 
 def test_filters_select_runs(results_dir, tmp_path):

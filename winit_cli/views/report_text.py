@@ -50,23 +50,28 @@ def _fmt(x: Any, spec: str = "{:+.2f}") -> str:
 # --- sentences ----------------------------------------------------------------------------------
 
 
-def _theory_clause(members: pd.DataFrame, agg: pd.Series | None = None) -> str:
-    """Theory's prediction of the dz ratio and its depth-scale expectation, then what was
-    measured, so that the two are read side by side."""
+def _expectation(members: pd.DataFrame, agg: pd.Series | None = None) -> str:
+    """Theory's reading of chi* and xi as an expectation, and (given `agg`) what was measured
+    beside it."""
+    chi = _mean(members["theory_chi"]) if "theory_chi" in members else None
+    if chi is None:
+        return ""
+    xi = _mean(members["theory_depth_scale"]) if "theory_depth_scale" in members else None
+    text = f" Theory: {depth_scale_words(chi, xi, members.depth.iloc[0])}"
+    if agg is not None:
+        text += f"; measured: {_verdict_counts(agg)}, test accuracy {_pct(agg.test_accuracy_mean)}"
+    return text + "."
+
+
+def _theory_clause(members: pd.DataFrame, agg: pd.Series) -> str:
+    """Theory's prediction of the dz ratio and its depth-scale expectation, each set beside
+    what was measured."""
     predicted = _mean(members.log10_first_to_last_predicted)
     if predicted is None:
         return ""
-    text = (f" Mean-field theory predicted a dz ratio of {_decades(predicted)} at init; "
-            f"measured {_decades(_mean(members.log10_first_to_last_measured))}.")
-    chi = _mean(members["theory_chi"]) if "theory_chi" in members else None
-    if chi is not None:
-        xi = _mean(members["theory_depth_scale"]) if "theory_depth_scale" in members else None
-        text += f" Theory: {depth_scale_words(chi, xi, members.depth.iloc[0])}"
-        if agg is not None:
-            text += (f"; measured: {_verdict_counts(agg)}, test accuracy "
-                     f"{_pct(agg.test_accuracy_mean)}")
-        text += "."
-    return text
+    return (f" Mean-field theory predicted a dz ratio of {_decades(predicted)} at init; "
+            f"measured {_decades(_mean(members.log10_first_to_last_measured))}."
+            + _expectation(members, agg))
 
 
 def _verdict_counts(agg: pd.Series) -> str:
@@ -98,16 +103,19 @@ def describe(label: str, members: pd.DataFrame, agg: pd.Series) -> str:
                          f"{_pct(_mean(sub.verdict_fraction_of_steps))} of recorded steps)")
     text = f"{label}: {'; '.join(parts) or 'no verdict recorded'}."
     init = _mean(members.log10_first_to_last_measured)
+    predicted = _mean(members.log10_first_to_last_predicted)
     end = _mean(members.log10_first_to_last_end)
-    ratios = [f"{_decades(x)} {when}" for x, when in ((init, "at init"), (end, "at the end"))
-              if x is not None]
+    ratios = [f"{_decades(init)} at init"
+              + (f" (theory {_decades(predicted)})" if predicted is not None else "")] \
+        if init is not None else []
+    ratios += [f"{_decades(end)} at the end"] if end is not None else []
     if ratios:
         text += f" The dz ratio was {' and '.join(ratios)}."
     zeros = _mean(members.zero_grad_layers_init)
     if zeros:
         text += (f" At init ||dL/dz|| underflowed to exactly 0 in {zeros:g} layer"
                  f"{'s' if zeros != 1 else ''}{' (mean over seeds)' if n > 1 else ''}.")
-    text += _theory_clause(members)
+    text += _expectation(members)
     spread = f" ± {100 * agg.test_accuracy_std:.1f}" if finite(agg.test_accuracy_std) else ""
     seeds = f" (mean of {n} seeds)" if n > 1 else ""
     return text + f" Test accuracy {_pct(agg.test_accuracy_mean)}{spread}{seeds}."
