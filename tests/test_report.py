@@ -132,7 +132,7 @@ def test_normal_init_vanishes_where_the_text_says(report):
     # Theory's depth scale is an expectation, set beside what was measured.
     xi = row.theory_depth_scale
     assert (f"nets much deeper than about 6 xi = {6 * xi:.3g} layers (xi = {xi:.3g}) not to "
-            f"train; depth 8 is {'beyond' if 8 > 6 * xi else 'within'} that") in text
+            f"train; depth 8 is {'beyond' if 6 * xi < 8 else 'within'} that") in text
 
 
 def test_aggregate_is_mean_and_std_over_seeds(report):
