@@ -1,9 +1,7 @@
 """The command line: one function per command; parse, call the application layer (app/),
-render with the views (views/), map errors to exit codes.
-
-torch is imported inside the commands, so `winit --help` answers at once. `--json` puts one
-JSON document on stdout and nothing else (progress goes to stderr); `--quiet` prints only the
-result's path.
+render with the views (views/), map errors to exit codes. torch is imported inside the commands,
+so `winit --help` answers at once. `--json` puts one JSON document on stdout and nothing else
+(progress goes to stderr); `--quiet` prints only the result's path.
 """
 
 from __future__ import annotations
@@ -28,20 +26,13 @@ console = Console()
 errors = Console(stderr=True)
 
 
-def _no_type_noise() -> None:
-    """Typer's help prints each parameter's Python type beside it (`<bool>` for every flag and
-    --help, `<list[Path]>` for an argument): noise to a user. Options here carry metavars; flags
-    and arguments show none."""
-    option_type = typer.core.TyperOption.display_type_rich
-
-    def option(self, ctx):
-        return None if self.is_flag and self.metavar is None else option_type(self, ctx)
-
-    typer.core.TyperOption.display_type_rich = option
-    typer.core.TyperArgument.display_type_rich = lambda self, ctx: None
-
-
-_no_type_noise()
+# Typer's help prints each parameter's Python type beside it (`<bool>` for every flag and --help,
+# `<list[Path]>` for an argument): noise to a user. Options here carry metavars; flags and
+# arguments show none.
+_option_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = \
+    lambda self, ctx: None if self.is_flag and self.metavar is None else _option_type(self, ctx)
+typer.core.TyperArgument.display_type_rich = lambda self, ctx: None
 
 SetOption = Annotated[
     list[str] | None,
