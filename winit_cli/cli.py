@@ -63,11 +63,9 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _group(
-    version: Annotated[bool | None, typer.Option(
+def _group(version: Annotated[bool | None, typer.Option(
         "--version", callback=_version, is_eager=True, help="Show winit's version and exit.")]
-    = None,
-) -> None:
+        = None) -> None:
     """winit: a lab for gradient-flow studies of weight initialization on MNIST and
     Fashion-MNIST."""
 
@@ -86,11 +84,8 @@ def user_errors() -> Iterator[None]:
 
 
 def _shown(quiet: bool, as_json: bool) -> Console:
-    """Where progress goes: the terminal; stderr beside --json (stdout holds the document);
-    nowhere with --quiet."""
-    if quiet:
-        return Console(quiet=True)
-    return Console(stderr=True) if as_json else console
+    """Where progress goes: the terminal; stderr beside --json (stdout holds the document)."""
+    return Console(quiet=True) if quiet else Console(stderr=True) if as_json else console
 
 
 def _print_json(data: dict) -> None:
