@@ -14,7 +14,7 @@ from typing import Annotated, get_args
 import typer
 from rich.console import Console
 
-from winit_cli.errors import ConfigError, WinitError
+from winit_cli.errors import ConfigError, ResultsError, WinitError
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -51,9 +51,12 @@ def user_errors() -> Iterator[None]:
     except WinitError as e:
         errors.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        errors.print("[yellow]interrupted: what was measured so far is saved[/]")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP turned into one by main()
+        from winit_cli.interrupts import Terminated, exit_code
+
+        how = f" by {e}" if isinstance(e, Terminated) else ""
+        errors.print(f"[yellow]interrupted{how}: what was measured so far is saved[/]")
+        raise typer.Exit(exit_code(e)) from None
 
 
 @app.command()
@@ -74,6 +77,10 @@ def run(
         cfg = load_config(config, set_ or [])
         outcome = run_experiment(cfg, data_dir, RunProgress(console))
         run_report(console, outcome)
+        for note in outcome.notes:
+            errors.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        if outcome.unsaved:
+            raise ResultsError(outcome.unsaved)
 
 
 compare_app = typer.Typer(
@@ -156,8 +163,12 @@ def compare_schemes(
                 advance()
                 terminal.member_line(console, outcome)
 
+            def on_wait(configs) -> None:
+                console.print(f"waiting for {len(configs)} run(s) that another winit process "
+                              "is training")
+
             result = compare(spec, plan, executor=executor, options=options,
-                             on_progress=on_progress, on_member=on_member)
+                             on_progress=on_progress, on_member=on_member, on_wait=on_wait)
         terminal.comparison_table(console, result.frame, list(spec.grid))
         console.print(f"comparison: [bold]{result.path}[/]")
 
@@ -210,5 +221,29 @@ def schemes(
             view.scheme_table(console, scheme_rows(activation, width), activation, width)
 
 
+index_app = typer.Typer(no_args_is_help=True, help="The runs index (runs.csv) of a results folder.")
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("rebuild")
+def index_rebuild(
+    path: Annotated[Path, typer.Argument(
+        exists=True, file_okay=False, help="Results folder.")] = Path("results"),
+) -> None:
+    """Rewrite every runs.csv under PATH from the run folders themselves."""
+    from winit_cli.app.index import rebuild
+
+    with user_errors():
+        for index, lines in rebuild(path):
+            console.print(f"{index}: {lines} run(s)", highlight=False)
+
+
 def main() -> None:
+    import signal
+
+    from winit_cli.interrupts import raise_on
+
+    # `timeout`, `kill`, batch schedulers and closed terminals stop a run as Ctrl-C does: what
+    # was measured is saved and the run is marked interrupted.
+    raise_on(signal.SIGTERM, signal.SIGHUP)
     app()

@@ -70,6 +70,8 @@ def run_report(console: Console, outcome) -> None:
         console.print(f"[dim]theory: not applicable ({theory.reason})[/]")
     if r.verdict is not None:
         console.print(f"verdict: [{VERDICT_STYLE[r.verdict.verdict]}]{r.verdict_text}[/]")
+    elif r.verdict_text:
+        console.print(f"verdict: [dim]{escape(r.verdict_text)}[/]")
     final = r.final
     console.print(
         f"accuracy: train {pct(final.train_accuracy)}, val {pct(final.val_accuracy)}"
@@ -135,7 +137,9 @@ def dry_run_table(console: Console, spec, sweep_plan, grid_value) -> None:
     for column in (*spec.grid, "seed", "status"):
         table.add_column(column)
     for c in sweep_plan.members:
-        status = "done" if c.content_hash() in sweep_plan.done else "to run"
+        h = c.content_hash()
+        was = sweep_plan.unfinished.get(h)
+        status = "done" if h in sweep_plan.done else f"to run (was {was})" if was else "to run"
         table.add_row(*[str(grid_value(c, k)) for k in spec.grid], str(c.train.seed), status)
     console.print(table)
 
