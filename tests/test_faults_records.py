@@ -267,3 +267,58 @@ def test_run_that_recorded_nothing_has_no_verdict():
     assert "nothing was recorded" in result.record.verdict_text
     recorded = assemble(_log(config, [0], "complete"), _start(config), 1.0)
     assert recorded.record.verdict is not None and recorded.record.verdict.verdict == "healthy"
+
+
+TINY = {"model": {"depth": 3, "width": 16}, "train": {"steps": 6, "batch_size": 64},
+        "data": {"subset": 600, "val_size": 200}, "record": {"every": 2}}
+
+
+@pytest.mark.usefixtures("winit_data_dir")
+def test_a_member_that_fails_mid_run_has_no_verdict_anywhere(tmp_path, monkeypatch):
+    """A sweep member failing after step 2: summary.json, the runs index and comparison.csv
+    all say failed with no verdict (they said 'healthy'), and say why."""
+    import winit_cli.app.experiment as experiment
+    from winit_cli.sweeps import comparison, executors
+    from winit_cli.sweeps import plan as planning
+    from winit_cli.sweeps.spec import SweepSpec
+
+    real = experiment.train
+
+    def train(configs, splits, *, on_progress=None, **kwargs):
+        def progress(step, total, info):
+            if step >= 2:
+                raise RuntimeError("simulated failure at step 2")
+        return real(configs, splits, on_progress=progress, **kwargs)
+
+    monkeypatch.setattr(experiment, "train", train)
+    spec = SweepSpec("f", {**TINY, "output_dir": str(tmp_path)}, {"init.scheme": ["normal"]})
+    plan = planning.plan(spec)
+    frame = comparison.run_sweep(plan, spec, executors.InProcessExecutor(experiment.load_splits))
+    (row,) = frame.itertuples()
+    assert row.status == "failed" and pd.isna(row.verdict)
+    assert "simulated failure at step 2" in row.error
+    (run_dir,) = [p for p in (plan.directory / "runs").iterdir() if p.is_dir()]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["verdict"] is None and "simulated failure" in summary["verdict_text"]
+    assert pd.read_csv(run_dir / "layers.csv").step.max() == 2  # what was measured is kept
+    index = pd.read_csv(plan.directory / "runs" / "runs.csv")
+    assert index.status.tolist() == ["failed"] and index.verdict.isna().all()
+
+
+@pytest.mark.usefixtures("winit_data_dir")
+def test_an_error_while_assembling_the_record_leaves_no_run_running(tmp_path, monkeypatch):
+    """If the theory or the diagnosis raises once training is done (gelu with std 1e99 once
+    did), the run is saved as failed with its tables, never left on 'running'."""
+    import winit_cli.app.experiment as experiment
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("overflow in the mean-field integral")
+
+    monkeypatch.setattr(experiment, "predict_run", broken)
+    config = load_config(None, [f"output_dir={tmp_path}", "model.depth=3", "model.width=16",
+                                "train.steps=4", "data.subset=600", "record.every=2"])
+    (outcome,) = experiment.run_group([config], experiment.load_splits(config))
+    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["verdict"] is None
+    assert "FloatingPointError while assembling the record" in summary["error"]
+    assert sorted(set(pd.read_csv(outcome.run_dir / "layers.csv").step)) == [0, 2, 4]

@@ -51,28 +51,34 @@ def index_matches_folders(sweep_dir: Path) -> None:
 
 
 def test_two_concurrent_compares_train_each_member_once(mnist_path, tmp_path):
-    """The second compare starts while the first trains the long member: it used to delete
-    that member's folder as stale and train everything again. Now it trains the two short
-    members the first has not reached, waits for the long one, and both processes end with the
-    same complete comparison: each member exactly once, each folder whole."""
+    """The second compare starts while the first trains the long member (the first is frozen
+    with SIGSTOP meanwhile, so the overlap does not depend on timing): it used to delete that
+    member's folder as stale and train everything again. Now it trains the two members the
+    first has not reached, waits for the long one, and both processes end with the same
+    complete comparison: each member exactly once, each folder whole."""
     args = [sys.executable, "-m", "winit_cli", "compare", "schemes", "--schemes", "he_normal",
-            "--grid", "train.steps=1500,40,41", "--set", "model.depth=3",
+            "--grid", "train.steps=300,40,41", "--set", "model.depth=3",
             "--set", "model.width=16", "--set", "data.subset=1000",
             "--set", f"output_dir={tmp_path / 'out'}"]
     env = {**os.environ, "WINIT_DATA_DIR": str(mnist_path), "COLUMNS": "200",
            "XDG_CACHE_HOME": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-    _wait_for_a_member_in_progress(tmp_path / "out", first)
-    second = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    _wait_for_runs(tmp_path / "out", first, "running", 1)
+    first.send_signal(signal.SIGSTOP)  # frozen mid-member, its claim held: the overlap is sure
+    try:
+        second = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        _wait_for_runs(tmp_path / "out", second, "complete", 2)
+    finally:
+        first.send_signal(signal.SIGCONT)
     outputs = [p.communicate(timeout=900) for p in (first, second)]
     assert [first.returncode, second.returncode] == [0, 0], outputs
     assert "waiting for 1 run(s) that another winit process is training" in outputs[1][0]
     (sweep_dir,) = (tmp_path / "out" / "sweeps").iterdir()
     runs = folders(sweep_dir)
     records = [read_record(p) for p in runs]
-    assert len(runs) == 3 and sorted(r.final.steps for r in records) == [40, 41, 1500]
+    assert len(runs) == 3 and sorted(r.final.steps for r in records) == [40, 41, 300]
     assert {r.status.value for r in records} == {"complete"}
     assert all((p / "config.yaml").is_file() for p in runs)
     for stdout, _ in outputs:  # both tabulate all three, from the same folders
@@ -83,15 +89,17 @@ def test_two_concurrent_compares_train_each_member_once(mnist_path, tmp_path):
     index_matches_folders(sweep_dir)
 
 
-def _wait_for_a_member_in_progress(out: Path, proc: subprocess.Popen) -> None:
-    """Until the first compare has a member folder saying "running": it is training it."""
+def _wait_for_runs(out: Path, proc: subprocess.Popen, status: str, count: int) -> None:
+    """Until `count` member folders of the sweep say `status`."""
     while proc.poll() is None:
+        found = 0
         for summary in out.glob("sweeps/*/runs/*/summary.json"):
             with suppress(OSError, ValueError, KeyError):
-                if json.loads(summary.read_text())["status"] == "running":
-                    return
+                found += json.loads(summary.read_text())["status"] == status
+        if found >= count:
+            return
         time.sleep(0.05)
-    raise AssertionError(f"the first compare ended early: {proc.communicate()}")
+    raise AssertionError(f"compare ended early: {proc.communicate()}")
 
 
 # --- claims ------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ torch is imported inside the commands, so `winit --help` answers at once.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, get_args
 
@@ -55,7 +55,8 @@ def user_errors() -> Iterator[None]:
         from winit_cli.interrupts import Terminated, exit_code
 
         how = f" by {e}" if isinstance(e, Terminated) else ""
-        errors.print(f"[yellow]interrupted{how}: what was measured so far is saved[/]")
+        with suppress(OSError):  # after SIGHUP the terminal may be gone
+            errors.print(f"[yellow]interrupted{how}: what was measured so far is saved[/]")
         raise typer.Exit(exit_code(e)) from None
 
 
