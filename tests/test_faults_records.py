@@ -240,6 +240,8 @@ def _start(config):
 def _log(config, steps: list[int], status: str) -> MemberLog:
     log = MemberLog(config)
     depth = config.model.depth
+    sizes = [784, *config.model.hidden_widths(), 10]
+    log.layer_shapes = list(zip(sizes[:-1], sizes[1:], strict=True))
     for s in steps:
         log.layer_steps.append((s, 0))
         values = torch.ones(depth, len(COLUMNS), dtype=torch.float64)

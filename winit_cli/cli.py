@@ -164,12 +164,9 @@ def compare_schemes(
                 advance()
                 terminal.member_line(console, outcome)
 
-            def on_wait(configs) -> None:
-                console.print(f"waiting for {len(configs)} run(s) that another winit process "
-                              "is training")
-
             result = compare(spec, plan, executor=executor, options=options,
-                             on_progress=on_progress, on_member=on_member, on_wait=on_wait)
+                             on_progress=on_progress, on_member=on_member,
+                             on_wait=lambda configs: terminal.waiting_line(console, configs))
         terminal.comparison_table(console, result.frame, list(spec.grid))
         console.print(f"comparison: [bold]{result.path}[/]")
 

@@ -3,12 +3,14 @@
 A network too big for the machine would otherwise fail after the data is loaded, with a
 traceback, or be killed silently by the OOM killer. The estimate for K members trained together:
 
-    parameters   P = sum over layers of fan_in * fan_out + fan_out, in float32
-    per member   P * (weights + gradients + optimizer state: 0 for SGD, 1 for momentum, 3 for
-                 Adam: two moments and the copy the probe keeps to measure the update)
-    activations  6 tensors of [B, width] per layer in a recorded step (z, phi(z), their
-                 gradients, the probe's temporaries), and 3 of [2500, width] in evaluation
-    data         the dataset's images as bytes and as float32
+    parameters   counted on the model itself, built on PyTorch's meta device (shapes, no
+                 memory), so every model kind is counted exactly; float32
+    per member   parameters * (weights + gradients + optimizer state: 0 for SGD, 1 for
+                 momentum, 3 for Adam: two moments and the copy the probe keeps to measure the
+                 update)
+    activations  6 tensors of [B, fan_out] per Linear layer in a recorded step (z, phi(z), their
+                 gradients, the probe's temporaries), and 3 of [2500, fan_out] in evaluation
+    data         the dataset's images (train and test) as bytes and as float32
 
 It is compared with what this process may still allocate: the smallest of MemAvailable
 (/proc/meminfo), the cgroup's memory limit less its usage, and the address-space limit
@@ -26,8 +28,6 @@ from winit_cli.errors import ConfigError
 
 FLOAT = 4  # bytes
 EVAL_CHUNK = 2500  # training.loop.evaluate's chunk
-# (examples in all splits, input size, classes) per dataset
-SHAPES = {"mnist": (70_000, 784, 10), "fashion_mnist": (70_000, 784, 10)}
 OPTIMIZER_COPIES = {"sgd": 0, "momentum": 1, "adam": 3}
 GB = 1e9
 
@@ -53,24 +53,36 @@ def _gb(n: float) -> str:
     return f"{n / GB:,.1f} GB" if n >= 0.1 * GB else f"{n / 1e6:,.0f} MB"
 
 
+def _shape(config: Config) -> tuple[int, list[int], int, int]:
+    """(parameters of one member, fan_out of every Linear layer, training examples, pixels in
+    the dataset),
+    from a model built on the meta device: no memory, whatever its width."""
+    import torch
+
+    from winit_cli.datasets import get_dataset
+    from winit_cli.models import build_model
+
+    spec = get_dataset(config.data.dataset)
+    with torch.device("meta"):
+        model = build_model(config.model, spec.input_size, spec.classes, members=1)
+    train, test = spec.train_images.shape[0], spec.test_images.shape[0]
+    params = sum(p.numel() for p in model.parameters())
+    return params, [out for _, out in model.layer_shapes()], train, (train + test) * spec.input_size
+
+
 def parameter_count(config: Config) -> int:
-    _, inputs, classes = SHAPES.get(config.data.dataset, SHAPES["mnist"])
-    sizes = [inputs, *config.model.hidden_widths(), classes]
-    bias = 1 if config.model.bias else 0
-    return sum(a * b + b * bias for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    return _shape(config)[0]
 
 
 def estimate(config: Config, members: int = 1) -> Estimate:
     """The memory a group of `members` configs shaped like `config` needs while training."""
-    examples, inputs, classes = SHAPES.get(config.data.dataset, SHAPES["mnist"])
-    widths = [*config.model.hidden_widths(), classes]
-    params = parameter_count(config) * FLOAT * members
-    batch = min(config.train.batch_size, examples)
-    activations = FLOAT * members * (6 * batch * (inputs + sum(widths))
-                                     + 3 * EVAL_CHUNK * max(widths))
-    return Estimate(parameters=2 * params,
-                    optimizer=OPTIMIZER_COPIES[config.train.optimizer] * params,
-                    activations=activations, data=examples * inputs * (1 + FLOAT))
+    params, widths, train, pixels = _shape(config)
+    weights = params * FLOAT * members
+    batch = min(config.train.batch_size, train)
+    activations = FLOAT * members * (6 * batch * sum(widths) + 3 * EVAL_CHUNK * max(widths))
+    return Estimate(parameters=2 * weights,
+                    optimizer=OPTIMIZER_COPIES[config.train.optimizer] * weights,
+                    activations=activations, data=pixels * (1 + FLOAT))
 
 
 def _meminfo(path: Path = Path("/proc/meminfo")) -> int | None:

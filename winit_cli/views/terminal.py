@@ -132,6 +132,11 @@ def member_line(console: Console, outcome) -> None:
     console.print(f"[{VERDICT_STYLE.get(v, 'default')}]{v:>9}[/] {escape(record.name)}")
 
 
+def waiting_line(console: Console, configs: list) -> None:
+    """Members another live winit process is training: this one waits for them."""
+    console.print(f"waiting for {len(configs)} run(s) that another winit process is training")
+
+
 def dry_run_table(console: Console, spec, sweep_plan, grid_value) -> None:
     table = Table(title="runs (dry run: nothing trained)")
     for column in (*spec.grid, "seed", "status"):
