@@ -218,14 +218,15 @@ def test_set_list_value():
 
 
 def test_set_unknown_key_did_you_mean():
+    """A bad key given with --set is blamed on that option, not on the file."""
     assert error_of(None, ["model.depht=30"]) == (
-        "<defaults>: model.depht: unknown key (did you mean 'depth'?)"
+        "--set model.depht=30: model.depht: unknown key (did you mean 'depth'?)"
     )
 
 
 def test_set_nested_unknown_key():
     message = error_of(None, ["model.foo.bar=1"])
-    assert message.startswith("<defaults>: model.foo: unknown key")
+    assert message.startswith("--set model.foo.bar=1: model.foo: unknown key")
 
 
 def test_set_into_a_value_is_an_error(tmp_path: Path):
@@ -239,8 +240,8 @@ def test_set_malformed(item: str):
 
 
 def test_set_out_of_range():
-    assert error_of(None, ["train.lr=-1"]).startswith("<defaults>: train.lr: ")
-    assert error_of(None, ["model.depth=0"]).startswith("<defaults>: model.depth: ")
+    assert error_of(None, ["train.lr=-1"]).startswith("--set train.lr=-1: train.lr: ")
+    assert error_of(None, ["model.depth=0"]).startswith("--set model.depth=0: model.depth: ")
 
 
 # --- identity -----------------------------------------------------------------------------------

@@ -42,7 +42,9 @@ def test_unknown_model_kind_names_the_known_ones():
         get_model_kind("resnet")
     assert str(e.value) == f"model.kind: unknown model kind 'resnet'; known: " \
                            f"{', '.join(sorted(MODELS))}"
-    with pytest.raises(ConfigError, match=r"^<defaults>: model.kind: unknown model kind 'resnet'"):
+    # given with --set, the error names the option (issue 9)
+    with pytest.raises(ConfigError,
+                       match=r"^--set model.kind=resnet: model.kind: unknown model kind 'resnet'"):
         load_config(None, ["model.kind=resnet"])
 
 

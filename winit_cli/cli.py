@@ -7,7 +7,7 @@ so `winit --help` answers at once. `--json` puts one JSON document on stdout and
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +15,7 @@ import typer
 import typer.core
 from rich.console import Console
 
-from winit_cli.errors import WinitError
+from winit_cli.errors import ResultsError, WinitError
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=True, rich_markup_mode="rich",
@@ -78,9 +78,13 @@ def user_errors() -> Iterator[None]:
     except WinitError as e:
         errors.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        errors.print("[yellow]interrupted: what was measured so far is saved[/]")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP turned into one by main()
+        from winit_cli.interrupts import Terminated, exit_code
+
+        how = f" by {e}" if isinstance(e, Terminated) else ""
+        with suppress(OSError):  # after SIGHUP the terminal may be gone
+            errors.print(f"[yellow]interrupted{how}: what was measured so far is saved[/]")
+        raise typer.Exit(exit_code(e)) from None
 
 
 def _shown(quiet: bool, as_json: bool) -> Console:
@@ -134,6 +138,10 @@ def run(
             typer.echo(str(outcome.run_dir))
         else:
             run_report(console, outcome, report_dir)
+        for note in outcome.notes:
+            errors.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        if outcome.unsaved:
+            raise ResultsError(outcome.unsaved)
 
 
 def _dry_run(shown: Console, as_json: bool, config, title: str, groups: list,
@@ -236,7 +244,8 @@ def _sweep(spec, dry_run, jobs, executor, address, data_dir, quiet, as_json) -> 
                 terminal.member_line(shown, outcome)
 
             result = compare(spec, plan, executor=executor, options=options,
-                             on_progress=on_progress, on_member=on_member)
+                             on_progress=on_progress, on_member=on_member,
+                             on_wait=lambda configs: terminal.waiting_line(shown, configs))
     if as_json:
         _print_json(json_out.comparison_result(result))
     elif quiet:
@@ -308,5 +317,29 @@ def schemes(
             view.scheme_table(console, scheme_rows(activation, width), activation, width)
 
 
+index_app = typer.Typer(no_args_is_help=True, help="The runs index (runs.csv) of a results folder.")
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("rebuild")
+def index_rebuild(
+    path: Annotated[Path, typer.Argument(
+        exists=True, file_okay=False, help="Results folder.")] = Path("results"),
+) -> None:
+    """Rewrite every runs.csv under PATH from the run folders themselves."""
+    from winit_cli.app.index import rebuild
+
+    with user_errors():
+        for index, lines in rebuild(path):
+            console.print(f"{index}: {lines} run(s)", highlight=False)
+
+
 def main() -> None:
+    import signal
+
+    from winit_cli.interrupts import raise_on
+
+    # `timeout`, `kill`, batch schedulers and closed terminals stop a run as Ctrl-C does: what
+    # was measured is saved and the run is marked interrupted.
+    raise_on(signal.SIGTERM, signal.SIGHUP)
     app()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,13 +17,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from winit_cli.errors import ConfigError
+from winit_cli.yamlfile import Refused, clip, describe_error, load_yaml, read_yaml, shorten
+
+__all__ = ["Config", "load_config", "load_yaml", "validate", "apply_override", "dump_yaml"]
 
 Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid", "elu", "selu", "gelu", "linear"]
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Every float finite: `lr: .inf` or `std: .nan` would pass `gt=0` and fail mid-training.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(Section):
@@ -92,10 +95,10 @@ class RecordConfig(Section):
 
 class DiagnoseConfig(Section):
     vanish_decades: float = Field(
-        2.0, gt=0, description="dL/dz shrinking by more than 10^this from output to a layer"
+        2.0, gt=0, le=100, description="dL/dz shrinking by more than 10^this from output to a layer"
     )
     explode_decades: float = Field(
-        2.0, gt=0, description="dL/dz growing by more than 10^this from output to a layer"
+        2.0, gt=0, le=100, description="dL/dz growing by more than 10^this from output to a layer"
     )
 
 
@@ -122,51 +125,28 @@ class Config(Section):
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML follows YAML 1.1, where `1e-3` (no dot) is a string; read it as a float, as YAML 1.2
-    does, so `lr: 1e-3` and `--set init.params.std=1e-2` mean what they say."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def load_yaml(text: str) -> Any:
-    """`yaml.safe_load`, with YAML 1.2 floats (`1e-3`)."""
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: as safe as safe_load
-
-
 def load_config(path: Path | None, overrides: list[str] = ()) -> Config:
     """Read `path` (or the defaults when None), apply `key.path=value` overrides, validate."""
     source = str(path) if path is not None else "<defaults>"
     raw: dict[str, Any] = {}
     if path is not None:
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise ConfigError(f"{source}: cannot read config ({e.strerror})") from None
-        try:
-            raw = load_yaml(text) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            problem = getattr(e, "problem", e)
-            raise ConfigError(f"{source}:{where} invalid YAML ({problem})") from None
+        raw = read_yaml(Path(path), "config") or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: expected a mapping of sections at the top level")
     for item in overrides:
         apply_override(raw, item)
-    return validate(raw, source)
+    return validate(raw, source, list(overrides))
 
 
-def validate(raw: dict[str, Any], source: str = "<config>") -> Config:
+def validate(raw: dict[str, Any], source: str = "<config>", overrides: list[str] = ()) -> Config:
+    """`raw` as a Config, or a one-line ConfigError naming where the bad value came from: the
+    `--set` option that set that key if there is one, else `source`."""
     try:
         config = Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{source}: {describe(e.errors()[0])}") from None
+        first = e.errors()[0]
+        where = _blame([str(p) for p in first["loc"]], source, overrides)
+        raise ConfigError(f"{where}: {describe(first)}") from None
     # Dataset names, model kinds, scheme names and parameters are checked against the registries,
     # which own them; a scheme alias (kaiming_normal) is recorded under the registry's name.
     from winit_cli.datasets import get_dataset
@@ -179,26 +159,50 @@ def validate(raw: dict[str, Any], source: str = "<config>") -> Config:
         check_scheme(config.init.scheme, config.init.params, config.model.activation)
         config.init.scheme = get_scheme(config.init.scheme).name
     except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
+        key = str(e).partition(":")[0]  # the registries' messages start with the key path
+        loc = key.split(".") if key in _dotted_keys(Config) or key.startswith("init.") \
+            else ["init", "scheme"]
+        raise ConfigError(f"{_blame(loc, source, overrides)}: {e}") from None
     return config
+
+
+def _dotted_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, field in model.model_fields.items():
+        keys.add(prefix + name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys |= _dotted_keys(field.annotation, f"{prefix}{name}.")
+    return keys
+
+
+def _blame(loc: list[str], source: str, overrides: list[str]) -> str:
+    """The last `--set` whose key is `loc` or contains it or lies inside it, else `source`."""
+    for item in reversed(overrides):
+        parts = item.partition("=")[0].strip().split(".")
+        n = min(len(parts), len(loc))
+        if parts[:n] == loc[:n]:
+            return f"--set {clip(item)}"
+    return source
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
     """`model.depth=30` sets raw['model']['depth'] = 30; the value is parsed as YAML."""
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. model.depth=30")
+        raise ConfigError(f"--set {shorten(item)}: expected key.path=value, e.g. model.depth=30")
     parts = key.strip().split(".")
     node = raw
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {item!r}: {part} is not a section")
+            raise ConfigError(f"--set {shorten(item)}: {part} is not a section")
         node = child
     try:
         node[parts[-1]] = load_yaml(value) if value.strip() else None
+    except Refused as e:
+        raise ConfigError(f"--set {key.strip()}: {describe_error(e)}") from None
     except yaml.YAMLError:
-        node[parts[-1]] = value
+        node[parts[-1]] = value  # not YAML: the text itself (a name, a path)
 
 
 def describe(error: dict[str, Any]) -> str:
@@ -211,10 +215,10 @@ def describe(error: dict[str, Any]) -> str:
         hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(known)})"
         return f"{path}: unknown key{hint}"
     if error["type"] == "literal_error":
-        return f"{path}: {error['input']!r} is not one of {error['ctx']['expected']}"
+        return f"{path}: {shorten(error['input'])} is not one of {error['ctx']['expected']}"
     message = error["msg"].removeprefix("Value error, ")
     if "input" in error and error["type"] != "missing" and not isinstance(error["input"], dict):
-        return f"{path}: {message} (got {error['input']!r})"
+        return f"{path}: {message} (got {shorten(error['input'])})"
     return f"{path}: {message}"
 
 

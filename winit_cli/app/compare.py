@@ -10,11 +10,12 @@ from typing import Any
 
 import pandas as pd
 
-from winit_cli.config import apply_override
+from winit_cli.app import preflight
+from winit_cli.config import Config, apply_override
 from winit_cli.errors import ConfigError
 from winit_cli.sweeps.comparison import run_sweep
 from winit_cli.sweeps.executors import ExecutorOptions, ProgressFn, make_executor
-from winit_cli.sweeps.plan import SweepPlan, plan
+from winit_cli.sweeps.plan import SweepPlan, groups, plan
 from winit_cli.sweeps.spec import SweepSpec, load_spec, parse_value, spec_from_options
 
 
@@ -73,8 +74,14 @@ def plan_sweep(spec: SweepSpec) -> SweepPlan:
 
 def compare(spec: SweepSpec, sweep_plan: SweepPlan, *, executor: str = "local",
             options: ExecutorOptions | None = None, on_progress: ProgressFn | None = None,
-            on_member: Callable[[Any], None] | None = None) -> Comparison:
-    """Train the members not yet done with the named executor; the comparison of all."""
-    runner = make_executor(executor, options or ExecutorOptions())
-    frame = run_sweep(sweep_plan, spec, runner, on_progress=on_progress, on_member=on_member)
+            on_member: Callable[[Any], None] | None = None,
+            on_wait: Callable[[list[Config]], None] | None = None) -> Comparison:
+    """Train the members not yet done with the named executor; the comparison of all.
+    `on_wait` hears of members another live process is training, which this one waits for."""
+    options = options or ExecutorOptions()
+    if executor == "local":  # a remote executor's memory is not this machine's
+        preflight.check_groups(groups(sweep_plan.todo), options.jobs)
+    runner = make_executor(executor, options)
+    frame = run_sweep(sweep_plan, spec, runner, on_progress=on_progress, on_member=on_member,
+                      on_wait=on_wait)
     return Comparison(spec, sweep_plan, frame)

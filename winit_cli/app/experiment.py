@@ -9,13 +9,15 @@ goes, with checkpoints, so a crash loses at most a checkpoint interval.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from winit_cli import interrupts
 from winit_cli.config import Config
 from winit_cli.datasets import ProgressFn as DownloadProgress
 from winit_cli.datasets import Splits, load_dataset, make_splits
@@ -50,11 +52,15 @@ class RunResult:
 
 @dataclass
 class RunOutcome:
-    """A finished member: its directory and what was written there."""
+    """A finished member: its directory and what was written there. `unsaved` says why its
+    files are not in `run_dir` (and where they are instead); `notes`, what else went wrong
+    around it (a checkpoint or its index line could not be written)."""
 
     run_dir: Path
     record: RunRecord
     layers: pd.DataFrame
+    unsaved: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def load_splits(config: Config, data_dir: Path | None = None,
@@ -110,15 +116,38 @@ def assemble(log: MemberLog, start: RunRecord, input_moment: float,
              error: str | None = None) -> RunResult:
     """A member's final record and tables: its verdict and the theory beside its step 0."""
     layers, theory = predict_run(log.config, layers_frame(log), input_moment)
-    verdict = _verdict_record(log, layers)
+    status = Status(log.status)
     final = log.final or {"steps": log.layer_steps[-1][0] if log.layer_steps else 0}
     record = start.model_copy(update={
-        "status": Status(log.status), "verdict": verdict,
-        "verdict_text": verdict_of(log, layers).describe(),
+        "status": status, **_verdict_fields(log, layers, status, error),
         "theory": TheoryRecord(**finite_values(theory)),
         "final": FinalRecord(**finite_values(final)),
-        "error": None if log.status == "diverged" else error})
+        "error": None if status is Status.DIVERGED else error})
     return RunResult(record, layers, pd.DataFrame(log.metrics))
+
+
+def _verdict_fields(log: MemberLog, layers: pd.DataFrame, status: Status,
+                    error: str | None) -> dict:
+    """The verdict, or none: a failed run's measurements stop wherever the error struck, and a
+    run that recorded nothing has nothing to judge, so neither is called healthy."""
+    if status is Status.FAILED:
+        return {"verdict": None, "verdict_text": f"no verdict: the run failed ({error})"}
+    if not len(layers):
+        return {"verdict": None, "verdict_text": "no verdict: nothing was recorded (stopped "
+                                                 "before the gradients at step 0 were measured)"}
+    return {"verdict": _verdict_record(log, layers),
+            "verdict_text": verdict_of(log, layers).describe()}
+
+
+def salvage(log: MemberLog, start: RunRecord, error: str) -> RunResult:
+    """What `assemble` could not finish: the tables as measured, no verdict, no theory, and
+    the status failed, so that no run is left saying it is still running."""
+    steps = log.layer_steps[-1][0] if log.layer_steps else 0
+    record = start.model_copy(update={
+        "status": Status.FAILED, "verdict": None, "error": error,
+        "verdict_text": f"no verdict: the run failed ({error})",
+        "final": FinalRecord(steps=steps)})
+    return RunResult(record, layers_frame(log), pd.DataFrame(log.metrics))
 
 
 def group_environment(configs: list[Config]) -> Environment:
@@ -145,7 +174,22 @@ def write_result(result: RunResult, config: Config) -> RunOutcome:
     record = result.record.model_copy(update={"run_id": writer.dir.name,
                                               "started_at": result.record.started_at})
     writer.finish(record, result.layers, result.metrics)
-    return RunOutcome(writer.dir, writer.record, result.layers)
+    return RunOutcome(writer.dir, writer.record, result.layers, writer.unsaved, writer.notes)
+
+
+def _start_writers(configs: list[Config], env: Environment, source: str | None
+                   ) -> list[RunWriter]:
+    """One writer (run folder) per config, or none at all: an error on the third leaves no
+    folders from the first two."""
+    writers: list[RunWriter] = []
+    try:
+        for c in configs:
+            writers.append(RunWriter(c, env, source))
+    except BaseException:
+        for w in writers:
+            shutil.rmtree(w.dir, ignore_errors=True)
+        raise
+    return writers
 
 
 def run_group(configs: list[Config], splits: Splits, *,
@@ -155,29 +199,40 @@ def run_group(configs: list[Config], splits: Splits, *,
     env = group_environment(configs)
     moment = input_second_moment(splits)
     source = str(splits.source) if splits.source else None
-    writers = [RunWriter(c, env, source) for c in configs]
+    writers = _start_writers(configs, env, source)
     if on_start:
         on_start([w.dir for w in writers])
     logs = [MemberLog(c) for c in configs]
+    notes: list[str] = []
 
     def checkpoint(current: list[MemberLog]) -> None:
         for w, log in zip(writers, current, strict=True):
-            w.write_tables(layers_frame(log), pd.DataFrame(log.metrics))
+            try:
+                w.write_tables(layers_frame(log), pd.DataFrame(log.metrics))
+            except OSError as e:  # training goes on: the final write retries, or rescues
+                note = f"{w.dir}: checkpoint not written ({e.strerror or e})"
+                if note not in notes:
+                    notes.append(note)
 
     def finish(error: str | None = None) -> list[RunOutcome]:
-        outcomes = []
-        for w, log in zip(writers, logs, strict=True):
+        with interrupts.deferred():
+            return [finish_member(w, log, error) for w, log in zip(writers, logs, strict=True)]
+
+    def finish_member(w: RunWriter, log: MemberLog, error: str | None) -> RunOutcome:
+        try:
             result = assemble(log, w.record, moment, error)
-            w.finish(result.record, result.layers, result.metrics)
-            outcomes.append(RunOutcome(w.dir, w.record, result.layers))
-        return outcomes
+        except Exception as e:  # a bug in the theory or the diagnosis loses no measurement
+            result = salvage(log, w.record, f"{type(e).__name__} while assembling the "
+                                            f"record: {e}")
+        w.finish(result.record, result.layers, result.metrics)
+        return RunOutcome(w.dir, w.record, result.layers, w.unsaved, [*notes, *w.notes])
 
     try:
         train(configs, splits, on_progress=on_progress, on_checkpoint=checkpoint, logs=logs,
               checkpoint_seconds=configs[0].record.checkpoint_seconds)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, and SIGTERM/SIGHUP (see interrupts)
         _mark_unfinished(logs, Status.INTERRUPTED)
-        finish("interrupted by the user")
+        finish(interrupts.reason(e))
         raise
     except Exception as e:
         _mark_unfinished(logs, Status.FAILED)

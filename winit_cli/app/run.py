@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Protocol
 
+from winit_cli.app import preflight
 from winit_cli.app.experiment import RunOutcome, load_splits, run_group
 from winit_cli.config import Config
 
@@ -67,6 +68,7 @@ def data_source_warning(source: Path | None, data_dir: Path | None, config: Conf
 def run_experiment(config: Config, data_dir: Path | None = None,
                    observer: RunObserver | None = None) -> RunOutcome:
     obs = observer or Silent()
+    preflight.check(config)  # before the data and the model take any memory
     with obs.loading_data():
         splits = load_splits(config, data_dir, on_download=obs.download)
     obs.data_loaded(splits, config)

@@ -24,6 +24,7 @@ import torch
 
 from winit_cli.errors import ConfigError
 from winit_cli.inits.aliases import ALIASES, canonical, suggest
+from winit_cli.yamlfile import shorten
 
 # Arguments every scheme receives from the model builder; everything else is a user parameter.
 _SUPPLIED = ("weight", "bias", "activation", "generator")
@@ -110,7 +111,7 @@ def get_scheme(name: str, where: str = "init.scheme") -> Scheme:
         close = suggest(name, SCHEMES)
         hint = f"did you mean '{close}'? " if close else ""
         raise ConfigError(
-            f"{where}: unknown scheme {name!r}; {hint}known: {', '.join(sorted(SCHEMES))} "
+            f"{where}: unknown scheme {shorten(name)}; {hint}known: {', '.join(sorted(SCHEMES))} "
             f"(aliases: {', '.join(sorted(ALIASES))})"
         )
     return SCHEMES[resolved]
@@ -132,12 +133,15 @@ def check_scheme(name: str, params: dict[str, Any], activation: str) -> None:
             continue  # `gain: null` asks for the default explicitly: from the activation
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
         if numeric and not is_number:
-            raise ConfigError(f"init.params.{key}: expected a number (got {value!r})")
+            raise ConfigError(f"init.params.{key}: expected a number (got {shorten(value)})")
+        if is_number and not abs(value) <= MAX_PARAM:  # False for NaN too
+            raise ConfigError(f"init.params.{key}: must be a finite number within "
+                              f"±{MAX_PARAM:g} (got {shorten(value)})")
         if integer and not (isinstance(value, int) and not isinstance(value, bool)):
-            raise ConfigError(f"init.params.{key}: expected an integer (got {value!r})")
+            raise ConfigError(f"init.params.{key}: expected an integer (got {shorten(value)})")
         if isinstance(default, str) and value not in _CHOICES.get(key, (value,)):
             raise ConfigError(
-                f"init.params.{key}: {value!r} is not one of {', '.join(_CHOICES[key])}"
+                f"init.params.{key}: {shorten(value)} is not one of {', '.join(_CHOICES[key])}"
             )
         if key in _LOWER_BOUND:
             bound, inclusive = _LOWER_BOUND[key]
@@ -152,10 +156,12 @@ def check_scheme(name: str, params: dict[str, Any], activation: str) -> None:
 
 
 _NUMERIC_OR_NONE = ("gain", "std")
+# Weights are float32 (max 3.4e38): a parameter beyond this overflows them within a few layers.
+MAX_PARAM = 1e6
 _CHOICES = {"mode": ("fan_in", "fan_out")}
 # key -> (bound, inclusive)
-_LOWER_BOUND = {"std": (0, True), "l2": (0, True), "sigma_b2": (0, True), "tol": (0, False),
-                "max_iter": (1, True), "batch_size": (1, True)}
+_LOWER_BOUND = {"gain": (0, False), "std": (0, True), "l2": (0, True), "sigma_b2": (0, True),
+                "tol": (0, False), "max_iter": (1, True), "batch_size": (1, True)}
 
 
 def activation_gain(activation: str) -> float:

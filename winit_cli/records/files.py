@@ -10,6 +10,7 @@ import json
 import math
 import numbers
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,12 @@ from winit_cli.errors import ResultsError
 _FILE_MODE = 0o644
 
 
-def atomic_write(path: Path, text: str | bytes) -> None:
-    """Write to a temp file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write(path: Path, text: str | bytes, *, parents: bool = True) -> None:
+    """Write to a temp file beside `path`, then rename: readers never see half a file. With
+    `parents` False the folder must exist: a run's files are never written into a folder that
+    was removed under it (it would reappear holding only part of a run)."""
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; results are ordinary readable files
@@ -37,20 +41,41 @@ def atomic_write(path: Path, text: str | bytes) -> None:
         raise
 
 
-def write_csv(path: Path, frame: pd.DataFrame) -> None:
+def write_csv(path: Path, frame: pd.DataFrame, *, parents: bool = True) -> None:
     # pandas writes floats with repr precision: they round-trip exactly (norms span 40 decades).
-    atomic_write(path, frame.to_csv(index=False))
+    atomic_write(path, frame.to_csv(index=False), parents=parents)
 
 
-def write_json(path: Path, data: dict) -> None:
-    atomic_write(path, json.dumps(data, indent=2, default=str, allow_nan=False) + "\n")
+def write_json(path: Path, data: dict, *, parents: bool = True) -> None:
+    atomic_write(path, json.dumps(data, indent=2, default=str, allow_nan=False) + "\n",
+                 parents=parents)
+
+
+MAX_JSON_BYTES = 16 << 20  # a summary.json is a few kB
 
 
 def read_json(path: Path) -> Any:
+    """A JSON file from a results folder, or ResultsError("<path>: unreadable (why)"). Only a
+    regular file is opened for reading (a FIFO would block), and at most MAX_JSON_BYTES."""
+    def unreadable(why: str) -> ResultsError:
+        return ResultsError(f"{path}: unreadable ({why})")
+
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ResultsError(f"{path}: unreadable ({e})") from None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise unreadable("not a regular file")
+            data = f.read(MAX_JSON_BYTES + 1)
+    except OSError as e:
+        raise unreadable(e.strerror or str(e)) from None
+    if len(data) > MAX_JSON_BYTES:
+        raise unreadable(f"larger than {MAX_JSON_BYTES >> 20} MB")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise unreadable(f"not UTF-8: byte 0x{data[e.start]:02x} at offset {e.start}") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise unreadable(f"not JSON: {str(e)[:80]}") from None
 
 
 def finite(x: Any) -> float | None:

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from winit_cli.errors import ResultsError
+from winit_cli.errors import ResultsError, WinitError
 from winit_cli.records.files import read_json
 from winit_cli.records.schema import RunRecord, Status, parse_record
+from winit_cli.yamlfile import read_yaml, shorten
 
 RUN_MARKERS = ("config.yaml", "summary.json")
+LAYER_COLUMNS = ("step", "layer", "act_grad_norm", "weight_grad_norm")
 
 
 @dataclass
@@ -37,11 +38,11 @@ class Run:
 
     @cached_property
     def layers(self) -> pd.DataFrame | None:
-        return _read_csv(self.dir / "layers.csv")
+        return read_table(self.dir / "layers.csv")[0]
 
     @cached_property
     def metrics(self) -> pd.DataFrame | None:
-        return _read_csv(self.dir / "metrics.csv")
+        return read_table(self.dir / "metrics.csv")[0]
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,40 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree} if prefix else {}
 
 
-def _read_csv(path: Path) -> pd.DataFrame | None:
+def read_table(path: Path, required: tuple[str, ...] = ("step",), keys: tuple[str, ...] = ("step",)
+               ) -> tuple[pd.DataFrame | None, str | None]:
+    """A run's CSV table with every column numeric, or (None, why it cannot be used): every
+    column winit writes to layers.csv and metrics.csv is a number, so a cell that is not one
+    means the file was damaged, and nothing computed from it could be trusted. `keys` may not
+    be empty either (other cells may: a non-finite value is written as an empty cell), and a
+    file that does not end with a newline was cut short (winit's writes are whole)."""
+    name = path.name
+    if not path.is_file():  # a FIFO named layers.csv would block read_csv forever
+        return None, f"{name} is missing" + (" (not a regular file)" if path.exists() else "")
     try:
-        return pd.read_csv(path)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return None
+        with open(path, "rb") as f:
+            if f.seek(0, os.SEEK_END) and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
+                return None, f"{name} is truncated (it ends mid-line)"
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None, f"{name} is empty"
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as e:
+        return None, f"{name} is unreadable ({str(e).strip().splitlines()[0][:120]})"
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        return None, f"{name} lacks columns {missing}"
+    for column in frame.columns:
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        bad = numbers.isna() & frame[column].notna()
+        if column in keys:
+            bad |= numbers.isna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            cell = frame[column].iloc[row]
+            what = "empty" if pd.isna(cell) else f"{shorten(cell, 40)}, not a number"
+            return None, f"{name} line {row + 2}: {column} is {what}"
+        frame[column] = numbers
+    return frame, None
 
 
 def sweep_of(run_dir: Path) -> tuple[str | None, tuple[str, ...]]:
@@ -89,8 +119,8 @@ def sweep_of(run_dir: Path) -> tuple[str | None, tuple[str, ...]]:
     if run_dir.parent.name != "runs" or not (sweep_dir / "sweep.yaml").is_file():
         return None, ()
     try:
-        grid = (yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) or {}).get("grid") or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        grid = (read_yaml(sweep_dir / "sweep.yaml", "sweep.yaml") or {}).get("grid") or {}
+    except (WinitError, AttributeError):
         grid = {}
     return sweep_dir.name, tuple(grid) if isinstance(grid, dict) else ()
 
@@ -114,8 +144,8 @@ def load_run(run_dir: Path, root: Path, *, tables: bool = True) -> Run | Skipped
         return Skipped(rel, "no summary.json")
     try:
         data = read_json(run_dir / "summary.json")
-    except ResultsError:
-        return Skipped(rel, "summary.json is unreadable")
+    except ResultsError as e:
+        return Skipped(rel, "summary.json " + str(e).removeprefix(f"{run_dir / 'summary.json'}: "))
     fields = _fields(data)
     if fields.get("status") == Status.RUNNING:
         return Skipped(rel, "status running (unfinished, or its process died)", fields)
@@ -124,17 +154,18 @@ def load_run(run_dir: Path, root: Path, *, tables: bool = True) -> Run | Skipped
     except ResultsError as e:
         return Skipped(rel, str(e), fields)
     try:
-        config = flatten(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        config = flatten(read_yaml(run_dir / "config.yaml", "config.yaml") or {})
+    except WinitError:
         config = {}
     sweep, grid = sweep_of(run_dir)
     run = Run(run_dir, rel, record, config, sweep, grid)
     if tables:
-        layers = run.layers
-        if layers is None:
-            return Skipped(rel, "layers.csv is missing or unreadable", fields)
-        missing = {"step", "layer", "act_grad_norm", "weight_grad_norm"} - set(layers.columns)
-        if missing or not len(layers):
-            why = f"lacks columns {sorted(missing)}" if missing else "has no records"
-            return Skipped(rel, f"layers.csv {why}", fields)
+        layers, why = read_table(run_dir / "layers.csv", LAYER_COLUMNS, ("step", "layer"))
+        if why is None and not len(layers):
+            why = "layers.csv has no records"
+        if why is None and (run_dir / "metrics.csv").exists():
+            run.__dict__["metrics"], why = read_table(run_dir / "metrics.csv")
+        if why is not None:
+            return Skipped(rel, why, fields)
+        run.__dict__["layers"] = layers  # checked: the cached_property serves this frame
     return run

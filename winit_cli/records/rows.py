@@ -2,8 +2,9 @@
 these, so they tabulate and rank the same runs the same way.
 
 `run_row` flattens a run record into one tidy row (comparison.csv, summary.csv); `aggregate`
-groups rows by configuration (everything but the seed) into mean and std over seeds; `ranked`
-orders configurations by mean test accuracy.
+groups rows by configuration (everything but the seed) into mean and std over distinct seeds,
+repeats of one seed (same config hash) counting once; `ranked` orders configurations by mean
+test accuracy.
 """
 
 from __future__ import annotations
@@ -168,26 +169,36 @@ def config_keys(grid: list[str]) -> list[str]:
 
 def aggregate(frame: pd.DataFrame, grid: list[str]) -> pd.DataFrame:
     """Mean and std over seeds per configuration, for the finished runs. The `members` column
-    (row labels in `frame`) is for the views; it is not written out."""
+    (row labels in `frame`) is for the views; it is not written out.
+
+    Runs with the same config hash computed the same thing (the hash covers the seed): they are
+    repeats, one observation, not independent seeds. Each seed's numbers are the mean of its
+    repeats, and the mean and std are over distinct seeds; `runs` counts every run, `n_seeds`
+    the distinct seeds and `repeats` the runs beyond one per seed."""
     keys = config_keys(grid)
     done = frame[frame.status.isin(FINISHED)]
     rows = []
     for key, index in rows_by_key(done, keys).items():
         g = done.loc[index]
+        identity = g.config_hash.fillna(g.seed.astype(str))  # a row without a hash: its seed
         verdicts = g.verdict.fillna("unknown").value_counts().sort_index()
         row = dict(zip(keys, key, strict=True))
-        row.update(members=index, runs=len(g), seeds=" ".join(str(s) for s in g.seed.dropna()),
+        row.update(members=index, runs=len(g), n_seeds=identity.nunique(),
+                   repeats=len(g) - identity.nunique(),
+                   seeds=" ".join(str(s) for s in g.seed.dropna().drop_duplicates()),
                    verdicts=" ".join(f"{v}:{n}" for v, n in verdicts.items()),
                    healthy_runs=int(((g.verdict == "healthy") & (g.status == "complete")).sum()),
                    diverged_runs=int((g.verdict == "diverged").sum()),
                    reached_target=int(g.steps_to_target.notna().sum()))
         for m in AVERAGED:
-            values = pd.to_numeric(g[m], errors="coerce").dropna()
+            per_seed = pd.to_numeric(g[m], errors="coerce").groupby(identity.to_numpy()).mean()
+            values = per_seed.dropna()
             row[f"{m}_mean"] = float(values.mean()) if len(values) else None
             row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
         rows.append(row)
-    columns = [*keys, "members", "runs", "seeds", "verdicts", "healthy_runs", "diverged_runs",
-               "reached_target", *(f"{m}_{s}" for m in AVERAGED for s in ("mean", "std"))]
+    columns = [*keys, "members", "runs", "n_seeds", "repeats", "seeds", "verdicts",
+               "healthy_runs", "diverged_runs", "reached_target",
+               *(f"{m}_{s}" for m in AVERAGED for s in ("mean", "std"))]
     out = pd.DataFrame(rows, columns=columns)
     out["depth"] = out["depth"].astype("Int64")
     return out

@@ -164,4 +164,5 @@ def parse_record(data: Any, where: str) -> RunRecord:
     except ValidationError as e:
         first = e.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ResultsError(f"{where}: {key}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ResultsError(f"{where}: {key}: {message}") from None

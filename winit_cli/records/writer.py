@@ -14,7 +14,10 @@ measured, and a status that says the run did not finish.
 from __future__ import annotations
 
 import platform
+import shutil
 import sys
+import tempfile
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,18 +44,33 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+NAME_CHARS = 64  # of the run's name in its folder's name (the record keeps it whole)
+
+
 def new_run_dir(config: Config, started: datetime) -> Path:
     """<output_dir>/<time>_<name>_<hash6>, with a numeric suffix if that exists already."""
     root = Path(config.output_dir)
-    stem = f"{started:%Y%m%d-%H%M%S}_{config.name}_{config.content_hash()[:6]}"
+    stem = f"{started:%Y%m%d-%H%M%S}_{config.name[:NAME_CHARS]}_{config.content_hash()[:6]}"
     for n in range(1000):
         path = root / (stem if n == 0 else f"{stem}-{n}")
         try:
             path.mkdir(parents=True, exist_ok=False)
             return path
         except FileExistsError:
+            if not root.is_dir():
+                break  # output_dir (or a folder above it) is a file
             continue
+        except OSError as e:
+            raise ResultsError(f"{root}: cannot create a run folder there "
+                               f"({e.strerror or e})") from None
+    if not root.is_dir():
+        raise ResultsError(f"{root}: output_dir is not a folder (a file of that name exists)")
     raise ResultsError(f"{root}: cannot create a run directory named {stem}")
+
+
+def rescue_dir(run_id: str) -> Path:
+    """Where a finished run's files go when its own folder cannot take them."""
+    return Path(tempfile.gettempdir()) / "winit-rescued" / run_id
 
 
 def first_record(config: Config, run_id: str, started: datetime, env: Environment,
@@ -70,29 +88,68 @@ def first_record(config: Config, run_id: str, started: datetime, env: Environmen
 
 
 class RunWriter:
-    """One run directory, from creation (status running) to the final record and index line."""
+    """One run directory, from creation (status running) to the final record and index line.
+
+    Creating it either writes config.yaml and the first summary or leaves no folder behind.
+    `finish` never loses a finished run to an OS error (disk full, read-only, removed folder):
+    its files then go to `rescue_dir`, and `unsaved` says what happened and where they are.
+    """
 
     def __init__(self, config: Config, env: Environment, data_source: str | None,
                  run_dir: Path | None = None):
         self.config = config
+        self.unsaved: str | None = None  # set by finish when the files could not be written here
+        self.notes: list[str] = []  # what went wrong beside the run (its index line)
         started = utcnow()
         self.dir = run_dir if run_dir is not None else new_run_dir(config, started)
         self.record = first_record(config, self.dir.name, started, env, data_source)
-        atomic_write(self.dir / "config.yaml", dump_yaml(config))
-        self.write_summary(self.record)
+        try:
+            atomic_write(self.dir / "config.yaml", dump_yaml(config), parents=False)
+            self.write_summary(self.record)
+        except OSError as e:
+            if run_dir is None:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            raise ResultsError(f"{self.dir}: cannot write the run's files "
+                               f"({e.strerror or e})") from None
 
     def write_summary(self, record: RunRecord) -> None:
-        write_json(self.dir / "summary.json", record.to_json())
+        write_json(self.dir / "summary.json", record.to_json(), parents=False)
 
     def write_tables(self, layers: pd.DataFrame, metrics: pd.DataFrame) -> None:
-        write_csv(self.dir / "layers.csv", layers)
-        write_csv(self.dir / "metrics.csv", metrics)
+        write_csv(self.dir / "layers.csv", layers, parents=False)
+        write_csv(self.dir / "metrics.csv", metrics, parents=False)
 
     def finish(self, record: RunRecord, layers: pd.DataFrame, metrics: pd.DataFrame) -> None:
         """The tables, then the record (so a record never points at tables not yet written),
         then the index line."""
-        self.write_tables(layers, metrics)
         record = record.model_copy(update={"finished_at": utcnow().isoformat(timespec="seconds")})
         self.record = record
-        self.write_summary(record)
-        append_index(self.config.output_dir, record, self.dir)
+        try:
+            self.write_tables(layers, metrics)
+            self.write_summary(record)
+        except OSError as e:
+            self.unsaved = self._rescue(record, layers, metrics, e)
+            return
+        note = append_index(self.config.output_dir, record, self.dir)
+        if note:
+            self.notes.append(note)
+
+    def _rescue(self, record: RunRecord, layers: pd.DataFrame, metrics: pd.DataFrame,
+                error: OSError) -> str:
+        why = error.strerror or str(error)
+        rescue = rescue_dir(self.dir.name)
+        try:
+            rescue.mkdir(parents=True, exist_ok=True)
+            atomic_write(rescue / "config.yaml", dump_yaml(self.config))
+            write_csv(rescue / "layers.csv", layers)
+            write_csv(rescue / "metrics.csv", metrics)
+            write_json(rescue / "summary.json", record.to_json())
+            where = f"its files are in {rescue}"
+        except OSError:
+            where = "nor anywhere else: what was measured is only in the output above"
+        with suppress(OSError):  # the run's folder says where its files went, if it still can
+            self.write_summary(record.model_copy(update={
+                "status": Status.FAILED, "verdict": None,
+                "verdict_text": "no verdict here: the run's files could not be written",
+                "error": f"could not write the run's files here ({why}); {where}"}))
+        return f"{self.dir}: could not write the run's files ({why}); {where}"

@@ -4,39 +4,94 @@ the run directories on disk (records/rows.run_row, the same rows `winit report` 
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
+from winit_cli.config import Config
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, write_csv
+from winit_cli.records.index import remove_runs
 from winit_cli.records.reader import Run, load_run
 from winit_cli.records.rows import column_name, rows_frame, run_row
+from winit_cli.sweeps.claims import Claims
 from winit_cli.sweeps.executors import Executor, MemberFailure, ProgressFn
-from winit_cli.sweeps.plan import SweepPlan, groups
+from winit_cli.sweeps.plan import SweepPlan, groups, member_folders
 from winit_cli.sweeps.spec import SweepSpec, grid_value
 
 
 def run_sweep(sweep_plan: SweepPlan, spec: SweepSpec, executor: Executor,
               on_progress: ProgressFn | None = None,
-              on_member: Callable[[Any], None] | None = None) -> pd.DataFrame:
-    sweep_plan.directory.mkdir(parents=True, exist_ok=True)
-    atomic_write(sweep_plan.directory / "sweep.yaml",
-                 yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    for stale in sweep_plan.stale:
-        shutil.rmtree(stale, ignore_errors=True)
+              on_member: Callable[[Any], None] | None = None,
+              on_wait: Callable[[list[Config]], None] | None = None) -> pd.DataFrame:
+    """Train the members not done, each exactly once however many processes run this sweep:
+    a member is trained by whoever claims it (sweeps/claims.py); members another live process
+    holds are waited for, then taken over if that process stopped before finishing them.
+    comparison.csv is written after every member and at the end, interrupted or not."""
+    directory = sweep_plan.directory
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write(directory / "sweep.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    claims = Claims(directory)
     failures: list[MemberFailure] = []
-    for outcome in executor.run(groups(sweep_plan.todo), on_progress):
-        if isinstance(outcome, MemberFailure):
-            failures.append(outcome)
-        if on_member:
-            on_member(outcome)
-        write_comparison(sweep_plan, spec, failures)
+    todo = sweep_plan.todo
+    try:
+        while todo:
+            busy: list[Config] = []
+            claimed = _claimed(groups(todo), claims, directory / "runs", busy)
+            with closing(executor.run(claimed, on_progress)) as outcomes:
+                for outcome in outcomes:
+                    if isinstance(outcome, MemberFailure):
+                        failures.append(outcome)
+                    if on_member:
+                        on_member(outcome)
+                    claims.release(_hash_of(outcome))
+                    write_comparison(sweep_plan, spec, failures)
+            if busy and on_wait:
+                on_wait(busy)
+            claims.wait([c.content_hash() for c in busy])
+            todo = busy  # finished elsewhere by now, or to be taken over
+    except BaseException:
+        with suppress(Exception):  # what was saved is tabulated; the interruption goes on
+            write_comparison(sweep_plan, spec, failures)
+        raise
+    finally:
+        claims.release_all()
     return write_comparison(sweep_plan, spec, failures)
+
+
+def _hash_of(outcome: Any) -> str:
+    if isinstance(outcome, MemberFailure):
+        return outcome.config.content_hash()
+    return outcome.record.config_hash
+
+
+def _claimed(todo: list[list[Config]], claims: Claims, runs_dir: Path,
+             busy: list[Config]) -> Iterator[list[Config]]:
+    """The groups to train, each cut down to the members this process claims, as the executor
+    asks for them (so two processes share out a sweep's groups). A member held elsewhere goes
+    to `busy`; one finished elsewhere since planning is dropped; an unfinished folder of a
+    claimed member is removed (with its index line) before it is redone."""
+    for group in todo:
+        folders = member_folders(runs_dir)
+        mine = []
+        for config in group:
+            config_hash = config.content_hash()
+            if not claims.take(config_hash):
+                busy.append(config)
+                continue
+            own = folders.get(config_hash, [])
+            if any(f.finished for f in own):
+                claims.release(config_hash)
+                continue
+            if own:
+                remove_runs([f.path for f in own])
+            mine.append(config)
+        if mine:
+            yield mine
 
 
 def _runs_by_hash(directory: Path) -> dict[str, Run]:

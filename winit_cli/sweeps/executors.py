@@ -3,6 +3,9 @@
 An executor's `run(groups, on_progress)` takes groups of configs (each may train as one stacked
 model, see `plan.groups`) and yields, for every member, a `RunOutcome` (its run directory is
 written under the sweep) or a `MemberFailure`. A failing group never takes other groups down.
+`groups` is an iterable that claims each group as it is drawn (comparison._claimed): draw a
+group only when it is about to start. On KeyboardInterrupt (or when closed early) an executor
+stops what it started, lets it save its records as interrupted, and returns.
 
 Adding an executor is one class registered with `@register_executor("name")` (its factory takes
 `ExecutorOptions`) plus its test; `winit compare --executor NAME` then finds it.
@@ -14,14 +17,18 @@ import difflib
 import multiprocessing
 import os
 import queue
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from winit_cli import interrupts
 from winit_cli.config import Config
 from winit_cli.errors import ConfigError
+from winit_cli.records.index import remove_runs
 
 # (step, total steps, info) from whichever group is training
 ProgressFn = Callable[[int, int, dict], None]
@@ -42,7 +49,7 @@ class ExecutorOptions:
 
 
 class Executor(Protocol):
-    def run(self, groups: list[list[Config]],
+    def run(self, groups: Iterable[list[Config]],
             on_progress: ProgressFn | None = None) -> Iterator[Any]: ...
 
 
@@ -89,56 +96,112 @@ class InProcessExecutor:
     def __init__(self, splits_for: Callable[[Config], Any]):
         self.splits_for = splits_for
 
-    def run(self, groups: list[list[Config]],
+    def run(self, groups: Iterable[list[Config]],
             on_progress: ProgressFn | None = None) -> Iterator[Any]:
+        for group in groups:
+            yield from self._group(group, on_progress)
+
+    def _group(self, group: list[Config], on_progress: ProgressFn | None) -> list[Any]:
         from winit_cli.app.experiment import run_group
 
-        for group in groups:
-            try:
-                yield from run_group(group, self.splits_for(group[0]), on_progress=on_progress)
-            except KeyboardInterrupt:
-                raise
-            except Exception as e:
-                if len(group) == 1:
-                    yield MemberFailure(group[0], f"{type(e).__name__}: {e}")
-                    continue
-                yield from self.run([[c] for c in group], on_progress)
+        started: list[Path] = []
+        try:
+            outcomes = run_group(group, self.splits_for(group[0]), on_progress=on_progress,
+                                 on_start=started.extend)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:
+            if len(group) == 1:
+                return [MemberFailure(group[0], f"{type(e).__name__}: {e}")]
+            # Each member gets one folder: the batched attempt's are removed before the retries.
+            remove_runs(started)
+            return [o for config in group for o in self._group([config], on_progress)]
+        return [MemberFailure(c, o.unsaved) if o.unsaved else o
+                for c, o in zip(group, outcomes, strict=True)]
 
 
 class ProcessExecutor:
     """Runs groups in `jobs` local worker processes, each training its groups batched (as
     InProcessExecutor does) on cores // jobs threads. Workers report their steps through a
     queue, so the parent's progress bar moves. A worker that dies (a crash, the OOM killer)
-    fails only the members of its group."""
+    fails only the members of its group.
+
+    Groups are handed out as workers free up (at most `jobs` in flight), so each is claimed
+    only when it starts. Workers run in their own session: a Ctrl-C at the terminal reaches
+    the parent alone, which stops them with the signal it received; they save what they measured
+    and the parent returns once they have (or kills them after STOP_SECONDS)."""
 
     POLL_SECONDS = 0.2
+    STOP_SECONDS = 60.0
 
     def __init__(self, jobs: int, data_dir: Path | None = None):
         self.jobs, self.data_dir = jobs, data_dir
 
-    def run(self, groups: list[list[Config]],
+    def run(self, groups: Iterable[list[Config]],
             on_progress: ProgressFn | None = None) -> Iterator[Any]:
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        todo = iter(groups)
         with context.Manager() as manager, ProcessPoolExecutor(
-                self.jobs, mp_context=context) as pool:
+                self.jobs, mp_context=context, initializer=_start_worker,
+                initargs=(threads,)) as pool:
             steps = manager.Queue()
-            pending = {pool.submit(_work, group, self.data_dir, threads, steps): group
-                       for group in groups}
+            pending: dict[Future, list[Config]] = {}
             try:
-                while pending:
+                while True:
+                    while len(pending) < self.jobs and (group := next(todo, None)):
+                        pending[pool.submit(_work, group, self.data_dir, steps)] = group
+                    if not pending:
+                        break
                     done, _ = wait(pending, timeout=self.POLL_SECONDS, return_when=FIRST_COMPLETED)
                     _drain(steps, on_progress)
                     for future in done:
-                        group = pending.pop(future)
-                        try:
-                            yield from future.result()
-                        except Exception as e:  # the worker itself died
-                            why = f"worker failed: {type(e).__name__}: {e}"
-                            yield from (MemberFailure(config, why) for config in group)
-            except KeyboardInterrupt:
-                pool.shutdown(cancel_futures=True)
-                raise
+                        yield from _outcomes(future, pending.pop(future))
+            finally:
+                if pending:  # interrupted (or closed early): stop the workers, keep their records
+                    _stop(pool, pending, self.STOP_SECONDS)
+
+
+def _outcomes(future: Future, group: list[Config]) -> list[Any]:
+    try:
+        return future.result()
+    except Exception as e:  # the worker itself died
+        why = f"worker failed: {type(e).__name__}: {e}"
+        return [MemberFailure(config, why) for config in group]
+
+
+def _stop(pool: ProcessPoolExecutor, pending: dict[Future, list[Config]],
+          patience: float) -> None:
+    """Send the workers the signal that stopped this process (Ctrl-C if none was recorded):
+    each saves its records as interrupted. Then wait for them, killing any that hang."""
+    signum = interrupts.received or signal.SIGINT
+    workers = list(getattr(pool, "_processes", {}).values())  # no public handle on them
+    for process in workers:
+        with suppress(ProcessLookupError, TypeError):
+            os.kill(process.pid, signum)
+    with interrupts.deferred():  # a second Ctrl-C does not cut the workers' saving short
+        wait(pending, timeout=patience)
+    for process in workers:
+        if process.is_alive() and not all(f.done() for f in pending):
+            process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_worker(threads: int) -> None:
+    """A worker: its own session (the terminal's Ctrl-C goes to the parent alone), no reaction
+    to signals while idle, and SIGTERM when its parent dies (Linux), so that no orphan goes on
+    writing into a sweep another process may be taking over."""
+    import torch
+
+    os.setsid()
+    for s in interrupts.STOPPING:
+        signal.signal(s, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+    with suppress(OSError, AttributeError):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
 
 
 def _drain(steps: Any, on_progress: ProgressFn | None) -> None:
@@ -148,6 +211,8 @@ def _drain(steps: Any, on_progress: ProgressFn | None) -> None:
             latest = steps.get_nowait()
         except queue.Empty:
             break
+        except (OSError, EOFError):  # the manager is gone (shutting down): no more progress
+            return
     if latest is not None and on_progress is not None:
         on_progress(*latest)
 
@@ -155,17 +220,22 @@ def _drain(steps: Any, on_progress: ProgressFn | None) -> None:
 _WORKER_SPLITS: dict = {}
 
 
-def _work(group: list[Config], data_dir: Path | None, threads: int, steps: Any) -> list[Any]:
-    import torch
-
-    torch.set_num_threads(threads)
+def _work(group: list[Config], data_dir: Path | None, steps: Any) -> list[Any]:
+    """One group in a worker; the stop signals interrupt it only while it trains."""
     if "splits_for" not in _WORKER_SPLITS:
         _WORKER_SPLITS["splits_for"] = cached_splits(data_dir)
 
     def report(step: int, total: int, info: dict) -> None:
-        steps.put((step, total, {"loss": info.get("loss", float("nan"))}))
+        with suppress(OSError, EOFError):
+            steps.put((step, total, {"loss": info.get("loss", float("nan"))}))
 
-    return list(InProcessExecutor(_WORKER_SPLITS["splits_for"]).run([group], report))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupts.raise_on(signal.SIGTERM, signal.SIGHUP)
+    try:
+        return list(InProcessExecutor(_WORKER_SPLITS["splits_for"]).run([group], report))
+    finally:
+        for s in interrupts.STOPPING:
+            signal.signal(s, signal.SIG_IGN)
 
 
 @register_executor("local")

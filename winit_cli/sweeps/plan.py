@@ -6,7 +6,9 @@
 
 The sweep directory is named by the spec's content, so rerunning the same command finds it and
 skips members whose run finished (matched by their resolved config's hash); unfinished ones are
-removed and redone. Members that share a shape train together as one stacked model.
+removed and redone, by whichever process claims the member (sweeps/claims.py): planning itself
+removes nothing, since another process may be writing those folders. Members that share a shape
+train together as one stacked model.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from winit_cli.config import Config
-from winit_cli.errors import ConfigError, ResultsError
+from winit_cli.config import Config, load_config
+from winit_cli.errors import ConfigError, ResultsError, WinitError
 from winit_cli.records.reader import read_record
+from winit_cli.records.schema import RunRecord
 from winit_cli.sweeps.spec import SweepSpec, _dig
 
 MAX_GROUP = 8  # members trained as one stacked model
@@ -28,11 +31,43 @@ class SweepPlan:
     directory: Path
     members: list[Config]
     done: dict[str, Path]  # config hash -> completed run dir
-    stale: list[Path]  # incomplete run dirs to redo
+    stale: list[Path]  # unfinished run dirs, redone by whoever claims their member
+    unfinished: dict[str, str]  # config hash -> status of its unfinished run (interrupted...)
 
     @property
     def todo(self) -> list[Config]:
         return [c for c in self.members if c.content_hash() not in self.done]
+
+
+@dataclass
+class MemberFolder:
+    path: Path
+    record: RunRecord | None  # None: summary.json unreadable (attributed by config.yaml)
+
+    @property
+    def finished(self) -> bool:
+        return self.record is not None and self.record.status.finished
+
+
+def member_folders(runs_dir: Path) -> dict[str, list[MemberFolder]]:
+    """The run folders under a sweep's runs/, by config hash. A folder whose summary.json is
+    damaged belongs to the member its config.yaml describes; one with neither readable belongs
+    to none (and is left alone)."""
+    found: dict[str, list[MemberFolder]] = {}
+    if not runs_dir.is_dir():
+        return found
+    for path in sorted(p for p in runs_dir.iterdir() if p.is_dir() and p.name[0] != "."):
+        try:
+            record = read_record(path)
+            config_hash = record.config_hash
+        except ResultsError:
+            record = None
+            try:
+                config_hash = load_config(path / "config.yaml").content_hash()
+            except WinitError:
+                continue
+        found.setdefault(config_hash, []).append(MemberFolder(path, record))
+    return found
 
 
 def plan(spec: SweepSpec, output_dir: Path | None = None) -> SweepPlan:
@@ -43,17 +78,16 @@ def plan(spec: SweepSpec, output_dir: Path | None = None) -> SweepPlan:
     root = Path(output_dir or members[0].output_dir) / "sweeps"
     directory = root / f"{spec.name}-{spec.digest()[:6]}"
     members = [c.model_copy(update={"output_dir": directory / "runs"}) for c in members]
-    done, stale = {}, []
-    for summary_path in sorted((directory / "runs").glob("*/summary.json")):
-        try:
-            record = read_record(summary_path.parent)
-        except ResultsError:
-            record = None
-        if record is not None and record.status.finished and record.config_hash in hashes:
-            done[record.config_hash] = summary_path.parent
-        else:
-            stale.append(summary_path.parent)
-    return SweepPlan(directory, members, done, stale)
+    done, stale, unfinished = {}, [], {}
+    for config_hash, folders in member_folders(directory / "runs").items():
+        for folder in folders:
+            if folder.finished and config_hash in hashes:
+                done[config_hash] = folder.path
+            else:
+                stale.append(folder.path)
+                unfinished[config_hash] = folder.record.status.value if folder.record \
+                    else "damaged"
+    return SweepPlan(directory, members, done, stale, unfinished)
 
 
 def groups(configs: list[Config]) -> list[list[Config]]:

@@ -9,14 +9,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from winit_cli.config import Config, apply_override, load_yaml, validate
+from winit_cli.config import Config, apply_override, validate
 from winit_cli.errors import ConfigError
+from winit_cli.yamlfile import Refused, describe_error, load_yaml, read_yaml, shorten
 
 # The built-in comparison: the schemes users come for, on a network deep enough to tell them apart.
 DEFAULT_SCHEMES = ("normal", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal",
@@ -27,6 +29,9 @@ DEFAULT_BASE: dict[str, Any] = {
     "train": {"epochs": 1, "optimizer": "momentum", "lr": 0.01},
     "record": {"every": 10, "eval_every": 50},
 }
+
+MAX_MEMBERS = 10_000  # runs in one sweep: a typo in a grid should not plan a billion
+
 
 @dataclass
 class SweepSpec:
@@ -45,6 +50,10 @@ class SweepSpec:
     def members(self) -> list[Config]:
         """Every grid point x seed, validated; the order is the grid's, seeds innermost."""
         keys = list(self.grid)
+        count = math.prod(len(v) for v in self.grid.values()) * len(self.seeds)
+        if count > MAX_MEMBERS:
+            raise ConfigError(f"sweep {self.name}: {count:,} runs; at most {MAX_MEMBERS:,} in "
+                              "one sweep")
         configs = []
         for values in itertools.product(*(self.grid[k] for k in keys)):
             for seed in self.seeds:
@@ -77,6 +86,8 @@ def parse_value(text: str) -> Any:
     """A grid value from the command line, read as YAML: '20' is an int, 'relu' a string."""
     try:
         return load_yaml(text)
+    except Refused as e:
+        raise ConfigError(f"--grid value {shorten(text)}: {describe_error(e)}") from None
     except yaml.YAMLError:
         return text
 
@@ -112,20 +123,18 @@ def load_spec(path: Path) -> SweepSpec:
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"{path}: grid must map config keys to non-empty lists of values")
     seeds = raw.get("seeds", [0])
-    seeds = list(range(seeds)) if isinstance(seeds, int) else seeds
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = list(range(seeds)) if 0 < seeds <= MAX_MEMBERS else []
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
-        raise ConfigError(f"{path}: seeds must be a count or a list of integers (got {seeds!r})")
+        raise ConfigError(f"{path}: seeds must be a count or a list of integers "
+                          f"(got {shorten(seeds)})")
     return SweepSpec(str(raw.get("name", Path(path).stem)), base, grid, seeds)
 
 
 def _read_base(path: Path) -> dict[str, Any]:
-    """A YAML mapping from a file, or a one-line ConfigError."""
-    try:
-        base = load_yaml(Path(path).read_text()) or {}
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    """A YAML mapping from a file (read with every bound of yamlfile), or a one-line
+    ConfigError."""
+    base = read_yaml(Path(path), "sweep or config file") or {}
     if not isinstance(base, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return base

@@ -117,8 +117,17 @@ def describe(label: str, members: pd.DataFrame, agg: pd.Series) -> str:
                  f"{'s' if zeros != 1 else ''}{' (mean over seeds)' if n > 1 else ''}.")
     text += _expectation(members)
     spread = f" ± {100 * agg.test_accuracy_std:.1f}" if finite(agg.test_accuracy_std) else ""
-    seeds = f" (mean of {n} seeds)" if n > 1 else ""
-    return text + f" Test accuracy {_pct(agg.test_accuracy_mean)}{spread}{seeds}."
+    return text + f" Test accuracy {_pct(agg.test_accuracy_mean)}{spread}{_over_seeds(agg)}."
+
+
+def _over_seeds(agg: pd.Series) -> str:
+    """` (mean of 3 seeds)`; repeats of one seed (same config hash) are said to be repeats."""
+    repeats = int(agg.get("repeats", 0) or 0)
+    n_seeds = int(agg.get("n_seeds", agg.runs))
+    said = [f"mean of {n_seeds} seeds"] if n_seeds > 1 else []
+    if repeats:
+        said.append(f"{repeats} repeat{'s' if repeats > 1 else ''} of the same seed counted once")
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def recommend(title: str, order: pd.DataFrame, summary: pd.DataFrame, labels: dict) -> str:
@@ -133,7 +142,7 @@ def recommend(title: str, order: pd.DataFrame, summary: pd.DataFrame, labels: di
     pick = healthy.iloc[0]
     text = (f"**{title}:** use {labels[pick.name]}: the highest test accuracy among "
             f"configurations with healthy gradients, {_pct(pick.test_accuracy_mean)}")
-    text += f" (mean of {pick.runs} seeds)." if pick.runs > 1 else "."
+    text += f"{_over_seeds(pick)}."
     if best.name != pick.name and finite(best.test_accuracy_mean) is not None:
         text += (f" {labels[best.name]} scored higher, {_pct(best.test_accuracy_mean)}, but its "
                  f"gradients were not healthy ({best.verdicts}).")

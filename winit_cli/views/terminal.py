@@ -110,6 +110,8 @@ def run_report(console: Console, outcome, report_dir: Path | None = None) -> Non
     if v is not None:
         console.print(f"measured verdict: [{_style(v.verdict)}]{escape(r.verdict_text or '')}[/]",
                       highlight=False)
+    elif r.verdict_text:
+        console.print(f"verdict: [dim]{escape(r.verdict_text)}[/]")
     final = r.final
     console.print(
         f"accuracy: train {pct(final.train_accuracy)}, val {pct(final.val_accuracy)}"
@@ -176,11 +178,18 @@ def member_line(console: Console, outcome) -> None:
     console.print(f"[{_style(v)}]{v:>9}[/] {escape(record.name)}", highlight=False)
 
 
+def waiting_line(console: Console, configs: list) -> None:
+    """Members another live winit process is training: this one waits for them."""
+    console.print(f"waiting for {len(configs)} run(s) that another winit process is training")
+
+
 def dry_run_table(console: Console, spec, sweep_plan, grid_value) -> None:
     table = new_table("runs (dry run: nothing trained)",
                       [(k, "text") for k in (*spec.grid, "seed", "status")])
     for c in sweep_plan.members:
-        status = "done" if c.content_hash() in sweep_plan.done else "to run"
+        h = c.content_hash()
+        was = sweep_plan.unfinished.get(h)
+        status = "done" if h in sweep_plan.done else f"to run (was {was})" if was else "to run"
         table.add_row(*[escape(str(grid_value(c, k))) for k in spec.grid], str(c.train.seed),
                       status)
     console.print(table)
