@@ -129,6 +129,8 @@ def check_scheme(name: str, params: dict[str, Any], activation: str) -> None:
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
         if numeric and not is_number:
             raise ConfigError(f"init.params.{key}: expected a number (got {value!r})")
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"init.params.{key}: expected true or false (got {value!r})")
         if integer and not (isinstance(value, int) and not isinstance(value, bool)):
             raise ConfigError(f"init.params.{key}: expected an integer (got {value!r})")
         if isinstance(default, str) and value not in _CHOICES.get(key, (value,)):
@@ -150,8 +152,8 @@ def check_scheme(name: str, params: dict[str, Any], activation: str) -> None:
 _NUMERIC_OR_NONE = ("gain", "std")
 _CHOICES = {"mode": ("fan_in", "fan_out")}
 # key -> (bound, inclusive)
-_LOWER_BOUND = {"std": (0, True), "l2": (0, True), "sigma_b2": (0, True), "tol": (0, False),
-                "max_iter": (1, True), "batch_size": (1, True)}
+_LOWER_BOUND = {"std": (0, True), "l2": (0, True), "sigma_b2": (0, True), "sigma_w2": (0, True),
+                "tol": (0, False), "max_iter": (1, True), "batch_size": (1, True)}
 
 
 def activation_gain(activation: str) -> float:
