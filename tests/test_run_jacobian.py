@@ -34,7 +34,8 @@ def _config(tmp_path, params: dict, name: str):
 
 @pytest.fixture(scope="module")
 def critical_runs(mnist_raw, tmp_path_factory):
-    """Critical tanh (sigma_b2 = 0: sigma_w2 = 1), Gaussian and orthogonal, trained together for 1 step."""
+    """Critical tanh (sigma_b2 = 0: sigma_w2 = 1), Gaussian and orthogonal, trained together
+    for one step."""
     tmp = tmp_path_factory.mktemp("jacobian")
     splits = make_splits(mnist_raw, 500, 2000, seed=0)
     configs = [_config(tmp, {"sigma_b2": 0.0}, "gauss"),
