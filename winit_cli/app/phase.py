@@ -30,6 +30,7 @@ from winit_cli.sweeps.executors import ExecutorOptions, ProgressFn
 from winit_cli.sweeps.plan import SweepPlan, plan
 from winit_cli.sweeps.spec import SweepSpec
 from winit_cli.views.phase_plot import PhaseTheory, phase_diagram
+from winit_cli.views.plots import save
 
 THEORY_POINTS = 40  # sigma_w2 values the c xi_c curve is drawn through
 
@@ -157,8 +158,9 @@ def draw_phase(diagram: PhaseDiagram) -> Path:
     o = diagram.options
     title = (f"{o.activation}, width {o.width}, sigma_b2 = {o.sigma_b2:g}, {o.steps} steps, "
              f"{o.seeds} seed(s)")
-    return phase_diagram(diagram.grid, phase_theory(o), title,
-                         agreement_line(diagram.grid, o), diagram.figure_path)
+    figure = phase_diagram(diagram.grid, phase_theory(o), title,
+                           agreement_line(diagram.grid, o))
+    return save(figure, diagram.figure_path)
 
 
 def run_phase(options: PhaseOptions, *, executor: str = "local",

@@ -1,11 +1,10 @@
 """The trainability phase diagram: measured accuracy over sigma_w2 x depth, with the mean-field
 boundaries drawn over it (Schoenholz et al. 2017, Fig. 5). Reads phase.csv-shaped frames and
-curves computed beforehand; never a live model."""
+curves computed beforehand; never a live model. Drawing returns the figure; plots.save writes it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +12,7 @@ from matplotlib import colormaps
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from winit_cli.views.plots import _edges, save
+from winit_cli.views.plots import _edges
 
 
 @dataclass
@@ -25,7 +24,7 @@ class PhaseTheory:
 
 
 def phase_diagram(grid: pd.DataFrame, theory: PhaseTheory, title: str, agreement_line: str,
-                  path: Path, value: str = "test_accuracy") -> Path:
+                  value: str = "test_accuracy") -> Figure:
     """Heatmap of `value` per (sigma_w2, depth) cell; c xi_c curve; chi_1 = 1 line; cells the
     theory misclassifies crossed out."""
     wide = grid.pivot(index="depth", columns="sigma_w2", values=value).sort_index()
@@ -53,4 +52,4 @@ def phase_diagram(grid: pd.DataFrame, theory: PhaseTheory, title: str, agreement
     ax.set_ylabel("depth (Linear layers)")
     ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
     ax.set_title(f"{title}\n{agreement_line}", fontsize=10)
-    return save(fig, path)
+    return fig
