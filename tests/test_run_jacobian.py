@@ -120,3 +120,13 @@ def test_mean_field_scheme_draws_the_given_variances():
     w = _member_weights("mean_field", {"sigma_w2": 3.0, "sigma_b2": 0.1})[0]
     assert w.var().item() == pytest.approx(3.0 / 784, rel=0.03)
     assert abs(w.mean().item()) < 4 * math.sqrt(3.0 / 784 / w.numel())
+
+
+def test_report_draws_the_spectrum_density(critical_runs, tmp_path):
+    """`winit report` over runs with spectrum.csv adds a spectrum-density figure to their group
+    (and none for runs without one: see test_report.py's figure lists)."""
+    from winit_cli.app.report import build_report
+
+    report = build_report([critical_runs[0].run_dir.parent], tmp_path / "report")
+    figures = [p for p in report.files if p.name.startswith("spectrum_")]
+    assert len(figures) == 1 and figures[0].stat().st_size > 1000

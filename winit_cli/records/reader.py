@@ -43,6 +43,12 @@ class Run:
     def metrics(self) -> pd.DataFrame | None:
         return _read_csv(self.dir / "metrics.csv")
 
+    @cached_property
+    def spectrum(self) -> pd.DataFrame | None:
+        """The step-0 Jacobian singular values (record.jacobian), or None where not taken."""
+        path = self.dir / "spectrum.csv"
+        return _read_csv(path) if path.exists() else None
+
 
 @dataclass(frozen=True)
 class Skipped:
