@@ -57,6 +57,8 @@ def textbook(name: str, activation: str, mode: str = "fan_in", **p) -> tuple[flo
     if name == "critical":  # chi = 1: He for the ReLU family, 1 for tanh with zero bias
         sigma_w2 = {"relu": 2.0, "tanh": 1.0, "leaky_relu": 2.0 / (1 + 0.01**2)}.get(activation)
         return (None if sigma_w2 is None else sigma_w2 / FAN_IN), p.get("sigma_b2", 0.0)
+    if name == "mean_field":  # Poole et al. 2016's parametrisation, set directly
+        return p.get("sigma_w2", 1.0) / FAN_IN, p.get("sigma_b2", 0.0)
     raise AssertionError(f"no textbook formula for {name}: add one to this test")
 
 

@@ -257,6 +257,61 @@ def _sweep(spec, dry_run, jobs, executor, address, data_dir, quiet, as_json) -> 
 
 
 @app.command()
+def phase(
+    sigma_w2: Annotated[str, typer.Option(
+        "--sigma-w2", help="Comma-separated weight variances sigma_w^2.")] = "0.5,1,1.5,2,3,4",
+    depths: Annotated[str, typer.Option(help="Comma-separated depths.")] = "5,10,20,40",
+    sigma_b2: Annotated[float, typer.Option("--sigma-b2", min=0, help="Bias variance.")] = 0.05,
+    activation: Annotated[str, typer.Option(help="Hidden activation.")] = "tanh",
+    width: Annotated[int, typer.Option(min=1, help="Hidden width.")] = 128,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps per cell.")] = 200,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per cell.")] = 1,
+    subset: Annotated[int, typer.Option(min=1, help="Training examples used.")] = 10_000,
+    c: Annotated[float, typer.Option("--c", min=0, help="Theory boundary: depth <= c xi_c.")] = 6.0,
+    threshold: Annotated[float, typer.Option(
+        help="A cell trained if its test accuracy exceeds this (default 2x chance).")] = 0.2,
+    set_: SetOption = None,
+    name: Annotated[str, typer.Option(help="Sweep name.")] = "phase",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs only.")] = False,
+    jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Trainability phase diagram over sigma_w^2 x depth, with mean-field theory overlaid.
+
+    Its own command, not a `compare` option: compare ranks init schemes, while phase sweeps the
+    mean-field parameters themselves (the `mean_field` scheme) and adds what compare has no
+    place for: theory per sigma_w^2 (chi_1, xi_c), the phase.csv grid, the heatmap with the
+    chi_1 = 1 and c xi_c boundaries, and how many cells the theory classifies correctly. It
+    runs on the same sweep machinery: rerun it to resume; same-depth cells train batched.
+    """
+    from winit_cli.app.compare import split_option
+    from winit_cli.app.phase import PhaseOptions, agreement_line, plan_phase, run_phase
+    from winit_cli.sweeps.executors import ExecutorOptions
+    from winit_cli.sweeps.spec import grid_value
+    from winit_cli.views import terminal
+    from winit_cli.views.progress import download_progress, sweep_progress
+
+    with user_errors():
+        options = PhaseOptions(
+            split_option(sigma_w2, float, "--sigma-w2"), split_option(depths, int, "--depths"),
+            sigma_b2,
+            activation, width, steps, seeds, subset, c=c, threshold=threshold, name=name,
+            overrides=set_ or [])
+        spec, plan = planned = plan_phase(options)
+        terminal.sweep_header(console, spec, plan)
+        if dry_run:
+            terminal.dry_run_table(console, spec, plan, grid_value)
+            return
+        with sweep_progress(console, len(plan.todo)) as (on_progress, advance):
+            diagram = run_phase(
+                options, executor_options=ExecutorOptions(jobs, data_dir,
+                                                          download_progress(console)),
+                on_progress=on_progress, on_member=lambda _: advance(), planned=planned)
+        console.print(agreement_line(diagram.grid, options))
+        console.print(f"grid: [bold]{diagram.grid_path}[/]\nfigure: [bold]{diagram.figure_path}[/]")
+
+
+@app.command()
 def report(
     paths: Annotated[list[Path] | None, typer.Argument(
         help="Run directories, sweep directories or folders of them (default: results/).",

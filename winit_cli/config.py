@@ -91,6 +91,10 @@ class RecordConfig(Section):
         30.0, ge=0, description="rewrite the CSVs at most this often while training (0: every "
                                 "step); a crash loses at most this much"
     )
+    jacobian: bool = Field(
+        False, description="at step 0, record the singular values of dz_{L-1}/dz_1 (spectrum.csv)"
+    )
+    jacobian_inputs: PositiveInt = Field(16, description="training inputs the Jacobian is taken at")
 
 
 class DiagnoseConfig(Section):
@@ -122,6 +126,9 @@ class Config(Section):
             d.pop(key)
         d["data"].pop("dir")
         d["record"].pop("checkpoint_seconds")  # when files are saved, not what is computed
+        if not d["record"]["jacobian"]:  # keeps the hashes of runs made before the option
+            d["record"].pop("jacobian")
+            d["record"].pop("jacobian_inputs")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 

@@ -28,6 +28,7 @@ from winit_cli.records.files import finite, finite_values
 from winit_cli.records.schema import (
     Environment,
     FinalRecord,
+    JacobianRecord,
     RunRecord,
     Status,
     TheoryRecord,
@@ -48,6 +49,7 @@ class RunResult:
     record: RunRecord
     layers: pd.DataFrame
     metrics: pd.DataFrame
+    spectrum: pd.DataFrame | None = None  # spectrum.csv, with record.jacobian
 
 
 @dataclass
@@ -112,18 +114,43 @@ def _verdict_record(log: MemberLog, layers: pd.DataFrame) -> VerdictRecord:
         zero_grad_layers_init=int((step0.act_grad_norm == 0).sum()) if len(step0) else None)
 
 
+def jacobian_record(log: MemberLog, theory: dict) -> tuple[JacobianRecord | None,
+                                                              pd.DataFrame | None]:
+    """summary.json's `jacobian` block and spectrum.csv (value, weight: one row per singular
+    value, weights summing to 1), or (None, None) when the run did not ask for them."""
+    config = log.config.record
+    if not config.jacobian:
+        return None, None
+    if log.jacobian is None:
+        reason = log.jacobian_reason or "not measured (the run stopped before step 0)"
+        return JacobianRecord(method="none", inputs=config.jacobian_inputs, reason=reason), None
+    summary = log.jacobian
+    ratio = theory.get("predicted_log10_ratio")
+    # predicted log10 ||dL/dz_1|| / ||dL/dz_{L-1}|| is half the sum of log10 chi_l, l = 1..L-2
+    predicted = 10.0 ** (2 * ratio) if ratio is not None else None
+    record = JacobianRecord(**finite_values({
+        "mean_sq": summary.mean_sq, "max": summary.max, "spread": summary.spread,
+        "spread_uncertainty": summary.spread_uncertainty,
+        "zero_fraction": summary.zero_fraction, "predicted_mean_sq": predicted}),
+        method=summary.method, inputs=config.jacobian_inputs)
+    frame = pd.DataFrame({"value": summary.singular_values.numpy(),
+                          "weight": summary.weights.numpy()})
+    return record, frame
+
+
 def assemble(log: MemberLog, start: RunRecord, input_moment: float,
              error: str | None = None) -> RunResult:
     """A member's final record and tables: its verdict and the theory beside its step 0."""
     layers, theory = predict_run(log.config, layers_frame(log), input_moment)
     status = Status(log.status)
     final = log.final or {"steps": log.layer_steps[-1][0] if log.layer_steps else 0}
+    jacobian, spectrum = jacobian_record(log, theory)
     record = start.model_copy(update={
         "status": status, **_verdict_fields(log, layers, status, error),
-        "theory": TheoryRecord(**finite_values(theory)),
+        "theory": TheoryRecord(**finite_values(theory)), "jacobian": jacobian,
         "final": FinalRecord(**finite_values(final)),
         "error": None if status is Status.DIVERGED else error})
-    return RunResult(record, layers, pd.DataFrame(log.metrics))
+    return RunResult(record, layers, pd.DataFrame(log.metrics), spectrum)
 
 
 def _verdict_fields(log: MemberLog, layers: pd.DataFrame, status: Status,
@@ -173,7 +200,7 @@ def write_result(result: RunResult, config: Config) -> RunOutcome:
     writer = RunWriter(config, result.record.environment, result.record.data_source)
     record = result.record.model_copy(update={"run_id": writer.dir.name,
                                               "started_at": result.record.started_at})
-    writer.finish(record, result.layers, result.metrics)
+    writer.finish(record, result.layers, result.metrics, result.spectrum)
     return RunOutcome(writer.dir, writer.record, result.layers, writer.unsaved, writer.notes)
 
 
@@ -224,7 +251,7 @@ def run_group(configs: list[Config], splits: Splits, *,
         except Exception as e:  # a bug in the theory or the diagnosis loses no measurement
             result = salvage(log, w.record, f"{type(e).__name__} while assembling the "
                                             f"record: {e}")
-        w.finish(result.record, result.layers, result.metrics)
+        w.finish(result.record, result.layers, result.metrics, result.spectrum)
         return RunOutcome(w.dir, w.record, result.layers, w.unsaved, [*notes, *w.notes])
 
     try:

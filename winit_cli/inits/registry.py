@@ -137,6 +137,8 @@ def check_scheme(name: str, params: dict[str, Any], activation: str) -> None:
         if is_number and not abs(value) <= MAX_PARAM:  # False for NaN too
             raise ConfigError(f"init.params.{key}: must be a finite number within "
                               f"±{MAX_PARAM:g} (got {shorten(value)})")
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"init.params.{key}: expected true or false (got {shorten(value)})")
         if integer and not (isinstance(value, int) and not isinstance(value, bool)):
             raise ConfigError(f"init.params.{key}: expected an integer (got {shorten(value)})")
         if isinstance(default, str) and value not in _CHOICES.get(key, (value,)):
@@ -161,7 +163,8 @@ MAX_PARAM = 1e6
 _CHOICES = {"mode": ("fan_in", "fan_out")}
 # key -> (bound, inclusive)
 _LOWER_BOUND = {"gain": (0, False), "std": (0, True), "l2": (0, True), "sigma_b2": (0, True),
-                "tol": (0, False), "max_iter": (1, True), "batch_size": (1, True)}
+                "sigma_w2": (0, True), "tol": (0, False), "max_iter": (1, True),
+                "batch_size": (1, True)}
 
 
 def activation_gain(activation: str) -> float:

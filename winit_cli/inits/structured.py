@@ -128,9 +128,30 @@ def _critical_variance(fan_in, fan_out, activation, *, sigma_b2, **_):
     return critical_sigma_w2(activation, float(sigma_b2)) / fan_in, float(sigma_b2)
 
 
+def _scaled_orthogonal_(weight: torch.Tensor, sigma_w2: float, generator) -> None:
+    """A semi-orthogonal matrix with the per-element variance of N(0, sigma_w2 / fan_in).
+
+    gain Q has mean square gain^2 / max(fan_in, fan_out) per element, so gain^2 =
+    sigma_w2 max / fan_in: every input direction is then scaled by sqrt(sigma_w2) (when
+    fan_out >= fan_in) exactly, not only on average.
+    """
+    fan_out, fan_in = weight.shape
+    gain = math.sqrt(sigma_w2 * max(fan_in, fan_out) / fan_in)
+    torch.nn.init.orthogonal_(weight, gain=gain, generator=generator)
+
+
+def _gaussian_bias_(bias, sigma_b2: float, generator) -> None:
+    if bias is None:
+        return
+    if sigma_b2 > 0:
+        torch.nn.init.normal_(bias, 0.0, math.sqrt(sigma_b2), generator=generator)
+    else:
+        torch.nn.init.zeros_(bias)
+
+
 @register("critical", variance=_critical_variance,
-          formula="N(0, sigma_w2*/fan_in), b ~ N(0, sigma_b2), chi* = 1")
-def critical(weight, bias, *, activation, generator, sigma_b2=0.0):
+          formula="N(0, sigma_w2*/fan_in) or orthogonal, b ~ N(0, sigma_b2), chi* = 1")
+def critical(weight, bias, *, activation, generator, sigma_b2=0.0, orthogonal=False):
     """Edge of chaos: W ~ N(0, sigma_w2*/fan_in), b ~ N(0, sigma_b2), with chi = 1 at q*.
 
     Poole et al. 2016, "Exponential expressivity in deep neural networks through transient
@@ -142,12 +163,37 @@ def critical(weight, bias, *, activation, generator, sigma_b2=0.0):
     scale xi = 1 / |ln chi| is infinite. Some activations (GELU) have no such point; the config
     is then rejected. Also known as critical initialization, edge-of-chaos initialization.
 
-    Example: ``init: {scheme: critical, params: {sigma_b2: 0.05}}``
+    orthogonal: true draws scaled orthogonal weights with the same variance instead
+    (Pennington, Schoenholz & Ganguli 2017, "Resurrecting the sigmoid in deep learning through
+    dynamical isometry"): the same chi, but with tanh the Jacobian's singular values stay
+    concentrated as depth grows, where Gaussian weights spread them.
+
+    Example: ``init: {scheme: critical, params: {sigma_b2: 0.05, orthogonal: true}}``
     """
     sigma_w2 = critical_sigma_w2(activation, float(sigma_b2))
-    torch.nn.init.normal_(weight, 0.0, math.sqrt(sigma_w2 / weight.shape[1]), generator=generator)
-    if bias is not None:
-        if sigma_b2 > 0:
-            torch.nn.init.normal_(bias, 0.0, math.sqrt(sigma_b2), generator=generator)
-        else:
-            torch.nn.init.zeros_(bias)
+    if orthogonal:
+        _scaled_orthogonal_(weight, sigma_w2, generator)
+    else:
+        torch.nn.init.normal_(weight, 0.0, math.sqrt(sigma_w2 / weight.shape[1]),
+                              generator=generator)
+    _gaussian_bias_(bias, float(sigma_b2), generator)
+
+
+def _mean_field_variance(fan_in, fan_out, activation, *, sigma_w2, sigma_b2, **_):
+    return float(sigma_w2) / fan_in, float(sigma_b2)
+
+
+@register("mean_field", variance=_mean_field_variance,
+          formula="N(0, sigma_w2/fan_in), b ~ N(0, sigma_b2), any point of the phase diagram")
+def mean_field(weight, bias, *, activation, generator, sigma_w2=1.0, sigma_b2=0.0):
+    """Mean-field parameters set directly: W ~ N(0, sigma_w2/fan_in), b ~ N(0, sigma_b2).
+
+    The parametrisation of Poole et al. 2016 and Schoenholz et al. 2017, for a point anywhere
+    in the (sigma_w2, sigma_b2) plane: ordered (chi_1 < 1), critical, or chaotic. `winit phase`
+    sweeps it over sigma_w2 x depth. sigma_w2 = 1 is LeCun normal, 2 He normal.
+
+    Example: ``init: {scheme: mean_field, params: {sigma_w2: 1.5, sigma_b2: 0.05}}``
+    """
+    torch.nn.init.normal_(weight, 0.0, math.sqrt(float(sigma_w2) / weight.shape[1]),
+                          generator=generator)
+    _gaussian_bias_(bias, float(sigma_b2), generator)

@@ -44,6 +44,12 @@ class Run:
     def metrics(self) -> pd.DataFrame | None:
         return read_table(self.dir / "metrics.csv")[0]
 
+    @cached_property
+    def spectrum(self) -> pd.DataFrame | None:
+        """The step-0 Jacobian singular values (record.jacobian), or None where not taken."""
+        path = self.dir / "spectrum.csv"
+        return read_table(path, ("value", "weight"), ())[0] if path.exists() else None
+
 
 @dataclass(frozen=True)
 class Skipped:

@@ -85,6 +85,21 @@ class FinalRecord(_Block):
     samples_per_second: float | None = None
 
 
+class JacobianRecord(_Block):
+    """The singular values of dz_{L-1}/dz_1 at step 0 (measure/jacobian.py; all of them are in
+    spectrum.csv), beside the mean-field product of chi that their mean square should equal."""
+
+    method: str  # exact | lanczos
+    inputs: int  # training inputs the Jacobian was taken at (values pooled over them)
+    mean_sq: float | None = None  # mean of s^2, zeros included
+    max: float | None = None
+    spread: float | None = None  # std of ln s over nonzero s
+    spread_uncertainty: float | None = None  # 0 for the exact method
+    zero_fraction: float | None = None
+    predicted_mean_sq: float | None = None  # prod_{l=1}^{L-2} chi_l from the run's theory
+    reason: str | None = None  # why nothing was measured
+
+
 class Environment(_Block):
     python: str
     torch: str
@@ -116,6 +131,7 @@ class RunRecord(BaseModel):
     verdict: VerdictRecord | None = None  # None while running, and for runs with no record
     verdict_text: str | None = None
     theory: TheoryRecord | None = None
+    jacobian: JacobianRecord | None = None  # only with record.jacobian
     final: FinalRecord = Field(default_factory=FinalRecord)
     environment: Environment
     data_source: str | None = None  # the folder the dataset was read from

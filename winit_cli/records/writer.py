@@ -4,6 +4,7 @@
                      metrics.csv    step, epoch, train/val loss and accuracy
                      layers.csv     one row per recorded step and layer (see measure/probes.py)
                      summary.json   the run record (records/schema.py)
+                     spectrum.csv   with record.jacobian: value, weight per singular value
     results/runs.csv                one line per run, appended
 
 summary.json says `"status": "running"` until the run ends; the CSVs are rewritten whole at
@@ -119,13 +120,16 @@ class RunWriter:
         write_csv(self.dir / "layers.csv", layers, parents=False)
         write_csv(self.dir / "metrics.csv", metrics, parents=False)
 
-    def finish(self, record: RunRecord, layers: pd.DataFrame, metrics: pd.DataFrame) -> None:
+    def finish(self, record: RunRecord, layers: pd.DataFrame, metrics: pd.DataFrame,
+               spectrum: pd.DataFrame | None = None) -> None:
         """The tables, then the record (so a record never points at tables not yet written),
-        then the index line."""
+        then the index line. spectrum.csv: the step-0 Jacobian's singular values, if taken."""
         record = record.model_copy(update={"finished_at": utcnow().isoformat(timespec="seconds")})
         self.record = record
         try:
             self.write_tables(layers, metrics)
+            if spectrum is not None:
+                write_csv(self.dir / "spectrum.csv", spectrum)
             self.write_summary(record)
         except OSError as e:
             self.unsaved = self._rescue(record, layers, metrics, e)

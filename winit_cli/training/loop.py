@@ -17,8 +17,10 @@ import torch
 from winit_cli.config import Config
 from winit_cli.datasets import Splits
 from winit_cli.errors import ConfigError
+from winit_cli.measure.jacobian import JacobianSpectrum
 from winit_cli.measure.probes import COLUMNS
 from winit_cli.training.schedule import Schedule
+from winit_cli.training.spectrum import init_spectra, spectrum_reason
 from winit_cli.training.step import Group, StepResult, evaluate, run_step, setup
 
 # What members of one batched group must share; everything else (scheme, seed, L2) may differ.
@@ -41,6 +43,8 @@ class MemberLog:
     diverged_step: int | None = None
     diverged_layer: int | None = None
     final: dict = field(default_factory=dict)  # final train/val/test loss and accuracy
+    jacobian: JacobianSpectrum | None = None  # at step 0, with record.jacobian
+    jacobian_reason: str | None = None  # why record.jacobian measured nothing
 
 
 def resolve_device(name: str) -> torch.device:
@@ -175,6 +179,7 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
     group = setup([log.config for log in logs], splits, device)
     for log in logs:
         log.layer_shapes = group.model.layer_shapes()
+    record_spectra(logs, group, splits)
     steps = group.plan.steps
     alive = torch.ones(len(logs), dtype=torch.bool)
     window = Window(len(logs))
@@ -193,6 +198,18 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
             on_checkpoint(logs)
             last_checkpoint = time.perf_counter()
     finish(logs, group, splits, device, time.perf_counter() - started)
+
+
+def record_spectra(logs: list[MemberLog], group: Group, splits: Splits) -> None:
+    """The Jacobian spectrum of every member at initialization, if the config asks for it."""
+    config = logs[0].config  # record and model are shared by the group
+    if not config.record.jacobian:
+        return
+    reason = spectrum_reason(group.model, config.model.kind)
+    spectra = [None] * len(logs) if reason else init_spectra(
+        group.model, splits.x_train, config.record.jacobian_inputs)
+    for log, spectrum in zip(logs, spectra, strict=True):
+        log.jacobian, log.jacobian_reason = spectrum, reason
 
 
 def finish(logs: list[MemberLog], group: Group, splits: Splits, device: torch.device,

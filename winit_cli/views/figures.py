@@ -15,6 +15,7 @@ from winit_cli.records.reader import Run
 from winit_cli.records.rows import by_group, group_keys
 from winit_cli.views import plots
 from winit_cli.views.quantities import quantities_over_time
+from winit_cli.views.spectrum_plot import SpectrumLine, spectrum_density
 from winit_cli.views.words import group_title, number
 
 MAX_QUANTITY_FIGURES = 4  # configurations per group with a per-layer-quantities figure
@@ -88,8 +89,24 @@ def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.Da
         ("training curves", plots.training_curves(
             curves, f"Training and validation: {title}"), f"curves_{slug}"),
         *quantities,
+        *_spectrum_figure(configs, summary, runs, labels, colors, title, slug),
     ]
     return [(alt, plots.save(fig, plot_dir / f"{name}.png", output)) for alt, fig, name in made]
+
+
+def _spectrum_figure(configs, summary, runs, labels, colors, title, slug) -> list[tuple]:
+    """The Jacobian spectrum density per configuration, where the runs recorded spectrum.csv."""
+    lines = []
+    for i, cfg in configs.iterrows():
+        spectra = [runs[p].spectrum for p in summary.loc[cfg.members, "path"]]
+        spectra = [f for f in spectra if f is not None and len(f)]
+        if spectra:
+            lines.append(SpectrumLine(labels[i].replace("`", ""), colors[labels[i]], spectra))
+    if not lines:
+        return []
+    return [("Jacobian spectrum at init", spectrum_density(
+        lines, f"Singular values of the Jacobian at initialization: {title}"),
+        f"spectrum_{slug}")]
 
 
 def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[str, Run],

@@ -1,0 +1,50 @@
+"""The density of the step-0 Jacobian's singular values, one line per configuration (Pennington,
+Schoenholz & Ganguli 2017, Fig. 2): concentrated near one (dynamical isometry) or spread over
+decades. Reads spectrum.csv frames (value, weight); drawing returns the figure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+BINS = 60
+ZERO_RTOL = 1e-6  # as measure/jacobian.py: values below this times the maximum count as zero
+
+
+@dataclass
+class SpectrumLine:
+    label: str
+    color: str
+    spectra: list[pd.DataFrame]  # one spectrum.csv per seed, pooled with equal weight
+
+
+def _pooled_log10(spectra: list[pd.DataFrame]) -> tuple[np.ndarray, np.ndarray]:
+    values = np.concatenate([f.value.to_numpy(float) for f in spectra])
+    weights = np.concatenate([f.weight.to_numpy(float) / len(spectra) for f in spectra])
+    keep = values > ZERO_RTOL * values.max()
+    return np.log10(values[keep]), weights[keep]
+
+
+def spectrum_density(lines: Sequence[SpectrumLine], title: str) -> Figure:
+    """Weighted histograms of log10 s on shared bins; zeros left out (their share is in the
+    legend)."""
+    pooled = [_pooled_log10(line.spectra) for line in lines]
+    every = np.concatenate([p[0] for p in pooled])
+    bins = np.linspace(every.min(), every.max(), BINS + 1) if every.size else np.linspace(-1, 1, 3)
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for line, (log_s, weights) in zip(lines, pooled, strict=True):
+        density, edges = np.histogram(log_s, bins=bins, weights=weights, density=False)
+        zero = 1 - weights.sum()
+        ax.stairs(density / np.diff(edges), edges, color=line.color, lw=1.6,
+                  label=f"{line.label} (zeros {100 * zero:.0f}%)" if zero > 1e-9 else line.label)
+    ax.axvline(0.0, color="#777777", lw=0.8, ls=":")
+    ax.set_xlabel("log10 singular value of dz_{L-1}/dz_1 at step 0")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return fig
