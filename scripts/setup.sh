@@ -12,7 +12,9 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==2.13.0"
 fi
-pip install -e '.[dev]'
+# The ray extra (tests/test_ray.py runs a real cluster) adds ~300 MB and 10-25 s; leave it out
+# with WINIT_EXTRAS=dev.
+pip install -e ".[${WINIT_EXTRAS:-dev,ray}]"
 # Machines without internet may hold verified copies of the datasets beside the checkout: use
 # them as the cache rather than trying to download. (winit still verifies every file it reads.)
 link_shared() {  # link_shared <folder under ../shared/data and the cache> <name for people>

@@ -13,6 +13,7 @@ from typing import Annotated, get_args
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from winit_cli.errors import ConfigError, WinitError
 
@@ -49,7 +50,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except WinitError as e:
-        errors.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # escaped: a message may hold brackets (`pip install 'winit[ray]'`) that are not markup
+        errors.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         errors.print("[yellow]interrupted: what was measured so far is saved[/]")
