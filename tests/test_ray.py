@@ -195,8 +195,13 @@ def test_without_ray_the_executor_says_how_to_install_it(tmp_path, monkeypatch):
 @pytest.mark.parametrize(("extra", "message"), [
     (["--executor", "ray", "--jobs", "2"], "--jobs is for the local executor"),
     (["--address", "127.0.0.1:1"], "--address is for --executor ray"),
+    # nothing listens on port 1: refused at once, where Ray itself would wait for minutes
+    (["--executor", "ray", "--address", "127.0.0.1:1"], "cannot reach the Ray cluster at"),
+    (["--executor", "ray", "--address", "ray://127.0.0.1:1"], "cannot reach the Ray cluster"),
+    (["--executor", "ray", "--address", "head"], "expected HOST:PORT"),
 ])
 def test_executor_options_that_do_not_fit_are_one_error_line(tmp_path, extra, message):
+    """Options that cannot work fail at once, in one line, before anything trains."""
     result = CliRunner().invoke(app, compare_args(tmp_path, STEPS, *extra))
     assert result.exit_code == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1

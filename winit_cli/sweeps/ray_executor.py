@@ -19,6 +19,8 @@ cancels the outstanding tasks; members already written stay, and the next run re
 from __future__ import annotations
 
 import io
+import os
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -97,9 +99,10 @@ class RayExecutor:
         ray = import_ray()
         if not batches:  # all done already: no cluster needed
             return
-        connect(ray, self.address)
+        ours = connect(ray, self.address)
         pending: list = []
         try:
+            check_fits(ray, batches, self.cpus_per_task)
             submitted = self._submit(ray, batches)
             pending = list(submitted)
             while pending:
@@ -117,7 +120,8 @@ class RayExecutor:
             # Ctrl-C, or the consumer stopped early: what is still running is nobody's now.
             for ref in pending:
                 ray.cancel(ref, force=True)
-            ray.shutdown()
+            if ours:  # a connection the caller made is the caller's to close
+                ray.shutdown()
 
     def _submit(self, ray, batches: list[list[Config]]) -> dict:
         task = ray.remote(train_group)
@@ -137,16 +141,46 @@ class RayExecutor:
         return submitted
 
 
-def connect(ray, address: str | None) -> None:
-    """ray.init at `address`; None lets Ray read $RAY_ADDRESS, else start Ray on this machine."""
+def connect(ray, address: str | None) -> bool:
+    """ray.init at `address`; None lets Ray read $RAY_ADDRESS, else start Ray on this machine.
+    False if Ray was connected already (by the caller)."""
     if ray.is_initialized():
-        return
+        return False
+    given = address or os.environ.get("RAY_ADDRESS")
+    if given and given not in ("auto", "local"):
+        _check_reachable(given)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level="WARNING", configure_logging=False)
     except ConnectionError as e:
         raise ConfigError(f"cannot reach the Ray cluster at {address or 'RAY_ADDRESS'}: "
                           f"{_first_line(e)}") from None
+    return True
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Ray waits minutes on an address nobody answers at: try a TCP connection first."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except ValueError:
+        raise ConfigError(f"Ray address {address!r}: expected HOST:PORT or ray://HOST:PORT"
+                          ) from None
+    except OSError as e:
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: "
+                          f"{e.strerror or type(e).__name__}") from None
+
+
+def check_fits(ray, batches: list[list[Config]], cpus_per_task: int) -> None:
+    """A task no node can hold would wait forever (for an autoscaler): say so instead."""
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    if not any(n.get("CPU", 0) >= cpus_per_task for n in nodes):
+        raise ConfigError(f"no node of the Ray cluster has {cpus_per_task} CPUs for a task")
+    if any(g[0].train.device == "cuda" for g in batches) and \
+            not any(n.get("GPU", 0) >= 1 for n in nodes):
+        raise ConfigError("train.device is cuda but the Ray cluster has no GPU; "
+                          "use train.device=cpu (or auto)")
 
 
 def write_records(records: GroupRecords, group: list[Config]) -> Iterator[Any]:
