@@ -43,7 +43,7 @@ GRID = {"init.scheme": ["he_normal", "xavier_normal"], "model.depth": [4, 6, 8, 
 
 
 def spec(out: Path, steps: int):
-    from winit_cli.sweeps.sweep import SweepSpec
+    from winit_cli.sweeps.spec import SweepSpec
 
     base = json.loads(json.dumps(BASE))
     base["train"]["steps"] = steps
@@ -53,12 +53,13 @@ def spec(out: Path, steps: int):
 
 def timed_sweep(executor_for, steps: int) -> float:
     """Seconds for the whole sweep, from planning to the last record written."""
-    from winit_cli.sweeps import sweep
+    from winit_cli.sweeps.comparison import run_sweep
+    from winit_cli.sweeps.plan import plan
 
     with tempfile.TemporaryDirectory(prefix="winit-bench-") as out:
         s = spec(Path(out), steps)
         start = time.perf_counter()
-        frame = sweep.run_sweep(sweep.plan(s), s, executor_for())
+        frame = run_sweep(plan(s), s, executor_for())
         seconds = time.perf_counter() - start
     if set(frame.status) != {"complete"}:
         raise SystemExit(f"the sweep did not complete: {list(frame.status)}")
@@ -69,8 +70,8 @@ def driver(steps: int) -> None:
     """Inside a cluster's namespace: one Ray sweep, then Ray's own overheads; one JSON line."""
     import ray
 
+    from winit_cli.sweeps.executors import cached_splits
     from winit_cli.sweeps.ray_executor import RayExecutor
-    from winit_cli.sweeps.sweep import cached_splits
 
     start = time.perf_counter()
     ray.init(log_to_driver=False, logging_level="ERROR")
@@ -101,7 +102,7 @@ def local_contenders(cores: int) -> dict:
     """name -> a function timing one sweep in this process (or its local workers)."""
     import torch
 
-    from winit_cli.sweeps.sweep import InProcessExecutor, ProcessExecutor, cached_splits
+    from winit_cli.sweeps.executors import InProcessExecutor, ProcessExecutor, cached_splits
 
     def in_process(threads: int | None = None):
         def trial(steps: int) -> float:

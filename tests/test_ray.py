@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,7 +29,9 @@ from winit_cli.errors import ConfigError
 SWEEP = ["--schemes", "he_normal,normal", "--depths", "3,4", "--set", "model.width=32",
          "--set", "data.subset=2000", "--set", "data.val_size=500", "--set", "record.every=5"]
 STEPS = 100  # per member: enough to separate the schemes, little enough to keep the file short
-VARIES = ["run_id", "path", "train_seconds"]  # what two runs of one sweep may not share
+# what two runs of one sweep may not share: ids, folders (output_dir is part of the sweep's
+# name) and timings
+VARIES = ["run_id", "path", "sweep", "train_seconds", "samples_per_second"]
 
 
 def compare_args(out: Path, steps: int, *extra: str) -> list[str]:
@@ -88,21 +91,23 @@ def run_dirs(sweep: Path) -> dict[str, float]:
 def test_ray_sweep_gives_the_in_process_records_and_resumes(cluster, reference, mnist_path,
                                                             tmp_path):
     """Seeds fix everything, so a sweep on two Ray nodes writes what the in-process executor
-    writes; the folder is an ordinary sweep folder (config, index); a rerun trains nothing."""
+    writes; the folder is an ordinary sweep folder (config, index); the progress bar moves;
+    a rerun trains nothing."""
     done = drive(cluster, mnist_path, tmp_path / "ray", STEPS)
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = sweep_dir(tmp_path / "ray")
     assert_same_records(sweep, reference)
+    # the tasks' steps reached the driver's progress bar
+    assert re.search(rf"^steps .* {STEPS}/{STEPS} ", done.stdout, re.MULTILINE), done.stdout
 
     index = pd.read_csv(sweep / "runs" / "runs.csv")
     assert len(index) == 4 and all(Path(p).parent == sweep / "runs" for p in index.path)
     for run in (sweep / "runs" / name for name in run_dirs(sweep)):
         config = yaml.safe_load((run / "config.yaml").read_text())
         assert Path(config["output_dir"]) == sweep / "runs"  # not the task's temporary folder
-        summary = json.loads((run / "summary.json").read_text())
-        assert summary["threads"] == 1  # threads per task = the task's CPUs
-        assert "--executor ray" in summary["command"]  # the driver's command, not Ray's worker
-    assert not [p for p in (sweep / "runs").iterdir() if p.name.endswith(".partial")]
+        environment = json.loads((run / "summary.json").read_text())["environment"]
+        assert environment["threads"] == 1  # threads per task = the task's CPUs
+        assert "--executor ray" in environment["command"]  # the driver's, not Ray's worker's
 
     before = run_dirs(sweep)
     again = drive(cluster, mnist_path, tmp_path / "ray", STEPS)
