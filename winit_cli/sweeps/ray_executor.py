@@ -77,12 +77,16 @@ def train_group(group: list[Config], splits: Any, threads: int, steps: Any = Non
 def _reporter(steps: Any) -> ProgressFn | None:
     if steps is None:
         return None
-    last = [0.0]
+    last: list[float | None] = [0.0]  # None: stop reporting
 
     def report(step: int, total: int, info: dict) -> None:
-        if time.monotonic() - last[0] >= REPORT_SECONDS or step == total:
-            last[0] = time.monotonic()
+        if last[0] is None or (time.monotonic() - last[0] < REPORT_SECONDS and step < total):
+            return
+        last[0] = time.monotonic()
+        try:
             steps.put_nowait((step, total, {"loss": info.get("loss", float("nan"))}))
+        except Exception:  # the queue's node is gone: a progress bar is not worth a run
+            last[0] = None
 
     return report
 
@@ -105,12 +109,12 @@ class RayExecutor:
         pending: list = []
         try:
             check_fits(ray, groups, self.cpus_per_task)
-            steps = _step_queue() if on_progress else None
+            steps = _step_queue(ray) if on_progress else None
             submitted = self._submit(ray, groups, steps)
             pending = list(submitted)
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
-                _drain(steps, on_progress)
+                steps = _drain(steps, on_progress)
                 for ref in ready:
                     yield from self._collect(ray, ref, submitted[ref])
         finally:
@@ -162,19 +166,28 @@ def _as_driven_here(result: Any) -> Any:
     return type(result)(record, result.layers, result.metrics)
 
 
-def _step_queue() -> Any:
+def _step_queue(ray) -> Any:
     from ray.util.queue import Queue
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    # 0 CPUs: an actor takes one by default, which would keep a task off a 1-CPU node
-    return Queue(actor_options={"num_cpus": 0})
+    # 0 CPUs: an actor takes one by default, which would keep a task off a 1-CPU node. On the
+    # driver's node where it can be: a lost worker node should not take the progress bar along.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    return Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
 
 
-def _drain(steps: Any, on_progress: ProgressFn | None) -> None:
+def _drain(steps: Any, on_progress: ProgressFn | None) -> Any:
+    """Show the latest step reported; the queue, or None once it is lost (a bar is cosmetic)."""
     if steps is None or on_progress is None:
-        return
-    latest = steps.get_nowait_batch(steps.qsize()) if steps.qsize() else []
+        return steps
+    try:
+        waiting = steps.qsize()
+        latest = steps.get_nowait_batch(waiting) if waiting else []
+    except Exception:
+        return None
     if latest:
         on_progress(*latest[-1])
+    return steps
 
 
 def connect(ray, address: str | None) -> bool:
