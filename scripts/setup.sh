@@ -21,8 +21,10 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
 else
   say "torch $(.venv/bin/python -c 'import torch; print(torch.__version__)') is installed"
 fi
-say "installing winit and its test tools (pip install -e '.[dev]')"
-pip install -e '.[dev]'
+# The ray extra (tests/test_ray.py runs a real cluster) adds ~300 MB and 10-25 s; leave it out
+# with WINIT_EXTRAS=dev.
+say "installing winit and its test tools (pip install -e '.[${WINIT_EXTRAS:-dev,ray}]')"
+pip install -e ".[${WINIT_EXTRAS:-dev,ray}]"
 # Machines without internet may hold verified copies of the datasets beside the checkout: use
 # them as the cache rather than trying to download. (winit still verifies every file it reads.)
 link_shared() {  # link_shared <folder under ../shared/data and the cache> <name for people>

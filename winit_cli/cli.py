@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 import typer.core
 from rich.console import Console
+from rich.markup import escape
 
 from winit_cli.errors import ResultsError, WinitError
 
@@ -76,7 +77,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except WinitError as e:
-        errors.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # escaped: a message may hold brackets (`pip install 'winit[ray]'`) that are not markup
+        errors.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP turned into one by main()
         from winit_cli.interrupts import Terminated, exit_code
