@@ -83,7 +83,7 @@ def test_disk_full_at_the_end_loses_no_measurement(env, monkeypatch):
     left = json.loads((run_dir / "summary.json").read_text())
     assert left["status"] == "failed" and str(rescue) in left["error"]
     assert left["verdict"] is None
-    assert "||dL/dz|| init" in result.output  # measured values shown, from memory
+    assert "dz: ||dL/dz_l||" in result.output  # the per-layer table shown, from memory
     assert not (out / "runs.csv").exists()  # a run whose files are elsewhere is not indexed
 
 
