@@ -23,7 +23,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from winit_cli.config import Config
@@ -100,9 +100,12 @@ class RayExecutor:
         self.splits_for, self.address = splits_for, address
         self.cpus_per_task, self.max_retries = cpus_per_task, max_retries
 
-    def run(self, groups: list[list[Config]],
+    def run(self, groups: Iterable[list[Config]],
             on_progress: ProgressFn | None = None) -> Iterator[Any]:
         ray = import_ray()
+        # Taken all at once (the sweep may hand them over lazily, claiming each as it is asked
+        # for): Ray queues every task itself, so a second driver of this sweep finds them claimed.
+        groups = list(groups)
         if not groups:  # all done already: no cluster needed
             return
         ours = connect(ray, self.address)
