@@ -247,12 +247,3 @@ def _local(options: ExecutorOptions) -> Executor:
     if options.jobs > 1:
         return ProcessExecutor(options.jobs, options.data_dir)
     return InProcessExecutor(cached_splits(options.data_dir, options.on_download))
-
-
-@register_executor("ray")
-def _ray(options: ExecutorOptions) -> Executor:
-    """A Ray cluster (--address, else $RAY_ADDRESS, else Ray on this machine): one task per
-    group, records sent back to this process (ray_executor.py; needs the ray extra)."""
-    from winit_cli.sweeps.ray_executor import make_ray_executor
-
-    return make_ray_executor(options)

@@ -33,6 +33,7 @@ from winit_cli.sweeps.executors import (
     MemberFailure,
     ProgressFn,
     cached_splits,
+    register_executor,
 )
 
 INSTALL_HINT = "pip install 'winit[ray]'"
@@ -238,3 +239,10 @@ def check_fits(ray, groups: list[list[Config]], cpus_per_task: int) -> None:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+@register_executor("ray")
+def _ray(options: ExecutorOptions) -> RayExecutor:
+    """A Ray cluster (--address, else $RAY_ADDRESS, else Ray on this machine): one task per
+    group, records sent back to this process (needs the ray extra)."""
+    return make_ray_executor(options)
