@@ -21,7 +21,9 @@ from winit_cli.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
-SMALL = ["--set", "train.steps=30", "--set", "data.subset=2000"]
+# threads pinned: runs match bit for bit only at the same thread count (train.threads: auto
+# follows the load).
+SMALL = ["--set", "train.steps=30", "--set", "data.subset=2000", "--set", "train.threads=1"]
 LAYER_COLUMNS = ["step", "layer", "weight_grad_norm", "bias_grad_norm", "act_grad_norm",
                  "weight_norm", "update_ratio", "act_mean", "act_std", "dead_fraction",
                  "saturated_fraction"]

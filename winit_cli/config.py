@@ -71,6 +71,10 @@ class TrainConfig(Section):
     flush_subnormals: bool = Field(
         True, description="flush subnormal floats to zero on CPU (10x faster in vanishing regimes)"
     )
+    threads: PositiveInt | Literal["auto"] = Field(
+        "auto", description="CPU threads: auto (the CPUs free, re-checked while training) or a "
+                            "number (runs match bit for bit only at the same number)"
+    )
 
 
 class DataConfig(Section):
@@ -129,6 +133,7 @@ class Config(Section):
         if not d["record"]["jacobian"]:  # keeps the hashes of runs made before the option
             d["record"].pop("jacobian")
             d["record"].pop("jacobian_inputs")
+        d["train"].pop("threads")  # how fast, not what (to float rounding)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 

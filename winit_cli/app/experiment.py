@@ -145,9 +145,11 @@ def assemble(log: MemberLog, start: RunRecord, input_moment: float,
     status = Status(log.status)
     final = log.final or {"steps": log.layer_steps[-1][0] if log.layer_steps else 0}
     jacobian, spectrum = jacobian_record(log, theory)
+    environment = start.environment.model_copy(update=log.threads)  # what training used
     record = start.model_copy(update={
         "status": status, **_verdict_fields(log, layers, status, error),
         "theory": TheoryRecord(**finite_values(theory)), "jacobian": jacobian,
+        "environment": environment,
         "final": FinalRecord(**finite_values(final)),
         "error": None if status is Status.DIVERGED else error})
     return RunResult(record, layers, pd.DataFrame(log.metrics), spectrum)

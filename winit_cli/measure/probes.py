@@ -1,10 +1,11 @@
 """Per-layer quantities recorded during training, in the style of Cockpit's quantities.
 
-Each quantity is either a small function of one layer's `LayerView` returning one value per
-member (a [K] tensor), or the L2 norm of a tensor the view names; the probe computes all the norms
-of a step in one batched call. `QUANTITIES` lists them in the column order of `layers.csv`. The
-plotting side never sees these: it reads the saved CSV. A `LayerView` is one of the model's
-`linears()` with what a `Trace` recorded for it, so every model kind is measured alike.
+Each quantity is either a reduction of one layer's `LayerView` in the forward pass (one value
+per member, possibly finished on the CPU), or the L2 norm of a tensor the view names, taken with
+all the step's other norms in one call (measure/recorder.py says why).
+`QUANTITIES` lists them in the column order of `layers.csv`. The plotting side never sees these:
+it reads the saved CSV. A `LayerView` is one of the model's `linears()` with what a `Trace`
+recorded for it, so every model kind is measured alike.
 
 Sample statistics: act_std is the unbiased (n - 1) standard deviation over batch and units.
 
@@ -27,25 +28,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from winit_cli.models.base import LinearView, StackedModel, Trace
+from winit_cli.measure.recorder import LayerView, StepRecorder, norm_tensors
+from winit_cli.models.base import StackedModel, Trace
 
-
-@dataclass
-class LayerView:
-    weight: torch.Tensor  # [K, out, in]
-    bias: torch.Tensor | None  # [K, out]
-    pre: torch.Tensor  # z, [K, B, out]
-    pre_grad: torch.Tensor | None  # dL/dz, [K, B, out]
-    post: torch.Tensor  # phi(z) (logits on the output layer), [K, B, out]
-    activation: str | None  # None on the output layer
-
-    @classmethod
-    def of(cls, layer: LinearView, trace: Trace, l: int) -> LayerView:
-        """Linear layer `layer`, the l-th (0-based) that `trace` recorded."""
-        return cls(layer.weight, layer.bias, trace.pre[l], trace.pre_grad(l), trace.post[l],
-                   layer.activation)
+__all__ = ["COLUMNS", "QUANTITIES", "LayerView", "Probe", "Quantity", "member_norms"]
 
 
 # float32 sums of squares lose elements below ~1e-19 (their squares underflow, or are flushed to
@@ -58,74 +47,90 @@ SAFE_BAND = (1e-12, 1e12)
 
 @dataclass(frozen=True)
 class Quantity:
-    """One column of layers.csv: `compute(view)` -> float32 [K], or the L2 norm of `norm_of(view)`
-    per member (None when the layer has no such tensor: NaN)."""
+    """One column of layers.csv, of one of two kinds; either gives None where it does not apply
+    to the layer (NaN, an empty cell).
 
-    compute: Callable[[LayerView], torch.Tensor] | None = None
+    - `norm_of(view)`: the tensor whose L2 norm, per member, is the value. A step's norms are all
+      taken in one batched call once backward is done.
+    - `compute(view)`: a reduction of the layer's forward tensors (weights, z, phi(z)) to a
+      per-member partial on the device, [K, ...], run in the forward pass as the layer's output
+      appears; `finish` turns the partial into the value on the CPU (numpy, [K]); without one,
+      the partial is the value.
+    """
+
+    compute: Callable[[LayerView], torch.Tensor | None] | None = None
     norm_of: Callable[[LayerView], torch.Tensor | None] | None = None
+    finish: Callable[[np.ndarray], np.ndarray] | None = None
 
 
-def _out_of_band(values: torch.Tensor) -> torch.Tensor:
+def _out_of_band(values: np.ndarray) -> np.ndarray:
     return ~((values >= SAFE_BAND[0]) & (values <= SAFE_BAND[1]))
 
 
-def member_norms(tensors: list[torch.Tensor | None]) -> torch.Tensor:
-    """L2 norm of each member ([K, ...] slices) of each tensor: [len(tensors), K], float64.
+def _norm64(t: torch.Tensor) -> np.ndarray:
+    """Each member's norm of t ([K, ...]) in float64: exact where float32 under- or overflows."""
+    return torch.linalg.vector_norm(t.detach().flatten(1).double(), dim=1).cpu().numpy()
 
-    One `_foreach_norm` call for all of them (as `clip_grad_norm_` does), then float64 for any
-    outside SAFE_BAND.
-    """
+
+def member_norms(tensors: list[torch.Tensor | None]) -> np.ndarray:
+    """L2 norm of each member ([K, ...] slices) of each tensor: [len(tensors), K], float64 (NaN
+    for None). One `_foreach_norm` call for all of them (as `clip_grad_norm_` does), then float64
+    for any outside SAFE_BAND."""
     index = [i for i, t in enumerate(tensors) if t is not None]
-    out = torch.full((len(tensors), tensors[index[0]].shape[0] if index else 1), float("nan"),
-                     dtype=torch.float64)
+    out = np.full((len(tensors), tensors[index[0]].shape[0] if index else 1), np.nan)
     if not index:
         return out
     members = out.shape[1]
     # With one member, the whole tensor is the member: no per-member slices to make.
     slices = [m for i in index for m in
               (tensors[i].detach().unbind(0) if members > 1 else (tensors[i].detach(),))]
-    out[index] = torch.stack(torch._foreach_norm(slices)).view(len(index), -1).double().cpu()
-    for i in _out_of_band(out).any(dim=1).nonzero().flatten().tolist():
+    out[index] = torch.stack(torch._foreach_norm(slices)).double().cpu().numpy().reshape(
+        len(index), members)
+    for i in np.flatnonzero(_out_of_band(out).any(axis=1)):
         if tensors[i] is not None:
-            out[i] = torch.linalg.vector_norm(tensors[i].detach().flatten(1).double(), dim=1).cpu()
+            out[i] = _norm64(tensors[i])
     return out
 
 
-def act_std(views: list[LayerView], sum_of_squares: torch.Tensor,
-            means: torch.Tensor) -> torch.Tensor:
+def act_std(views: list[LayerView], sum_of_squares: np.ndarray, means: np.ndarray) -> np.ndarray:
     """Unbiased std over batch and units per layer and member ([L, K]), from sum(h^2) (already
-    in the batched norms) and the means ([L, K]), in float64; a layer is recomputed from centred
+    among the norms) and the means ([L, K]), in float64; a layer is recomputed from centred
     values where |mean| >> std would cancel digits, or the std is outside SAFE_BAND."""
-    n = torch.tensor([v.post[0].numel() for v in views], dtype=torch.float64)[:, None]
-    var = (sum_of_squares - n * means**2).clamp(min=0) / (n - 1)
-    redo = ((means**2 > 10 * var) | _out_of_band(var.sqrt())).any(dim=1)
-    std = var.sqrt()
-    for l in redo.nonzero().flatten().tolist():
+    n = np.array([v.post[0].numel() for v in views], dtype=np.float64)[:, None]
+    with np.errstate(invalid="ignore", over="ignore"):  # a diverged member's inf and NaN
+        var = np.maximum(sum_of_squares - n * means**2, 0) / (n - 1)
+        # torch's vectorized sqrt, not numpy's: they differ in the last bit for ~1% of inputs,
+        # and recorded numbers do not move when the code around them gets faster.
+        std = torch.from_numpy(var).sqrt().numpy()
+        redo = np.flatnonzero(((means**2 > 10 * var) | _out_of_band(std)).any(axis=1))
+    for l in redo:
         x = views[l].post.detach().flatten(1).double()
         centred = x - x.mean(dim=1, keepdim=True)
         std[l] = (torch.linalg.vector_norm(centred, dim=1) / (x.shape[1] - 1) ** 0.5).cpu()
     return std
 
 
-def _nan(view: LayerView) -> torch.Tensor:
-    return torch.full((view.weight.shape[0],), float("nan"), dtype=torch.float64,
-                      device=view.weight.device)
-
-
-def dead_fraction(v: LayerView) -> torch.Tensor:
+def _alive_units(v: LayerView) -> torch.Tensor | None:
+    """Per unit, its largest z over the batch ([K, out]); > 0: some example activates it."""
     if v.activation not in ("relu", "leaky_relu"):
-        return _nan(v)
-    alive = v.pre.detach().amax(dim=1) > 0  # [K, out]: some example activates the unit
-    return 1.0 - alive.float().mean(dim=1)
+        return None
+    return v.pre.detach().amax(dim=1)
 
 
-def saturated_fraction(v: LayerView) -> torch.Tensor:
+def _dead_fraction(largest_z: np.ndarray) -> np.ndarray:
+    # float32, as torch's `1.0 - (z.amax(1) > 0).float().mean(1)`: the count is exact, then
+    # one division and one subtraction, each rounded once.
+    alive = (largest_z > 0).sum(axis=1).astype(np.float32)
+    return np.float32(1.0) - alive / np.float32(largest_z.shape[1])
+
+
+def saturated_fraction(v: LayerView) -> torch.Tensor | None:
     if v.activation == "tanh":
         saturated = v.post.abs() > 0.99
     elif v.activation == "sigmoid":
         saturated = (v.post < 0.01) | (v.post > 0.99)
     else:
-        return _nan(v)
+        return None
     return saturated.float().mean(dim=(1, 2))
 
 
@@ -137,10 +142,64 @@ QUANTITIES: dict[str, Quantity] = {
     "weight_norm": Quantity(norm_of=lambda v: v.weight),
     "act_mean": Quantity(lambda v: v.post.detach().mean(dim=(1, 2))),  # no squares: no underflow
     "act_std": Quantity(),  # from act_mean and ||h||, see act_std()
-    "dead_fraction": Quantity(dead_fraction),
+    "dead_fraction": Quantity(_alive_units, finish=_dead_fraction),
     "saturated_fraction": Quantity(saturated_fraction),
 }
 COLUMNS = (*QUANTITIES, "update_ratio")
+# ||h|| per layer, for act_std: measured with the rest, not a column of its own.
+_MEASURED = {**QUANTITIES, "act_norm": Quantity(norm_of=lambda v: v.post)}
+_NORMS = [name for name, q in _MEASURED.items() if q.norm_of is not None]
+_COMPUTED = [name for name, q in _MEASURED.items() if q.compute is not None]
+
+
+def _to_host(tensors: list[torch.Tensor]) -> np.ndarray:
+    """The tensors' values, flattened and concatenated, float64 on the CPU. Off a GPU that is
+    one transfer (one sync); on the CPU each is read where it lies."""
+    if not tensors:
+        return np.empty(0)
+    if tensors[0].device.type != "cpu":
+        return torch.cat([t.reshape(-1) for t in tensors]).double().cpu().numpy()
+    return np.concatenate([t.numpy().reshape(-1) for t in tensors], dtype=np.float64)
+
+
+def assemble(recorder: StepRecorder) -> torch.Tensor:
+    """The step's record, float64 [K, L, len(COLUMNS)] on the CPU, from what `recorder` kept:
+    every norm in one `_foreach_norm` call, one transfer off the device with the forward
+    partials, then float64 for the norms outside SAFE_BAND, each `finish`, and act_std from ||h||
+    and the mean. update_ratio is left NaN."""
+    k, depth = recorder.members, len(recorder.layers)
+    tensors = [t for row in norm_tensors(recorder, _MEASURED) for t in row]  # [Qn * L]
+    present = [i for i, t in enumerate(tensors) if t is not None]
+    # With one member, the whole tensor is the member: no per-member slices to make.
+    slices = [m for i in present for m in
+              (tensors[i].detach().unbind(0) if k > 1 else (tensors[i].detach(),))]
+    partials = [(name, l, p) for name in _COMPUTED
+                for l, p in enumerate(recorder.partials[name]) if p is not None]
+    pieces = [torch.stack(torch._foreach_norm(slices))] if slices else []
+    moved = _to_host([*pieces, *(p for _, _, p in partials)])
+    norms = np.full((len(tensors), k), np.nan)
+    norms[present] = moved[:len(slices)].reshape(-1, k)
+    for i in np.flatnonzero(_out_of_band(norms).any(axis=1)):
+        if tensors[i] is not None:
+            norms[i] = _norm64(tensors[i])
+    norms = norms.reshape(len(_NORMS), depth, k)
+    computed = {name: np.full((depth, k), np.nan) for name in _COMPUTED}
+    at = len(slices)
+    for name, l, p in partials:
+        value = moved[at:at + p.numel()].reshape(p.shape)
+        at += p.numel()
+        finish = _MEASURED[name].finish
+        computed[name][l] = finish(value) if finish is not None else value
+    record = np.full((k, depth, len(COLUMNS)), np.nan)
+    for q, name in enumerate(_NORMS):
+        if name in COLUMNS:
+            record[:, :, COLUMNS.index(name)] = norms[q].T
+    for name in _COMPUTED:
+        record[:, :, COLUMNS.index(name)] = computed[name].T
+    views = [recorder.view(l) for l in range(depth)]
+    sum_of_squares = norms[_NORMS.index("act_norm")] ** 2
+    record[:, :, COLUMNS.index("act_std")] = act_std(views, sum_of_squares, computed["act_mean"]).T
+    return torch.from_numpy(record)
 
 
 class Probe:
@@ -160,25 +219,25 @@ class Probe:
         self._lr = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]} \
             if self._sgd else {}
 
+    def trace(self) -> StepRecorder:
+        """The Trace for a recorded step's forward pass: the forward quantities run as the
+        layers' outputs appear, dL/dz is kept without a copy (see measure/recorder.py)."""
+        return StepRecorder(self.model, _MEASURED)
+
     @torch.no_grad()
     def before_step(self, trace: Trace, will_update: bool) -> torch.Tensor:
-        """Returns float64 [K, L, len(COLUMNS)]; update_ratio is filled in by `after_step`."""
-        layers = self.model.linears()
-        views = [LayerView.of(layer, trace, l) for l, layer in enumerate(layers)]
-        record = torch.full((self.model.members, len(views), len(COLUMNS)), float("nan"),
-                            dtype=torch.float64)
-        norm_columns = [j for j, q in enumerate(QUANTITIES.values()) if q.norm_of is not None]
-        tensors = [QUANTITIES[COLUMNS[j]].norm_of(v) for j in norm_columns for v in views]
-        norms = member_norms(tensors + [v.post for v in views])  # [(Qn + 1) * L, K]
-        record[:, :, norm_columns] = (norms[:len(tensors)].view(len(norm_columns), len(views), -1)
-                                      .permute(2, 1, 0))
-        for j, q in enumerate(QUANTITIES.values()):
-            if q.compute is not None:
-                record[:, :, j] = torch.stack([q.compute(v) for v in views], dim=1).double().cpu()
-        means = record[:, :, COLUMNS.index("act_mean")].T  # [L, K]
-        record[:, :, COLUMNS.index("act_std")] = act_std(views, norms[len(tensors):] ** 2, means).T
+        """Returns float64 [K, L, len(COLUMNS)]; update_ratio is filled in by `after_step`.
+
+        `trace`: this probe's `trace()` once backward has run, or any plain `Trace` (with its
+        gradients retained), which is measured now."""
+        if isinstance(trace, StepRecorder):
+            trace.close()
+            recorder = trace
+        else:
+            recorder = StepRecorder.after_the_fact(self.model, trace, _MEASURED)
+        record = assemble(recorder)
         if will_update and self._sgd is None:
-            self._before = [layer.weight.detach().clone() for layer in layers]
+            self._before = [layer.weight.detach().clone() for layer in recorder.layers]
         return record
 
     @torch.no_grad()
@@ -188,10 +247,12 @@ class Probe:
         if self._sgd is not None:
             steps = [self._sgd.state.get(w, {}).get("momentum_buffer") for w in weights]
             steps = [w.grad if b is None else b for w, b in zip(weights, steps, strict=True)]
-            lrs = torch.tensor([self._lr[id(w)] for w in weights], dtype=torch.float64)
+            lrs = np.array([self._lr[id(w)] for w in weights])
             updates = member_norms(steps) * lrs[:, None]  # [L, K]
         else:
             torch._foreach_sub_(self._before, [w.detach() for w in weights])  # -update
             updates = member_norms(self._before)
-        record[:, :, -1] = updates.T / record[:, :, COLUMNS.index("weight_norm")]
+        values = record.numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):  # zero or non-finite weights
+            values[:, :, -1] = updates.T / values[:, :, COLUMNS.index("weight_norm")]
         self._before = []

@@ -81,11 +81,16 @@ class Trace:
             z = self.adjust(len(self.graph), z)
         h = z if activation is None else activation(z)
         if z.requires_grad:  # not under no_grad
-            z.retain_grad()
+            self.watch_grad(len(self.graph), z)
         self.graph.append(z)
         self.pre.append(z.detach().view(members, -1, z.shape[-1]))
         self.post.append(h.detach().view(members, -1, h.shape[-1]))
         return h
+
+    def watch_grad(self, l: int, z: torch.Tensor) -> None:
+        """Keep dL/dz_l for `pre_grad` (a copy, made by `retain_grad`). A subclass may instead
+        reduce the gradient in a hook as it flows past (`measure.recorder.StepRecorder`)."""
+        z.retain_grad()
 
     def pre_grad(self, l: int) -> torch.Tensor | None:
         """dL/dz_l as [K, B, fan_out], once backward has run."""

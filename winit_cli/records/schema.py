@@ -106,9 +106,11 @@ class Environment(_Block):
     winit: str
     platform: str
     device: str
-    threads: int
+    threads: int  # the CPU threads most steps ran with
     flush_subnormals: bool
     command: str = ""
+    threads_auto: bool | None = None  # chosen by winit (train.threads: auto), or configured
+    thread_changes: list[list[int]] = Field(default_factory=list)  # [step, threads] from then on
 
 
 class RunRecord(BaseModel):

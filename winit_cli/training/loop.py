@@ -22,11 +22,12 @@ from winit_cli.measure.probes import COLUMNS
 from winit_cli.training.schedule import Schedule
 from winit_cli.training.spectrum import init_spectra, spectrum_reason
 from winit_cli.training.step import Group, StepResult, evaluate, run_step, setup
+from winit_cli.training.threads import ThreadControl
 
 # What members of one batched group must share; everything else (scheme, seed, L2) may differ.
 SHARED_KEYS = ("model", "train.epochs", "train.steps", "train.batch_size", "train.optimizer",
-               "train.lr", "train.momentum", "train.device", "train.flush_subnormals", "data",
-               "record")
+               "train.lr", "train.momentum", "train.device", "train.flush_subnormals",
+               "train.threads", "data", "record")
 
 
 @dataclass
@@ -45,6 +46,7 @@ class MemberLog:
     final: dict = field(default_factory=dict)  # final train/val/test loss and accuracy
     jacobian: JacobianSpectrum | None = None  # at step 0, with record.jacobian
     jacobian_reason: str | None = None  # why record.jacobian measured nothing
+    threads: dict = field(default_factory=dict)  # threads.ThreadControl.summary()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,14 +112,18 @@ def train(configs: list[Config], splits: Splits, *, on_progress: ProgressFn | No
         # set_flush_denormal returns only whether the CPU supports it, so restore to False.
         torch.set_flush_denormal(True)
     logs = logs if logs is not None else [MemberLog(c) for c in configs]
+    threads = ThreadControl(configs[0].train.threads)
     try:
-        _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
+        _train(logs, splits, device, threads, on_progress, on_checkpoint, checkpoint_seconds)
     except KeyboardInterrupt:
         for log in logs:
             if log.status == "running":
                 log.status = "interrupted"
         raise
     finally:
+        for log in logs:
+            log.threads = threads.summary()
+        threads.restore()
         if flush:
             torch.set_flush_denormal(False)
     return logs
@@ -127,34 +133,34 @@ class Window:
     """Training loss and accuracy per member, summed over the steps since the last metrics row."""
 
     def __init__(self, members: int):
-        self.loss = torch.zeros(members, dtype=torch.float64)
-        self.accuracy = torch.zeros(members, dtype=torch.float64)
-        self.steps = 0
+        self.members = members
+        self.reset()
 
     def add(self, result: StepResult) -> None:
-        self.loss += result.losses.detach().cpu()  # a diverged member's NaN is never read
-        self.accuracy += result.accuracies.detach().cpu()
+        # float64 sums of the float32 values; a diverged member's NaN is never read
+        self.loss = [a + b for a, b in zip(self.loss, result.losses, strict=True)]
+        self.accuracy = [a + b for a, b in zip(self.accuracy, result.accuracies, strict=True)]
         self.steps += 1
 
     def row(self, member: int, step: int, epoch: int) -> dict:
         return {"step": step, "epoch": epoch,
-                "train_loss": float(self.loss[member]) / self.steps,
-                "train_accuracy": float(self.accuracy[member]) / self.steps}
+                "train_loss": self.loss[member] / self.steps,
+                "train_accuracy": self.accuracy[member] / self.steps}
 
     def reset(self) -> None:
-        self.loss.zero_()
-        self.accuracy.zero_()
+        self.loss = [0.0] * self.members
+        self.accuracy = [0.0] * self.members
         self.steps = 0
 
 
 def log_step(logs: list[MemberLog], plan: Schedule, step: int, result: StepResult,
-             alive: torch.Tensor, window: Window) -> None:
+             alive: list[bool], window: Window) -> None:
     """Append each live member's layer record and metrics row for this step, and its divergence.
 
     A member's rows do not depend on its neighbours: a redo for another member's divergence adds
     no row to it.
     """
-    newly_diverged = alive & ~result.finite
+    newly_diverged = [a and not f for a, f in zip(alive, result.finite, strict=True)]
     epoch = plan.epoch(step)
     for i, log in enumerate(logs):
         if not alive[i]:
@@ -175,24 +181,28 @@ def log_step(logs: list[MemberLog], plan: Schedule, step: int, result: StepResul
         window.reset()
 
 
-def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds):
+def _train(logs, splits, device, threads, on_progress, on_checkpoint, checkpoint_seconds):
     group = setup([log.config for log in logs], splits, device)
+    threads.start()  # after setup, whose time measures the load
     for log in logs:
         log.layer_shapes = group.model.layer_shapes()
     record_spectra(logs, group, splits)
     steps = group.plan.steps
-    alive = torch.ones(len(logs), dtype=torch.bool)
+    alive = [True] * len(logs)
     window = Window(len(logs))
     started = last_checkpoint = time.perf_counter()
     for step in range(steps + 1):
+        threads.before_step(step)
+        begun = time.perf_counter()
         result = run_step(group, step, alive)
+        threads.after_step(time.perf_counter() - begun, ordinary=result.evaluation is None)
         window.add(result)
         log_step(logs, group.plan, step, result, alive, window)
-        alive &= result.finite
+        alive = [a and f for a, f in zip(alive, result.finite, strict=True)]
         if on_progress is not None and (step % 20 == 0 or result.recorded or step == steps):
             on_progress(step, steps, {"loss": _mean_alive(result.losses, alive),
                                       "elapsed": time.perf_counter() - started})
-        if not alive.any():
+        if not any(alive):
             break
         if on_checkpoint and time.perf_counter() - last_checkpoint > checkpoint_seconds:
             on_checkpoint(logs)
@@ -256,6 +266,6 @@ def first_nonfinite_layer(values: torch.Tensor) -> int | None:
     return int(bad.nonzero()[-1]) + 1 if bad.any() else None
 
 
-def _mean_alive(losses: torch.Tensor, alive: torch.Tensor) -> float:
-    live = losses.detach().cpu()[alive]
-    return float(live.mean()) if len(live) else float("nan")
+def _mean_alive(losses: list[float], alive: list[bool]) -> float:
+    live = [loss for loss, a in zip(losses, alive, strict=True) if a]
+    return sum(live) / len(live) if live else float("nan")

@@ -14,7 +14,7 @@ from winit_cli.config import Config
 from winit_cli.datasets import Splits
 from winit_cli.inits import calibrate_member, initialize, weight_decay
 from winit_cli.measure.probes import Probe
-from winit_cli.models import StackedModel, Trace, build_model
+from winit_cli.models import StackedModel, build_model
 from winit_cli.training.schedule import Batches, Schedule, schedule
 
 
@@ -30,6 +30,7 @@ class Group:
     decay: torch.Tensor | None  # [K, 1, 1] L2 coefficients; None when every member's is 0
     x_val: torch.Tensor
     y_val: torch.Tensor
+    sentinel: torch.Tensor  # whose gradient tells if a member's are finite (`step_scalars`)
 
 
 def setup(configs: list[Config], splits: Splits, device: torch.device) -> Group:
@@ -52,20 +53,20 @@ def setup(configs: list[Config], splits: Splits, device: torch.device) -> Group:
     return Group(model, optimizer, Probe(model, optimizer),
                  Batches(x_train, y_train, seeds, base.train.batch_size),
                  schedule(base, len(x_train)), decay if bool((decay != 0).any()) else None,
-                 splits.x_val.to(device), splits.y_val.to(device))
+                 splits.x_val.to(device), splits.y_val.to(device), sentinel(model))
 
 
 @dataclass
 class StepResult:
-    losses: torch.Tensor  # [K], of the batch at the step's parameters
-    accuracies: torch.Tensor  # [K]
-    finite: torch.Tensor  # [K] bool on the CPU: loss and gradients finite
+    losses: list[float]  # [K], of the batch at the step's parameters
+    accuracies: list[float]  # [K]
+    finite: list[bool]  # [K]: loss and gradients finite
     values: torch.Tensor | None  # [K, L, len(COLUMNS)] when the step was measured
     recorded: bool  # on the recording schedule
     evaluation: tuple[list[float], list[float]] | None  # validation (losses, accuracies)
 
 
-def run_step(group: Group, step: int, alive: torch.Tensor) -> StepResult:
+def run_step(group: Group, step: int, alive: list[bool]) -> StepResult:
     """Evaluate if due, forward and backward batch `step`, measure if due (or if a member has
     just diverged), then update unless this is the last step."""
     model, optimizer, plan = group.model, group.optimizer, group.plan
@@ -73,13 +74,13 @@ def run_step(group: Group, step: int, alive: torch.Tensor) -> StepResult:
     evaluation = evaluate(model, group.x_val, group.y_val) \
         if plan.evaluates(step) and len(group.x_val) else None
     xb, yb = group.batches.get(step)
-    trace = Trace() if recorded else None
+    trace = group.probe.trace() if recorded else None
     losses, accs = _forward_backward(model, optimizer, xb, yb, trace)
-    finite = _finite_values(losses) & finite_gradients(model)
-    if (alive & ~finite).any() and trace is None:
+    losses, accs, finite = step_scalars(group.sentinel, losses, accs)
+    if trace is None and any(a and not f for a, f in zip(alive, finite, strict=True)):
         # Redo this step with a trace, to find the first layer affected.
-        trace = Trace()
-        losses, accs = _forward_backward(model, optimizer, xb, yb, trace)
+        trace = group.probe.trace()
+        _forward_backward(model, optimizer, xb, yb, trace)
     will_update = step < plan.steps
     values = group.probe.before_step(trace, will_update) if trace is not None else None
     if will_update:
@@ -97,7 +98,10 @@ def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
     t = config.train
     if t.optimizer == "adam":
         return torch.optim.Adam(params, lr=t.lr)
-    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum if t.optimizer == "momentum" else 0)
+    # foreach: three calls over all tensors instead of three per tensor (off by default on the
+    # CPU); the same elementwise operations, so the same bits as the per-tensor loop.
+    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum if t.optimizer == "momentum" else 0,
+                           foreach=True)
 
 
 def member_losses(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,18 +143,22 @@ def _forward_backward(model, optimizer, xb, yb, trace):
     return losses, accs
 
 
-def finite_gradients(model: StackedModel) -> torch.Tensor:
-    """Per member ([K], CPU): are the gradients finite? A non-finite gradient anywhere reaches
+def sentinel(model: StackedModel) -> torch.Tensor:
+    """The input layer's bias (its weight without one). A non-finite gradient anywhere reaches
     the input layer's (backpropagation multiplies it on down), so checking that one is enough,
-    and its bias gradient is tiny; a weight gradient that overflows alone (dz finite, h huge)
+    and the bias gradient is small; a weight gradient that overflows alone (dz finite, h huge)
     makes the weights non-finite, which the next step's loss shows."""
     first = model.linears()[0]
-    g = (first.weight if first.bias is None else first.bias).grad
-    return _finite_values(g.detach().flatten(1).abs().amax(dim=1))  # amax propagates NaN
+    return first.weight if first.bias is None else first.bias
 
 
-def _finite_values(values: torch.Tensor) -> torch.Tensor:
-    """[K] bool on the CPU; for a handful of values, Python's isfinite is cheaper than torch's."""
-    return torch.tensor([math.isfinite(v) for v in values.detach().tolist()], dtype=torch.bool)
-
-
+def step_scalars(sentinel: torch.Tensor, losses: torch.Tensor, accuracies: torch.Tensor
+                 ) -> tuple[list[float], list[float], list[bool]]:
+    """Each member's loss and accuracy as Python floats, and whether its loss and gradients are
+    finite (see `sentinel`): one transfer off the device per step."""
+    k = len(losses)
+    low, high = torch.aminmax(sentinel.grad.detach().reshape(k, -1), dim=1)  # NaN propagates
+    scalars = torch.cat([losses.detach(), accuracies, low, high]).tolist()
+    loss, accuracy = scalars[:k], scalars[k:2 * k]
+    finite = [all(map(math.isfinite, scalars[i::k])) for i in range(k)]
+    return loss, accuracy, finite
