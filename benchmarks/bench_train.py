@@ -1,45 +1,75 @@
-"""Throughput of winit's training against a plain PyTorch loop, measured in the same run.
+"""Throughput of winit's training against baselines measured in the same run, as ratios.
 
-    python benchmarks/bench_train.py [--steps 300] [--repeats 3]
+    .venv/bin/python benchmarks/bench_train.py [--quick] [--readme README.md]
 
-1. One MLP (depth 10, width 256, batch 128, SGD with momentum) trained by a hand-written loop
-   (nn.Sequential, in-memory tensors sliced by index) and by winit's loop with the probes
-   recording every 10 steps and every step. Targets: >= 0.90 and >= 0.75 of the plain loop.
-2. Six init schemes on that network: winit's batched training of the six as one stacked model
-   against six sequential single runs. Target: >= 1.5x.
+(plain `python benchmarks/bench_train.py` re-runs itself with the repository's .venv.)
 
-Machines are shared and noisy: trials alternate between the contenders and the medians are
-compared, and only ratios are meaningful.
+1. Recording cost: one MLP (depth 10, width 256, batch 128, SGD with momentum) trained by a
+   hand-written PyTorch loop and by winit recording every 10 steps and every step, all at the
+   same thread count. Targets: >= 0.95 and >= 0.85 of the plain loop's throughput.
+2. Contention: winit (train.threads: auto) and the plain loop (torch's default threads) alone,
+   beside 1 and beside 2 CPU-bound processes (`yes`, started here). Target: winit beside one
+   >= 0.65 of winit alone.
+3. Sweeps: six init schemes batched (one stacked model) against six sequential runs, in GFLOP/s
+   and against this machine's matmul peak (a 2048^3 product, same threads); `compare --jobs 2`
+   against `--jobs 1` on the same sweep. Targets: >= 1.5x in every trial; never slower.
+
+Trials alternate between contenders; medians (and the worst trial where a target says "every")
+are reported. Machines are shared and noisy: only ratios within one run mean anything. Results
+go to benchmarks/results/bench_train.csv; --readme rewrites the table between the markers
+`<!-- bench_train:start -->` and `<!-- bench_train:end -->`.
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
+import os
+import sys
+from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+REPO = Path(__file__).resolve().parents[1]
+try:
+    import torch  # noqa: F401
+except ModuleNotFoundError:  # run by a python without torch: use the repository's venv
+    venv = REPO / ".venv" / "bin" / "python"
+    if venv.exists() and Path(sys.prefix).resolve() != venv.parents[1].resolve():
+        os.execv(venv, [str(venv), *sys.argv])
+    raise
+sys.path.insert(0, str(REPO))
 
-from winit_cli.app.experiment import load_splits
-from winit_cli.config import validate
-from winit_cli.training.loop import train
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from winit_cli.app.experiment import load_splits  # noqa: E402
+from winit_cli.config import validate  # noqa: E402
+from winit_cli.training.loop import train  # noqa: E402
+from winit_cli.training.threads import LoadMeter, threads_for, usable_cpus  # noqa: E402
 
 DEPTH, WIDTH, BATCH = 10, 256, 128
 SCHEMES = ("normal", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "torch_default")
+RESULTS = REPO / "benchmarks" / "results" / "bench_train.csv"
+MARKERS = ("<!-- bench_train:start -->", "<!-- bench_train:end -->")
 
 
-def config(steps: int, every: int, scheme: str = "he_normal"):
+def config(steps: int, every: int, scheme: str = "he_normal", threads: int | str = "auto"):
     return validate({
         "model": {"depth": DEPTH, "width": WIDTH, "activation": "relu"},
         "init": {"scheme": scheme},
-        "train": {"steps": steps, "batch_size": BATCH, "optimizer": "momentum", "lr": 0.01},
+        "train": {"steps": steps, "batch_size": BATCH, "optimizer": "momentum", "lr": 0.01,
+                  "threads": threads},
         "record": {"every": every},
     })
 
 
-def plain_loop(splits, steps: int) -> float:
+def plain_loop(splits, steps: int) -> None:
     """The baseline: what a user would write by hand, with the same final evaluations."""
     torch.manual_seed(0)
     sizes = [784] + [WIDTH] * (DEPTH - 1) + [10]
@@ -56,7 +86,6 @@ def plain_loop(splits, steps: int) -> float:
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = splits.x_train, splits.y_train
     per_epoch = (len(x) + BATCH - 1) // BATCH
-    start = time.perf_counter()
     for step in range(steps):
         if step % per_epoch == 0:
             order = torch.randperm(len(x))
@@ -69,48 +98,231 @@ def plain_loop(splits, steps: int) -> float:
     with torch.no_grad():
         for xs, ys in ((splits.x_val, splits.y_val), (splits.x_test, splits.y_test)):
             (model(xs).argmax(1) == ys).float().mean().item()
-    return time.perf_counter() - start
 
 
-def timed(fn) -> float:
+def free_threads(window: float = 0.5) -> int:
+    """What train.threads: auto would start with now: one thread per idle CPU."""
+    meter = LoadMeter()
+    time.sleep(window)
+    return threads_for(meter.free(), usable_cpus())
+
+
+def seconds(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    splits = load_splits(config(1, 1))
-    torch.set_flush_denormal(True)  # winit flushes by default; give the baseline the same
-    s = args.steps
-    contenders = {
-        "plain loop": lambda: plain_loop(splits, s),
-        "winit, record every 10": lambda: timed(lambda: train([config(s, 10)], splits)),
-        "winit, record every step": lambda: timed(lambda: train([config(s, 1)], splits)),
-        "6 schemes, sequential": lambda: timed(
-            lambda: [train([config(s, 10, k)], splits) for k in SCHEMES]),
-        "6 schemes, batched": lambda: timed(
-            lambda: train([config(s, 10, k) for k in SCHEMES], splits)),
-    }
+def trials(contenders: dict[str, Callable[[], float]], repeats: int, label: str
+           ) -> dict[str, list[float]]:
+    """Each contender `repeats` times, alternating; prints one line per round."""
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    plain_loop(splits, 20)  # warm-up
-    for _ in range(args.repeats):
+    for r in range(repeats):
         for name, run in contenders.items():
             times[name].append(run())
+        line = ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items())
+        print(f"  [{label} {r + 1}/{repeats}] {line}", flush=True)
+    return times
+
+
+class Hogs:
+    """`n` CPU-bound processes (`yes > /dev/null`) for the duration of a `with` block."""
+
+    def __init__(self, n: int):
+        self.n, self.procs = n, []
+
+    def __enter__(self):
+        self.procs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(self.n)]
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.wait()
+
+
+Row = dict  # what, measured, target, met, detail
+
+
+def ratio_row(what: str, measured: float, target: float | None, detail: str = "") -> Row:
+    met = "" if target is None else ("met" if measured >= target else "not met")
+    return {"what": what, "measured": round(measured, 3),
+            "target": "" if target is None else f">= {target:g}", "met": met, "detail": detail}
+
+
+def recording(splits, steps: int, repeats: int) -> list[Row]:
+    # Every contender at one count: the CPUs free now (on a loaded machine 2 threads would
+    # measure contention, which section 2 does, rather than the cost of recording).
+    threads = free_threads()
+    torch.set_num_threads(threads)
+
+    def winit(every: int) -> float:
+        return seconds(lambda: train([config(steps, every, threads=threads)], splits))
+
+    times = trials({"plain loop": lambda: seconds(lambda: plain_loop(splits, steps)),
+                    "winit every 10": lambda: winit(10),
+                    "winit every step": lambda: winit(1)}, repeats, "recording")
     t = {name: statistics.median(v) for name, v in times.items()}
-    print(f"{args.steps} steps, depth {DEPTH}, width {WIDTH}, batch {BATCH}, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
-    for name, seconds in t.items():
-        print(f"  {name:28s} {seconds:7.2f} s")
-    print(f"winit every 10 / plain:   {t['plain loop'] / t['winit, record every 10']:.2f}x "
-          "throughput (target >= 0.90)")
-    print(f"winit every step / plain: {t['plain loop'] / t['winit, record every step']:.2f}x "
-          "throughput (target >= 0.75)")
-    print(f"batched / sequential:     "
-          f"{t['6 schemes, sequential'] / t['6 schemes, batched']:.2f}x (target >= 1.5)")
+    detail = f"{steps} steps, {threads} threads, median of {repeats}"
+    return [ratio_row("winit recording every 10 steps / plain loop (throughput)",
+                      t["plain loop"] / t["winit every 10"], 0.95, detail),
+            ratio_row("winit recording every step / plain loop",
+                      t["plain loop"] / t["winit every step"], 0.85, detail)]
+
+
+def contention(splits, steps: int, repeats: int) -> list[Row]:
+    times: dict[tuple[str, int], list[float]] = {}
+    chosen: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    for r in range(repeats):
+        for hogs in (0, 1, 2):
+            with Hogs(hogs):
+                start = time.perf_counter()
+                (log,) = train([config(steps, 10)], splits)
+                times.setdefault(("winit", hogs), []).append(time.perf_counter() - start)
+                chosen[hogs].append(log.threads["threads"])
+                times.setdefault(("plain", hogs), []).append(
+                    seconds(lambda: plain_loop(splits, steps)))
+            print(f"  [contention {r + 1}/{repeats}, {hogs} hog(s)] winit "
+                  f"{times['winit', hogs][-1]:.2f} s ({chosen[hogs][-1]} threads), plain loop "
+                  f"{times['plain', hogs][-1]:.2f} s", flush=True)
+    t = {key: statistics.median(v) for key, v in times.items()}
+    detail = f"{steps} steps, median of {repeats}"
+    return [
+        ratio_row("winit (threads auto) beside 1 CPU hog / alone", t["winit", 0] / t["winit", 1],
+                  0.65, f"{detail}; threads chosen {sorted(set(chosen[1]))}"),
+        ratio_row("winit (threads auto) beside 2 CPU hogs / alone",
+                  t["winit", 0] / t["winit", 2], None,
+                  f"{detail}; threads chosen {sorted(set(chosen[2]))}"),
+        ratio_row(f"plain loop ({torch.get_num_threads()} threads) beside 1 CPU hog / alone",
+                  t["plain", 0] / t["plain", 1], None, detail),
+        ratio_row(f"plain loop ({torch.get_num_threads()} threads) beside 2 CPU hogs / alone",
+                  t["plain", 0] / t["plain", 2], None, detail),
+    ]
+
+
+def matmul_gflops(threads: int, n: int = 2048) -> float:
+    """This machine's practical peak: the best of five n^3 float32 products."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(seconds(lambda: a @ b) for _ in range(5))
+    torch.set_num_threads(previous)
+    return 2 * n**3 / best / 1e9
+
+
+def sweep_gflop(steps: int, members: int) -> float:
+    """Matmul work of training `members` nets for `steps` steps and evaluating each on the
+    validation and test splits (15,000 examples); elementwise work left out."""
+    sizes = [784] + [WIDTH] * (DEPTH - 1) + [10]
+    params = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    per_step = 2 * BATCH * (3 * params - sizes[0] * sizes[1])  # no gradient for the input
+    return members * (steps * per_step + 2 * 15_000 * params) / 1e9
+
+
+def sweeps(splits, steps: int, repeats: int) -> list[Row]:
+    threads = free_threads()  # batched, sequential and the matmul peak alike
+    torch.set_num_threads(threads)
+    configs = [config(steps, 10, scheme, threads) for scheme in SCHEMES]
+    times = trials({"6 sequential": lambda: seconds(lambda: [train([c], splits) for c in configs]),
+                    "6 batched": lambda: seconds(lambda: train(configs, splits))},
+                   repeats, "sweep")
+    gains = [s / b for s, b in zip(times["6 sequential"], times["6 batched"], strict=True)]
+    peak = matmul_gflops(threads)
+    work = sweep_gflop(steps, len(SCHEMES))
+    rate = {name: work / statistics.median(v) for name, v in times.items()}
+    detail = (f"{steps} steps each, {threads} threads, {repeats} trials "
+              f"(median {statistics.median(gains):.2f})")
+    return [
+        ratio_row("6 schemes batched / 6 sequential runs, worst trial", min(gains), 1.5, detail),
+        ratio_row("matmul peak of this machine, GFLOP/s (2048^3)", peak, None,
+                  f"{threads} threads"),
+        ratio_row("6 sequential runs, GFLOP/s", rate["6 sequential"], None,
+                  f"{rate['6 sequential'] / peak:.0%} of the matmul peak"),
+        ratio_row("6 schemes batched, GFLOP/s", rate["6 batched"], None,
+                  f"{rate['6 batched'] / peak:.0%} of the matmul peak"),
+    ]
+
+
+def sweep_seconds(steps: int, jobs: int) -> float:
+    """`winit compare` of the six schemes with --jobs `jobs`, into a fresh folder."""
+    from winit_cli.sweeps import comparison, executors
+    from winit_cli.sweeps import plan as planning
+    from winit_cli.sweeps import spec as specs
+
+    with tempfile.TemporaryDirectory() as root:
+        base = config(steps, 10).to_dict()
+        base["output_dir"] = root
+        spec = specs.SweepSpec(f"bench-jobs{jobs}", base, {"init.scheme": list(SCHEMES)}, [0])
+        executor = executors.make_executor("local", executors.ExecutorOptions(jobs=jobs))
+        return seconds(lambda: comparison.run_sweep(planning.plan(spec), spec, executor))
+
+
+def jobs(steps: int, repeats: int) -> list[Row]:
+    times = trials({"--jobs 1": lambda: sweep_seconds(steps, 1),
+                    "--jobs 2": lambda: sweep_seconds(steps, 2)}, repeats, "jobs")
+    speed = [one / two for one, two in zip(times["--jobs 1"], times["--jobs 2"], strict=True)]
+    return [ratio_row("compare --jobs 2 / --jobs 1 (speed), worst trial", min(speed), 1.0,
+                      f"6 schemes x {steps} steps, threads auto, {usable_cpus()} CPUs, "
+                      f"{repeats} trials (median {statistics.median(speed):.2f})")]
+
+
+def markdown(rows: list[Row], context: str) -> str:
+    lines = [context, "", "| what | measured | target | met |", "|---|---|---|---|"]
+    lines += [f"| {r['what']} | {r['measured']:g} | {r['target'] or '—'} | {r['met'] or '—'} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def write_readme(path: Path, table: str) -> None:
+    text = path.read_text()
+    start, end = text.find(MARKERS[0]), text.find(MARKERS[1])
+    if start < 0 or end < start:
+        raise SystemExit(f"{path}: no {MARKERS[0]} ... {MARKERS[1]} section to rewrite")
+    path.write_text(text[:start + len(MARKERS[0])] + "\n" + table + "\n" + text[end:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200, help="training steps per run")
+    parser.add_argument("--repeats", type=int, default=5, help="trials of the recording case")
+    parser.add_argument("--quick", action="store_true", help="a smoke test: 40 steps, 2 trials")
+    parser.add_argument("--readme", type=Path, help="rewrite this file's benchmark section")
+    args = parser.parse_args()
+    steps, repeats = (40, 2) if args.quick else (args.steps, args.repeats)
+    started, load = time.perf_counter(), os.getloadavg()[0]
+    print(f"bench_train: {usable_cpus()} usable CPUs, load average {load:.1f}, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads by default", flush=True)
+    splits = load_splits(config(1, 1))
+    torch.set_flush_denormal(True)  # winit flushes by default; give the baselines the same
+    plain_loop(splits, 20)  # warm-up
+    rows: list[Row] = []
+    default = torch.get_num_threads()
+    print("1/4 recording cost", flush=True)
+    rows += recording(splits, steps, repeats)
+    torch.set_num_threads(default)
+    print("2/4 contention", flush=True)
+    rows += contention(splits, steps, max(2, repeats - 2))
+    print("3/4 sweeps: batched against sequential", flush=True)
+    rows += sweeps(splits, steps, max(2, repeats - 2))
+    torch.set_num_threads(default)
+    print("4/4 sweeps: --jobs 2 against --jobs 1", flush=True)
+    rows += jobs(steps, 2)
+    context = (f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/bench_train.py` in "
+               f"{time.perf_counter() - started:.0f} s: {usable_cpus()} CPUs, load average "
+               f"{load:.1f} at the start, torch {torch.__version__}.")
+    table = markdown(rows, context)
+    print("\n" + table)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["what", "measured", "target", "met", "detail"])
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"\nwrote {RESULTS.relative_to(REPO)}")
+    if args.readme:
+        write_readme(args.readme, table)
+        print(f"rewrote the benchmark section of {args.readme}")
 
 
 if __name__ == "__main__":

@@ -58,23 +58,42 @@ class StackedMLP(StackedModel):
 
     def forward(self, x: torch.Tensor, trace: Trace | None = None) -> torch.Tensor:
         """x: [K, B, input] -> logits [K, B, output]."""
-        single = self.members == 1
+        if self.members > 1:
+            return self._forward_stacked(x, trace)
         # A plain matmul is faster than a batch of one: with K = 1 the activations stay 2-D and
         # the weights are squeezed (views; w[0] would allocate a full zero gradient in backward
         # every step); a [1, out] bias broadcasts as it is.
-        h = x.squeeze(0) if single else x
+        h = x.squeeze(0)
         weights, biases = self.parameter_lists()
         last = len(weights) - 1
         for l, (w, b) in enumerate(zip(weights, biases, strict=True)):
-            if single:
-                z = F.linear(h, w.squeeze(0), b)
+            z = F.linear(h, w.squeeze(0), b)
+            h = self._activate(z, None if l == last else self.phi, trace)
+        return h.unsqueeze(0)
+
+    def _forward_stacked(self, x: torch.Tensor, trace: Trace | None) -> torch.Tensor:
+        """K > 1 members, features first in memory: each layer computes z^T = W h^T + b as
+        [K, out, B] (seen as [K, B, out] through a transposed view). Backward then writes each
+        weight's gradient in the weight's own layout, where h W^T would leave it transposed and
+        autograd would copy it every step. Members fed the same batch (x expanded, stride 0)
+        share the first layer's input: one GEMM [K * out, in] x [in, B] for all of them."""
+        weights, biases = self.parameter_lists()
+        k, last = self.members, len(weights) - 1
+        h_t = x.transpose(1, 2)  # [K, in, B]
+        for l, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            if l == 0 and x.stride(0) == 0:
+                stacked = w.reshape(k * w.shape[1], w.shape[2])  # [K * out, in], a view
+                z_t = (stacked @ h_t[0] if b is None
+                       else torch.addmm(b.reshape(-1, 1), stacked, h_t[0])).view(k, w.shape[1], -1)
             elif b is None:
-                z = torch.bmm(h, w.transpose(1, 2))
+                z_t = torch.bmm(w, h_t)
             else:
-                z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-            phi = None if l == last else self.phi
-            if trace is not None:
-                h = trace.record(z, phi, self.members)
-            else:
-                h = z if phi is None else phi(z)
-        return h.unsqueeze(0) if single else h
+                z_t = torch.baddbmm(b.unsqueeze(2), w, h_t)
+            h = self._activate(z_t.transpose(1, 2), None if l == last else self.phi, trace)
+            h_t = h.transpose(1, 2)
+        return h
+
+    def _activate(self, z: torch.Tensor, phi, trace: Trace | None) -> torch.Tensor:
+        if trace is not None:
+            return trace.record(z, phi, self.members)
+        return z if phi is None else phi(z)

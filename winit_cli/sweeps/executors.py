@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -121,45 +122,82 @@ class InProcessExecutor:
 
 
 class ProcessExecutor:
-    """Runs groups in `jobs` local worker processes, each training its groups batched (as
-    InProcessExecutor does) on cores // jobs threads. Workers report their steps through a
-    queue, so the parent's progress bar moves. A worker that dies (a crash, the OOM killer)
-    fails only the members of its group.
+    """Trains groups in this process and in up to `jobs - 1` helper processes, each on an equal
+    share of the usable CPUs (one thread each on 2 cores: oversubscribed OpenMP threads wait on
+    each other). Helpers report their steps through a queue, so the parent's progress bar
+    moves. A helper that dies (a crash, the OOM killer) fails only the members of its group.
 
-    Groups are handed out as workers free up (at most `jobs` in flight), so each is claimed
-    only when it starts. Workers run in their own session: a Ctrl-C at the terminal reaches
-    the parent alone, which stops them with the signal it received; they save what they measured
-    and the parent returns once they have (or kills them after STOP_SECONDS)."""
+    A helper is given a group only once it has started (imported torch: a second or more);
+    until then this process trains groups itself. So a sweep too short to repay starting a
+    process runs as with --jobs 1, and a sweep of one group (one shape) starts none. Groups are
+    drawn as they start, so each is claimed only then (one is drawn ahead, to know whether
+    there is a second). `train_here=False` leaves all training to the helpers.
+
+    Helpers run in their own session: a Ctrl-C at the terminal reaches the parent alone, which
+    stops them with the signal it received; they save what they measured and the parent returns
+    once they have (or kills them after STOP_SECONDS)."""
 
     POLL_SECONDS = 0.2
     STOP_SECONDS = 60.0
 
-    def __init__(self, jobs: int, data_dir: Path | None = None):
-        self.jobs, self.data_dir = jobs, data_dir
+    def __init__(self, jobs: int, data_dir: Path | None = None, train_here: bool = True):
+        self.jobs, self.data_dir, self.train_here = jobs, data_dir, train_here
 
     def run(self, groups: Iterable[list[Config]],
             on_progress: ProgressFn | None = None) -> Iterator[Any]:
-        threads = max(1, (os.cpu_count() or 1) // self.jobs)
-        context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        from winit_cli.training import threads as th
+
         todo = iter(groups)
-        with context.Manager() as manager, ProcessPoolExecutor(
-                self.jobs, mp_context=context, initializer=_start_worker,
-                initargs=(threads,)) as pool:
-            steps = manager.Queue()
-            pending: dict[Future, list[Config]] = {}
-            try:
-                while True:
-                    while len(pending) < self.jobs and (group := next(todo, None)):
-                        pending[pool.submit(_work, group, self.data_dir, steps)] = group
-                    if not pending:
-                        break
-                    done, _ = wait(pending, timeout=self.POLL_SECONDS, return_when=FIRST_COMPLETED)
-                    _drain(steps, on_progress)
-                    for future in done:
-                        yield from _outcomes(future, pending.pop(future))
-            finally:
-                if pending:  # interrupted (or closed early): stop the workers, keep their records
-                    _stop(pool, pending, self.STOP_SECONDS)
+        first, second = next(todo, None), next(todo, None)
+        here = InProcessExecutor(cached_splits(self.data_dir))
+        if second is None and self.train_here:  # one group: nothing to share
+            yield from here.run([first] if first else [], on_progress)
+            return
+        helpers = self.jobs - 1 if self.train_here else self.jobs
+        share = max(1, th.usable_cpus() // self.jobs)
+        context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        pool = ProcessPoolExecutor(helpers, mp_context=context, initializer=_start_worker,
+                                   initargs=(share,))
+        running: dict[Future, list[Config]] = {}
+        th.set_cpu_share(share)
+        try:
+            with context.Manager() as manager:
+                drawn = chain([g for g in (first, second) if g], todo)
+                yield from self._share(drawn, pool, helpers, share, manager.Queue(), running,
+                                       here, on_progress)
+        finally:
+            th.set_cpu_share(None)
+            if running:  # interrupted (or closed early): stop the helpers, keep their records
+                _stop(pool, running, self.STOP_SECONDS)
+            # Helpers still starting are not waited for: they exit once started.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _share(self, todo: Iterator[list[Config]], pool: ProcessPoolExecutor, helpers: int,
+               share: int, steps: Any, running: dict[Future, list[Config]],
+               here: InProcessExecutor, on_progress: ProgressFn | None) -> Iterator[Any]:
+        """Draw a group for each helper that is free; train one here while none is."""
+        from winit_cli.training import threads as th
+
+        starting = {pool.submit(_ready) for _ in range(helpers)}
+        group: list[Config] | None = next(todo, None)
+        while group is not None or running:
+            free = [f for f in starting | running.keys() if f.done()]
+            starting.difference_update(free)
+            for future in free:
+                if future in running:
+                    yield from _outcomes(future, running.pop(future))
+                if group is not None:
+                    running[pool.submit(_work, group, self.data_dir, steps)] = group
+                    group = next(todo, None)
+            _drain(steps, on_progress)
+            if group is not None and self.train_here:
+                # Alone (no helper started), this process may use every CPU.
+                th.set_cpu_share(share if running or starting else None)
+                mine, group = group, next(todo, None)
+                yield from here.run([mine], on_progress)
+            elif running or starting:
+                wait(running.keys() | starting, timeout=self.POLL_SECONDS,
+                     return_when=FIRST_COMPLETED)
 
 
 def _outcomes(future: Future, group: list[Config]) -> list[Any]:
@@ -190,18 +228,27 @@ def _stop(pool: ProcessPoolExecutor, pending: dict[Future, list[Config]],
 def _start_worker(threads: int) -> None:
     """A worker: its own session (the terminal's Ctrl-C goes to the parent alone), no reaction
     to signals while idle, and SIGTERM when its parent dies (Linux), so that no orphan goes on
-    writing into a sweep another process may be taking over."""
+    writing into a sweep another process may be taking over. `threads`: its share of the CPUs,
+    which `train.threads: auto` keeps within."""
     import torch
+
+    import winit_cli.app.experiment  # noqa: F401  (ready means ready to train)
+    from winit_cli.training.threads import set_cpu_share
 
     os.setsid()
     for s in interrupts.STOPPING:
         signal.signal(s, signal.SIG_IGN)
     torch.set_num_threads(threads)
+    set_cpu_share(threads)
     with suppress(OSError, AttributeError):
         import ctypes
 
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+
+def _ready() -> None:
+    """Returns once the worker that runs it has started (`_start_worker` runs first)."""
 
 
 def _drain(steps: Any, on_progress: ProgressFn | None) -> None:
