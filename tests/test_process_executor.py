@@ -1,5 +1,6 @@
 """--jobs N: helper processes only where there is more than one group to share, and this process
-training groups itself while helpers start, so that --jobs never waits on an idle machine."""
+training groups itself while helpers start (handing groups to them between its own steps as they
+become ready), so that --jobs never waits on processes that do not pay for themselves."""
 
 from __future__ import annotations
 
@@ -53,15 +54,16 @@ def three_groups(tmp_path):
 
 
 @pytest.mark.usefixtures("winit_data_dir")
-def test_this_process_trains_the_smallest_group_while_helpers_start(tmp_path, monkeypatch):
-    """A helper cannot have started by the first look: this process takes the smallest group
-    at once, and every member comes back once, whoever trained it."""
+def test_this_process_trains_while_helpers_start(tmp_path, monkeypatch):
+    """A helper cannot have started by the first look: this process takes the first group at
+    once (groups are drawn in order, each claimed as it starts), and every member comes back
+    once, whoever trained it."""
     trained_here = spy_on_this_process(monkeypatch)
     groups = three_groups(tmp_path)
-    outcomes = list(executors.ProcessExecutor(jobs=2).run(groups))
+    outcomes = list(executors.ProcessExecutor(jobs=2).run(iter(groups)))
     assert sorted(o.record.name for o in outcomes) == sorted(c.name for g in groups for c in g)
     assert all(o.record.status == "complete" for o in outcomes)
-    assert trained_here[0] == ["he_normal-5"]
+    assert trained_here[0] == [c.name for c in groups[0]]
 
 
 @pytest.mark.usefixtures("winit_data_dir")

@@ -128,8 +128,9 @@ class ProcessExecutor:
     moves. A helper that dies (a crash, the OOM killer) fails only the members of its group.
 
     A helper is given a group only once it has started (imported torch: a second or more);
-    until then this process trains groups itself. So a sweep too short to repay starting a
-    process runs as with --jobs 1, and a sweep of one group (one shape) starts none. Groups are
+    until then this process trains groups itself, handing the next group to a helper between
+    its own steps as soon as one is ready. So a sweep too short to repay starting a process
+    runs as with --jobs 1, and a sweep of one group (one shape) starts none. Groups are
     drawn as they start, so each is claimed only then (one is drawn ahead, to know whether
     there is a second). `train_here=False` leaves all training to the helpers.
 
@@ -175,26 +176,39 @@ class ProcessExecutor:
     def _share(self, todo: Iterator[list[Config]], pool: ProcessPoolExecutor, helpers: int,
                share: int, steps: Any, running: dict[Future, list[Config]],
                here: InProcessExecutor, on_progress: ProgressFn | None) -> Iterator[Any]:
-        """Draw a group for each helper that is free; train one here while none is."""
+        """Draw a group for each helper that is free, also between the steps of a group this
+        process trains meanwhile."""
         from winit_cli.training import threads as th
 
         starting = {pool.submit(_ready) for _ in range(helpers)}
-        group: list[Config] | None = next(todo, None)
-        while group is not None or running:
-            free = [f for f in starting | running.keys() if f.done()]
-            starting.difference_update(free)
-            for future in free:
-                if future in running:
-                    yield from _outcomes(future, running.pop(future))
-                if group is not None:
-                    running[pool.submit(_work, group, self.data_dir, steps)] = group
-                    group = next(todo, None)
+        state = {"started": 0, "next": next(todo, None)}
+
+        def dispatch() -> None:
+            ready = {f for f in starting if f.done()}
+            starting.difference_update(ready)
+            state["started"] += len(ready)
+            busy = sum(not f.done() for f in running)
+            for _ in range(state["started"] - busy):
+                if state["next"] is None:
+                    return
+                running[pool.submit(_work, state["next"], self.data_dir, steps)] = state["next"]
+                state["next"] = next(todo, None)
+
+        def progress(step: int, total: int, info: dict) -> None:
+            if on_progress is not None:
+                on_progress(step, total, info)
+            dispatch()
+
+        while state["next"] is not None or running:
+            dispatch()
+            for future in [f for f in running if f.done()]:
+                yield from _outcomes(future, running.pop(future))
             _drain(steps, on_progress)
-            if group is not None and self.train_here:
+            if state["next"] is not None and self.train_here:
                 # Alone (no helper started), this process may use every CPU.
                 th.set_cpu_share(share if running or starting else None)
-                mine, group = group, next(todo, None)
-                yield from here.run([mine], on_progress)
+                mine, state["next"] = state["next"], next(todo, None)
+                yield from here.run([mine], progress)
             elif running or starting:
                 wait(running.keys() | starting, timeout=self.POLL_SECONDS,
                      return_when=FIRST_COMPLETED)
