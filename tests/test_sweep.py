@@ -150,7 +150,8 @@ def test_killed_sweep_resumes_with_nothing_lost_or_duplicated(tmp_path):
             "--grid", "train.steps=4,3000", "--set", "model.depth=3", "--set", "model.width=16",
             "--set", "data.subset=500", "--set", "data.val_size=100", "--set", "record.every=50",
             "--set", f"output_dir={tmp_path}"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # one thread: two contended ones are many times slower on a shared machine
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     short_done = None
