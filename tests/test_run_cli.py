@@ -355,6 +355,7 @@ def test_version_completion_and_help_without_type_noise():
     assert invoke("--version").output.strip() == f"winit {winit_cli.__version__}"
     assert "--install-completion" in plain(invoke("--help").output)
     for args in (["--help"], ["run", "--help"], ["report", "--help"], ["schemes", "--help"],
+                 ["phase", "--help"], ["index", "rebuild", "--help"],
                  ["compare", "schemes", "--help"]):
         text = plain(invoke(*args).output)
         assert not re.search(r"<(bool|str|int|float|list|Path|path)", text), (args, text)

@@ -18,8 +18,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from winit_cli import cli
 from winit_cli.app.experiment import RunOutcome
+from winit_cli.cli import app, common
 from winit_cli.records.reader import load_run
 from winit_cli.views.terminal import run_report
 from winit_cli.views.words import pct, sci, signed
@@ -33,8 +33,8 @@ SWEEP = ["compare", "schemes", "--schemes", "he_normal,normal,mean1_normal", "--
 
 def invoke(width: int, *args: str, env: dict | None = None, monkeypatch=None):
     """The CLI at a terminal `width` columns wide."""
-    monkeypatch.setattr(cli, "console", Console(width=width, force_terminal=False))
-    return CliRunner().invoke(cli.app, list(args), env={"COLUMNS": str(width), **(env or {})})
+    monkeypatch.setattr(common, "console", Console(width=width, force_terminal=False))
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": str(width), **(env or {})})
 
 
 def assert_fits(text: str, width: int) -> None:

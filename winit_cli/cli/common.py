@@ -1,0 +1,114 @@
+"""What every command shares: the Typer app, the consoles, the common options, and the mapping
+of errors to exit codes. Commands print through `console` read from this module at call time
+(`common.console`), so a test can replace it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import typer.core
+from rich.console import Console
+from rich.markup import escape
+
+from winit_cli.errors import WinitError
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=True, rich_markup_mode="rich",
+    help="winit: a lab for gradient-flow studies of weight initialization on MNIST and "
+         "Fashion-MNIST.",
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+# Typer's help prints each parameter's Python type beside it (`<bool>` for every flag and --help,
+# `<list[Path]>` for an argument): noise to a user. Options here carry metavars; flags and
+# arguments show none.
+_option_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = \
+    lambda self, ctx: None if self.is_flag and self.metavar is None else _option_type(self, ctx)
+typer.core.TyperArgument.display_type_rich = lambda self, ctx: None
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", metavar="KEY=VALUE",
+                 help="Override a config value, e.g. --set model.depth=30 (repeatable)."),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", exists=True, file_okay=False, metavar="DIR",
+                 help="Folder holding the dataset's four IDX files (else config, "
+                      "$WINIT_DATA_DIR, cache; downloaded if absent)."),
+]
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress or tables: print only the result's path.")]
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print the result as JSON on stdout, nothing else (progress on stderr).")]
+DryRunOption = Annotated[bool, typer.Option(
+    "--dry-run", help="Show the config and the cost (steps, and minutes from a per-step time "
+                      "measured here on random data); train nothing.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from winit_cli import __version__
+
+        typer.echo(f"winit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _group(version: Annotated[bool | None, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Show winit's version and exit.")]
+        = None) -> None:
+    """winit: a lab for gradient-flow studies of weight initialization on MNIST and
+    Fashion-MNIST."""
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """A WinitError is the user's to fix: one red line, exit code 2. Anything else is a bug."""
+    try:
+        yield
+    except WinitError as e:
+        # escaped: a message may hold brackets (`pip install 'winit[ray]'`) that are not markup
+        errors.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP turned into one by main()
+        from winit_cli.interrupts import Terminated, exit_code
+
+        how = f" by {e}" if isinstance(e, Terminated) else ""
+        with suppress(OSError):  # after SIGHUP the terminal may be gone
+            errors.print(f"[yellow]interrupted{how}: what was measured so far is saved[/]")
+        raise typer.Exit(exit_code(e)) from None
+
+
+def shown(quiet: bool, as_json: bool) -> Console:
+    """Where progress goes: the terminal; stderr beside --json (stdout holds the document)."""
+    return Console(quiet=True) if quiet else Console(stderr=True) if as_json else console
+
+
+def print_json(data: dict) -> None:
+    from winit_cli.views.json_out import dumps
+
+    typer.echo(dumps(data))
+
+
+def dry_run(shown: Console, as_json: bool, config, title: str, groups: list,
+            payload: dict) -> None:
+    """The config, then the cost: steps, and minutes from a per-step time measured here."""
+    from winit_cli.app.estimate import estimate
+    from winit_cli.views.terminal import cost_lines, show_config
+
+    show_config(shown, config, title)
+    with shown.status("timing a few steps of each model on random data"):
+        cost = estimate(groups)
+    if as_json:
+        print_json({**payload, "steps": cost.steps, "estimated_seconds": cost.seconds})
+    else:
+        cost_lines(shown, cost)

@@ -1,0 +1,169 @@
+"""`winit compare` and `winit phase`: sweeps, on the shared sweep machinery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from winit_cli.cli import common
+
+compare_app = typer.Typer(
+    no_args_is_help=True, help="Train the same network under several choices, side by side."
+)
+common.app.add_typer(compare_app, name="compare")
+
+
+@compare_app.command("schemes")
+def compare_schemes(
+    base: Annotated[Path | None, typer.Option(
+        "--base", exists=True, dir_okay=False, metavar="FILE",
+        help="Base config (default: a 20-layer ReLU MLP).")] = None,
+    sweep_file: Annotated[Path | None, typer.Option(
+        "--sweep", exists=True, dir_okay=False, metavar="FILE",
+        help="Sweep YAML with name, base, grid (config key -> list of values) and seeds.",
+    )] = None,
+    schemes: Annotated[str | None, typer.Option(
+        metavar="A,B", help="Comma-separated schemes (default: the main eight; see "
+                            "`winit schemes`).")] = None,
+    activations: Annotated[str | None, typer.Option(metavar="A,B", help="e.g. relu,tanh")] = None,
+    depths: Annotated[str | None, typer.Option(metavar="N,N", help="e.g. 5,10,20,40")] = None,
+    widths: Annotated[str | None, typer.Option(metavar="N,N", help="e.g. 128,512")] = None,
+    seeds: Annotated[int, typer.Option(min=1, metavar="N",
+                                       help="Seeds per grid point (0..N-1).")] = 1,
+    grid: Annotated[list[str] | None, typer.Option(
+        "--grid", metavar="KEY=V1,V2", help="Any other config key to vary (repeatable).")] = None,
+    set_: common.SetOption = None,
+    name: Annotated[str | None, typer.Option(
+        metavar="NAME", help="Sweep name (default: the base's).")] = None,
+    dry_run: common.DryRunOption = False,
+    jobs: Annotated[int, typer.Option(
+        min=1, metavar="N",
+        help="Worker processes; 1 trains same-shape runs batched in this process.")] = 1,
+    executor: Annotated[str, typer.Option(
+        metavar="NAME",
+        help="Where members train: local (this machine), or ray (a Ray cluster).")] = "local",
+    address: Annotated[str | None, typer.Option(
+        metavar="ADDRESS", help="The cluster's address for --executor ray (default: "
+                                "$RAY_ADDRESS, else a local Ray).")] = None,
+    data_dir: common.DataDirOption = None,
+    quiet: common.QuietOption = False,
+    as_json: common.JsonOption = False,
+) -> None:
+    """Compare init schemes (x activations x depths x widths x seeds); resumes if rerun."""
+    from winit_cli.app.compare import only_set_beside_sweep, split_option, sweep_spec
+
+    with common.user_errors():
+        if sweep_file is not None:
+            only_set_beside_sweep(base=base, schemes=schemes, activations=activations,
+                                  depths=depths, widths=widths, grid=grid, seeds=seeds != 1)
+        axes = {"init.scheme": split_option(schemes), "model.activation":
+                split_option(activations), "model.depth": split_option(depths, int, "--depths"),
+                "model.width": split_option(widths, int, "--widths")}
+        spec = sweep_spec(sweep_file, base, axes, grid or [], set_ or [], seeds, name)
+        _sweep(spec, dry_run, jobs, executor, address, data_dir, quiet, as_json)
+
+
+def _sweep(spec, dry_run, jobs, executor, address, data_dir, quiet, as_json) -> None:
+    from winit_cli.app.compare import compare, plan_sweep
+    from winit_cli.sweeps.executors import ExecutorOptions
+    from winit_cli.views import json_out, terminal
+    from winit_cli.views.progress import download_progress, sweep_progress
+
+    shown = common.shown(quiet, as_json)
+    plan = plan_sweep(spec)
+    terminal.sweep_header(shown, spec, plan)
+    if dry_run:
+        from winit_cli.sweeps.plan import groups
+        from winit_cli.sweeps.spec import grid_value
+
+        terminal.dry_run_table(shown, spec, plan, grid_value)
+        common.dry_run(shown, as_json, plan.members[0], "base config, as its first run resolves it "
+                 f"(the grid varies {', '.join(spec.grid) or 'nothing'})", groups(plan.todo),
+                 {"sweep_dir": str(plan.directory), "runs": len(plan.members),
+                  "to_run": len(plan.todo)})
+        return
+    options = ExecutorOptions(jobs, data_dir, download_progress(shown), address)
+    if not plan.todo:
+        result = compare(spec, plan, executor=executor, options=options)
+    else:
+        with sweep_progress(shown, len(plan.todo)) as (on_progress, advance):
+            def on_member(outcome) -> None:
+                advance()
+                terminal.member_line(shown, outcome)
+
+            result = compare(spec, plan, executor=executor, options=options,
+                             on_progress=on_progress, on_member=on_member,
+                             on_wait=lambda configs: terminal.waiting_line(shown, configs))
+    if as_json:
+        common.print_json(json_out.comparison_result(result))
+    elif quiet:
+        typer.echo(str(result.path))
+    else:
+        terminal.comparison_table(common.console, result.frame, list(spec.grid))
+        common.console.print(f"comparison: [bold]{result.path}[/]\nnext: [cyan]winit report "
+                      f"{plan.directory}[/]", highlight=False)
+
+
+@common.app.command()
+def phase(
+    sigma_w2: Annotated[str, typer.Option(
+        "--sigma-w2", metavar="X,Y", help="Comma-separated weight variances sigma_w^2.")]
+    = "0.5,1,1.5,2,3,4",
+    depths: Annotated[str, typer.Option(metavar="N,N", help="Comma-separated depths.")]
+    = "5,10,20,40",
+    sigma_b2: Annotated[float, typer.Option("--sigma-b2", min=0, metavar="X",
+                                            help="Bias variance.")] = 0.05,
+    activation: Annotated[str, typer.Option(metavar="NAME", help="Hidden activation.")] = "tanh",
+    width: Annotated[int, typer.Option(min=1, metavar="N", help="Hidden width.")] = 128,
+    steps: Annotated[int, typer.Option(min=1, metavar="N", help="Training steps per cell.")]
+    = 200,
+    seeds: Annotated[int, typer.Option(min=1, metavar="N", help="Seeds per cell.")] = 1,
+    subset: Annotated[int, typer.Option(min=1, metavar="N", help="Training examples used.")]
+    = 10_000,
+    c: Annotated[float, typer.Option("--c", min=0, metavar="X",
+                                     help="Theory boundary: depth <= c xi_c.")] = 6.0,
+    threshold: Annotated[float, typer.Option(
+        metavar="ACC", help="A cell trained if its test accuracy exceeds this (default 2x "
+                            "chance).")] = 0.2,
+    set_: common.SetOption = None,
+    name: Annotated[str, typer.Option(metavar="NAME", help="Sweep name.")] = "phase",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs only.")] = False,
+    jobs: Annotated[int, typer.Option(min=1, metavar="N", help="Worker processes.")] = 1,
+    data_dir: common.DataDirOption = None,
+) -> None:
+    """Trainability phase diagram over sigma_w^2 x depth, with mean-field theory overlaid.
+
+    Its own command, not a `compare` option: compare ranks init schemes, while phase sweeps the
+    mean-field parameters themselves (the `mean_field` scheme) and adds what compare has no
+    place for: theory per sigma_w^2 (chi_1, xi_c), the phase.csv grid, the heatmap with the
+    chi_1 = 1 and c xi_c boundaries, and how many cells the theory classifies correctly. It
+    runs on the same sweep machinery: rerun it to resume; same-depth cells train batched.
+    """
+    from winit_cli.app.compare import split_option
+    from winit_cli.app.phase import PhaseOptions, agreement_line, plan_phase, run_phase
+    from winit_cli.sweeps.executors import ExecutorOptions
+    from winit_cli.sweeps.spec import grid_value
+    from winit_cli.views import terminal
+    from winit_cli.views.progress import download_progress, sweep_progress
+
+    with common.user_errors():
+        options = PhaseOptions(
+            split_option(sigma_w2, float, "--sigma-w2"), split_option(depths, int, "--depths"),
+            sigma_b2,
+            activation, width, steps, seeds, subset, c=c, threshold=threshold, name=name,
+            overrides=set_ or [])
+        spec, plan = planned = plan_phase(options)
+        terminal.sweep_header(common.console, spec, plan)
+        if dry_run:
+            terminal.dry_run_table(common.console, spec, plan, grid_value)
+            return
+        with sweep_progress(common.console, len(plan.todo)) as (on_progress, advance):
+            diagram = run_phase(
+                options, executor_options=ExecutorOptions(jobs, data_dir,
+                                                          download_progress(common.console)),
+                on_progress=on_progress, on_member=lambda _: advance(), planned=planned)
+        common.console.print(agreement_line(diagram.grid, options))
+        common.console.print(f"grid: [bold]{diagram.grid_path}[/]\n"
+                             f"figure: [bold]{diagram.figure_path}[/]")
