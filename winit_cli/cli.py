@@ -352,6 +352,30 @@ def report(
             report_summary(console, result)
 
 
+export_app = typer.Typer(no_args_is_help=True, help="Convert finished runs for other tools.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("tensorboard")
+def export_tensorboard(
+    paths: Annotated[list[Path], typer.Argument(
+        help="Run directories, sweep directories or folders of them.", show_default=False)],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", file_okay=False,
+        help="Folder for the event files (default: tensorboard/ beside the runs).")] = None,
+) -> None:
+    """Write TensorBoard event files for finished runs, read from their folders (one chart per
+    quantity, layers as series): then `tensorboard --logdir OUT`."""
+    from winit_cli.app.export import export_tensorboard as export
+
+    with user_errors():
+        result = export(paths, out)
+        for skipped in result.skipped:
+            console.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}")
+        console.print(f"{len(result.written)} runs exported to [bold]{result.out}[/]: "
+                      f"tensorboard --logdir {result.out}", soft_wrap=True)
+
+
 @app.command()
 def schemes(
     name: Annotated[str | None, typer.Argument(

@@ -96,12 +96,13 @@ def _first_difference(a: Any, b: Any, key: str) -> str | None:
 
 def train(configs: list[Config], splits: Splits, *, on_progress: ProgressFn | None = None,
           on_checkpoint: Callable[[list[MemberLog]], None] | None = None,
-          checkpoint_seconds: float = 30.0, logs: list[MemberLog] | None = None
-          ) -> list[MemberLog]:
+          checkpoint_seconds: float = 30.0, logs: list[MemberLog] | None = None,
+          on_record: Callable[[list[MemberLog]], None] | None = None) -> list[MemberLog]:
     """Train every config as one member of a stacked model; they must agree on SHARED_KEYS.
 
     `logs` (one per config) may be passed in so the caller keeps what was measured if training
-    is interrupted.
+    is interrupted. `on_record(logs)` is called after every step, once its records are in the
+    logs (for live TensorBoard scalars).
     """
     check_shared(configs)
     device = resolve_device(configs[0].train.device)
@@ -111,7 +112,7 @@ def train(configs: list[Config], splits: Splits, *, on_progress: ProgressFn | No
         torch.set_flush_denormal(True)
     logs = logs if logs is not None else [MemberLog(c) for c in configs]
     try:
-        _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
+        _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds, on_record)
     except KeyboardInterrupt:
         for log in logs:
             if log.status == "running":
@@ -175,7 +176,7 @@ def log_step(logs: list[MemberLog], plan: Schedule, step: int, result: StepResul
         window.reset()
 
 
-def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds):
+def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds, on_record):
     group = setup([log.config for log in logs], splits, device)
     for log in logs:
         log.layer_shapes = group.model.layer_shapes()
@@ -188,6 +189,8 @@ def _train(logs, splits, device, on_progress, on_checkpoint, checkpoint_seconds)
         result = run_step(group, step, alive)
         window.add(result)
         log_step(logs, group.plan, step, result, alive, window)
+        if on_record is not None:
+            on_record(logs)
         alive &= result.finite
         if on_progress is not None and (step % 20 == 0 or result.recorded or step == steps):
             on_progress(step, steps, {"loss": _mean_alive(result.losses, alive),
