@@ -320,3 +320,19 @@ def test_the_theory_applies_to_plain_mlps_only(tmp_path, mnist_raw, modules, act
         assert run.layers.predicted_q[run.layers.step == 0].notna().all()
     else:
         assert problem in run.record.theory.reason
+
+
+def test_an_error_in_the_loop_leaves_a_failed_run(tmp_path, mnist_raw):
+    """Used as a context manager, the probe closes the run when the loop raises: status
+    failed, the error named, no verdict (as for CLI runs), what was recorded kept."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))
+    x, y = mnist_batch(mnist_raw, 16, (784,), "cpu")
+    with (pytest.raises(RuntimeError, match="data loader broke"),
+          winit.watch(model, every=1, out=tmp_path) as probe):
+        train_steps(model, [(x, y)], probe)
+        raise RuntimeError("data loader broke")
+    summary = yaml.safe_load((probe.dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "data loader broke" in summary["error"]
+    assert summary["verdict"] is None and summary["verdict_text"].startswith("no verdict")
+    assert len(probe.close().layers) == 2  # closing again returns the same run

@@ -105,7 +105,12 @@ def input_second_moment(splits: Splits, chunk: int = 8192) -> float:
 
 
 def _verdict_record(log: MemberLog, layers: pd.DataFrame) -> VerdictRecord:
-    verdict = verdict_of(log, layers)
+    return verdict_record(verdict_of(log, layers), layers)
+
+
+def verdict_record(verdict: Verdict, layers: pd.DataFrame) -> VerdictRecord:
+    """summary.json's verdict block: the verdict and the gradient ratios the views show (also
+    for runs of `winit.watch`, from their Linear and Conv layers)."""
     step0 = layers[layers.step == 0].sort_values("layer")
     end = layers[layers.step == layers.step.max()] if len(layers) else step0
     return VerdictRecord(

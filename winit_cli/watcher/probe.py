@@ -51,9 +51,10 @@ class WatchedRun:
     metrics: pd.DataFrame  # metrics.csv
 
     @property
-    def verdict(self) -> str:
-        """healthy, vanishing, exploding or diverged."""
-        return self.record.verdict.verdict
+    def verdict(self) -> str | None:
+        """healthy, vanishing, exploding or diverged; None when there is none to give (nothing
+        was recorded, or the run failed)."""
+        return self.record.verdict.verdict if self.record.verdict is not None else None
 
     @property
     def verdict_text(self) -> str:
@@ -253,13 +254,17 @@ class Watch:
         frame = self.layers_frame()
         dz = summary.dz_layers(self.layers, self.capture.order)
         found, verdict = summary.verdict(frame, dz, *s.thresholds, self.diverged)
+        text = summary.describe(found, frame)
+        if status is Status.FAILED or not len(frame):  # as for CLI runs: nothing to judge
+            verdict, text = None, (f"no verdict: the run failed ({error})" if error else
+                                   "no verdict: nothing was recorded")
         frame, theory = summary.theory(frame, self.structure, s.scheme, s.scheme_params,
                                        s.input_second_moment)
         widths = [self.layers[self.capture.order[n - 1]].width() for n in dz]
         hidden = widths[:-1] or widths
         update = {
             "status": Status.DIVERGED if self.diverged is not None else status,
-            "verdict": verdict, "verdict_text": summary.describe(found, frame), "theory": theory,
+            "verdict": verdict, "verdict_text": text, "theory": theory,
             "final": FinalRecord(**{"steps": self.steps, "train_window_steps": s.every, **final}),
             "activation": self.structure.activation if self.structure else summary.UNKNOWN,
             "depth": len(dz), "width": hidden[0] if len(set(hidden)) == 1 else hidden,

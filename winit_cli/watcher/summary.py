@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from winit_cli.app.experiment import verdict_record
 from winit_cli.config import Config, InitConfig, ModelConfig
 from winit_cli.errors import ConfigError
 from winit_cli.inits import check_scheme
-from winit_cli.measure.diagnose import Verdict, diagnose, measured_first_to_last_hidden
+from winit_cli.measure.diagnose import Verdict, diagnose
 from winit_cli.measure.predict import PREDICTED, predict_run
 from winit_cli.measure.probes import COLUMNS
 from winit_cli.records.files import finite_values
@@ -68,13 +69,7 @@ def verdict(frame: pd.DataFrame, dz: list[int], vanish_decades: float, explode_d
     step, layer = diverged if diverged is not None else (None, None)
     found = diagnose(rows, vanish_decades=vanish_decades, explode_decades=explode_decades,
                      diverged_step=step, diverged_layer=layer)
-    step0 = rows[rows.step == 0].sort_values("layer")
-    first_to_last = measured_first_to_last_hidden(step0) if len(step0) else None
-    record = VerdictRecord(
-        **finite_values(found.to_dict()),
-        log10_first_to_last=finite_values({"x": first_to_last})["x"],
-        zero_grad_layers_init=int((step0.act_grad_norm == 0).sum()) if len(step0) else None)
-    return found, record
+    return found, verdict_record(found, rows)
 
 
 def describe(found: Verdict, frame: pd.DataFrame) -> str:
