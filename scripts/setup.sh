@@ -21,10 +21,11 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
 else
   say "torch $(.venv/bin/python -c 'import torch; print(torch.__version__)') is installed"
 fi
-# The ray extra (tests/test_ray.py runs a real cluster) adds ~300 MB and 10-25 s; leave it out
-# with WINIT_EXTRAS=dev.
-say "installing winit and its test tools (pip install -e '.[${WINIT_EXTRAS:-dev,ray}]')"
-pip install -e ".[${WINIT_EXTRAS:-dev,ray}]"
+# The ray extra (tests/test_ray.py runs a real cluster) adds ~300 MB and 10-25 s; the tensorboard
+# extra (TensorBoard event files; tests/test_tensorboard.py reads them back with it) a few tens
+# of MB. Leave ray out with WINIT_EXTRAS=dev,tensorboard.
+say "installing winit and its test tools (pip install -e '.[${WINIT_EXTRAS:-dev,ray,tensorboard}]')"
+pip install -e ".[${WINIT_EXTRAS:-dev,ray,tensorboard}]"
 # Machines without internet may hold verified copies of the datasets beside the checkout: use
 # them as the cache rather than trying to download. (winit still verifies every file it reads.)
 link_shared() {  # link_shared <folder under ../shared/data and the cache> <name for people>

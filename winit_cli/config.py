@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -99,6 +100,10 @@ class RecordConfig(Section):
         False, description="at step 0, record the singular values of dz_{L-1}/dz_1 (spectrum.csv)"
     )
     jacobian_inputs: PositiveInt = Field(16, description="training inputs the Jacobian is taken at")
+    tensorboard: bool = Field(
+        False, description="also write TensorBoard event files into the run folder while "
+                           "training (needs: pip install 'winit[tensorboard]')"
+    )
 
 
 class DiagnoseConfig(Section):
@@ -134,6 +139,7 @@ class Config(Section):
             d["record"].pop("jacobian")
             d["record"].pop("jacobian_inputs")
         d["train"].pop("threads")  # how fast, not what (to float rounding)
+        d["record"].pop("tensorboard")  # another copy of what is recorded
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -165,6 +171,10 @@ def validate(raw: dict[str, Any], source: str = "<config>", overrides: list[str]
     from winit_cli.inits import check_scheme, get_scheme
     from winit_cli.models import get_model_kind
 
+    if config.record.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        where = _blame(["record", "tensorboard"], source, overrides)
+        raise ConfigError(f"{where}: record.tensorboard needs the tensorboard package: "
+                          "pip install 'winit[tensorboard]'")
     try:
         get_dataset(config.data.dataset)
         get_model_kind(config.model.kind)

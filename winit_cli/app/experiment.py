@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from winit_cli import interrupts
+from winit_cli.app.events import LiveEvents, write_events
 from winit_cli.config import Config
 from winit_cli.datasets import ProgressFn as DownloadProgress
 from winit_cli.datasets import Splits, load_dataset, make_splits
@@ -104,7 +105,12 @@ def input_second_moment(splits: Splits, chunk: int = 8192) -> float:
 
 
 def _verdict_record(log: MemberLog, layers: pd.DataFrame) -> VerdictRecord:
-    verdict = verdict_of(log, layers)
+    return verdict_record(verdict_of(log, layers), layers)
+
+
+def verdict_record(verdict: Verdict, layers: pd.DataFrame) -> VerdictRecord:
+    """summary.json's verdict block: the verdict and the gradient ratios the views show (also
+    for runs of `winit.watch`, from their Linear and Conv layers)."""
     step0 = layers[layers.step == 0].sort_values("layer")
     end = layers[layers.step == layers.step.max()] if len(layers) else step0
     return VerdictRecord(
@@ -203,6 +209,8 @@ def write_result(result: RunResult, config: Config) -> RunOutcome:
     record = result.record.model_copy(update={"run_id": writer.dir.name,
                                               "started_at": result.record.started_at})
     writer.finish(record, result.layers, result.metrics, result.spectrum)
+    if config.record.tensorboard:
+        write_events(writer.dir, result.layers, result.metrics, writer.notes)
     return RunOutcome(writer.dir, writer.record, result.layers, writer.unsaved, writer.notes)
 
 
@@ -229,6 +237,7 @@ def run_group(configs: list[Config], splits: Splits, *,
     moment = input_second_moment(splits)
     source = str(splits.source) if splits.source else None
     writers = _start_writers(configs, env, source)
+    events = LiveEvents([w.dir for w in writers]) if configs[0].record.tensorboard else None
     if on_start:
         on_start([w.dir for w in writers])
     logs = [MemberLog(c) for c in configs]
@@ -244,6 +253,8 @@ def run_group(configs: list[Config], splits: Splits, *,
                     notes.append(note)
 
     def finish(error: str | None = None) -> list[RunOutcome]:
+        if events is not None:
+            events.finish(logs, notes)
         with interrupts.deferred():
             return [finish_member(w, log, error) for w, log in zip(writers, logs, strict=True)]
 
@@ -258,7 +269,8 @@ def run_group(configs: list[Config], splits: Splits, *,
 
     try:
         train(configs, splits, on_progress=on_progress, on_checkpoint=checkpoint, logs=logs,
-              checkpoint_seconds=configs[0].record.checkpoint_seconds)
+              checkpoint_seconds=configs[0].record.checkpoint_seconds,
+              on_record=events.update if events is not None else None)
     except KeyboardInterrupt as e:  # Ctrl-C, and SIGTERM/SIGHUP (see interrupts)
         _mark_unfinished(logs, Status.INTERRUPTED)
         finish(interrupts.reason(e))

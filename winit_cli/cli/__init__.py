@@ -1,5 +1,5 @@
 """The command line: one function per command, in three modules (experiment: run; sweeps:
-compare, phase; results: report, schemes, index) on one Typer app (common.py). Each parses,
+compare, phase; results: report, schemes, index, export) on one Typer app (common.py). Each parses,
 calls the application layer (app/), renders with the views (views/) and maps errors to exit
 codes. torch is imported inside the commands, so `winit --help` answers at once. `--json` puts
 one JSON document on stdout and nothing else (progress goes to stderr); `--quiet` prints only

@@ -87,3 +87,27 @@ def index_rebuild(
     with common.user_errors():
         for index, lines in rebuild(path):
             common.console.print(f"{index}: {lines} run(s)", highlight=False)
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Convert finished runs for other tools.")
+common.app.add_typer(export_app, name="export")
+
+
+@export_app.command("tensorboard")
+def export_tensorboard(
+    paths: Annotated[list[Path], typer.Argument(
+        help="Run directories, sweep directories or folders of them.", show_default=False)],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", file_okay=False,
+        help="Folder for the event files (default: tensorboard/ beside the runs).")] = None,
+) -> None:
+    """Write TensorBoard event files for finished runs, read from their folders (one chart per
+    quantity, layers as series): then `tensorboard --logdir OUT`."""
+    from winit_cli.app.export import export_tensorboard as export
+
+    with common.user_errors():
+        result = export(paths, out)
+        for skipped in result.skipped:
+            common.console.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}")
+        common.console.print(f"{len(result.written)} runs exported to [bold]{result.out}[/]: "
+                             f"tensorboard --logdir {result.out}", soft_wrap=True)

@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from winit_cli import __version__
+from winit_cli._version import __version__
 from winit_cli.datasets.idx import BadFile, read_checked
 from winit_cli.datasets.registry import DatasetSpec, IdxFile
 from winit_cli.datasets.store import locate

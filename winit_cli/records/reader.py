@@ -83,13 +83,18 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree} if prefix else {}
 
 
+# The one column that holds text: the module's name, in layers.csv of runs of `winit.watch`.
+TEXT_COLUMNS = ("name",)
+
+
 def read_table(path: Path, required: tuple[str, ...] = ("step",), keys: tuple[str, ...] = ("step",)
                ) -> tuple[pd.DataFrame | None, str | None]:
     """A run's CSV table with every column numeric, or (None, why it cannot be used): every
-    column winit writes to layers.csv and metrics.csv is a number, so a cell that is not one
-    means the file was damaged, and nothing computed from it could be trusted. `keys` may not
-    be empty either (other cells may: a non-finite value is written as an empty cell), and a
-    file that does not end with a newline was cut short (winit's writes are whole)."""
+    column winit writes to layers.csv and metrics.csv is a number (TEXT_COLUMNS aside, read as
+    text), so a cell that is not one means the file was damaged, and nothing computed from it
+    could be trusted. `keys` may not be empty either (other cells may: a non-finite value is
+    written as an empty cell), and a file that does not end with a newline was cut short
+    (winit's writes are whole)."""
     name = path.name
     if not path.is_file():  # a FIFO named layers.csv would block read_csv forever
         return None, f"{name} is missing" + (" (not a regular file)" if path.exists() else "")
@@ -106,6 +111,9 @@ def read_table(path: Path, required: tuple[str, ...] = ("step",), keys: tuple[st
     if missing:
         return None, f"{name} lacks columns {missing}"
     for column in frame.columns:
+        if column in TEXT_COLUMNS:
+            frame[column] = frame[column].astype(str)
+            continue
         numbers = pd.to_numeric(frame[column], errors="coerce")
         bad = numbers.isna() & frame[column].notna()
         if column in keys:

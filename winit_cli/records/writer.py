@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from winit_cli import __version__
+from winit_cli._version import __version__
 from winit_cli.config import Config, dump_yaml
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, write_csv, write_json
@@ -50,8 +50,12 @@ NAME_CHARS = 64  # of the run's name in its folder's name (the record keeps it w
 
 def new_run_dir(config: Config, started: datetime) -> Path:
     """<output_dir>/<time>_<name>_<hash6>, with a numeric suffix if that exists already."""
-    root = Path(config.output_dir)
-    stem = f"{started:%Y%m%d-%H%M%S}_{config.name[:NAME_CHARS]}_{config.content_hash()[:6]}"
+    return make_run_dir(Path(config.output_dir), config.name, config.content_hash(), started)
+
+
+def make_run_dir(root: Path, name: str, content_hash: str, started: datetime) -> Path:
+    """<root>/<time>_<name>_<hash6>, with a numeric suffix if that exists already."""
+    stem = f"{started:%Y%m%d-%H%M%S}_{name[:NAME_CHARS]}_{content_hash[:6]}"
     for n in range(1000):
         path = root / (stem if n == 0 else f"{stem}-{n}")
         try:

@@ -98,12 +98,13 @@ def _first_difference(a: Any, b: Any, key: str) -> str | None:
 
 def train(configs: list[Config], splits: Splits, *, on_progress: ProgressFn | None = None,
           on_checkpoint: Callable[[list[MemberLog]], None] | None = None,
-          checkpoint_seconds: float = 30.0, logs: list[MemberLog] | None = None
-          ) -> list[MemberLog]:
+          checkpoint_seconds: float = 30.0, logs: list[MemberLog] | None = None,
+          on_record: Callable[[list[MemberLog]], None] | None = None) -> list[MemberLog]:
     """Train every config as one member of a stacked model; they must agree on SHARED_KEYS.
 
     `logs` (one per config) may be passed in so the caller keeps what was measured if training
-    is interrupted.
+    is interrupted. `on_record(logs)` is called after every step, once its records are in the
+    logs (for live TensorBoard scalars).
     """
     check_shared(configs)
     device = resolve_device(configs[0].train.device)
@@ -114,7 +115,8 @@ def train(configs: list[Config], splits: Splits, *, on_progress: ProgressFn | No
     logs = logs if logs is not None else [MemberLog(c) for c in configs]
     threads = ThreadControl(configs[0].train.threads)
     try:
-        _train(logs, splits, device, threads, on_progress, on_checkpoint, checkpoint_seconds)
+        _train(logs, splits, device, threads, on_progress, on_checkpoint, checkpoint_seconds,
+               on_record)
     except KeyboardInterrupt:
         for log in logs:
             if log.status == "running":
@@ -181,7 +183,8 @@ def log_step(logs: list[MemberLog], plan: Schedule, step: int, result: StepResul
         window.reset()
 
 
-def _train(logs, splits, device, threads, on_progress, on_checkpoint, checkpoint_seconds):
+def _train(logs, splits, device, threads, on_progress, on_checkpoint, checkpoint_seconds,
+           on_record):
     group = setup([log.config for log in logs], splits, device)
     threads.start()  # after setup, whose time measures the load
     for log in logs:
@@ -198,6 +201,8 @@ def _train(logs, splits, device, threads, on_progress, on_checkpoint, checkpoint
         threads.after_step(time.perf_counter() - begun, ordinary=result.evaluation is None)
         window.add(result)
         log_step(logs, group.plan, step, result, alive, window)
+        if on_record is not None:
+            on_record(logs)
         alive = [a and f for a, f in zip(alive, result.finite, strict=True)]
         if on_progress is not None and (step % 20 == 0 or result.recorded or step == steps):
             on_progress(step, steps, {"loss": _mean_alive(result.losses, alive),

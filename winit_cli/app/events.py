@@ -1,0 +1,53 @@
+"""TensorBoard scalars for CLI runs (`record.tensorboard: true`): each member's new layer
+records and metrics rows go to event files in its run folder as training adds them, so that
+`tensorboard --logdir results` shows the curves while a run trains. Tags:
+records/tensorboard.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from winit_cli.measure.probes import COLUMNS
+from winit_cli.records.tensorboard import EventWriter, cli_layer_names, write_tables
+from winit_cli.training.loop import MemberLog
+
+
+class LiveEvents:
+    """One writer per member; `update` writes what its log gained since the last call."""
+
+    def __init__(self, run_dirs: list[Path]):
+        self.writers = [EventWriter(d, COLUMNS) for d in run_dirs]
+        self._layers = [0] * len(run_dirs)
+        self._metrics = [0] * len(run_dirs)
+
+    def update(self, logs: list[MemberLog]) -> None:
+        for k, (writer, log) in enumerate(zip(self.writers, logs, strict=True)):
+            names = cli_layer_names(len(log.layer_shapes))
+            for (step, _), values in zip(log.layer_steps[self._layers[k]:],
+                                         log.layer_values[self._layers[k]:], strict=True):
+                writer.layers(step, names, values.numpy())
+            for row in log.metrics[self._metrics[k]:]:
+                writer.metrics(row)
+            self._layers[k], self._metrics[k] = len(log.layer_steps), len(log.metrics)
+
+    def finish(self, logs: list[MemberLog], notes: list[str]) -> None:
+        """The last records, then the files closed. Event files are a copy of the tables: a
+        failure here is noted and never costs the run its records."""
+        try:
+            self.update(logs)
+        except Exception as e:
+            notes.append(f"TensorBoard events not completed ({type(e).__name__}: {e})")
+        for writer in self.writers:
+            try:
+                writer.close()
+            except Exception as e:
+                notes.append(f"TensorBoard events not closed ({type(e).__name__}: {e})")
+
+
+def write_events(run_dir: Path, layers, metrics, notes: list[str]) -> None:
+    """Event files for records computed elsewhere (remote executors), once the run is written."""
+    try:
+        write_tables(run_dir, layers, metrics)
+    except Exception as e:
+        notes.append(f"{run_dir}: TensorBoard events not written ({type(e).__name__}: {e})")
+

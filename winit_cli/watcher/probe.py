@@ -1,0 +1,272 @@
+"""The probe on a user's training loop: hooks armed for the recorded steps, the measurements of
+each, the update ratio after the optimizer's step, and the run folder at the end.
+
+Step s is the s-th call of `step()` (from 0), one per optimizer step. A step is recorded when
+s % every == 0; the hooks are armed from the end of step s - 1 to the end of step s, so they see
+exactly that step's forward and backward passes, and nothing in between.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from winit_cli.errors import ConfigError
+from winit_cli.measure.probes import COLUMNS, member_norms
+from winit_cli.records.schema import FinalRecord, RunRecord, Status
+from winit_cli.records.tensorboard import EventWriter
+from winit_cli.training.loop import first_nonfinite_layer
+from winit_cli.watcher import summary
+from winit_cli.watcher.folder import RunFolder
+from winit_cli.watcher.hooks import Capture
+from winit_cli.watcher.layers import Layer
+from winit_cli.watcher.measure import measure
+from winit_cli.watcher.structure import Structure, read_structure
+
+
+@dataclass(frozen=True)
+class Settings:
+    every: int
+    scheme: str
+    scheme_params: dict
+    input_second_moment: float | None
+    thresholds: tuple[float, float]  # vanish, explode decades
+    checkpoint_seconds: float
+
+
+@dataclass(frozen=True)
+class WatchedRun:
+    """A finished watched run: its folder and what was written there."""
+
+    dir: Path
+    record: RunRecord
+    layers: pd.DataFrame  # layers.csv
+    metrics: pd.DataFrame  # metrics.csv
+
+    @property
+    def verdict(self) -> str | None:
+        """healthy, vanishing, exploding or diverged; None when there is none to give (nothing
+        was recorded, or the run failed)."""
+        return self.record.verdict.verdict if self.record.verdict is not None else None
+
+    @property
+    def verdict_text(self) -> str:
+        return self.record.verdict_text or self.verdict
+
+
+class Watch:
+    """Made by `winit_cli.watch` (see there): call `step(loss)` once per optimizer step, after
+    the last backward and before `optimizer.step()`, then `close()`. Also a context manager."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                 layers: list[Layer], unrecorded: list[str], folder: RunFolder,
+                 start: RunRecord, settings: Settings, events: EventWriter | None):
+        self.model, self.optimizer, self.layers = model, optimizer, layers
+        self.unrecorded, self.folder, self.start = unrecorded, folder, start
+        self.settings, self.events = settings, events
+        self.capture = Capture.of(model, layers)
+        self.records: list[summary.Recorded] = []
+        self.metrics: list[dict] = []
+        self.structure: Structure | None = None
+        self.steps = 0
+        self.diverged: tuple[int, int | None] | None = None
+        self._loss_sum: torch.Tensor | float = 0.0
+        self._loss_steps = 0
+        self._update: tuple[summary.Recorded, list[int], list[torch.Tensor]] | None = None
+        self._emitted = 0  # records written to TensorBoard
+        self._saved_at = time.perf_counter()
+        self._run: WatchedRun | None = None
+        self._hook = optimizer.register_step_post_hook(self._after_optimizer_step) \
+            if optimizer is not None else None
+        self.capture.arm()  # step 0 is always recorded
+
+    @property
+    def dir(self) -> Path:
+        return self.folder.dir
+
+    # --- each step ------------------------------------------------------------------------------
+
+    def step(self, loss: torch.Tensor | float, epoch: int | None = None) -> bool:
+        """Count one optimizer step; on a recorded one, measure what its forward and backward
+        passes left. Returns whether this step was recorded."""
+        if self._run is not None:
+            raise ConfigError("probe.step: this probe is closed")
+        self._settle()
+        self._add_loss(loss)
+        step, recorded = self.steps, self.steps % self.settings.every == 0
+        if recorded:
+            self._record(step, epoch)
+        self.steps += 1
+        if self.steps % self.settings.every == 0:
+            self.capture.arm()
+        else:
+            self.capture.disarm()
+        return recorded
+
+    def _add_loss(self, loss: torch.Tensor | float) -> None:
+        # Summed on the loss's device: no transfer, and so no wait for the GPU, until a record.
+        if isinstance(loss, torch.Tensor):
+            if loss.numel() != 1:
+                raise ConfigError(f"probe.step(loss): expected the scalar loss, got a tensor of "
+                                  f"shape {tuple(loss.shape)}")
+            value = loss.detach().reshape(()).float()
+            if isinstance(self._loss_sum, torch.Tensor):
+                self._loss_sum.add_(value)
+            else:
+                self._loss_sum = value + self._loss_sum  # a new tensor, never the caller's
+        else:
+            self._loss_sum = self._loss_sum + float(loss)
+        self._loss_steps += 1
+
+    def _window_loss(self) -> float:
+        """The mean loss over the steps since the last row, as the CLI's train_loss."""
+        mean = float(self._loss_sum) / self._loss_steps
+        self._loss_sum, self._loss_steps = 0.0, 0
+        return mean
+
+    def _record(self, step: int, epoch: int | None) -> None:
+        calls = self.capture.take()
+        order = list(self.capture.order)
+        values, measured = measure(self.layers, calls, order)
+        if self.structure is None:
+            self.structure = read_structure(self.layers, order, calls, self._input_moment(),
+                                            self.unrecorded)
+            self._warn_not_run(order)
+        record = summary.Recorded(step, epoch, values, measured)
+        self.records.append(record)
+        self.metrics.append({"step": step, "epoch": epoch, "train_loss": self._window_loss()})
+        self._check_divergence(record)
+        if self.optimizer is not None:  # the update ratio waits for the optimizer's step
+            rows = [r for r, i in enumerate(order) if self.layers[i].weight is not None]
+            weights = [self.layers[order[r]].weight.detach().clone() for r in rows]
+            self._update = (record, rows, weights)
+        else:
+            self._emit()
+        if time.perf_counter() - self._saved_at > self.settings.checkpoint_seconds:
+            self.folder.write_tables(self.layers_frame(), pd.DataFrame(self.metrics))
+            self._saved_at = time.perf_counter()
+
+    def _input_moment(self) -> float | None:
+        x, self.capture.first_input = self.capture.first_input, None
+        return None if x is None else float(x.double().pow(2).mean())
+
+    def _warn_not_run(self, order: list[int]) -> None:
+        missing = [layer.name for i, layer in enumerate(self.layers) if i not in order]
+        if missing:
+            warnings.warn(f"winit.watch: {', '.join(missing)} did not run in step 0's forward "
+                          "pass; they have rows from the first step they run in", stacklevel=4)
+
+    def _check_divergence(self, record: summary.Recorded) -> None:
+        """Diverged: the loss or a measured value is not finite (seen at recorded steps only,
+        so the step is known to within `every`)."""
+        if self.diverged is not None:
+            return
+        bad = ~torch.isfinite(record.values) & record.measured
+        if math.isfinite(self.metrics[-1]["train_loss"]) and not bad.any():
+            return
+        masked = torch.where(record.measured, record.values, torch.zeros(()).double())
+        self.diverged = (record.step, first_nonfinite_layer(masked))
+
+    def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
+        """update_ratio = ||W' - W|| / ||W|| of the update that followed a recorded step."""
+        if self._update is None:
+            return
+        record, rows, before = self._update
+        weights = [self.layers[self.capture.order[r]].weight.detach() for r in rows]
+        if before:
+            torch._foreach_sub_(before, weights)  # -(the update), in place
+            norms = torch.from_numpy(member_norms([b[None] for b in before])[:, 0])
+            weight_norms = record.values[rows, COLUMNS.index("weight_norm")]
+            record.values[rows, COLUMNS.index("update_ratio")] = norms / weight_norms
+        self._update = None
+        self._emit()
+
+    def _settle(self) -> None:
+        """A recorded step that no optimizer step followed keeps an empty update_ratio."""
+        self._update = None
+        self._emit()
+
+    def _emit(self) -> None:
+        """Write the records not yet in the TensorBoard files."""
+        if self.events is not None:
+            for record, row in zip(self.records[self._emitted:], self.metrics[self._emitted:],
+                                   strict=True):
+                names = [self.layers[i].name for i in self.capture.order[:len(record.values)]]
+                self.events.layers(record.step, names, record.values.numpy())
+                self.events.metrics(row)
+        self._emitted = len(self.records)
+
+    # --- the end --------------------------------------------------------------------------------
+
+    def layers_frame(self) -> pd.DataFrame:
+        return summary.layers_frame(self.layers, self.capture.order, self.records)
+
+    def close(self, **final) -> WatchedRun:
+        """Finish the run: its verdict, the theory where it applies, and the run folder.
+        Keyword arguments fill the record's final numbers (test_accuracy=..., test_loss=...,
+        val_accuracy=...), as summary.json's `final` block names them."""
+        return self._finish(Status.COMPLETE, None, final)
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if self._run is not None:
+            return
+        if kind is None:
+            self.close()
+        elif issubclass(kind, KeyboardInterrupt):
+            self._finish(Status.INTERRUPTED, "interrupted by the user", {})
+        else:
+            self._finish(Status.FAILED, f"{kind.__name__}: {error}", {})
+
+    def _finish(self, status: Status, error: str | None, final: dict) -> WatchedRun:
+        if self._run is not None:
+            return self._run
+        known = set(FinalRecord.model_fields)
+        unknown = sorted(set(final) - known)
+        if unknown:
+            raise ConfigError(f"probe.close: unknown final value {unknown[0]!r}; known: "
+                              f"{', '.join(sorted(known))}")
+        self._settle()
+        self.capture.disarm()
+        self.capture.take()
+        if self._hook is not None:
+            self._hook.remove()
+        record, layers = self._final_record(status, error, final)
+        metrics = pd.DataFrame(self.metrics, columns=["step", "epoch", "train_loss"])
+        record = self.folder.finish(record, layers, metrics)
+        if self.events is not None:
+            self.events.close()
+        self._run = WatchedRun(self.folder.dir, record, layers, metrics)
+        return self._run
+
+    def _final_record(self, status: Status, error: str | None, final: dict
+                      ) -> tuple[RunRecord, pd.DataFrame]:
+        s = self.settings
+        frame = self.layers_frame()
+        dz = summary.dz_layers(self.layers, self.capture.order)
+        found, verdict = summary.verdict(frame, dz, *s.thresholds, self.diverged)
+        text = summary.describe(found, frame)
+        if status is Status.FAILED or not len(frame):  # as for CLI runs: nothing to judge
+            verdict, text = None, (f"no verdict: the run failed ({error})" if error else
+                                   "no verdict: nothing was recorded")
+        frame, theory = summary.theory(frame, self.structure, s.scheme, s.scheme_params,
+                                       s.input_second_moment)
+        widths = [self.layers[self.capture.order[n - 1]].width() for n in dz]
+        hidden = widths[:-1] or widths
+        update = {
+            "status": Status.DIVERGED if self.diverged is not None else status,
+            "verdict": verdict, "verdict_text": text, "theory": theory,
+            "final": FinalRecord(**{"steps": self.steps, "train_window_steps": s.every, **final}),
+            "activation": self.structure.activation if self.structure else summary.UNKNOWN,
+            "depth": len(dz), "width": hidden[0] if len(set(hidden)) == 1 else hidden,
+            "error": error}
+        return self.start.model_copy(update=update), frame
