@@ -1,7 +1,7 @@
 """Overhead of `winit.watch` on a user's own training loop, against the same loop without it.
 
-    python benchmarks/bench_watch.py [--steps 200] [--repeats 5] [--device cpu|cuda]
-                                     [--models mlp,cnn] [--data-dir DIR]
+    .venv/bin/python benchmarks/bench_watch.py [--steps 200] [--repeats 5] [--device cpu|cuda]
+                                     [--models mlp,cnn] [--data-dir DIR] [--readme README.md]
 
 One loop (forward, cross-entropy, backward, optimizer step; no .item(), so nothing waits for a
 GPU), three ways: plain, with the probe recording every 10 steps, and every step. Models: the
@@ -12,13 +12,16 @@ writes the run folder once) are not.
 
 Trials alternate between the three contenders in one process, in an order that rotates each
 trial, and the medians are compared: ratio = time with the probe / time without (1.00 is free).
-Machines are shared and noisy; only ratios within one run mean something.
+Machines are shared and noisy; only ratios within one run mean something. `--readme` rewrites
+the README's table for this device (between `<!-- bench_watch:DEVICE:start -->` and
+`<!-- bench_watch:DEVICE:end -->`), so the figures there come from this script.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import tempfile
 import time
@@ -99,6 +102,45 @@ def bench(name: str, x: torch.Tensor, y: torch.Tensor, steps: int, repeats: int,
     return times
 
 
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
+def table(results: dict[str, dict[str, list[float]]], device: torch.device, steps: int,
+          repeats: int) -> str:
+    """The README's table: medians, with the range of the per-trial ratios in brackets."""
+    lines = [f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/bench_watch.py` on "
+             f"{describe(device)} (load average {os.getloadavg()[0]:.1f}), medians of {repeats} "
+             f"trials of {steps} steps, per-trial ratios in brackets:", "",
+             "| model | device | plain loop | every 10 steps | every step |",
+             "|---|---|---|---|---|"]
+    for name, times in results.items():
+        base = statistics.median(times["plain"])
+        cells = []
+        for c in list(CONTENDERS)[1:]:
+            ratios = sorted(t / b for t, b in zip(times[c], times["plain"], strict=True))
+            cells.append(f"{statistics.median(times[c]) / base:.2f}x "
+                         f"({ratios[0]:.2f} - {ratios[-1]:.2f})")
+        lines.append(f"| {MODEL_NAMES[name]} | {describe(device)} | "
+                     f"{1e3 * base / steps:.2f} ms/step | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+MODEL_NAMES = {"mlp": "MLP, 10 Linear layers of 256, batch 128",
+               "cnn": "small CNN of the example, batch 64"}
+
+
+def write_readme(path: Path, device: torch.device, text: str) -> None:
+    start, end = (f"<!-- bench_watch:{device.type}:{m} -->" for m in ("start", "end"))
+    readme = path.read_text()
+    i, j = readme.find(start), readme.find(end)
+    if i < 0 or j < i:
+        raise SystemExit(f"{path}: no {start} ... {end} section to rewrite")
+    path.write_text(readme[:i + len(start)] + "\n" + text + "\n" + readme[j:])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=200)
@@ -106,22 +148,24 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--models", default="mlp,cnn")
     p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--readme", type=Path, help="rewrite this file's table for the device")
     args = p.parse_args()
     device = torch.device(args.device)
     splits = make_splits(load_dataset("mnist", args.data_dir), val_size=0, subset=20_000)
     x = splits.x_train.view(-1, 1, 28, 28).to(device)
     y = splits.y_train.to(device)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.steps} steps x {args.repeats} trials per contender")
+          f"{args.steps} steps x {args.repeats} trials per contender", flush=True)
+    results = {}
     with tempfile.TemporaryDirectory() as out:
         for name in args.models.split(","):
-            times = bench(name, x, y, args.steps, args.repeats, Path(out))
-            base = statistics.median(times["plain"])
-            print(f"{name}: plain {1e3 * base / args.steps:.2f} ms/step (median)")
-            for c in list(CONTENDERS)[1:]:
-                ratios = sorted(t / b for t, b in zip(times[c], times["plain"], strict=True))
-                print(f"  {c:>8}: {statistics.median(times[c]) / base:.3f}x the plain loop "
-                      f"(per-trial ratios {ratios[0]:.3f} to {ratios[-1]:.3f})")
+            print(f"{name} ...", flush=True)
+            results[name] = bench(name, x, y, args.steps, args.repeats, Path(out))
+    text = table(results, device, args.steps, args.repeats)
+    print("\n" + text)
+    if args.readme:
+        write_readme(args.readme, device, text)
+        print(f"\nrewrote the {device.type} table of {args.readme}")
 
 
 if __name__ == "__main__":
