@@ -75,12 +75,18 @@ def test_watch_matches_the_cli_probes(tmp_path, mnist_raw, activation, scheme):
     theirs = pd.read_csv(cli.run_dir / "layers.csv").set_index(["step", "layer"]).sort_index()
     assert list(ours.index) == list(theirs.index)
     assert ours.name.tolist() == ["0", "2", "4", "6"] * (STEPS // EVERY + 1)
-    # Equal to the bit but for update_ratio: the CLI reads lr * ||momentum buffer|| off SGD,
-    # the watch takes ||W' - W|| (float32 rounding of the difference, ~1e-6).
+    # Equal to float rounding: the CLI reads update_ratio as lr * ||momentum buffer|| off SGD,
+    # the watch takes ||W' - W|| (float32 rounding of the difference, ~1e-6); and the CLI trains
+    # at the thread count it chose for the machine's load (train.threads: auto) with a foreach
+    # SGD step, so later steps may differ from the twin's in the last bits.
     for column in [*COLUMNS, "fan_in", "fan_out", "predicted_log10_grad_ratio"]:
         np.testing.assert_allclose(ours[column].to_numpy(float), theirs[column].to_numpy(float),
                                    rtol=2e-5, atol=0, equal_nan=True, err_msg=column)
-    assert run.record.verdict == cli.record.verdict
+    ours_verdict, theirs_verdict = run.record.verdict.model_dump(), cli.record.verdict.model_dump()
+    assert ours_verdict.keys() == theirs_verdict.keys()
+    for key, value in theirs_verdict.items():  # the verdict, layer and step exactly
+        expected = pytest.approx(value, rel=1e-4) if isinstance(value, float) else value
+        assert ours_verdict[key] == expected, key
     assert run.record.activation == activation and run.record.depth == 4
     assert run.record.width == 48
     assert run.record.theory.applicable
