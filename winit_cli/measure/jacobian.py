@@ -43,21 +43,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from winit_cli.measure import slq
+from winit_cli.models.base import ACTIVATIONS
 
-# The activations winit's models use (kept here so that this module does not depend on them).
-TORCH_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": F.relu,
-    "leaky_relu": F.leaky_relu,  # slope 0.01, torch's default
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "elu": F.elu,
-    "selu": F.selu,
-    "gelu": F.gelu,
-    "linear": lambda z: z,
-}
+# The models' own activation functions, so the Jacobian is that of the network they build.
+TORCH_ACTIVATIONS = ACTIVATIONS
 
 # "auto" materialises J up to this width: 30 layers of 1024 and 16 inputs take ~30 s of one core
 # and 0.4 GB. Beyond it SLQ, with m steps of 128 by default.
