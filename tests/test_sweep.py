@@ -114,10 +114,10 @@ def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, monkeypatc
 
     real = train_module.initialize
 
-    def broken(model, member, scheme, params, generator):
+    def broken(model, member, scheme, params, generator, **options):
         if scheme == "xavier_normal":
             raise RuntimeError("simulated failure")
-        real(model, member, scheme, params, generator)
+        real(model, member, scheme, params, generator, **options)
 
     monkeypatch.setattr(train_module, "initialize", broken)
     s = spec(tmp_path, {"init.scheme": ["he_normal", "xavier_normal", "normal"]})

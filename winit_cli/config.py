@@ -40,6 +40,15 @@ class ModelConfig(Section):
     )
     activation: Activation = "relu"
     bias: bool = True
+    norm: Literal["none", "batch", "layer"] = Field(
+        "none", description="normalization after every hidden Linear layer: Linear -> norm -> phi"
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate on hidden activations")
+    branch_layers: Literal[1, 2] = Field(
+        2, description="resmlp: Linear layers per residual branch (depth = 2 + this x blocks)"
+    )
+    branch_scale: float = Field(1.0, description="resmlp: alpha in h_b = h_{b-1} + alpha F_b")
+    learnable_scale: bool = Field(False, description="resmlp: train alpha (one per block)")
 
     @model_validator(mode="after")
     def _widths_match_depth(self) -> ModelConfig:
@@ -57,6 +66,16 @@ class ModelConfig(Section):
 class InitConfig(Section):
     scheme: str = "he_normal"
     params: dict[str, Any] = Field(default_factory=dict)
+    zero_last: bool = Field(
+        False, description="resmlp: zero-initialise the last Linear layer of every branch"
+    )
+
+
+# Keys added after configs were first hashed: left out of the hash at their defaults, so that a
+# config that does not use them keeps its hash (and its sweep's resume) from before they existed.
+_LATER_DEFAULTS = {"model": {"norm": "none", "dropout": 0.0, "branch_layers": 2,
+                             "branch_scale": 1.0, "learnable_scale": False},
+                   "init": {"zero_last": False}}
 
 
 class TrainConfig(Section):
@@ -140,6 +159,10 @@ class Config(Section):
             d["record"].pop("jacobian_inputs")
         d["train"].pop("threads")  # how fast, not what (to float rounding)
         d["record"].pop("tensorboard")  # another copy of what is recorded
+        for section, defaults in _LATER_DEFAULTS.items():
+            for key, default in defaults.items():
+                if d[section].get(key) == default:
+                    d[section].pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -168,7 +191,7 @@ def validate(raw: dict[str, Any], source: str = "<config>", overrides: list[str]
     # Dataset names, model kinds, scheme names and parameters are checked against the registries,
     # which own them; a scheme alias (kaiming_normal) is recorded under the registry's name.
     from winit_cli.datasets import get_dataset
-    from winit_cli.inits import check_scheme, get_scheme
+    from winit_cli.inits import check_init_for_model, check_scheme, get_scheme
     from winit_cli.models import get_model_kind
 
     if config.record.tensorboard and importlib.util.find_spec("tensorboard") is None:
@@ -177,9 +200,10 @@ def validate(raw: dict[str, Any], source: str = "<config>", overrides: list[str]
                           "pip install 'winit[tensorboard]'")
     try:
         get_dataset(config.data.dataset)
-        get_model_kind(config.model.kind)
+        get_model_kind(config.model.kind).check_config(config)
         check_scheme(config.init.scheme, config.init.params, config.model.activation)
         config.init.scheme = get_scheme(config.init.scheme).name
+        check_init_for_model(config)
     except ConfigError as e:
         key = str(e).partition(":")[0]  # the registries' messages start with the key path
         loc = key.split(".") if key in _dotted_keys(Config) or key.startswith("init.") \

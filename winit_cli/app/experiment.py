@@ -24,7 +24,7 @@ from winit_cli.datasets import ProgressFn as DownloadProgress
 from winit_cli.datasets import Splits, load_dataset, make_splits
 from winit_cli.measure.diagnose import Verdict, diagnose, measured_first_to_last_hidden
 from winit_cli.measure.predict import predict_run
-from winit_cli.measure.probes import COLUMNS
+from winit_cli.measure.predict_families import explain
 from winit_cli.records.files import finite, finite_values
 from winit_cli.records.schema import (
     Environment,
@@ -74,7 +74,8 @@ def load_splits(config: Config, data_dir: Path | None = None,
 
 def layers_frame(log: MemberLog) -> pd.DataFrame:
     if not log.layer_values:
-        return pd.DataFrame(columns=["step", "epoch", "layer", "fan_in", "fan_out", *COLUMNS])
+        return pd.DataFrame(columns=["step", "epoch", "layer", "fan_in", "fan_out",
+                                     *log.layer_columns])
     values = np.stack([v.numpy() for v in log.layer_values])  # [records, L, Q]
     n, depth, _ = values.shape
     fan_in, fan_out = zip(*log.layer_shapes, strict=True)  # from the model: one per layer
@@ -86,7 +87,7 @@ def layers_frame(log: MemberLog) -> pd.DataFrame:
         "fan_in": np.tile(fan_in, n),
         "fan_out": np.tile(fan_out, n),
     })
-    for j, name in enumerate(COLUMNS):
+    for j, name in enumerate(log.layer_columns):
         frame[name] = values[:, :, j].reshape(-1)
     return frame
 
@@ -153,7 +154,7 @@ def assemble(log: MemberLog, start: RunRecord, input_moment: float,
     jacobian, spectrum = jacobian_record(log, theory)
     environment = start.environment.model_copy(update=log.threads)  # what training used
     record = start.model_copy(update={
-        "status": status, **_verdict_fields(log, layers, status, error),
+        "status": status, **_verdict_fields(log, layers, status, error, theory),
         "theory": TheoryRecord(**finite_values(theory)), "jacobian": jacobian,
         "environment": environment,
         "final": FinalRecord(**finite_values(final)),
@@ -162,16 +163,18 @@ def assemble(log: MemberLog, start: RunRecord, input_moment: float,
 
 
 def _verdict_fields(log: MemberLog, layers: pd.DataFrame, status: Status,
-                    error: str | None) -> dict:
+                    error: str | None, theory: dict) -> dict:
     """The verdict, or none: a failed run's measurements stop wherever the error struck, and a
-    run that recorded nothing has nothing to judge, so neither is called healthy."""
+    run that recorded nothing has nothing to judge, so neither is called healthy. The family's
+    theory is appended where it explains the verdict (e.g. BatchNorm named for its explosion)."""
     if status is Status.FAILED:
         return {"verdict": None, "verdict_text": f"no verdict: the run failed ({error})"}
     if not len(layers):
         return {"verdict": None, "verdict_text": "no verdict: nothing was recorded (stopped "
                                                  "before the gradients at step 0 were measured)"}
-    return {"verdict": _verdict_record(log, layers),
-            "verdict_text": verdict_of(log, layers).describe()}
+    verdict = _verdict_record(log, layers)
+    return {"verdict": verdict, "verdict_text": verdict_of(log, layers).describe()
+            + explain(verdict.verdict, theory)}
 
 
 def salvage(log: MemberLog, start: RunRecord, error: str) -> RunResult:

@@ -34,6 +34,11 @@ COMMON_PARAMS = ("gain", "mode", "std", "mean", "bias_value")
 # calibrate(model, member, data, *, activation, **resolved_params): model a models.StackedModel,
 # data the [n, input_size] inputs.
 Calibrate = Callable[..., None]
+# layer_scale(role, blocks, branch_layers, **resolved_params) -> the factor on a Linear layer's
+# filled weight and bias, by its role (models.LinearView.role); branch_init(**resolved_params) ->
+# the initial branch multiplier alpha. For schemes defined on residual branches (Fixup, SkipInit).
+LayerScale = Callable[..., float]
+BranchInit = Callable[..., float]
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,15 @@ class Scheme:
     # weights and biases and nothing else. `variance` then describes what `fill` drew, not the
     # calibrated weights: measure those.
     calibrate: Calibrate | None = None
+    # Residual schemes only, applied by `apply.initialize` after `fill` (and mirrored by the
+    # theory): a factor per layer role, and alpha's initial value (else model.branch_scale).
+    layer_scale: LayerScale | None = None
+    branch_init: BranchInit | None = None
+
+    @property
+    def needs_branches(self) -> bool:
+        """Whether the scheme is defined on residual branches (a plain MLP has none)."""
+        return self.layer_scale is not None or self.branch_init is not None
 
     @property
     def summary(self) -> str:
@@ -85,7 +99,8 @@ SCHEMES: dict[str, Scheme] = {}
 
 
 def register(name: str, *, variance: Callable[..., tuple[float, float]], formula: str,
-             calibrate: Calibrate | None = None) -> Callable:
+             calibrate: Calibrate | None = None, layer_scale: LayerScale | None = None,
+             branch_init: BranchInit | None = None) -> Callable:
     """Add a scheme; its user parameters are the function's keyword parameters with defaults."""
 
     def decorate(fn: Callable[..., None]) -> Callable[..., None]:
@@ -97,7 +112,8 @@ def register(name: str, *, variance: Callable[..., tuple[float, float]], formula
         }
         SCHEMES[name] = Scheme(name=name, fill=fn, variance=variance, defaults=own,
                                zero_mean=_weight_mean(own) == 0, formula=formula,
-                               calibrate=calibrate)
+                               calibrate=calibrate, layer_scale=layer_scale,
+                               branch_init=branch_init)
         return fn
 
     return decorate
@@ -132,6 +148,8 @@ def check_scheme(name: str, params: dict[str, Any], activation: str) -> None:
         if default is None and value is None:
             continue  # `gain: null` asks for the default explicitly: from the activation
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"init.params.{key}: expected true or false (got {value!r})")
         if numeric and not is_number:
             raise ConfigError(f"init.params.{key}: expected a number (got {shorten(value)})")
         if is_number and not abs(value) <= MAX_PARAM:  # False for NaN too

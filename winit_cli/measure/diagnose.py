@@ -13,6 +13,10 @@ At each recorded step, for every layer l below the output layer L:
 - exploding: some r_l > +explode_decades, likewise.
 - diverged: the loss or a gradient became non-finite (the step and the first layer affected).
 - healthy: none of these at any recorded step.
+In a residual MLP (layers.csv has stream_grad_norm) the hidden layers read are the residual
+stream's, r_b = log10( ||dL/dh_b|| / ||dL/dz_L|| ) on the input projection's row (b = 0) and on
+each block's last branch layer's row: the branches' own gradients are zero by design at init
+under SkipInit (alpha = 0), Fixup and zero_last, which says nothing about propagation.
 The verdict is the first condition met, scanning recorded steps in order; `fraction_of_steps`
 says how persistent it was. The ratio is scale-free, so a network that has simply learned (small
 gradients everywhere) is not called vanishing.
@@ -24,6 +28,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+
+STREAM = "stream_grad_norm"  # measure/family_probes.py: ||dL/dh_b|| of a residual stream
 
 
 @dataclass(frozen=True)
@@ -48,16 +54,26 @@ class Verdict:
 
 
 def log10_ratios(layers: pd.DataFrame) -> pd.DataFrame:
-    """r_l per step (rows) and layer (columns 1..L-1), from layers.csv's act_grad_norm."""
+    """r_l per step (rows) and layer (columns 1..L-1), from layers.csv's act_grad_norm; for
+    residual kinds, the stream's gradient (stream_grad_norm) on the layers that carry it."""
     wide = layers.pivot(index="step", columns="layer", values="act_grad_norm").sort_index()
     output = wide.columns.max()
+    hidden = wide.drop(columns=output)
+    if STREAM in layers.columns:
+        stream = layers.pivot(index="step", columns="layer", values=STREAM).sort_index()
+        hidden = stream[[c for c in stream.columns if c != output and stream[c].notna().any()]]
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.log10(wide.drop(columns=output).div(wide[output], axis=0))
+        ratios = np.log10(hidden.div(wide[output], axis=0))
     return ratios
 
 
 def measured_first_to_last_hidden(step0: pd.DataFrame) -> float:
-    """log10 ||dL/dz_1|| / ||dL/dz_{L-1}|| at step 0 (0 when there is one hidden layer or none)."""
+    """log10 ||dL/dz_1|| / ||dL/dz_{L-1}|| at step 0 (0 when there is one hidden layer or none);
+    for residual kinds the stream's log10 ||dL/dh_0|| / ||dL/dh_B||."""
+    if STREAM in step0.columns:
+        norms = step0.sort_values("layer")[STREAM].dropna().to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.log10(norms[0] / norms[-1])) if len(norms) > 1 else 0.0
     norms = step0.sort_values("layer").act_grad_norm.to_numpy()
     if len(norms) < 3:
         return 0.0

@@ -4,7 +4,8 @@ what a scheme gives a square layer in theory (`mean_field`, for `winit schemes`)
 The variances fed to the theory are those the scheme actually produces (`Scheme.variance`); for
 data-dependent schemes (LSUV) they are read off the step-0 weight norms instead,
 Var(W_l) ~ ||W_l||^2 / (fan_in fan_out). The theory assumes zero-mean weights: for other schemes
-(mean-1 normal) no prediction is made, and the summary says why.
+(mean-1 normal) no prediction is made, and the summary says why. Residual MLPs, normalization
+and dropout go to their own theories (predict_families.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from winit_cli.errors import ConfigError
 from winit_cli.inits import Scheme, get_scheme
 from winit_cli.measure import theory
 from winit_cli.measure.diagnose import measured_first_to_last_hidden
+from winit_cli.measure.predict_families import predict_family, theory_for, with_roles
 from winit_cli.records.files import finite
 
 PREDICTED = ("predicted_q", "predicted_chi", "predicted_log10_grad_ratio")
@@ -42,8 +44,9 @@ def layer_variances(config: Config, step0: pd.DataFrame) -> tuple[list[float], l
 
 def predict_run(config: Config, layers: pd.DataFrame, input_second_moment: float
                 ) -> tuple[pd.DataFrame, dict]:
-    """layers.csv with predicted columns on the step-0 rows, and summary.json's `theory`."""
-    layers = layers.copy()
+    """layers.csv with predicted columns on the step-0 rows (and, for resmlp, each layer's
+    block and role on every row), and summary.json's `theory`."""
+    layers = with_roles(config, layers.copy())
     for column in PREDICTED:
         layers[column] = np.nan
     step0 = layers[layers.step == 0].sort_values("layer")
@@ -55,15 +58,21 @@ def predict_run(config: Config, layers: pd.DataFrame, input_second_moment: float
                         "reason": f"{scheme.name} draws non-zero-mean weights; mean-field theory "
                                   "assumes zero mean"}
     weight_var, bias_var, source = layer_variances(config, step0)
+    family, reason = theory_for(config)
+    if family is None:
+        return layers, {"applicable": False, "reason": reason}
+    if family != "plain":
+        rows, summary = predict_family(family, config, step0, weight_var, bias_var,
+                                       source == "scheme formula", input_second_moment)
+        _fill(layers, rows)
+        summary.setdefault("applicable", True)
+        return layers, {"applicable": summary.pop("applicable"), "variance_source": source,
+                        "input_second_moment": input_second_moment, **summary}
     prediction = theory.predict(
         config.model.activation, step0.fan_in.astype(int).tolist(), weight_var, bias_var,
         input_second_moment,
     )
-    rows = pd.DataFrame(prediction.to_rows()).set_index("layer")
-    at_step0 = layers.step == 0
-    for column in PREDICTED:
-        layers.loc[at_step0, column] = layers.loc[at_step0, "layer"].map(rows[column]).to_numpy(
-            dtype=float, na_value=np.nan)
+    _fill(layers, pd.DataFrame(prediction.to_rows()).set_index("layer"))
     measured = measured_first_to_last_hidden(step0)
     predicted = prediction.log10_first_to_last_hidden()
     summary = {
@@ -76,6 +85,17 @@ def predict_run(config: Config, layers: pd.DataFrame, input_second_moment: float
         "difference": finite(measured - predicted),
     }
     return layers, summary
+
+
+def _fill(layers: pd.DataFrame, rows: pd.DataFrame | None) -> None:
+    """The step-0 rows' predicted columns, in place, from `rows` (indexed by layer)."""
+    if rows is None:
+        return
+    at_step0 = layers.step == 0
+    for column in PREDICTED:
+        if column in rows:
+            layers.loc[at_step0, column] = layers.loc[at_step0, "layer"].map(
+                rows[column]).to_numpy(dtype=float, na_value=np.nan)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ Definitions, for Linear layer l with pre-activation z_l = W_l h_{l-1} + b_l and 
 - weight_norm: ||W_l|| before the update; update_ratio: ||W_l' - W_l|| / ||W_l|| for this step's
   update (empty for a step with no update).
 - act_mean, act_std: of h_l over batch and units (of the logits for the output layer).
-- dead_fraction (relu, leaky_relu): units with z <= 0 for every example in the batch.
+- dead_fraction (relu, leaky_relu): units with phi(z) <= 0 (z <= 0; with a norm, its output
+  y <= 0) for every example in the batch.
 - saturated_fraction (tanh, sigmoid): activations within 0.01 of the asymptotes (|tanh| > 0.99,
   sigmoid < 0.01 or > 0.99), over batch and units.
 Neither of the last two applies to the output layer or other activations: NaN (an empty cell).
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from winit_cli.measure.family_probes import FamilyColumns
 from winit_cli.measure.recorder import LayerView, StepRecorder, norm_tensors
 from winit_cli.models.base import StackedModel, Trace
 
@@ -114,7 +116,9 @@ def _alive_units(v: LayerView) -> torch.Tensor | None:
     """Per unit, its largest z over the batch ([K, out]); > 0: some example activates it."""
     if v.activation not in ("relu", "leaky_relu"):
         return None
-    return v.pre.detach().amax(dim=1)
+    # [K, out]: a unit is alive when some example activates it. phi(v) > 0 iff v > 0 for the
+    # ReLU family, so post reads that with a norm between z and phi as without one.
+    return v.post.detach().amax(dim=1)
 
 
 def _dead_fraction(largest_z: np.ndarray) -> np.ndarray:
@@ -218,6 +222,11 @@ class Probe:
             and g["weight_decay"] == 0 for g in optimizer.param_groups) else None
         self._lr = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]} \
             if self._sgd else {}
+        # Norm layers and residual streams add columns (measure/family_probes.py); none for
+        # the plain MLP. `columns` names the last axis of what before_step returns.
+        family = FamilyColumns(model)
+        self._family = family if family.columns else None
+        self.columns = COLUMNS + family.columns
 
     def trace(self) -> StepRecorder:
         """The Trace for a recorded step's forward pass: the forward quantities run as the
@@ -226,7 +235,8 @@ class Probe:
 
     @torch.no_grad()
     def before_step(self, trace: Trace, will_update: bool) -> torch.Tensor:
-        """Returns float64 [K, L, len(COLUMNS)]; update_ratio is filled in by `after_step`.
+        """Returns float64 [K, L, len(self.columns)]; update_ratio (and norm_update_ratio) are
+        filled in by `after_step`.
 
         `trace`: this probe's `trace()` once backward has run, or any plain `Trace` (with its
         gradients retained), which is measured now."""
@@ -238,6 +248,9 @@ class Probe:
         record = assemble(recorder)
         if will_update and self._sgd is None:
             self._before = [layer.weight.detach().clone() for layer in recorder.layers]
+        if self._family is not None:
+            record = torch.cat([record, self._family.before_step(
+                trace, len(recorder.layers), will_update)], dim=2)
         return record
 
     @torch.no_grad()
@@ -254,5 +267,8 @@ class Probe:
             updates = member_norms(self._before)
         values = record.numpy()
         with np.errstate(divide="ignore", invalid="ignore"):  # zero or non-finite weights
-            values[:, :, -1] = updates.T / values[:, :, COLUMNS.index("weight_norm")]
+            values[:, :, COLUMNS.index("update_ratio")] = (
+                updates.T / values[:, :, COLUMNS.index("weight_norm")])
         self._before = []
+        if self._family is not None:
+            self._family.after_step(record[:, :, len(COLUMNS):])

@@ -2,8 +2,10 @@
 views, and a forward pass that can record a `Trace`.
 
 Training, the probes, the init schemes (LSUV included) and the record writer see a model only
-through `StackedModel`: `members`, `activation`, `forward(x, trace)` and `linears()`. A new kind
-subclasses it in its own file, registered with `models.registry.register_model`; nothing
+through `StackedModel`: `members`, `activation`, `forward(x, trace)` and `linears()`; kinds with
+normalization layers or branch multipliers also list them (`norms()`, `branch_scales()`), and
+kinds with random layers (dropout) take per-member seeds (`seed_members`, `begin_step`). A new
+kind subclasses it in its own file, registered with `models.registry.register_model`; nothing
 outside `models/` needs to change.
 
 Members never mix: member k's output depends only on member k's parameters and inputs, so each
@@ -21,6 +23,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from winit_cli.models import checks
+from winit_cli.models.stacked import MemberDropout
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
@@ -49,6 +54,11 @@ class LinearView:
     # The activation applied to this layer's output z, or None where z is used as it is (the
     # output layer's logits; in a residual kind, a branch's last layer before the sum).
     activation: str | None
+    # Where the layer sits, for schemes defined per role (Fixup, zero_last) and for the theory:
+    # "input", "hidden", "output" (plain MLP); "input", "branch_inner", "branch_out", "output"
+    # (residual MLP). block: the residual block it belongs to (1..B), 0 outside blocks.
+    role: str = "hidden"
+    block: int = 0
 
     @property
     def fan_in(self) -> int:
@@ -57,6 +67,19 @@ class LinearView:
     @property
     def fan_out(self) -> int:
         return self.weight.shape[1]
+
+
+@dataclass(frozen=True, slots=True)
+class NormView:
+    """One normalization layer of a stacked model: y = gamma * normalize(x) + beta per member.
+
+    norms()[i] comes right after linears()[i] in forward order (see each kind's docstring for
+    what it normalizes); the output layer has none after it.
+    """
+
+    weight: nn.Parameter  # gamma, [K, features]
+    bias: nn.Parameter  # beta, [K, features]
+    kind: str  # "batch" or "layer"
 
 
 @dataclass
@@ -70,16 +93,25 @@ class Trace:
     pre: list[torch.Tensor] = field(default_factory=list)  # z_l (detached)
     post: list[torch.Tensor] = field(default_factory=list)  # phi(z_l); the logits for l = L
     graph: list[torch.Tensor] = field(default_factory=list)  # z_l in the graph: .grad = dL/dz_l
+    # Normalization outputs y_i in the order of norms(), and residual streams h_b (b = 0..B), as
+    # z_l above: detached copies [K, B, features] and graph tensors whose .grad is dL/dy, dL/dh.
+    norm_post: list[torch.Tensor] = field(default_factory=list)
+    norm_graph: list[torch.Tensor] = field(default_factory=list)
+    stream_graph: list[torch.Tensor] = field(default_factory=list)
     # adjust(l, z) -> z: may replace layer l's output before the model uses it, as a PyTorch
     # forward hook may replace a module's output. LSUV calibrates through it in one pass.
     adjust: Callable[[int, torch.Tensor], torch.Tensor] | None = None
 
     def record(self, z: torch.Tensor, activation: Activation | None,
-               members: int) -> torch.Tensor:
-        """Record Linear layer output z; return activation(z) (z itself when None)."""
+               members: int, norm: Activation | None = None) -> torch.Tensor:
+        """Record Linear layer output z; return activation(z) (z itself when None).
+
+        With `norm`, y = norm(z) is recorded too (`record_norm`) and activation(y) returned.
+        """
         if self.adjust is not None:
             z = self.adjust(len(self.graph), z)
-        h = z if activation is None else activation(z)
+        y = z if norm is None else self.record_norm(norm(z), members)
+        h = y if activation is None else activation(y)
         if z.requires_grad:  # not under no_grad
             self.watch_grad(len(self.graph), z)
         self.graph.append(z)
@@ -92,10 +124,35 @@ class Trace:
         reduce the gradient in a hook as it flows past (`measure.recorder.StepRecorder`)."""
         z.retain_grad()
 
+    def record_norm(self, y: torch.Tensor, members: int) -> torch.Tensor:
+        """Record a normalization layer's output y; return it."""
+        if y.requires_grad:
+            y.retain_grad()
+        self.norm_graph.append(y)
+        self.norm_post.append(y.detach().view(members, -1, y.shape[-1]))
+        return y
+
+    def record_stream(self, h: torch.Tensor) -> torch.Tensor:
+        """Record a residual stream h_b (for dL/dh_b); return it."""
+        if h.requires_grad:
+            h.retain_grad()
+        self.stream_graph.append(h)
+        return h
+
     def pre_grad(self, l: int) -> torch.Tensor | None:
         """dL/dz_l as [K, B, fan_out], once backward has run."""
         grad = self.graph[l].grad
         return None if grad is None else grad.view(self.pre[l].shape)
+
+    def norm_grad(self, i: int) -> torch.Tensor | None:
+        """dL/dy_i of normalization layer i as [K, B, features], once backward has run."""
+        grad = self.norm_graph[i].grad
+        return None if grad is None else grad.view(self.norm_post[i].shape)
+
+    def stream_grad(self, b: int, members: int) -> torch.Tensor | None:
+        """dL/dh_b as [K, B, width], once backward has run."""
+        h = self.stream_graph[b]
+        return None if h.grad is None else h.grad.view(members, -1, h.shape[-1])
 
 
 class StackedModel(nn.Module, ABC):
@@ -107,6 +164,8 @@ class StackedModel(nn.Module, ABC):
 
     members: int
     activation: str  # the hidden activation; init schemes take their gain from it
+    has_branches: bool = False  # residual branches: schemes such as Fixup need them
+    noise: MemberDropout | None = None  # set by kinds with dropout
 
     @classmethod
     @abstractmethod
@@ -122,6 +181,36 @@ class StackedModel(nn.Module, ABC):
     @abstractmethod
     def linears(self) -> list[LinearView]:
         """Every Linear layer, input side first: the order of `Trace` entries and of layers.csv."""
+
+    def norms(self) -> list[NormView]:
+        """Every normalization layer, in forward order (none for kinds without)."""
+        return []
+
+    def branch_scales(self) -> torch.Tensor | None:
+        """The branch multipliers alpha, [K, blocks] (a Parameter when learnable), or None."""
+        return None
+
+    def seed_members(self, seeds: list[int]) -> None:
+        """Per-member seeds for random layers (dropout): member k draws its own noise from
+        seeds[k], so it draws the same alone as in a stack. Kinds without noise ignore it."""
+        if len(seeds) != self.members:
+            raise ValueError(f"{len(seeds)} seeds for {self.members} members")
+        if self.noise is not None:
+            self.noise.seeds = list(seeds)
+
+    def begin_step(self, step: int) -> None:
+        """The training step the next forward passes belong to: noise is drawn from (seed, step),
+        so redoing a step's forward pass redraws the same noise."""
+        if self.noise is not None:
+            self.noise.step = step
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """Raise a ConfigError (one line) for what this kind cannot build from a `config.Config`.
+
+        The default refuses the residual-only keys and checks what every kind shares."""
+        checks.check_no_branches(config)
+        checks.check_common(config)
 
     @property
     def depth(self) -> int:

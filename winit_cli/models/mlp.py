@@ -3,6 +3,12 @@
 depth Linear layers: input -> hidden widths (`model.width`, or `model.widths`) -> classes.
 A single `winit run` is K = 1 member; a sweep trains several same-shape networks at once (K > 1)
 with batched matmuls.
+
+With `model.norm` (batch or layer), every hidden layer is Linear -> norm -> phi, the placement
+of Ioffe & Szegedy 2015 and of the mean-field theories (Yang et al. 2019; theory_layernorm_
+dropout.py): z_l = W_l h_{l-1} + b_l, y_l = norm(z_l), h_l = phi(y_l); norms()[l] follows
+linears()[l], and the logits have none. With `model.dropout` the hidden activations h_l (not the
+input, not the logits) are dropped, inverted: h_l * mask / (1 - rate) in training only.
 """
 
 from __future__ import annotations
@@ -14,13 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from winit_cli.models.base import ACTIVATIONS, LinearView, StackedModel, Trace
+from winit_cli.models.base import ACTIVATIONS, LinearView, NormView, StackedModel, Trace
 from winit_cli.models.registry import register_model
+from winit_cli.models.stacked import MemberDropout, StackedNorm
 
 
 @register_model("mlp")
 class StackedMLP(StackedModel):
-    def __init__(self, sizes: Sequence[int], activation: str, bias: bool = True, members: int = 1):
+    def __init__(self, sizes: Sequence[int], activation: str, bias: bool = True, members: int = 1,
+                 norm: str = "none", dropout: float = 0.0):
         """sizes = [input, hidden..., output]; depth = len(sizes) - 1 Linear layers."""
         super().__init__()
         self.sizes = list(sizes)
@@ -34,12 +42,16 @@ class StackedMLP(StackedModel):
         self.biases = nn.ParameterList(
             nn.Parameter(torch.zeros(members, fan_out)) for _, fan_out in pairs
         ) if bias else None
+        self.norm_layers = nn.ModuleList(
+            StackedNorm(norm, members, width) for width in sizes[1:-1]
+        ) if norm != "none" else None
+        self.noise = MemberDropout(dropout, members) if dropout > 0 else None
 
     @classmethod
     def from_config(cls, config: Any, input_size: int, classes: int,
                     members: int) -> StackedMLP:
         return cls([input_size, *config.hidden_widths(), classes], config.activation,
-                   config.bias, members)
+                   config.bias, members, config.norm, config.dropout)
 
     def parameter_lists(self) -> tuple[list[nn.Parameter], list[nn.Parameter | None]]:
         """(weights, biases), one per layer (biases None without bias). Read from the lists'
@@ -53,11 +65,19 @@ class StackedMLP(StackedModel):
     def linears(self) -> list[LinearView]:
         weights, biases = self.parameter_lists()
         last = len(weights) - 1
-        return [LinearView(w, b, None if l == last else self.activation)
+        return [LinearView(w, b, None if l == last else self.activation,
+                           "output" if l == last else "input" if l == 0 else "hidden")
                 for l, (w, b) in enumerate(zip(weights, biases, strict=True))]
+
+    def norms(self) -> list[NormView]:
+        if self.norm_layers is None:
+            return []
+        return [NormView(n.weight, n.bias, n.kind) for n in self.norm_layers]
 
     def forward(self, x: torch.Tensor, trace: Trace | None = None) -> torch.Tensor:
         """x: [K, B, input] -> logits [K, B, output]."""
+        if self.noise is not None and self.training:
+            self.noise.start(x.device)
         if self.members > 1:
             return self._forward_stacked(x, trace)
         # A plain matmul is faster than a batch of one: with K = 1 the activations stay 2-D and
@@ -65,10 +85,9 @@ class StackedMLP(StackedModel):
         # every step); a [1, out] bias broadcasts as it is.
         h = x.squeeze(0)
         weights, biases = self.parameter_lists()
-        last = len(weights) - 1
         for l, (w, b) in enumerate(zip(weights, biases, strict=True)):
             z = F.linear(h, w.squeeze(0), b)
-            h = self._activate(z, None if l == last else self.phi, trace)
+            h = self._activate(l, z, trace)
         return h.unsqueeze(0)
 
     def _forward_stacked(self, x: torch.Tensor, trace: Trace | None) -> torch.Tensor:
@@ -78,7 +97,7 @@ class StackedMLP(StackedModel):
         autograd would copy it every step. Members fed the same batch (x expanded, stride 0)
         share the first layer's input: one GEMM [K * out, in] x [in, B] for all of them."""
         weights, biases = self.parameter_lists()
-        k, last = self.members, len(weights) - 1
+        k = self.members
         h_t = x.transpose(1, 2)  # [K, in, B]
         for l, (w, b) in enumerate(zip(weights, biases, strict=True)):
             if l == 0 and x.stride(0) == 0:
@@ -89,11 +108,17 @@ class StackedMLP(StackedModel):
                 z_t = torch.bmm(w, h_t)
             else:
                 z_t = torch.baddbmm(b.unsqueeze(2), w, h_t)
-            h = self._activate(z_t.transpose(1, 2), None if l == last else self.phi, trace)
+            h = self._activate(l, z_t.transpose(1, 2), trace)
             h_t = h.transpose(1, 2)
         return h
 
-    def _activate(self, z: torch.Tensor, phi, trace: Trace | None) -> torch.Tensor:
+    def _activate(self, l: int, z: torch.Tensor, trace: Trace | None) -> torch.Tensor:
+        """Layer l's z -> h: the norm (hidden layers, with model.norm), phi, then dropout."""
+        if l == len(self.sizes) - 2:  # the logits
+            return trace.record(z, None, self.members) if trace is not None else z
+        norm = self.norm_layers[l] if self.norm_layers is not None else None
         if trace is not None:
-            return trace.record(z, phi, self.members)
-        return z if phi is None else phi(z)
+            h = trace.record(z, self.phi, self.members, norm)
+        else:
+            h = self.phi(z if norm is None else norm(z))
+        return self.noise(h) if self.noise is not None and self.training else h

@@ -55,6 +55,29 @@ def steps_to(metrics: pd.DataFrame | None, target: float) -> int | None:
     return int(hit.step.iloc[0]) if len(hit) else None
 
 
+def model_label(kind: str, config: dict[str, Any]) -> str:
+    """The model kind with the options that make it a different network, for the model_kind
+    column: `mlp`, `mlp+batchnorm`, `resmlp(k=1, learnable alpha)+layernorm+dropout=0.1`. Runs
+    of different networks then never share a group, a ranking or a recommendation. `config` is
+    config.yaml flattened (dotted keys); keys it lacks (older runs) read as their defaults."""
+    options = []
+    if kind == "resmlp":
+        k, alpha = config.get("model.branch_layers", 2), config.get("model.branch_scale", 1.0)
+        learnable = config.get("model.learnable_scale", False)
+        options = [f"k={k}"] * (k != 2) + [f"alpha={alpha:g}"] * (alpha != 1.0)
+        if learnable:
+            options.append("learnable alpha")
+    label = kind + (f"({', '.join(options)})" if options else "")
+    norm, dropout = config.get("model.norm", "none"), config.get("model.dropout", 0.0)
+    return label + (f"+{norm}norm" if norm not in (None, "none") else "") + \
+        (f"+dropout={dropout:g}" if dropout else "")
+
+
+# Config keys model_label puts into model_kind: not grid columns of their own.
+MODEL_LABEL_KEYS = ("model.norm", "model.dropout", "model.branch_layers", "model.branch_scale",
+                    "model.learnable_scale")
+
+
 def run_row(run: Run, grid_values: dict[str, Any]) -> dict[str, Any]:
     """One run as a row: identity, grid values (config key -> value), what was measured."""
     r = run.record
@@ -62,8 +85,8 @@ def run_row(run: Run, grid_values: dict[str, Any]) -> dict[str, Any]:
     theory = r.theory.model_dump(exclude_none=True) if r.theory else {}
     row = {
         "run_id": r.run_id, "path": run.path, "sweep": run.sweep, "dataset": r.dataset,
-        "model_kind": r.model_kind, "scheme": r.scheme, "activation": r.activation,
-        "depth": r.depth, "width": r.width_label, "seed": r.seed,
+        "model_kind": model_label(r.model_kind, run.config), "scheme": r.scheme,
+        "activation": r.activation, "depth": r.depth, "width": r.width_label, "seed": r.seed,
         **{column_name(k): value for k, value in grid_values.items()},
         "status": r.status.value, "verdict": v.verdict if v else None,
         "verdict_layer": v.layer if v else None, "verdict_step": v.step if v else None,
@@ -137,7 +160,7 @@ def is_incidental(key: str) -> bool:
 
 # Config keys shown in a column of their own (HEAD): a grid over them adds no group key.
 OWN_COLUMN = ("init.scheme", "model.activation", "model.depth", "model.width", "model.widths",
-              "train.seed", "data.dataset", "model.kind")
+              "train.seed", "data.dataset", "model.kind", *MODEL_LABEL_KEYS)
 
 
 def group_keys(grid: list[str]) -> list[str]:

@@ -37,6 +37,7 @@ class MemberLog:
 
     config: Config
     layer_shapes: list[tuple[int, int]] = field(default_factory=list)  # (fan_in, fan_out) each
+    layer_columns: tuple[str, ...] = COLUMNS  # the last axis of layer_values (probes.Probe)
     layer_steps: list[tuple[int, int]] = field(default_factory=list)  # (step, epoch)
     layer_values: list[torch.Tensor] = field(default_factory=list)  # [L, Q] float64 each
     metrics: list[dict] = field(default_factory=list)
@@ -189,6 +190,7 @@ def _train(logs, splits, device, threads, on_progress, on_checkpoint, checkpoint
     threads.start()  # after setup, whose time measures the load
     for log in logs:
         log.layer_shapes = group.model.layer_shapes()
+        log.layer_columns = group.probe.columns
     record_spectra(logs, group, splits)
     steps = group.plan.steps
     alive = [True] * len(logs)

@@ -41,11 +41,12 @@ def setup(configs: list[Config], splits: Splits, device: torch.device) -> Group:
     model = build_model(base.model, splits.input_size, splits.classes, len(configs))
     for i, c in enumerate(configs):
         initialize(model, i, c.init.scheme, c.init.params,
-                   torch.Generator().manual_seed(c.train.seed))
+                   torch.Generator().manual_seed(c.train.seed), zero_last=c.init.zero_last)
         # Data-dependent schemes (LSUV) then calibrate member i on the first examples of
         # x_train, a fixed random sample of the dataset; the others do nothing here.
         calibrate_member(model, i, c.init.scheme, c.init.params, splits.x_train)
     model.to(device)
+    model.seed_members([c.train.seed for c in configs])  # dropout: each member's own masks
     decay = torch.tensor([c.train.weight_decay + weight_decay(c.init.scheme, c.init.params)
                           for c in configs], device=device).view(-1, 1, 1)
     optimizer = make_optimizer(base, model.parameters())
@@ -74,6 +75,7 @@ def run_step(group: Group, step: int, alive: list[bool]) -> StepResult:
     evaluation = evaluate(model, group.x_val, group.y_val) \
         if plan.evaluates(step) and len(group.x_val) else None
     xb, yb = group.batches.get(step)
+    model.begin_step(step)  # noise (dropout) is drawn from (seed, step): a redo draws the same
     trace = group.probe.trace() if recorded else None
     losses, accs = _forward_backward(model, optimizer, xb, yb, trace)
     losses, accs, finite = step_scalars(group.sentinel, losses, accs)

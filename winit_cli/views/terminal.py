@@ -94,16 +94,20 @@ def run_report(console: Console, outcome, report_dir: Path | None = None) -> Non
     console.print(table)
     console.print(f"[dim]{escape(legend)}[/]")
     v = r.verdict
+    theory = r.theory if r.theory is not None and r.theory.applicable else None
+    # Residual, norm and dropout nets: their family's theory says what it predicts in words.
+    statement = (theory.model_extra or {}).get("statement") if theory is not None else None
     if v is not None:
-        theory = r.theory if r.theory is not None and r.theory.applicable else None
         console.print(
             f"dz ratio ({escape(DZ_FORMULA)}, first over last hidden layer): "
             f"{signed(v.log10_first_to_last)} at init"
             + (f" (theory {signed(theory.predicted_log10_ratio)})" if theory else "")
             + f", {signed(getattr(v, 'log10_first_to_last_end', None))} at the end",
             highlight=False)
-    if r.theory is not None and r.theory.applicable:
-        words = depth_scale_words(r.theory.chi, r.theory.depth_scale, r.depth)
+    if statement:
+        console.print(f"theory: {escape(statement)}", highlight=False)
+    elif theory is not None:
+        words = depth_scale_words(theory.chi, theory.depth_scale, r.depth)
         console.print(f"theory: {words or 'no fixed point'}", highlight=False)
     elif r.theory is not None:
         console.print(f"[dim]theory: not applicable ({escape(str(r.theory.reason))})[/]")
