@@ -22,7 +22,12 @@ from winit_cli.app.events import LiveEvents, write_events
 from winit_cli.config import Config
 from winit_cli.datasets import ProgressFn as DownloadProgress
 from winit_cli.datasets import Splits, load_dataset, make_splits
-from winit_cli.measure.diagnose import Verdict, diagnose, measured_first_to_last_hidden
+from winit_cli.measure.diagnose import (
+    Verdict,
+    diagnose,
+    measured_first_to_last_hidden,
+    zero_gradient_layers,
+)
 from winit_cli.measure.predict import predict_run
 from winit_cli.measure.predict_families import explain
 from winit_cli.records.files import finite, finite_values
@@ -118,7 +123,7 @@ def verdict_record(verdict: Verdict, layers: pd.DataFrame) -> VerdictRecord:
         **finite_values(verdict.to_dict()),
         log10_first_to_last=finite(measured_first_to_last_hidden(step0)) if len(step0) else None,
         log10_first_to_last_end=finite(measured_first_to_last_hidden(end)) if len(end) else None,
-        zero_grad_layers_init=int((step0.act_grad_norm == 0).sum()) if len(step0) else None)
+        zero_grad_layers_init=zero_gradient_layers(step0) if len(step0) else None)
 
 
 def jacobian_record(log: MemberLog, theory: dict) -> tuple[JacobianRecord | None,

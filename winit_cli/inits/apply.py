@@ -82,11 +82,20 @@ def calibrate_member(model: StackedModel, member: int, scheme: str, params: dict
     """Calibrate member `member` on `data` if its scheme is data-dependent; else do nothing.
 
     Call it right after `initialize` has filled that member. `data` is the training split's
-    inputs [n, input_size]; only member `member`'s parameters change.
+    inputs [n, input_size]; only member `member`'s parameters change. It runs the model in eval
+    mode (BatchNorm on its running statistics, no dropout).
     """
     spec = get_scheme(scheme)
-    if spec.calibrate is not None:
+    if spec.calibrate is None:
+        return
+    # In eval mode: no dropout noise in what is measured, and BatchNorm's running statistics
+    # (every member's) are left as they were, so a member calibrates alone as in a stack.
+    was_training = model.training
+    model.eval()
+    try:
         spec.calibrate(model, member, data, activation=model.activation, **spec.resolve(params))
+    finally:
+        model.train(was_training)
 
 
 def check_init_for_model(config: Any) -> None:

@@ -81,6 +81,14 @@ def measured_first_to_last_hidden(step0: pd.DataFrame) -> float:
         return float(np.log10(norms[0] / norms[-2]))
 
 
+def zero_gradient_layers(step0: pd.DataFrame) -> int:
+    """Layers whose gradient underflowed to exactly 0, among those the verdict reads (for
+    residual kinds the stream's: their branches may be zero by design, see the module doc)."""
+    if STREAM in step0.columns:
+        return int((step0[STREAM].dropna() == 0).sum())
+    return int((step0.act_grad_norm == 0).sum())
+
+
 def diagnose(layers: pd.DataFrame, *, vanish_decades: float = 2.0, explode_decades: float = 2.0,
              diverged_step: int | None = None, diverged_layer: int | None = None) -> Verdict:
     ratios = log10_ratios(layers) if len(layers) else pd.DataFrame()
