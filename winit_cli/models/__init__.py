@@ -7,11 +7,11 @@ adding one file. Import names from here, not from the modules.
 import importlib
 import pkgutil
 
-from winit_cli.models.base import ACTIVATIONS, LinearView, StackedModel, Trace
+from winit_cli.models.base import ACTIVATIONS, LinearView, NormView, StackedModel, Trace
 from winit_cli.models.registry import MODELS, build_model, get_model_kind, register_model
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     importlib.import_module(f"{__name__}.{_module}")
 
-__all__ = ["ACTIVATIONS", "MODELS", "LinearView", "StackedModel", "Trace", "build_model",
-           "get_model_kind", "register_model"]
+__all__ = ["ACTIVATIONS", "MODELS", "LinearView", "NormView", "StackedModel", "Trace",
+           "build_model", "get_model_kind", "register_model"]
