@@ -133,7 +133,10 @@ def test_residual_predictions_per_layer_and_along_the_stream(model, inits, toler
 
 @pytest.mark.parametrize(("model", "words"), [
     ({"kind": "resmlp", "depth": 6, "norm": "batch"}, "batchnorm + residual"),
+    ({"kind": "resmlp", "depth": 6, "norm": "layer"}, "layernorm + residual"),
+    ({"kind": "resmlp", "depth": 6, "dropout": 0.1}, "dropout + residual"),
     ({"depth": 6, "norm": "layer", "dropout": 0.1}, "dropout + layernorm"),
+    ({"depth": 6, "norm": "batch", "dropout": 0.1}, "dropout + batchnorm"),
 ])
 def test_combinations_outside_every_theory_say_so(model, words, splits):
     ((rows, theory),) = step0(model, [{"scheme": "he_normal"}], splits)
