@@ -104,7 +104,8 @@ def test_batchnorm_explodes_at_the_predicted_rate(activation, scheme, tolerance,
     assert theory["measured_decades_per_layer"] == pytest.approx(
         theory["predicted_decades_per_layer"], rel=tolerance)
     assert theory["predicted_decades_per_layer"] == pytest.approx(0.5 * math.log10(theory["chi"]))
-    assert explain("exploding", theory).startswith("; theory: BatchNorm (Yang et al. 2019)")
+    assert explain("exploding", 0, theory).startswith("; theory: BatchNorm (Yang et al. 2019)")
+    assert explain("exploding", 30, theory) == explain("vanishing", 0, theory) == ""
 
 
 @pytest.mark.parametrize(("model", "inits", "tolerance"), [

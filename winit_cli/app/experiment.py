@@ -179,7 +179,7 @@ def _verdict_fields(log: MemberLog, layers: pd.DataFrame, status: Status,
                                                  "before the gradients at step 0 were measured)"}
     verdict = _verdict_record(log, layers)
     return {"verdict": verdict, "verdict_text": verdict_of(log, layers).describe()
-            + explain(verdict.verdict, theory)}
+            + explain(verdict.verdict, verdict.step, theory)}
 
 
 def salvage(log: MemberLog, start: RunRecord, error: str) -> RunResult:

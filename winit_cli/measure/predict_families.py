@@ -183,13 +183,17 @@ def fitted_rate(step0: pd.DataFrame) -> tuple[float | None, str | None]:
     return float(-slope), f"{layers[0]}-{layers[-1]}"
 
 
-def explain(verdict: str, theory_block: dict[str, Any]) -> str:
-    """What the family's theory says about an exploding, vanishing or diverged verdict ("" when
-    it predicts no such thing): appended to the verdict's sentence, so that a BatchNorm net's
-    explosion is put down to BatchNorm, a residual net's to its blocks."""
+def explain(verdict: str, step: int | None, theory_block: dict[str, Any]) -> str:
+    """What the family's theory says about a verdict it predicts ("" otherwise): appended to the
+    verdict's sentence, so that a BatchNorm net's explosion is put down to BatchNorm, a residual
+    net's to its blocks. The theory is about initialization: it explains an explosion or a
+    vanishing found at step 0 in the direction it predicts, or a divergence where it predicts
+    growth; not what training did later."""
     if not theory_block.get("applicable") or theory_block.get("family") in (None, "plain"):
         return ""
     predicted = theory_block.get("predicted_log10_ratio")
-    agrees = {"exploding": predicted is not None and predicted > 0,
-              "vanishing": predicted is not None and predicted < 0, "diverged": True}
+    if predicted is None:
+        return ""
+    agrees = {"exploding": step == 0 and predicted > 0, "vanishing": step == 0 and predicted < 0,
+              "diverged": predicted > 0}
     return f"; theory: {theory_block['statement']}" if agrees.get(verdict) else ""

@@ -2,7 +2,8 @@
 per layer coloured from input (dark) to output (light). Drawn from one run's layers.csv.
 
 These are the columns recorded at every recorded step that no other figure shows: weight
-gradients, update ratio, weight norm, activation spread, and the dead or saturated fraction.
+gradients, update ratio, weight norm, activation spread, and the dead or saturated fraction;
+for residual and normalized nets also the stream's gradient, alpha, and the norm layers'.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ PANELS = (
     ("act_std", "std of h_l", True),
     ("dead_fraction", "dead units (fraction)", False),
     ("saturated_fraction", "saturated units (fraction)", False),
+    # Kinds beyond the plain MLP (measure/family_probes.py); absent columns draw no panel.
+    ("stream_grad_norm", "||dL/dh_b|| (residual stream)", True),
+    ("branch_scale", "alpha_b (branch scale)", False),
+    ("norm_act_grad_norm", "||dL/dy|| (norm output)", True),
+    ("norm_weight_norm", "||gamma|| (norm)", True),
 )
 
 
