@@ -77,8 +77,8 @@ class StepRecorder(Trace):
                          None if grad is None else grad.view(self.pre[l].shape), self.post[l],
                          layer.activation)
 
-    def record(self, z: torch.Tensor, activation, members: int) -> torch.Tensor:
-        h = super().record(z, activation, members)
+    def record(self, z: torch.Tensor, activation, members: int, norm=None) -> torch.Tensor:
+        h = super().record(z, activation, members, norm)
         if self._live:
             self._compute(len(self.pre) - 1)
         return h

@@ -83,8 +83,9 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree} if prefix else {}
 
 
-# The one column that holds text: the module's name, in layers.csv of runs of `winit.watch`.
-TEXT_COLUMNS = ("name",)
+# The columns that hold text: the module's name, in layers.csv of runs of `winit.watch`, and a
+# residual MLP's layer role (input, branch_inner, branch_out, output; records/rows.py).
+TEXT_COLUMNS = ("name", "role")
 
 
 def read_table(path: Path, required: tuple[str, ...] = ("step",), keys: tuple[str, ...] = ("step",)
