@@ -146,3 +146,21 @@ def test_repo_family_sweeps_validate():
     for name in ("bn_depth50.yaml", "resmlp100.yaml", "norm_rescue.yaml"):
         members = load_spec(sweeps / name).members()
         assert len(members) > 1 and math.isfinite(len(members))
+
+
+@pytest.mark.parametrize(("model", "reason"), [
+    ({}, None),
+    ({"norm": "batch"}, "normalization or dropout layers"),
+    ({"norm": "layer"}, "normalization or dropout layers"),
+    ({"dropout": 0.2}, "normalization or dropout layers"),
+    ({"kind": "resmlp"}, "model kind 'resmlp'"),
+])
+def test_jacobian_spectrum_only_for_plain_chains(model, reason):
+    """record.jacobian takes the spectrum of a chain of W and phi' only: a norm, dropout or a
+    residual stream would make it the spectrum of some other network, so those runs say why
+    they have none instead of recording a wrong one."""
+    from winit_cli.training.spectrum import spectrum_reason
+
+    config = validate({"model": {"depth": 6, "width": 16, **model}})
+    got = spectrum_reason(build_model(config.model, 20, 4), config.model.kind)
+    assert got == reason if reason is None else got.startswith(reason)

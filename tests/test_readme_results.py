@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_every_results_block_has_its_markers():
     """A block without markers would be left stale: the script refuses, the README has all."""
     readme = (REPO / "README.md").read_text()
-    for name in ("timing", "relu30", "tanh20", "mean1", "l2"):
+    for name in ("timing", "relu30", "tanh20", "mean1", "l2", "bn50", "resmlp100", "norm_rescue"):
         assert readme.count(f"<!-- results:{name} -->") == 1, name
         assert readme.count(f"<!-- /results:{name} -->") == 1, name
 

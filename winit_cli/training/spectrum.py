@@ -19,6 +19,8 @@ def spectrum_reason(model: StackedModel, kind: str) -> str | None:
     """Why this model has no z_1 -> z_{L-1} chain to take the spectrum of, or None."""
     if kind != "mlp":
         return f"model kind {kind!r}: the spectrum is defined here for plain MLPs only"
+    if model.norms() or model.noise is not None:  # the chain below has only W and phi'
+        return "normalization or dropout layers: the spectrum is defined here for plain MLPs only"
     if model.depth < 3:
         return "fewer than two hidden layers: z_1 -> z_{L-1} is the identity"
     return None
