@@ -21,6 +21,9 @@ exact as the Linear layers' columns are.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import torch
 
 from winit_cli.models.base import StackedModel, Trace
@@ -43,14 +46,23 @@ def _mean_std(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class FamilyColumns:
-    """The extra columns of one model, measured at a step: `before_step`, then `after_step`."""
+    """The extra columns of one model, measured at a step: `before_step`, then `after_step`.
 
-    def __init__(self, model: StackedModel):
+    The norms are taken as the Linear layers' are (probes.member_norms: one `_foreach_norm` for
+    all of them, float64 outside SAFE_BAND), from what the step's recorder kept: the norm
+    outputs and the streams it recorded in the forward pass, with their gradients."""
+
+    def __init__(self, model: StackedModel,
+                 member_norms: Callable[[list[torch.Tensor | None]], np.ndarray]):
         self.model = model
+        self.member_norms = member_norms  # probes.member_norms (probes imports this module)
         self.norms = model.norms()
         self.alpha = model.branch_scales()
         self.columns = (NORM_COLUMNS if self.norms else ()) + \
             (RESIDUAL_COLUMNS if self.alpha is not None else ())
+        # resmlp: the rows of h_0 (the input projection) and of each block's branch_out layer
+        self._stream_rows = [0] + [l for l, layer in enumerate(model.linears())
+                                   if layer.role == "branch_out"]
         self._gammas: list[torch.Tensor] = []
 
     @torch.no_grad()
@@ -58,28 +70,28 @@ class FamilyColumns:
         """float64 [K, depth, len(columns)]; norm_update_ratio is filled by `after_step`."""
         k = self.model.members
         out = torch.full((k, depth, len(self.columns)), float("nan"), dtype=torch.float64)
-        if self.norms:
-            for i, norm in enumerate(self.norms):
-                mean, std = _mean_std(trace.norm_post[i])
-                out[:, i, :6] = torch.stack([
-                    _norms(norm.weight.grad, k), _norms(norm.bias.grad, k),
-                    _norms(trace.norm_grad(i), k), _norms(norm.weight, k), mean, std], dim=1)
-            if will_update:
-                self._gammas = [n.weight.detach().clone() for n in self.norms]
+        tensors = [t for i, n in enumerate(self.norms)
+                   for t in (n.weight.grad, n.bias.grad, trace.norm_grad(i), n.weight)]
+        streams = [trace.stream_grad(b, k) for b in range(len(self._stream_rows))] \
+            if self.alpha is not None else []
+        values = torch.from_numpy(self.member_norms(tensors + streams))  # [len, K]
+        for i in range(len(self.norms)):
+            mean, std = _mean_std(trace.norm_post[i])
+            out[:, i, :6] = torch.cat([values[4 * i:4 * i + 4].T, mean[:, None], std[:, None]],
+                                      dim=1)
+        if self.norms and will_update:
+            self._gammas = [n.weight.detach().clone() for n in self.norms]
         if self.alpha is not None:
-            self._residual(trace, out[:, :, len(self.columns) - len(RESIDUAL_COLUMNS):])
+            residual = out[:, :, len(self.columns) - len(RESIDUAL_COLUMNS):]
+            residual[:, self._stream_rows, 0] = values[len(tensors):].T
+            self._branch_scales(residual)
         return out
 
-    def _residual(self, trace: Trace, out: torch.Tensor) -> None:
-        """stream_grad_norm, branch_scale, branch_scale_grad into out [K, depth, 3]."""
-        k = self.model.members
-        rows = [0] + [l for l, layer in enumerate(self.model.linears())
-                      if layer.role == "branch_out"]
-        for b, row in enumerate(rows):
-            out[:, row, 0] = _norms(trace.stream_grad(b, k), k)
+    def _branch_scales(self, out: torch.Tensor) -> None:
+        """branch_scale and branch_scale_grad into out [K, depth, 3] on the branch_out rows."""
         alpha = self.alpha.detach().double().cpu()  # [K, blocks]
         grad = self.alpha.grad.detach().double().cpu() if self.alpha.grad is not None else None
-        for b, row in enumerate(rows[1:]):
+        for b, row in enumerate(self._stream_rows[1:]):
             out[:, row, 1] = alpha[:, b]
             if grad is not None:
                 out[:, row, 2] = grad[:, b]

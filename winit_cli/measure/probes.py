@@ -224,7 +224,7 @@ class Probe:
             if self._sgd else {}
         # Norm layers and residual streams add columns (measure/family_probes.py); none for
         # the plain MLP. `columns` names the last axis of what before_step returns.
-        family = FamilyColumns(model)
+        family = FamilyColumns(model, member_norms)
         self._family = family if family.columns else None
         self.columns = COLUMNS + family.columns
 
