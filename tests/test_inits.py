@@ -41,6 +41,8 @@ def textbook(name: str, activation: str, mode: str = "fan_in", **p) -> tuple[flo
     if name in ("he_normal", "he_uniform"):
         gain = p.get("gain") or GAIN[activation]
         return gain**2 / fan, 0.0
+    if name in ("fixup", "skipinit", "rezero"):  # each Linear drawn He normal; the per-role
+        return GAIN[activation] ** 2 / FAN_IN, 0.0  # scaling and alpha: test_family_schemes.py
     if name == "torch_default":
         bound = 1.0 / math.sqrt(FAN_IN)  # U(-b, b) for weight and bias: variance b^2 / 3
         return bound**2 / 3.0, bound**2 / 3.0
