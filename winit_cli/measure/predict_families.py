@@ -158,7 +158,10 @@ def _batchnorm(config, step0):
     statement = (
         f"BatchNorm (Yang et al. 2019): at init every layer multiplies E||dL/dz||^2 by lambda = "
         f"{rate:.4g} going back (batch {batch}, {config.model.activation}), whatever the weight "
-        f"init: 10^{per_layer:+.3f} per layer, 10^{predicted:+.2f} from layer {depth - 1} to 1.")
+        f"init: 10^{per_layer:+.3f} per layer, 10^{predicted:+.2f} from layer {depth - 1} to 1. "
+        f"The rate is a deep-network limit: the layers nearest the input and the output, where "
+        f"the batch's statistics have not settled, grow at other rates, so in a net of a few "
+        f"layers the whole-net figure can be off even in sign.")
     summary = {"family": "batchnorm", "statement": statement, "chi": rate, "q_fixed_point": None,
                "depth_scale": finite(theory.depth_scale(rate)),
                "predicted_decades_per_layer": per_layer, "measured_decades_per_layer":
