@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# The tests train tiny nets, for which one thread is as fast as several on an idle machine and
+# far faster on a loaded one (threads spin waiting for each other): set before torch is imported,
+# here and in every subprocess a test starts (a user's explicit setting is kept).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # Both datasets publish the same four file names.
 MNIST_NAMES = (
     "train-images-idx3-ubyte.gz",
@@ -50,6 +55,17 @@ def _required(path: Path, what: str, env_var: str) -> Path:
         pytest.fail(f"{what} files {missing} not found in {path}; set WINIT_DATA_DIR (or "
                     f"{env_var}) to a folder holding them")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """The same as OMP_NUM_THREADS=1, should torch have been imported before this conftest."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

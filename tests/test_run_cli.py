@@ -374,12 +374,21 @@ def test_help():
     assert "Experiment YAML" in text
 
 
-def test_console_script_help():
+def test_console_script_help(tmp_path: Path):
+    """The `winit` console script beside this interpreter runs this checkout's CLI, whichever
+    directory it is started from (PYTHONPATH puts this checkout first, should the environment
+    have been installed from another)."""
     script = Path(sys.executable).parent / "winit"
     assert script.is_file()
-    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "run" in proc.stdout
+    interpreter = script.read_text().splitlines()[0].removeprefix("#!").strip()
+    where = subprocess.run([interpreter, "-c", "import winit_cli; print(winit_cli.__file__)"],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert Path(where.stdout.strip()).parent == REPO / "winit_cli"
 
 
 def test_cli_import_does_not_import_torch():
