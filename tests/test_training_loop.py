@@ -69,8 +69,9 @@ def test_step0_is_measured_on_the_initial_weights_before_any_update(splits):
 def test_train_metrics_are_means_over_the_steps_since_the_previous_row(splits):
     """Protects the train-metrics window: a row's train loss and accuracy average the steps
     since the previous row (exclusive) up to its own (inclusive), so the window must be reset
-    at each row. Checked against the same run recording every step, whose rows are single
-    batches (recording does not change training)."""
+    at each row; summary.json's final train loss is the last row's, over train_window_steps
+    steps. Checked against the same run recording every step, whose rows are single batches
+    (recording does not change training)."""
     every_step = make_config(record={"every": 1, "eval_every": 1000})
     sparse = make_config(record={"every": 5, "eval_every": 1000})
     (dense,) = train([every_step], splits)
@@ -85,6 +86,9 @@ def test_train_metrics_are_means_over_the_steps_since_the_previous_row(splits):
         assert row.train_loss == pytest.approx(window.train_loss.mean(), rel=1e-6)
         assert row.train_accuracy == pytest.approx(window.train_accuracy.mean(), abs=1e-6)
         previous = row.step
+    # The final train loss is the last row's, and says how many steps it averages (2, not 5).
+    assert log.final["train_loss"] == rows.train_loss.iloc[-1]
+    assert log.final["train_window_steps"] == 12 - 10
 
 
 def test_a_divergence_between_recorded_steps_is_measured_where_it_happens(splits):

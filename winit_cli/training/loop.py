@@ -48,6 +48,7 @@ class MemberLog:
     jacobian: JacobianSpectrum | None = None  # at step 0, with record.jacobian
     jacobian_reason: str | None = None  # why record.jacobian measured nothing
     threads: dict = field(default_factory=dict)  # threads.ThreadControl.summary()
+    window_steps: int = 0  # how many steps the last metrics row's train values average
 
 
 def resolve_device(name: str) -> torch.device:
@@ -180,6 +181,7 @@ def log_step(logs: list[MemberLog], plan: Schedule, step: int, result: StepResul
                 row["val_loss"], row["val_accuracy"] = (result.evaluation[0][i],
                                                         result.evaluation[1][i])
             log.metrics.append(row)
+            log.window_steps = window.steps
     if result.recorded or result.evaluation:
         window.reset()
 
@@ -242,7 +244,7 @@ def finish(logs: list[MemberLog], group: Group, splits: Splits, device: torch.de
         log.final = {
             "train_loss": last.get("train_loss") if measured else None,
             "train_accuracy": last.get("train_accuracy") if measured else None,
-            "train_window_steps": group.plan.record_every,
+            "train_window_steps": log.window_steps,
             "val_loss": last.get("val_loss") if measured else None,
             "val_accuracy": last.get("val_accuracy") if measured else None,
             "test_loss": test[0][i] if measured else None,
