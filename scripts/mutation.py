@@ -1,0 +1,279 @@
+"""Mutation testing, on demand, of the modules whose numbers users read (not part of CI: slow).
+
+Each module is mutated by cosmic-ray (one small change at a time: an operator, a number, a
+comparison, a boolean) in a private copy of the committed tree (HEAD: commit first), and the
+module's own fast tests run
+against each mutant; a mutant the tests do not fail "survived". The score is killed / (killed +
+survived). A sample of the mutants is run (the same sample every time, chosen by --seed), with a
+95% Wilson interval for the score; --minutes time-boxes each module.
+
+    .venv/bin/python -m pip install -e '.[mutation]'    # cosmic-ray, once
+    .venv/bin/python scripts/mutation.py                 # every module, 40 mutants each
+    .venv/bin/python scripts/mutation.py probes diagnose --sample 0   # all mutants of two
+    .venv/bin/python scripts/mutation.py --tests-ref main   # main's tests against the same mutants
+
+Left out before sampling, as carrying no information: mutations inside annotations (strings
+under `from __future__ import annotations`, never evaluated), and arithmetic replaced by shifts
+or bitwise operators (a TypeError on any float, killed by any test that runs the line).
+
+Writes <out>/<module>/{survivors.md, result.json} and <out>/summary.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import math
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = Path(sys.executable)
+
+# Fastest first: with -x a killed mutant stops at the first failure.
+TRAINING = ["tests/test_training.py", "tests/test_training_schedule.py",
+            "tests/test_training_loop.py", "tests/test_training_reference.py",
+            "tests/test_batched_members.py", "tests/test_subnormals.py",
+            # main's tests of batching, before they moved to test_batched_members.py
+            "tests/test_sweep.py::test_batched_step0_equals_one_by_one",
+            "tests/test_sweep.py::test_a_diverging_member_changes_nothing_for_its_neighbours",
+            "tests/test_golden.py"]
+INITS = ["tests/test_inits.py", "tests/test_schemes.py"]
+# module name -> (source file, the fast tests that exercise it); missing tests are left out, so
+# the same table serves an older checkout's tests (--tests-ref).
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "probes": ("winit_cli/measure/probes.py",
+               ["tests/test_probes.py", "tests/test_probes_numerics.py"]),
+    "diagnose": ("winit_cli/measure/diagnose.py", ["tests/test_diagnose.py"]),
+    "theory": ("winit_cli/measure/theory.py", ["tests/test_theory.py"]),
+    "inits.registry": ("winit_cli/inits/registry.py", [*INITS, "tests/test_config.py"]),
+    "inits.classic": ("winit_cli/inits/classic.py", INITS),
+    "inits.scaling": ("winit_cli/inits/scaling.py", INITS),
+    "inits.structured": ("winit_cli/inits/structured.py",
+                         [*INITS, "tests/test_predict_lsuv.py"]),
+    "training.loop": ("winit_cli/training/loop.py", TRAINING),
+    "training.step": ("winit_cli/training/step.py", TRAINING),
+    "training.schedule": ("winit_cli/training/schedule.py", TRAINING),
+    "sweeps.plan": ("winit_cli/sweeps/plan.py", ["tests/test_sweep.py",
+                                                  "tests/test_sweep_resume.py"]),
+    "records.rows": ("winit_cli/records/rows.py", ["tests/test_report.py",
+                                                    "tests/test_report_grid.py"]),
+}
+# Tests too slow to run once per mutant (subprocesses, whole CLI runs); other tests cover them.
+DESELECT = ["tests/test_schemes.py::test_winit_run_with_lsuv",
+            "tests/test_sweep.py::test_killed_sweep_resumes_with_nothing_lost_or_duplicated",
+            "tests/test_sweep.py::test_process_executor_gives_the_in_process_results"]
+# Arithmetic turned into a shift or bitwise operator: a TypeError on floats, so trivially killed.
+NOISE = re.compile(r"core/ReplaceBinaryOperator_(Add|Sub|Mul|Div|FloorDiv|Mod|Pow)_"
+                   r"(LShift|RShift|BitAnd|BitOr|BitXor)$")
+
+
+# With --tests-ref, these stay as they are here: they set up how the tests run (torch threads),
+# not what they check.
+INFRASTRUCTURE = ("tests/conftest.py", "tests/test_golden.py")
+
+
+def copy_checkout(dest: Path, tests_ref: str | None) -> None:
+    """The committed tree at HEAD (uncommitted edits are not mutated: commit first), with tests/
+    from `tests_ref` if given (but for INFRASTRUCTURE, kept from HEAD)."""
+    def extract(ref: str, paths: list[str], keep) -> None:
+        archive = subprocess.run(["git", "archive", "--format=tar", ref, *paths], cwd=REPO,
+                                 capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=BytesIO(archive)) as tar:
+            tar.extractall(dest, filter="data", members=[m for m in tar if keep(m.name)])
+
+    def replaced(name: str) -> bool:
+        return name.startswith("tests/") and name not in INFRASTRUCTURE
+
+    extract("HEAD", [], lambda name: not (tests_ref and replaced(name)))
+    if tests_ref:
+        extract(tests_ref, ["tests"], replaced)
+
+
+def present(tests: list[str], root: Path) -> list[str]:
+    """The test files and node ids that exist under `root`."""
+    kept = []
+    for t in tests:
+        path, _, name = t.partition("::")
+        if (root / path).is_file() and (not name or re.search(
+                rf"^def {re.escape(name)}\(", (root / path).read_text(), re.M)):
+            kept.append(t)
+    return kept
+
+
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    spans = []
+    for node in ast.walk(ast.parse(source)):
+        notes = []
+        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            notes.append(node.annotation)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:
+            notes.append(node.returns)
+        spans += [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in notes]
+    return spans
+
+
+def select(db_path: Path, source: str, sample: int, seed: int) -> tuple[int, int]:
+    """Mark noise and unsampled mutants skipped; returns (candidates, sampled)."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    spans = annotation_spans(source)
+
+    def informative(m) -> bool:
+        start = tuple(m.start_pos)
+        return not NOISE.match(m.operator_name) and not any(a <= start < b for a, b in spans)
+
+    with use_db(str(db_path), WorkDB.Mode.open) as db:
+        items = sorted(db.pending_work_items, key=lambda i: (
+            i.mutations[0].operator_name, i.mutations[0].occurrence))
+        candidates = [i for i in items if all(informative(m) for m in i.mutations)]
+        chosen = candidates if not sample or sample >= len(candidates) else \
+            random.Random(seed).sample(candidates, sample)
+        keep = {i.job_id for i in chosen}
+        for item in items:
+            if item.job_id not in keep:
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED,
+                                                      output="not sampled"))
+    return len(candidates), len(chosen)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (math.nan, math.nan)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def results(db_path: Path) -> dict:
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+
+    counts = {"killed": 0, "survived": 0, "incompetent": 0}
+    survivors = []
+    with use_db(str(db_path), WorkDB.Mode.open) as db:
+        for item, result in db.completed_work_items:
+            if result.worker_outcome == WorkerOutcome.SKIPPED:
+                continue
+            if result.test_outcome == TestOutcome.SURVIVED:
+                counts["survived"] += 1
+                m = item.mutations[0]
+                survivors.append({"operator": m.operator_name, "line": m.start_pos[0],
+                                  "diff": result.diff})
+            elif result.test_outcome == TestOutcome.KILLED:
+                counts["killed"] += 1
+            else:
+                counts["incompetent"] += 1
+        pending = sum(1 for _ in db.pending_work_items)
+    scored = counts["killed"] + counts["survived"]
+    low, high = wilson(counts["killed"], scored)
+    return {**counts, "not_run": pending, "score": counts["killed"] / scored if scored else None,
+            "interval95": [low, high], "survivors": sorted(survivors, key=lambda s: s["line"])}
+
+
+def run_module(name: str, args, out: Path) -> dict:
+    module, tests = MODULES[name]
+    work = out / name
+    shutil.rmtree(work, ignore_errors=True)
+    copy = work / "checkout"
+    copy.mkdir(parents=True)
+    copy_checkout(copy, args.tests_ref)
+    tests = present(tests, copy)
+    deselect = [f"--deselect={t}" for t in present(DESELECT, copy)]
+    command = [str(PYTHON), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests,
+               *deselect]
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",
+           "OMP_NUM_THREADS": "1",
+           "WINIT_TEST_MNIST": str(args.mnist), "WINIT_TEST_FASHION_MNIST": str(args.fashion)}
+    started = time.perf_counter()
+    baseline = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if baseline.returncode != 0:
+        raise SystemExit(f"{name}: the tests fail before any mutation:\n{baseline.stdout[-3000:]}")
+    config = work / "cosmic-ray.toml"
+    config.write_text(
+        "[cosmic-ray]\n"
+        f'module-path = "{copy / module}"\n'
+        f"timeout = {max(120.0, 4 * seconds):.0f}\n"  # a mutant that hangs counts as killed
+        "excluded-modules = []\n"
+        f"test-command = {json.dumps(' '.join(command))}\n"
+        '[cosmic-ray.distributor]\nname = "local"\n')
+    db = work / "session.sqlite"
+    subprocess.run([str(PYTHON.parent / "cosmic-ray"), "init", str(config), str(db)], cwd=copy,
+                   check=True, capture_output=True)
+    candidates, sampled = select(db, (copy / module).read_text(), args.sample, args.seed)
+    print(f"{name}: {sampled} of {candidates} mutants, tests {seconds:.0f} s unmutated",
+          flush=True)
+    try:
+        subprocess.run([str(PYTHON.parent / "cosmic-ray"), "exec", str(config), str(db)],
+                       cwd=copy, env=env, capture_output=True, timeout=args.minutes * 60)
+    except subprocess.TimeoutExpired:
+        print(f"{name}: time box of {args.minutes} min reached", flush=True)
+    result = {"module": module, "tests": tests, "tests_ref": args.tests_ref or "worktree",
+              "candidates": candidates, "sampled": sampled, "seed": args.seed,
+              "test_seconds": round(seconds, 1), **results(db)}
+    (work / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    (work / "survivors.md").write_text("".join(
+        f"### line {s['line']}: {s['operator']}\n\n```diff\n{s['diff']}\n```\n\n"
+        for s in result["survivors"]))
+    shutil.rmtree(copy)
+    return result
+
+
+def summary_line(name: str, r: dict) -> str:
+    score = "n/a" if r["score"] is None else f"{100 * r['score']:.0f}%"
+    low, high = r["interval95"]
+    interval = "" if r["score"] is None else f"{100 * low:.0f}-{100 * high:.0f}%"
+    return (f"| {name} | {r['killed']} | {r['survived']} | {r['incompetent']} | {r['not_run']} "
+            f"| {r['sampled']} of {r['candidates']} | {score} | {interval} |")
+
+
+def shared(folder: str, env_var: str) -> Path:
+    """The test data folder, found as tests/conftest.py finds it."""
+    if os.environ.get(env_var):
+        return Path(os.environ[env_var])
+    found = [p / "shared" / "data" / folder for p in REPO.parents]
+    return next((p for p in found if p.is_dir()), found[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help=f"of {', '.join(MODULES)} (default: all)")
+    parser.add_argument("--sample", type=int, default=40, help="mutants per module (0: all)")
+    parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument("--minutes", type=float, default=30.0, help="time box per module")
+    parser.add_argument("--tests-ref", help="take tests/ from this git ref (e.g. main)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results folder (default: a new folder under the system temp)")
+    parser.add_argument("--mnist", type=Path, default=shared("mnist", "WINIT_TEST_MNIST"))
+    parser.add_argument("--fashion", type=Path,
+                        default=shared("fashion-mnist", "WINIT_TEST_FASHION_MNIST"))
+    args = parser.parse_args()
+    unknown = sorted(set(args.modules) - set(MODULES))
+    if unknown:
+        parser.error(f"unknown module {unknown[0]}; known: {', '.join(MODULES)}")
+    out = args.out or Path(tempfile.mkdtemp(prefix="winit-mutation-"))
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["| module | killed | survived | incompetent | not run | mutants | score | 95% |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name in args.modules or list(MODULES):
+        lines.append(summary_line(name, run_module(name, args, out)))
+        print(lines[-1], flush=True)
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines) + f"\n\nresults in {out}")
+
+
+if __name__ == "__main__":
+    main()
