@@ -16,7 +16,9 @@ Left out before sampling, as carrying no information: mutations inside annotatio
 under `from __future__ import annotations`, never evaluated), and arithmetic replaced by shifts
 or bitwise operators (a TypeError on any float, killed by any test that runs the line).
 
-Writes <out>/<module>/{survivors.md, result.json} and <out>/summary.md.
+Writes <out>/<module>/{survivors.md, result.json} and <out>/summary.md. Rerun with the same --out
+to resume: finished modules are read back, a module cut short (killed, or past its time box)
+goes on with the mutants it has not run.
 """
 
 from __future__ import annotations
@@ -184,10 +186,18 @@ def results(db_path: Path) -> dict:
 
 
 def run_module(name: str, args, out: Path) -> dict:
+    """Mutate one module; a module whose session was cut short (killed, time-boxed) resumes
+    where it stopped, one that finished is read back."""
     module, tests = MODULES[name]
     work = out / name
-    shutil.rmtree(work, ignore_errors=True)
+    if (work / "result.json").exists():
+        return json.loads((work / "result.json").read_text())
+    db, config, plan_file = work / "session.sqlite", work / "cosmic-ray.toml", work / "plan.json"
+    resuming = plan_file.exists()
+    if not resuming:
+        shutil.rmtree(work, ignore_errors=True)
     copy = work / "checkout"
+    shutil.rmtree(copy, ignore_errors=True)  # a killed run may have left a mutant in place
     copy.mkdir(parents=True)
     copy_checkout(copy, args.tests_ref)
     tests = present(tests, copy)
@@ -197,12 +207,36 @@ def run_module(name: str, args, out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",
            "OMP_NUM_THREADS": "1",
            "WINIT_TEST_MNIST": str(args.mnist), "WINIT_TEST_FASHION_MNIST": str(args.fashion)}
+    if not resuming:
+        plan_file.write_text(json.dumps(start_session(name, module, command, env, copy, config,
+                                                      db, args)))
+    plan = json.loads(plan_file.read_text())
+    print(f"{name}: {plan['sampled']} of {plan['candidates']} mutants, tests "
+          f"{plan['test_seconds']:.0f} s unmutated{' (resumed)' if resuming else ''}", flush=True)
+    try:
+        subprocess.run([str(PYTHON.parent / "cosmic-ray"), "exec", str(config), str(db)],
+                       cwd=copy, env=env, capture_output=True, timeout=args.minutes * 60)
+    except subprocess.TimeoutExpired:
+        print(f"{name}: time box of {args.minutes} min reached", flush=True)
+    result = {"module": module, "tests": tests, "tests_ref": args.tests_ref or "HEAD",
+              "seed": args.seed, **plan, **results(db)}
+    if result["not_run"] == 0:
+        (work / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    (work / "survivors.md").write_text("".join(
+        f"### line {s['line']}: {s['operator']}\n\n```diff\n{s['diff']}\n```\n\n"
+        for s in result["survivors"]))
+    shutil.rmtree(copy)
+    return result
+
+
+def start_session(name, module, command, env, copy, config, db, args) -> dict:
+    """Run the tests once unmutated (they must pass; their time sets the per-mutant timeout),
+    create the cosmic-ray session and choose the sample."""
     started = time.perf_counter()
     baseline = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if baseline.returncode != 0:
         raise SystemExit(f"{name}: the tests fail before any mutation:\n{baseline.stdout[-3000:]}")
-    config = work / "cosmic-ray.toml"
     config.write_text(
         "[cosmic-ray]\n"
         f'module-path = "{copy / module}"\n'
@@ -210,26 +244,10 @@ def run_module(name: str, args, out: Path) -> dict:
         "excluded-modules = []\n"
         f"test-command = {json.dumps(' '.join(command))}\n"
         '[cosmic-ray.distributor]\nname = "local"\n')
-    db = work / "session.sqlite"
     subprocess.run([str(PYTHON.parent / "cosmic-ray"), "init", str(config), str(db)], cwd=copy,
                    check=True, capture_output=True)
     candidates, sampled = select(db, (copy / module).read_text(), args.sample, args.seed)
-    print(f"{name}: {sampled} of {candidates} mutants, tests {seconds:.0f} s unmutated",
-          flush=True)
-    try:
-        subprocess.run([str(PYTHON.parent / "cosmic-ray"), "exec", str(config), str(db)],
-                       cwd=copy, env=env, capture_output=True, timeout=args.minutes * 60)
-    except subprocess.TimeoutExpired:
-        print(f"{name}: time box of {args.minutes} min reached", flush=True)
-    result = {"module": module, "tests": tests, "tests_ref": args.tests_ref or "worktree",
-              "candidates": candidates, "sampled": sampled, "seed": args.seed,
-              "test_seconds": round(seconds, 1), **results(db)}
-    (work / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    (work / "survivors.md").write_text("".join(
-        f"### line {s['line']}: {s['operator']}\n\n```diff\n{s['diff']}\n```\n\n"
-        for s in result["survivors"]))
-    shutil.rmtree(copy)
-    return result
+    return {"candidates": candidates, "sampled": sampled, "test_seconds": round(seconds, 1)}
 
 
 def summary_line(name: str, r: dict) -> str:

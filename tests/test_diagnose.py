@@ -12,7 +12,12 @@ import pytest
 from winit_cli.app.experiment import SPLIT_SEED, layers_frame, run_group, verdict_of
 from winit_cli.config import load_config
 from winit_cli.datasets import make_splits
-from winit_cli.measure.diagnose import Verdict, diagnose, log10_ratios
+from winit_cli.measure.diagnose import (
+    Verdict,
+    diagnose,
+    log10_ratios,
+    measured_first_to_last_hidden,
+)
 from winit_cli.training.loop import train
 
 DEPTH = 8
@@ -110,6 +115,34 @@ def test_empty_table_is_not_a_crash():
     v = diagnose(empty)
     assert v.verdict == "healthy" and v.log10_ratio_init is None
     assert diagnose(empty, diverged_step=0, diverged_layer=None).verdict == "diverged"
+
+
+@pytest.mark.parametrize("exact", [2.0, 3.5])
+def test_the_thresholds_are_strict(exact: float):
+    """Protects the rule's strict inequalities: a ratio of exactly 10^-vanish_decades (or
+    10^+explode_decades) is within bounds; a little beyond is not."""
+    at = frame(lambda s, l: 10.0 ** -exact if l == 1 else 1.0)
+    assert log10_ratios(at)[1].tolist() == [-exact] * len(STEPS)  # premise: exactly on it
+    assert diagnose(at, vanish_decades=exact).verdict == "healthy"
+    assert diagnose(at, vanish_decades=exact - 0.01).verdict == "vanishing"
+    up = frame(lambda s, l: 10.0 ** exact if l == 1 else 1.0)
+    assert diagnose(up, explode_decades=exact).verdict == "healthy"
+    assert diagnose(up, explode_decades=exact - 0.01).verdict == "exploding"
+
+
+@pytest.mark.parametrize(("norms", "expected"), [
+    ([1e-3, 1e-2, 1e-1, 1.0, 5.0], -3.0),  # log10 ||dz_1|| / ||dz_4||; the output's 5 is left out
+    ([4.0, 0.5, 7.0], math.log10(8.0)),  # depth 3: first over second
+    ([2.0, 9.0], 0.0),  # one hidden layer: nothing to compare
+    ([3.0], 0.0),
+])
+def test_measured_first_to_last_hidden(norms, expected):
+    """Protects summary.json's measured first-to-last-hidden ratio (the number set beside the
+    theory's): log10 ||dL/dz_1|| / ||dL/dz_{L-1}|| at step 0, in layer order however the rows
+    come, 0 with fewer than two hidden layers."""
+    step0 = pd.DataFrame({"layer": range(1, len(norms) + 1), "act_grad_norm": norms})
+    shuffled = step0.sample(frac=1.0, random_state=0)
+    assert measured_first_to_last_hidden(shuffled) == pytest.approx(expected, abs=1e-12)
 
 
 def test_verdict_to_dict_round_trip():

@@ -26,7 +26,8 @@ def test_the_written_numbers_are_the_runs_numbers(tmp_path: Path, mnist_path: Pa
     """The mean-1 sweep, made small (--set), rerun and written out (--print: the README and
     docs/ stay untouched): its accuracies and dz ratios are those in the report's CSVs."""
     before = (REPO / "README.md").read_bytes()
-    env = {**os.environ, "WINIT_DATA_DIR": str(mnist_path)}
+    # PYTHONPATH: this checkout's winit, whichever checkout the environment was installed from.
+    env = {**os.environ, "WINIT_DATA_DIR": str(mnist_path), "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "readme_results.py"), "--only", "mean1",
          "--set", "model.width=32", "--set", "train.steps=20", "--set", "data.subset=1000",
