@@ -46,7 +46,9 @@ FRACTIONS = ("dead_fraction", "saturated_fraction", "train_accuracy", "val_accur
 
 def build(config: Config, input_size: int, classes: int) -> list[nn.Linear]:
     """The network as Linear layers, drawn layer by layer (input side first) from the seed."""
-    sizes = [input_size, *config.model.hidden_widths(), classes]
+    m = config.model
+    sizes = [input_size, *(m.widths if m.widths is not None else [m.width] * (m.depth - 1)),
+             classes]
     generator = torch.Generator().manual_seed(config.train.seed)
     scheme = get_scheme(config.init.scheme)
     layers = []
