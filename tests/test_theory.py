@@ -140,6 +140,17 @@ def test_relu_fixed_points():
     assert fixed_point_q("linear", 0.5, 0.1) == pytest.approx(0.2)
 
 
+def test_fixed_point_from_zero_and_bad_input():
+    """q0 = 0 (an all-zero input) is a valid start: the bias lifts it to the same q*; negative
+    variances are refused."""
+    assert fixed_point_q("relu", 1.0, 0.1, q0=0.0) == pytest.approx(0.2)
+    assert fixed_point_q("tanh", 0.5, 0.1, q0=0.0) == pytest.approx(
+        fixed_point_q("tanh", 0.5, 0.1), rel=1e-8)
+    for bad in ((-0.1, 0.0, 1.0), (1.0, -0.1, 1.0), (1.0, 0.0, -0.1)):
+        with pytest.raises(ValueError, match="must be >= 0"):
+            fixed_point_q("tanh", bad[0], bad[1], q0=bad[2])
+
+
 @pytest.mark.parametrize("sigma_w2", [0.5, 0.9, 1.0])
 def test_tanh_without_bias_collapses_to_zero(sigma_w2):
     # q* = 0 and chi* = sigma_w2 phi'(0)^2 = sigma_w2. At sigma_w2 = 1 iteration creeps toward 0
@@ -257,8 +268,10 @@ def test_predict_shallow_and_bad_input():
     two = predict("tanh", [784, 100], [1 / 784, 1 / 100], [0.0, 0.0], 1.0)
     assert two.log10_first_to_last_hidden() == 0.0
     assert two.layers[0].chi is not None
-    with pytest.raises(ValueError, match="one entry per layer"):
-        predict("tanh", [784, 100], [1 / 784], [0.0, 0.0], 1.0)
+    for weights, biases in (([1 / 784], [0.0, 0.0]), ([1 / 784, 0.01, 0.01], [0.0, 0.0]),
+                            ([1 / 784, 0.01], [0.0]), ([1 / 784, 0.01], [0.0, 0.0, 0.0])):
+        with pytest.raises(ValueError, match="one entry per layer"):  # too few or too many
+            predict("tanh", [784, 100], weights, biases, 1.0)
     with pytest.raises(ValueError, match="unknown activation"):
         predict("swish", [784], [1 / 784], [0.0], 1.0)
 
