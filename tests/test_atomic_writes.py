@@ -65,13 +65,21 @@ class watch:
     def _full(path) -> str:
         return str(Path(os.fsdecode(path)).resolve())
 
+    def _staged(self, path: str) -> str:
+        """Where `path` was written if a whole folder holding it was renamed into place (a
+        report is built in a staging folder that then replaces the old one)."""
+        for src, dst in reversed(self.renamed):
+            if path.startswith(dst + os.sep):  # only a folder's rename has paths below it
+                return src + path[len(dst):]
+        return path
+
     def check(self, finals: list[Path]) -> None:
         """Each final file arrived by a rename from a temp file written beside it, and was
         never opened for writing itself."""
         destinations = {dst: src for src, dst in self.renamed}
         assert finals, "nothing to check"
         for final in finals:
-            path = self._full(final)
+            path = self._staged(self._full(final))
             assert path not in self.written, f"{final} was written in place"
             assert path in destinations, f"{final} did not arrive by a rename"
             source = destinations[path]
