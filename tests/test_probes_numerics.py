@@ -107,3 +107,18 @@ def test_unit_fractions_by_hand(activation, dead, saturated):
         else:
             assert got == pytest.approx(want, abs=1e-7), name
         assert math.isnan(output[COLUMNS.index(name)].item())
+
+
+def test_act_std_is_exact_where_the_mean_dwarfs_the_spread(mnist_batch):
+    """Protects act_std's recompute from centred values: a sigmoid net with N(0, 0.001^2)
+    weights has h = 0.5 +- 0.002 in every hidden layer, and std from sum(h^2) - n * mean^2
+    cancels all but the last few float32 digits of sum(h^2) (a relative error of 1e-2 or
+    worse). Checked against torch's float64 std of the traced activations."""
+    values, trace, model = probe_step0("sigmoid", 6, 0.001, *mnist_batch)
+    wanted = float64_norms(trace, model)["act_std"]
+    got = values[:, COLUMNS.index("act_std")].tolist()
+    for l, (g, w) in enumerate(zip(got, wanted, strict=True)):
+        assert g == pytest.approx(w, rel=1e-6, abs=0), f"layer {l + 1} act_std"
+    # The premise: the mean is tens to hundreds of standard deviations from zero.
+    means = [h.double().mean().item() for h in trace.post[:-1]]
+    assert all(m / s > 50 for m, s in zip(means, wanted, strict=False))
