@@ -56,6 +56,9 @@ INITS = ["tests/test_inits.py", "tests/test_schemes.py"]
 MODULES: dict[str, tuple[str, list[str]]] = {
     "probes": ("winit_cli/measure/probes.py",
                ["tests/test_probes.py", "tests/test_probes_numerics.py"]),
+    "recorder": ("winit_cli/measure/recorder.py",
+                 ["tests/test_probes.py", "tests/test_probes_numerics.py",
+                  "tests/test_training_reference.py"]),
     "diagnose": ("winit_cli/measure/diagnose.py", ["tests/test_diagnose.py"]),
     "theory": ("winit_cli/measure/theory.py", ["tests/test_theory.py"]),
     "inits.registry": ("winit_cli/inits/registry.py", [*INITS, "tests/test_config.py"]),
@@ -68,13 +71,20 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "training.schedule": ("winit_cli/training/schedule.py", TRAINING),
     "sweeps.plan": ("winit_cli/sweeps/plan.py", ["tests/test_sweep.py",
                                                   "tests/test_sweep_resume.py"]),
-    "records.rows": ("winit_cli/records/rows.py", ["tests/test_report.py",
-                                                    "tests/test_report_grid.py"]),
+    "records.rows": ("winit_cli/records/rows.py", ["tests/test_report_grid.py",
+                                                    "tests/test_report.py"]),
 }
 # Tests too slow to run once per mutant (subprocesses, whole CLI runs); other tests cover them.
 DESELECT = ["tests/test_schemes.py::test_winit_run_with_lsuv",
             "tests/test_sweep.py::test_killed_sweep_resumes_with_nothing_lost_or_duplicated",
-            "tests/test_sweep.py::test_process_executor_gives_the_in_process_results"]
+            "tests/test_sweep.py::test_process_executor_gives_the_in_process_results",
+            # whole reports with every figure (10-17 s each); rows are checked by the others
+            "tests/test_report.py::test_same_results_give_byte_identical_files",
+            "tests/test_report.py::test_figures_in_other_formats",
+            "tests/test_report.py::test_filters_select_runs",
+            "tests/test_report.py::test_a_run_directory_is_reported_beside_it_not_inside",
+            "tests/test_report.py::test_cli_report_writes_the_report",
+            "tests/test_report.py::test_cli_lists_incomplete_runs"]
 # Arithmetic turned into a shift or bitwise operator: a TypeError on floats, so trivially killed.
 NOISE = re.compile(r"core/ReplaceBinaryOperator_(Add|Sub|Mul|Div|FloorDiv|Mod|Pow)_"
                    r"(LShift|RShift|BitAnd|BitOr|BitXor)$")
@@ -125,10 +135,14 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
     return spans
 
 
-def select(db_path: Path, source: str, sample: int, seed: int) -> tuple[int, int]:
-    """Mark noise and unsampled mutants skipped; returns (candidates, sampled)."""
+def select(db_path: Path, source: str, sample: int, seed: int,
+           carried: dict | None = None) -> tuple[int, int]:
+    """Mark noise and unsampled mutants skipped; returns (candidates, sampled). With `carried`
+    (outcomes by mutant, from a run with more tests: --carry), the sample is the mutants run
+    there, and those that survived there are recorded as surviving here without a run (a mutant
+    more tests miss, fewer miss too)."""
     from cosmic_ray.work_db import WorkDB, use_db
-    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
     spans = annotation_spans(source)
 
@@ -137,17 +151,39 @@ def select(db_path: Path, source: str, sample: int, seed: int) -> tuple[int, int
         return not NOISE.match(m.operator_name) and not any(a <= start < b for a, b in spans)
 
     with use_db(str(db_path), WorkDB.Mode.open) as db:
-        items = sorted(db.pending_work_items, key=lambda i: (
-            i.mutations[0].operator_name, i.mutations[0].occurrence))
+        items = sorted(db.pending_work_items, key=mutant_key)
         candidates = [i for i in items if all(informative(m) for m in i.mutations)]
-        chosen = candidates if not sample or sample >= len(candidates) else \
-            random.Random(seed).sample(candidates, sample)
+        if carried is not None:
+            chosen = [i for i in candidates if mutant_key(i) in carried]
+        else:
+            chosen = candidates if not sample or sample >= len(candidates) else \
+                random.Random(seed).sample(candidates, sample)
         keep = {i.job_id for i in chosen}
         for item in items:
             if item.job_id not in keep:
                 db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED,
                                                       output="not sampled"))
+            elif carried is not None and carried[mutant_key(item)] == TestOutcome.SURVIVED:
+                db.set_result(item.job_id, WorkResult(
+                    worker_outcome=WorkerOutcome.NORMAL, test_outcome=TestOutcome.SURVIVED,
+                    output="carried: survived the --carry run's tests"))
     return len(candidates), len(chosen)
+
+
+def mutant_key(item) -> tuple[str, int]:
+    """A mutant's identity across sessions of the same source (job ids are random)."""
+    return (item.mutations[0].operator_name, item.mutations[0].occurrence)
+
+
+def outcomes(db_path: Path) -> dict:
+    """The test outcome of each mutant run in a session, by mutant_key."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome
+
+    with use_db(str(db_path), WorkDB.Mode.open) as db:
+        return {mutant_key(item): result.test_outcome
+                for item, result in db.completed_work_items
+                if result.worker_outcome != WorkerOutcome.SKIPPED}
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -163,7 +199,7 @@ def results(db_path: Path) -> dict:
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
-    counts = {"killed": 0, "survived": 0, "incompetent": 0}
+    counts = {"killed": 0, "survived": 0, "incompetent": 0, "carried": 0}
     survivors = []
     with use_db(str(db_path), WorkDB.Mode.open) as db:
         for item, result in db.completed_work_items:
@@ -171,6 +207,7 @@ def results(db_path: Path) -> dict:
                 continue
             if result.test_outcome == TestOutcome.SURVIVED:
                 counts["survived"] += 1
+                counts["carried"] += (result.output or "").startswith("carried")
                 m = item.mutations[0]
                 survivors.append({"operator": m.operator_name, "line": m.start_pos[0],
                                   "diff": result.diff})
@@ -191,7 +228,11 @@ def run_module(name: str, args, out: Path) -> dict:
     module, tests = MODULES[name]
     work = out / name
     if (work / "result.json").exists():
-        return json.loads((work / "result.json").read_text())
+        result = json.loads((work / "result.json").read_text())
+        if result["not_run"] == 0 or args.readme:
+            return result
+    if args.readme:
+        raise SystemExit(f"{name}: no results in {work}; run the module first")
     db, config, plan_file = work / "session.sqlite", work / "cosmic-ray.toml", work / "plan.json"
     resuming = plan_file.exists()
     if not resuming:
@@ -208,8 +249,9 @@ def run_module(name: str, args, out: Path) -> dict:
            "OMP_NUM_THREADS": "1",
            "WINIT_TEST_MNIST": str(args.mnist), "WINIT_TEST_FASHION_MNIST": str(args.fashion)}
     if not resuming:
+        carried = outcomes(args.carry / name / "session.sqlite") if args.carry else None
         plan_file.write_text(json.dumps(start_session(name, module, command, env, copy, config,
-                                                      db, args)))
+                                                      db, args, out, carried)))
     plan = json.loads(plan_file.read_text())
     print(f"{name}: {plan['sampled']} of {plan['candidates']} mutants, tests "
           f"{plan['test_seconds']:.0f} s unmutated{' (resumed)' if resuming else ''}", flush=True)
@@ -220,8 +262,7 @@ def run_module(name: str, args, out: Path) -> dict:
         print(f"{name}: time box of {args.minutes} min reached", flush=True)
     result = {"module": module, "tests": tests, "tests_ref": args.tests_ref or "HEAD",
               "seed": args.seed, **plan, **results(db)}
-    if result["not_run"] == 0:
-        (work / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    (work / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     (work / "survivors.md").write_text("".join(
         f"### line {s['line']}: {s['operator']}\n\n```diff\n{s['diff']}\n```\n\n"
         for s in result["survivors"]))
@@ -229,14 +270,27 @@ def run_module(name: str, args, out: Path) -> dict:
     return result
 
 
-def start_session(name, module, command, env, copy, config, db, args) -> dict:
+def baseline(name: str, command: list[str], env: dict, copy: Path, out: Path) -> float:
+    """Seconds the tests take unmutated; they must pass. Modules sharing a test command share
+    one run (out/baselines.json)."""
+    cache = out / "baselines.json"
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    key = " ".join(command[1:])
+    if key in known:
+        return known[key]
+    started = time.perf_counter()
+    run = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if run.returncode != 0:
+        raise SystemExit(f"{name}: the tests fail before any mutation:\n{run.stdout[-3000:]}")
+    cache.write_text(json.dumps({**known, key: round(seconds, 1)}, indent=2))
+    return seconds
+
+
+def start_session(name, module, command, env, copy, config, db, args, out, carried) -> dict:
     """Run the tests once unmutated (they must pass; their time sets the per-mutant timeout),
     create the cosmic-ray session and choose the sample."""
-    started = time.perf_counter()
-    baseline = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if baseline.returncode != 0:
-        raise SystemExit(f"{name}: the tests fail before any mutation:\n{baseline.stdout[-3000:]}")
+    seconds = baseline(name, command, env, copy, out)
     config.write_text(
         "[cosmic-ray]\n"
         f'module-path = "{copy / module}"\n'
@@ -246,7 +300,8 @@ def start_session(name, module, command, env, copy, config, db, args) -> dict:
         '[cosmic-ray.distributor]\nname = "local"\n')
     subprocess.run([str(PYTHON.parent / "cosmic-ray"), "init", str(config), str(db)], cwd=copy,
                    check=True, capture_output=True)
-    candidates, sampled = select(db, (copy / module).read_text(), args.sample, args.seed)
+    candidates, sampled = select(db, (copy / module).read_text(), args.sample, args.seed,
+                                 carried)
     return {"candidates": candidates, "sampled": sampled, "test_seconds": round(seconds, 1)}
 
 
@@ -266,6 +321,55 @@ def shared(folder: str, env_var: str) -> Path:
     return next((p for p in found if p.is_dir()), found[0])
 
 
+def changed_lines(diff: str | None) -> str:
+    """A mutant's diff as `old` -> `new` (its removed and added lines, stripped)."""
+    lines = (diff or "").splitlines()
+    old = [line[1:].strip() for line in lines if line.startswith("-") and
+           not line.startswith("---")]
+    new = [line[1:].strip() for line in lines if line.startswith("+") and
+           not line.startswith("+++")]
+    return f"`{' '.join(old)}` -> `{' '.join(new)}`"
+
+
+def readme_block(after: dict[str, dict], before: dict[str, dict]) -> str:
+    """The README's mutation table and surviving mutants, from the runs' result.json files."""
+    def score(r: dict | None) -> str:
+        return "-" if r is None or r["score"] is None else \
+            f"{r['killed']}/{r['killed'] + r['survived']} ({100 * r['score']:.0f}%)"
+
+    first = next(iter(after.values()))
+    lines = [f"cosmic-ray, seed {first['seed']}; before: main's tests (`--tests-ref "
+             f"{next(iter(before.values()))['tests_ref'] if before else '-'}`), after: this "
+             "checkout's, on the same mutants of the same code.", "",
+             "| module | mutants run (of all) | killed before | killed after | after, 95% |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, r in after.items():
+        low, high = r["interval95"]
+        run = r["killed"] + r["survived"] + r["incompetent"]
+        interval = "-" if r["score"] is None else f"{100 * low:.0f}-{100 * high:.0f}%"
+        lines.append(f"| {name} | {run} ({r['candidates']}) | {score(before.get(name))} "
+                     f"| {score(r)} | {interval} |")
+    total = {k: sum(r[k] for r in after.values()) for k in ("killed", "survived")}
+    btotal = {k: sum(r[k] for r in before.values()) for k in ("killed", "survived")}
+    lines.append(f"| all | {sum(total.values())} | "
+                 f"{btotal['killed']}/{sum(btotal.values())} | "
+                 f"{total['killed']}/{sum(total.values())} | |")
+    lines += ["", "Mutants that survived this checkout's tests:", ""]
+    lines += [f"- {name}, line {s['line']} ({s['operator'].split('/')[-1]}): "
+              f"{changed_lines(s['diff'])}"
+              for name, r in after.items() for s in r["survivors"]]
+    return "\n".join(lines)
+
+
+def rewrite_readme(text: str) -> None:
+    readme = REPO / "README.md"
+    pattern = re.compile(r"(<!-- results:mutation -->\n).*?(\n<!-- /results:mutation -->)", re.S)
+    old = readme.read_text()
+    if not pattern.search(old):
+        raise SystemExit("README.md has no <!-- results:mutation --> block")
+    readme.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), old))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help=f"of {', '.join(MODULES)} (default: all)")
@@ -273,8 +377,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--minutes", type=float, default=30.0, help="time box per module")
     parser.add_argument("--tests-ref", help="take tests/ from this git ref (e.g. main)")
+    parser.add_argument("--carry", type=Path,
+                        help="run the mutants this earlier --out ran, carrying its survivors")
     parser.add_argument("--out", type=Path, default=None,
                         help="results folder (default: a new folder under the system temp)")
+    parser.add_argument("--readme", action="store_true",
+                        help="run nothing: rewrite README.md's mutation block from --out "
+                             "(and --before)")
+    parser.add_argument("--before", type=Path, help="with --readme: the --tests-ref run's --out")
     parser.add_argument("--mnist", type=Path, default=shared("mnist", "WINIT_TEST_MNIST"))
     parser.add_argument("--fashion", type=Path,
                         default=shared("fashion-mnist", "WINIT_TEST_FASHION_MNIST"))
@@ -282,13 +392,24 @@ def main() -> None:
     unknown = sorted(set(args.modules) - set(MODULES))
     if unknown:
         parser.error(f"unknown module {unknown[0]}; known: {', '.join(MODULES)}")
+    if args.readme and not args.out:
+        parser.error("--readme reads --out")
     out = args.out or Path(tempfile.mkdtemp(prefix="winit-mutation-"))
     out.mkdir(parents=True, exist_ok=True)
+    names = args.modules or list(MODULES)
     lines = ["| module | killed | survived | incompetent | not run | mutants | score | 95% |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name in args.modules or list(MODULES):
-        lines.append(summary_line(name, run_module(name, args, out)))
+    after = {}
+    for name in names:
+        after[name] = run_module(name, args, out)
+        lines.append(summary_line(name, after[name]))
         print(lines[-1], flush=True)
+    if args.readme:
+        before = {name: json.loads((args.before / name / "result.json").read_text())
+                  for name in names if args.before} if args.before else {}
+        rewrite_readme(readme_block(after, before))
+        print("README.md's mutation block rewritten")
+        return
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines) + f"\n\nresults in {out}")
 
