@@ -2,23 +2,22 @@
 
 Each module is mutated by cosmic-ray (one small change at a time: an operator, a number, a
 comparison, a boolean) in a private copy of the committed tree (HEAD: commit first), and the
-module's own fast tests run
-against each mutant; a mutant the tests do not fail "survived". The score is killed / (killed +
-survived). A sample of the mutants is run (the same sample every time, chosen by --seed), with a
-95% Wilson interval for the score; --minutes time-boxes each module.
+module's own fast tests run against each mutant; a mutant they do not fail "survived". The score
+is killed / (killed + survived), over a fixed sample (--sample, --seed), with a 95% Wilson
+interval; --minutes time-boxes each module.
 
-    .venv/bin/python -m pip install -e '.[mutation]'    # cosmic-ray, once
-    .venv/bin/python scripts/mutation.py                 # every module, 40 mutants each
-    .venv/bin/python scripts/mutation.py probes diagnose --sample 0   # all mutants of two
-    .venv/bin/python scripts/mutation.py --tests-ref main   # main's tests against the same mutants
+    WINIT_EXTRAS=dev,ray,tensorboard,mutation bash scripts/setup.sh   # cosmic-ray, once
+    .venv/bin/python scripts/mutation.py --out A              # every module, 40 mutants each
+    .venv/bin/python scripts/mutation.py probes --sample 0    # all mutants of one
+    .venv/bin/python scripts/mutation.py --tests-ref main --carry A --out B   # main's tests, A's
+    .venv/bin/python scripts/mutation.py --out A --before B --readme         # README block
 
 Left out before sampling, as carrying no information: mutations inside annotations (strings
 under `from __future__ import annotations`, never evaluated), and arithmetic replaced by shifts
 or bitwise operators (a TypeError on any float, killed by any test that runs the line).
 
 Writes <out>/<module>/{survivors.md, result.json} and <out>/summary.md. Rerun with the same --out
-to resume: finished modules are read back, a module cut short (killed, or past its time box)
-goes on with the mutants it has not run.
+to resume a module cut short (killed, or past its time box) with the mutants it has not run.
 """
 
 from __future__ import annotations
@@ -26,11 +25,11 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import math
 import os
 import random
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -39,11 +38,14 @@ import time
 from io import BytesIO
 from pathlib import Path
 
+from mutation_report import readme_block, results, rewrite_readme, summary_line
+
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
 
 # Fastest first: with -x a killed mutant stops at the first failure.
-TRAINING = ["tests/test_training.py", "tests/test_training_schedule.py",
+TRAINING = ["tests/test_sweep.py::test_first_nonfinite_layer_follows_the_order_values_arise",
+            "tests/test_training.py", "tests/test_training_schedule.py",
             "tests/test_training_loop.py", "tests/test_training_reference.py",
             "tests/test_batched_members.py", "tests/test_subnormals.py",
             # main's tests of batching, before they moved to test_batched_members.py
@@ -186,42 +188,6 @@ def outcomes(db_path: Path) -> dict:
                 if result.worker_outcome != WorkerOutcome.SKIPPED}
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (math.nan, math.nan)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def results(db_path: Path) -> dict:
-    from cosmic_ray.work_db import WorkDB, use_db
-    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
-
-    counts = {"killed": 0, "survived": 0, "incompetent": 0, "carried": 0}
-    survivors = []
-    with use_db(str(db_path), WorkDB.Mode.open) as db:
-        for item, result in db.completed_work_items:
-            if result.worker_outcome == WorkerOutcome.SKIPPED:
-                continue
-            if result.test_outcome == TestOutcome.SURVIVED:
-                counts["survived"] += 1
-                counts["carried"] += (result.output or "").startswith("carried")
-                m = item.mutations[0]
-                survivors.append({"operator": m.operator_name, "line": m.start_pos[0],
-                                  "diff": result.diff})
-            elif result.test_outcome == TestOutcome.KILLED:
-                counts["killed"] += 1
-            else:
-                counts["incompetent"] += 1
-        pending = sum(1 for _ in db.pending_work_items)
-    scored = counts["killed"] + counts["survived"]
-    low, high = wilson(counts["killed"], scored)
-    return {**counts, "not_run": pending, "score": counts["killed"] / scored if scored else None,
-            "interval95": [low, high], "survivors": sorted(survivors, key=lambda s: s["line"])}
-
-
 def run_module(name: str, args, out: Path) -> dict:
     """Mutate one module; a module whose session was cut short (killed, time-boxed) resumes
     where it stopped, one that finished is read back."""
@@ -229,10 +195,12 @@ def run_module(name: str, args, out: Path) -> dict:
     work = out / name
     if (work / "result.json").exists():
         result = json.loads((work / "result.json").read_text())
-        if result["not_run"] == 0 or args.readme:
+        if (result["not_run"] == 0 and not args.retest_survivors) or args.readme:
             return result
     if args.readme:
         raise SystemExit(f"{name}: no results in {work}; run the module first")
+    if args.retest_survivors and (work / "session.sqlite").exists():
+        forget_survivors(work / "session.sqlite")
     db, config, plan_file = work / "session.sqlite", work / "cosmic-ray.toml", work / "plan.json"
     resuming = plan_file.exists()
     if not resuming:
@@ -260,14 +228,34 @@ def run_module(name: str, args, out: Path) -> dict:
                        cwd=copy, env=env, capture_output=True, timeout=args.minutes * 60)
     except subprocess.TimeoutExpired:
         print(f"{name}: time box of {args.minutes} min reached", flush=True)
+    restore_deferred(db)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True).stdout.strip()
     result = {"module": module, "tests": tests, "tests_ref": args.tests_ref or "HEAD",
-              "seed": args.seed, **plan, **results(db)}
+              "seed": args.seed, "commit": commit, **plan, **results(db)}
     (work / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     (work / "survivors.md").write_text("".join(
         f"### line {s['line']}: {s['operator']}\n\n```diff\n{s['diff']}\n```\n\n"
         for s in result["survivors"]))
     shutil.rmtree(copy)
     return result
+
+
+def forget_survivors(db_path: Path) -> None:
+    """Make the mutants that survived (not carried) pending again, to rerun them against the
+    tests as they are now (tests only added since can kill more, never fewer); the mutants not
+    yet run wait (`deferred`) until `restore_deferred`."""
+    with sqlite3.connect(db_path) as db:
+        db.execute("INSERT INTO work_results (worker_outcome, output, job_id) "
+                   "SELECT 'SKIPPED', 'deferred', job_id FROM work_items WHERE job_id NOT IN "
+                   "(SELECT job_id FROM work_results)")
+        db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED' "
+                   "AND output NOT LIKE 'carried%'")
+
+
+def restore_deferred(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as db:
+        db.execute("DELETE FROM work_results WHERE output = 'deferred'")
 
 
 def baseline(name: str, command: list[str], env: dict, copy: Path, out: Path) -> float:
@@ -305,69 +293,12 @@ def start_session(name, module, command, env, copy, config, db, args, out, carri
     return {"candidates": candidates, "sampled": sampled, "test_seconds": round(seconds, 1)}
 
 
-def summary_line(name: str, r: dict) -> str:
-    score = "n/a" if r["score"] is None else f"{100 * r['score']:.0f}%"
-    low, high = r["interval95"]
-    interval = "" if r["score"] is None else f"{100 * low:.0f}-{100 * high:.0f}%"
-    return (f"| {name} | {r['killed']} | {r['survived']} | {r['incompetent']} | {r['not_run']} "
-            f"| {r['sampled']} of {r['candidates']} | {score} | {interval} |")
-
-
 def shared(folder: str, env_var: str) -> Path:
     """The test data folder, found as tests/conftest.py finds it."""
     if os.environ.get(env_var):
         return Path(os.environ[env_var])
     found = [p / "shared" / "data" / folder for p in REPO.parents]
     return next((p for p in found if p.is_dir()), found[0])
-
-
-def changed_lines(diff: str | None) -> str:
-    """A mutant's diff as `old` -> `new` (its removed and added lines, stripped)."""
-    lines = (diff or "").splitlines()
-    old = [line[1:].strip() for line in lines if line.startswith("-") and
-           not line.startswith("---")]
-    new = [line[1:].strip() for line in lines if line.startswith("+") and
-           not line.startswith("+++")]
-    return f"`{' '.join(old)}` -> `{' '.join(new)}`"
-
-
-def readme_block(after: dict[str, dict], before: dict[str, dict]) -> str:
-    """The README's mutation table and surviving mutants, from the runs' result.json files."""
-    def score(r: dict | None) -> str:
-        return "-" if r is None or r["score"] is None else \
-            f"{r['killed']}/{r['killed'] + r['survived']} ({100 * r['score']:.0f}%)"
-
-    first = next(iter(after.values()))
-    lines = [f"cosmic-ray, seed {first['seed']}; before: main's tests (`--tests-ref "
-             f"{next(iter(before.values()))['tests_ref'] if before else '-'}`), after: this "
-             "checkout's, on the same mutants of the same code.", "",
-             "| module | mutants run (of all) | killed before | killed after | after, 95% |",
-             "| --- | --- | --- | --- | --- |"]
-    for name, r in after.items():
-        low, high = r["interval95"]
-        run = r["killed"] + r["survived"] + r["incompetent"]
-        interval = "-" if r["score"] is None else f"{100 * low:.0f}-{100 * high:.0f}%"
-        lines.append(f"| {name} | {run} ({r['candidates']}) | {score(before.get(name))} "
-                     f"| {score(r)} | {interval} |")
-    total = {k: sum(r[k] for r in after.values()) for k in ("killed", "survived")}
-    btotal = {k: sum(r[k] for r in before.values()) for k in ("killed", "survived")}
-    lines.append(f"| all | {sum(total.values())} | "
-                 f"{btotal['killed']}/{sum(btotal.values())} | "
-                 f"{total['killed']}/{sum(total.values())} | |")
-    lines += ["", "Mutants that survived this checkout's tests:", ""]
-    lines += [f"- {name}, line {s['line']} ({s['operator'].split('/')[-1]}): "
-              f"{changed_lines(s['diff'])}"
-              for name, r in after.items() for s in r["survivors"]]
-    return "\n".join(lines)
-
-
-def rewrite_readme(text: str) -> None:
-    readme = REPO / "README.md"
-    pattern = re.compile(r"(<!-- results:mutation -->\n).*?(\n<!-- /results:mutation -->)", re.S)
-    old = readme.read_text()
-    if not pattern.search(old):
-        raise SystemExit("README.md has no <!-- results:mutation --> block")
-    readme.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), old))
 
 
 def main() -> None:
@@ -379,6 +310,8 @@ def main() -> None:
     parser.add_argument("--tests-ref", help="take tests/ from this git ref (e.g. main)")
     parser.add_argument("--carry", type=Path,
                         help="run the mutants this earlier --out ran, carrying its survivors")
+    parser.add_argument("--retest-survivors", action="store_true",
+                        help="rerun --out's surviving mutants against the tests at HEAD")
     parser.add_argument("--out", type=Path, default=None,
                         help="results folder (default: a new folder under the system temp)")
     parser.add_argument("--readme", action="store_true",

@@ -24,6 +24,8 @@ fi
 # The ray extra (tests/test_ray.py runs a real cluster) adds ~300 MB and 10-25 s; the tensorboard
 # extra (TensorBoard event files; tests/test_tensorboard.py reads them back with it) a few tens
 # of MB. Leave ray out with WINIT_EXTRAS=dev,tensorboard.
+# Add 'mutation' (cosmic-ray, for scripts/mutation.py; not needed by the tests) with
+# WINIT_EXTRAS=dev,ray,tensorboard,mutation.
 say "installing winit and its test tools (pip install -e '.[${WINIT_EXTRAS:-dev,ray,tensorboard}]')"
 pip install -e ".[${WINIT_EXTRAS:-dev,ray,tensorboard}]"
 # Machines without internet may hold verified copies of the datasets beside the checkout: use

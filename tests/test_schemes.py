@@ -145,6 +145,22 @@ def test_orthogonal_rows_or_columns_are_orthonormal_times_gain(gain):
                           atol=1e-4)
 
 
+@pytest.mark.parametrize(("activation", "sigma_w2"), [("relu", 2.0), ("tanh", 1.0)])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_critical_orthogonal_scales_every_direction_by_sigma_w(activation, sigma_w2, shape):
+    """Protects critical's `orthogonal: true` (dynamical isometry): a semi-orthogonal matrix
+    with the per-element variance of N(0, sigma_w2 / fan_in), so that, for fan_out >= fan_in,
+    W^T W = sigma_w2 * (fan_out / fan_in) I exactly, and W W^T = sigma_w2 I for a wide one
+    (textbook sigma_w2: 2 for ReLU, 1 for tanh without bias)."""
+    weight, _ = fill("critical", activation, shape, orthogonal=True)
+    fan_out, fan_in = shape
+    w = weight.double()
+    gram = w.T @ w if fan_out >= fan_in else w @ w.T
+    scale = sigma_w2 * max(fan_in, fan_out) / fan_in
+    assert torch.allclose(gram, scale * torch.eye(min(shape), dtype=torch.float64), atol=1e-4)
+    assert w.pow(2).mean().item() == pytest.approx(sigma_w2 / fan_in, rel=1e-6)
+
+
 def test_zeros_and_constant_break_no_symmetry():
     weight, bias = fill("zeros", "relu", (256, 128))
     assert not weight.any() and not bias.any()

@@ -50,6 +50,20 @@ def test_which_statuses_count_as_done(status, tmp_path):
     assert set(KEPT) == set(Status)  # every status has a rule here
 
 
+def test_a_member_whose_summary_is_damaged_is_found_by_its_config_and_redone(tmp_path):
+    """Protects planning past a damaged summary.json: the folder is attributed to its member by
+    config.yaml's hash, listed as stale ("damaged") and redone, never counted as done nor
+    skipped over (which would leave two folders for the member)."""
+    s = spec(tmp_path, {"init.scheme": ["he_normal", "normal"]})
+    config = planning.plan(s).members[1]
+    writer = RunWriter(config, group_environment([config]), None)
+    writer.finish(writer.record, pd.DataFrame(), pd.DataFrame())
+    (writer.dir / "summary.json").write_text('{"status": "compl')  # cut off mid-write
+    again = planning.plan(s)
+    assert again.done == {} and again.stale == [writer.dir]
+    assert again.unfinished == {config.content_hash(): "damaged"}
+
+
 @pytest.mark.usefixtures("winit_data_dir")
 def test_a_diverged_member_is_not_rerun(tmp_path):
     """The real case: a sweep with a member that diverges (lr 20), rerun, trains nothing and

@@ -55,6 +55,9 @@ def test_every_example_once_an_epoch_in_a_new_order(data):
     assert not torch.equal(torch.cat(first), torch.cat(second))
     xb, yb = batches.get(2)
     assert torch.equal(xb[0][:, 0].long(), yb[0])  # inputs and labels stay paired
+    # Past CPython's cached small ints (<= 256) an epoch is still one permutation: the epoch
+    # is compared by value, not identity.
+    assert sorted(torch.cat(epoch_of(batches, 300, 0)).tolist()) == list(range(203))
 
 
 def test_a_members_batches_depend_on_its_seed_alone(data):

@@ -1,0 +1,103 @@
+"""Reading a mutation session's results (scripts/mutation.py) and writing them out: the score
+with its 95% interval, the summary table, the README's mutation block."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (math.nan, math.nan)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def results(db_path: Path) -> dict:
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+
+    counts = {"killed": 0, "survived": 0, "incompetent": 0, "carried": 0}
+    survivors = []
+    with use_db(str(db_path), WorkDB.Mode.open) as db:
+        for item, result in db.completed_work_items:
+            if result.worker_outcome == WorkerOutcome.SKIPPED:
+                continue
+            if result.test_outcome == TestOutcome.SURVIVED:
+                counts["survived"] += 1
+                counts["carried"] += (result.output or "").startswith("carried")
+                m = item.mutations[0]
+                survivors.append({"operator": m.operator_name, "line": m.start_pos[0],
+                                  "diff": result.diff})
+            elif result.test_outcome == TestOutcome.KILLED:
+                counts["killed"] += 1
+            else:
+                counts["incompetent"] += 1
+        pending = sum(1 for _ in db.pending_work_items)
+    scored = counts["killed"] + counts["survived"]
+    low, high = wilson(counts["killed"], scored)
+    return {**counts, "not_run": pending, "score": counts["killed"] / scored if scored else None,
+            "interval95": [low, high], "survivors": sorted(survivors, key=lambda s: s["line"])}
+
+
+def summary_line(name: str, r: dict) -> str:
+    score = "n/a" if r["score"] is None else f"{100 * r['score']:.0f}%"
+    low, high = r["interval95"]
+    interval = "" if r["score"] is None else f"{100 * low:.0f}-{100 * high:.0f}%"
+    return (f"| {name} | {r['killed']} | {r['survived']} | {r['incompetent']} | {r['not_run']} "
+            f"| {r['sampled']} of {r['candidates']} | {score} | {interval} |")
+
+
+def changed_lines(diff: str | None) -> str:
+    """A mutant's diff as `old` -> `new` (its removed and added lines, stripped)."""
+    lines = (diff or "").splitlines()
+    old = [line[1:].strip() for line in lines if line.startswith("-") and
+           not line.startswith("---")]
+    new = [line[1:].strip() for line in lines if line.startswith("+") and
+           not line.startswith("+++")]
+    return f"`{' '.join(old)}` -> `{' '.join(new)}`"
+
+
+def readme_block(after: dict[str, dict], before: dict[str, dict]) -> str:
+    """The README's mutation table and surviving mutants, from the runs' result.json files."""
+    def score(r: dict | None) -> str:
+        return "-" if r is None or r["score"] is None else \
+            f"{r['killed']}/{r['killed'] + r['survived']} ({100 * r['score']:.0f}%)"
+
+    first = next(iter(after.values()))
+    lines = [f"cosmic-ray, seed {first['seed']}; before: main's tests (`--tests-ref "
+             f"{next(iter(before.values()))['tests_ref'] if before else '-'}`), after: this "
+             "checkout's, on the same mutants of the same code.", "",
+             "| module | mutants run (of all) | killed before | killed after | after, 95% |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, r in after.items():
+        low, high = r["interval95"]
+        run = r["killed"] + r["survived"] + r["incompetent"]
+        interval = "-" if r["score"] is None else f"{100 * low:.0f}-{100 * high:.0f}%"
+        lines.append(f"| {name} | {run} ({r['candidates']}) | {score(before.get(name))} "
+                     f"| {score(r)} | {interval} |")
+    total = {k: sum(r[k] for r in after.values()) for k in ("killed", "survived")}
+    btotal = {k: sum(r[k] for r in before.values()) for k in ("killed", "survived")}
+    lines.append(f"| all | {sum(total.values())} | "
+                 f"{btotal['killed']}/{sum(btotal.values())} | "
+                 f"{total['killed']}/{sum(total.values())} | |")
+    lines += ["", "Mutants that survived this checkout's tests:", ""]
+    lines += [f"- {name}, line {s['line']} ({s['operator'].split('/')[-1]}): "
+              f"{changed_lines(s['diff'])}"
+              for name, r in after.items() for s in r["survivors"]]
+    return "\n".join(lines)
+
+
+def rewrite_readme(text: str) -> None:
+    readme = REPO / "README.md"
+    pattern = re.compile(r"(<!-- results:mutation -->\n).*?(\n<!-- /results:mutation -->)", re.S)
+    old = readme.read_text()
+    if not pattern.search(old):
+        raise SystemExit("README.md has no <!-- results:mutation --> block")
+    readme.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), old))

@@ -1,0 +1,167 @@
+"""Plant the bugs that once went unnoticed (issue 16), one at a time, and check a test catches each.
+
+Each plant is a textual edit of one module in a private copy of the committed tree (HEAD: commit
+first); the tests named for it must then fail, and pass again once it is undone (the copy is
+restored before the next). These are the plausible bugs that every test passed before the tests
+in tests/test_training_loop.py, test_training_reference.py, test_batched_members.py,
+test_probes_numerics.py, test_sweep_resume.py, test_report_grid.py, test_atomic_writes.py,
+test_predict_lsuv.py and test_subnormals.py were written.
+
+    .venv/bin/python scripts/planted_bugs.py            # all (a few minutes)
+    .venv/bin/python scripts/planted_bugs.py --readme   # and rewrite README.md's block
+
+Exits 1 if any plant goes unnoticed, or if a plant no longer applies (the code it edits moved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from io import BytesIO
+from pathlib import Path
+from typing import NamedTuple
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Plant(NamedTuple):
+    bug: str
+    module: str
+    edits: list[tuple[str, str]]  # (text in the module, what it becomes)
+    tests: list[str]
+
+
+PROBES, STEP, LOOP = ("winit_cli/measure/probes.py", "winit_cli/training/step.py",
+                      "winit_cli/training/loop.py")
+SCHEDULE = "winit_cli/training/schedule.py"
+PLANTS = [
+    Plant("float64 recompute of norms outside float32's range removed", PROBES,
+          [("    for i in np.flatnonzero(_out_of_band(norms).any(axis=1)):", "    for i in []:"),
+           ("    for i in np.flatnonzero(_out_of_band(out).any(axis=1)):", "    for i in []:")],
+          ["tests/test_probes_numerics.py"]),
+    Plant("act_std's recompute from centred values removed", PROBES,
+          [("        redo = np.flatnonzero(((means**2 > 10 * var) | _out_of_band(std))"
+            ".any(axis=1))", "        redo = []")], ["tests/test_probes_numerics.py"]),
+    Plant("weight decay (and a scheme's L2) never applied", STEP,
+          [("decay if bool((decay != 0).any()) else None", "None")],
+          ["tests/test_training_reference.py", "tests/test_batched_members.py"]),
+    Plant("no redo with a trace for a divergence between recorded steps", STEP,
+          [("    if trace is None and any(a and not f", "    if False and any(a and not f")],
+          ["tests/test_training_loop.py"]),
+    Plant("resume treats only 'complete' as done", "winit_cli/records/schema.py",
+          [("return self in (Status.COMPLETE, Status.DIVERGED)",
+            "return self in (Status.COMPLETE,)")], ["tests/test_sweep_resume.py"]),
+    Plant("report aggregation ignores grid keys", "winit_cli/records/rows.py",
+          [('return [*GROUP, "scheme", *map(column_name, grid)]', 'return [*GROUP, "scheme"]')],
+          ["tests/test_report_grid.py"]),
+    Plant("plain non-atomic writes", "winit_cli/records/files.py",
+          [("    fd, tmp = tempfile.mkstemp(",
+            "    path.write_bytes(text if isinstance(text, bytes) else text.encode())\n"
+            "    return\n"
+            "    fd, tmp = tempfile.mkstemp(")], ["tests/test_atomic_writes.py"]),
+    Plant("LSUV's theory from the formula variance, not the measured one",
+          "winit_cli/measure/predict.py",
+          [("    if scheme.data_dependent:\n        w = (step0",
+            "    if False:\n        w = (step0")], ["tests/test_predict_lsuv.py"]),
+    Plant("train-metrics window never reset", LOOP,
+          [("        window.reset()", "        pass")], ["tests/test_training_loop.py"]),
+    Plant("Adam with other betas", STEP,
+          [("torch.optim.Adam(params, lr=t.lr)",
+            "torch.optim.Adam(params, lr=t.lr, betas=(0.9, 0.99))")],
+          ["tests/test_training_reference.py"]),
+    Plant("validation on the recording interval instead of its own", SCHEDULE,
+          [("return (step > 0 and step % self.eval_every == 0) or step == self.steps",
+            "return (step > 0 and step % self.record_every == 0) or step == self.steps")],
+          ["tests/test_training_loop.py"]),
+    Plant("subnormals never flushed", LOOP,
+          [("        torch.set_flush_denormal(True)", "        pass")],
+          ["tests/test_subnormals.py"]),
+    Plant("checkpoints never written", LOOP,
+          [("        if on_checkpoint and time.perf_counter()",
+            "        if False and time.perf_counter()")], ["tests/test_training_loop.py"]),
+    Plant("step 0 not recorded", SCHEDULE,
+          [("return step % self.record_every == 0 or step == self.steps",
+            "return (step > 0 and step % self.record_every == 0) or step == self.steps")],
+          ["tests/test_training_loop.py"]),
+    Plant("batched members all take the first member's weight decay", STEP,
+          [("                          for c in configs], device=device)",
+            "                          for c in configs[:1] * len(configs)], device=device)")],
+          ["tests/test_batched_members.py"]),
+]
+
+def copy_head(dest: Path) -> None:
+    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=REPO,
+                             capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+
+
+def failing(copy: Path, tests: list[str]) -> list[str]:
+    """The tests that fail in `copy` (stopping at the first), as pytest names them."""
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",
+           "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                          *tests], cwd=copy, env=env, capture_output=True, text=True)
+    if run.returncode not in (0, 1):
+        raise SystemExit(f"pytest could not run {tests}:\n{run.stdout[-2000:]}{run.stderr}")
+    return re.findall(r"^FAILED (\S+)", run.stdout, re.M)
+
+
+def check(plant: Plant, copy: Path) -> list[str]:
+    path = copy / plant.module
+    original = path.read_text()
+    text = original
+    for old, new in plant.edits:
+        if text.count(old) != 1:
+            raise SystemExit(f"{plant.bug}: {plant.module} no longer has {old!r} once; update "
+                             "the plant")
+        text = text.replace(old, new)
+    path.write_text(text)
+    try:
+        return failing(copy, plant.tests)
+    finally:
+        path.write_text(original)
+
+
+def rewrite_readme(rows: list[str]) -> None:
+    readme = REPO / "README.md"
+    pattern = re.compile(r"(<!-- results:planted -->\n).*?(\n<!-- /results:planted -->)", re.S)
+    old = readme.read_text()
+    if not pattern.search(old):
+        raise SystemExit("README.md has no <!-- results:planted --> block")
+    table = "\n".join(["| bug planted | in | first test that fails |", "| --- | --- | --- |",
+                       *rows])
+    readme.write_text(pattern.sub(lambda m: m.group(1) + table + m.group(2), old))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", action="store_true", help="rewrite README.md's table")
+    args = parser.parse_args()
+    rows, missed = [], []
+    with tempfile.TemporaryDirectory(prefix="winit-planted-") as tmp:
+        copy = Path(tmp)
+        copy_head(copy)
+        if failing(copy, sorted({t for p in PLANTS for t in p.tests})):
+            raise SystemExit("the tests fail with nothing planted")
+        for plant in PLANTS:
+            failed = check(plant, copy)
+            caught = failed[0].replace("tests/", "") if failed else "NOT CAUGHT"
+            print(f"{plant.bug}: {caught}", flush=True)
+            rows.append(f"| {plant.bug} | `{plant.module.removeprefix('winit_cli/')}` "
+                        f"| `{caught}` |")
+            if not failed:
+                missed.append(plant.bug)
+    if args.readme:
+        rewrite_readme(rows)
+    if missed:
+        raise SystemExit(f"not caught: {'; '.join(missed)}")
+
+
+if __name__ == "__main__":
+    main()
