@@ -221,6 +221,7 @@ def run_module(name: str, args, out: Path) -> dict:
         plan_file.write_text(json.dumps(start_session(name, module, command, env, copy, config,
                                                       db, args, out, carried)))
     plan = json.loads(plan_file.read_text())
+    write_config(config, copy / module, command, plan["test_seconds"])
     print(f"{name}: {plan['sampled']} of {plan['candidates']} mutants, tests "
           f"{plan['test_seconds']:.0f} s unmutated{' (resumed)' if resuming else ''}", flush=True)
     try:
@@ -275,17 +276,22 @@ def baseline(name: str, command: list[str], env: dict, copy: Path, out: Path) ->
     return seconds
 
 
-def start_session(name, module, command, env, copy, config, db, args, out, carried) -> dict:
-    """Run the tests once unmutated (they must pass; their time sets the per-mutant timeout),
-    create the cosmic-ray session and choose the sample."""
-    seconds = baseline(name, command, env, copy, out)
+def write_config(config: Path, module: Path, command: list[str], seconds: float) -> None:
+    """cosmic-ray's config; rewritten on resuming, so the tests run are always today's list."""
     config.write_text(
         "[cosmic-ray]\n"
-        f'module-path = "{copy / module}"\n'
+        f'module-path = "{module}"\n'
         f"timeout = {max(120.0, 4 * seconds):.0f}\n"  # a mutant that hangs counts as killed
         "excluded-modules = []\n"
         f"test-command = {json.dumps(' '.join(command))}\n"
         '[cosmic-ray.distributor]\nname = "local"\n')
+
+
+def start_session(name, module, command, env, copy, config, db, args, out, carried) -> dict:
+    """Run the tests once unmutated (they must pass; their time sets the per-mutant timeout),
+    create the cosmic-ray session and choose the sample."""
+    seconds = baseline(name, command, env, copy, out)
+    write_config(config, copy / module, command, seconds)
     subprocess.run([str(PYTHON.parent / "cosmic-ray"), "init", str(config), str(db)], cwd=copy,
                    check=True, capture_output=True)
     candidates, sampled = select(db, (copy / module).read_text(), args.sample, args.seed,
