@@ -43,15 +43,15 @@ from mutation_report import readme_block, results, rewrite_readme, summary_line
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
 
+# The tests of batching before issue 16 moved them to test_batched_members.py (for --tests-ref).
+OLD_BATCHING = ["tests/test_sweep.py::test_batched_step0_equals_one_by_one",
+                "tests/test_sweep.py::test_a_diverging_member_changes_nothing_for_its_neighbours"]
 # Fastest first: with -x a killed mutant stops at the first failure.
 TRAINING = ["tests/test_sweep.py::test_first_nonfinite_layer_follows_the_order_values_arise",
             "tests/test_training.py", "tests/test_training_schedule.py",
             "tests/test_training_loop.py", "tests/test_training_reference.py",
             "tests/test_batched_members.py", "tests/test_subnormals.py",
-            # main's tests of batching, before they moved to test_batched_members.py
-            "tests/test_sweep.py::test_batched_step0_equals_one_by_one",
-            "tests/test_sweep.py::test_a_diverging_member_changes_nothing_for_its_neighbours",
-            "tests/test_golden.py"]
+            *OLD_BATCHING, "tests/test_golden.py"]
 INITS = ["tests/test_inits.py", "tests/test_schemes.py"]
 # module name -> (source file, the fast tests that exercise it); missing tests are left out, so
 # the same table serves an older checkout's tests (--tests-ref).
@@ -242,6 +242,16 @@ def run_module(name: str, args, out: Path) -> dict:
     return result
 
 
+def same_mutants(after: Path, before: Path) -> tuple[int, int, int]:
+    """(mutants both runs ran, killed before, killed after) on those mutants."""
+    from cosmic_ray.work_item import TestOutcome
+
+    now, then = outcomes(after / "session.sqlite"), outcomes(before / "session.sqlite")
+    both = [k for k in then if k in now]
+    return (len(both), sum(then[k] == TestOutcome.KILLED for k in both),
+            sum(now[k] == TestOutcome.KILLED for k in both))
+
+
 def forget_survivors(db_path: Path) -> None:
     """Make the mutants that survived (not carried) pending again, to rerun them against the
     tests as they are now (tests only added since can kill more, never fewer); the mutants not
@@ -344,9 +354,11 @@ def main() -> None:
         lines.append(summary_line(name, after[name]))
         print(lines[-1], flush=True)
     if args.readme:
-        before = {name: json.loads((args.before / name / "result.json").read_text())
-                  for name in names if args.before} if args.before else {}
-        rewrite_readme(readme_block(after, before))
+        paired = {name: same_mutants(out / name, args.before / name)
+                  for name in names} if args.before else {}
+        tests_ref = json.loads((args.before / names[0] / "result.json").read_text())[
+            "tests_ref"] if args.before else "-"
+        rewrite_readme(readme_block(after, paired, tests_ref))
         print("README.md's mutation block rewritten")
         return
     (out / "summary.md").write_text("\n".join(lines) + "\n")

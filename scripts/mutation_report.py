@@ -58,35 +58,36 @@ def changed_lines(diff: str | None) -> str:
     """A mutant's diff as `old` -> `new` (its removed and added lines, stripped)."""
     lines = (diff or "").splitlines()
     old = [line[1:].strip() for line in lines if line.startswith("-") and
-           not line.startswith("---")]
+           not line.startswith("---") and line[1:].strip()]
     new = [line[1:].strip() for line in lines if line.startswith("+") and
-           not line.startswith("+++")]
+           not line.startswith("+++") and line[1:].strip()]
     return f"`{' '.join(old)}` -> `{' '.join(new)}`"
 
 
-def readme_block(after: dict[str, dict], before: dict[str, dict]) -> str:
-    """The README's mutation table and surviving mutants, from the runs' result.json files."""
-    def score(r: dict | None) -> str:
-        return "-" if r is None or r["score"] is None else \
-            f"{r['killed']}/{r['killed'] + r['survived']} ({100 * r['score']:.0f}%)"
-
+def readme_block(after: dict[str, dict], paired: dict[str, tuple[int, int, int]],
+                 tests_ref: str) -> str:
+    """The README's mutation table and surviving mutants, from the runs' results. `paired`: per
+    module, (mutants run by both runs, killed before, killed after) on those same mutants."""
     first = next(iter(after.values()))
-    lines = [f"cosmic-ray, seed {first['seed']}; before: main's tests (`--tests-ref "
-             f"{next(iter(before.values()))['tests_ref'] if before else '-'}`), after: this "
-             "checkout's, on the same mutants of the same code.", "",
-             "| module | mutants run (of all) | killed before | killed after | after, 95% |",
+    lines = [f"cosmic-ray, seed {first['seed']}. Before: the tests at `{tests_ref}`; after: this "
+             "checkout's; both on the same code.", "",
+             "| module | mutants run (of all) | killed after | after, 95% "
+             "| same mutants: killed before -> after |",
              "| --- | --- | --- | --- | --- |"]
     for name, r in after.items():
         low, high = r["interval95"]
         run = r["killed"] + r["survived"] + r["incompetent"]
+        score = "-" if r["score"] is None else \
+            f"{r['killed']}/{r['killed'] + r['survived']} ({100 * r['score']:.0f}%)"
         interval = "-" if r["score"] is None else f"{100 * low:.0f}-{100 * high:.0f}%"
-        lines.append(f"| {name} | {run} ({r['candidates']}) | {score(before.get(name))} "
-                     f"| {score(r)} | {interval} |")
+        n, before, now = paired.get(name, (0, 0, 0))
+        lines.append(f"| {name} | {run} ({r['candidates']}) | {score} | {interval} "
+                     f"| {f'{before} -> {now} of {n}' if n else '-'} |")
     total = {k: sum(r[k] for r in after.values()) for k in ("killed", "survived")}
-    btotal = {k: sum(r[k] for r in before.values()) for k in ("killed", "survived")}
-    lines.append(f"| all | {sum(total.values())} | "
-                 f"{btotal['killed']}/{sum(btotal.values())} | "
-                 f"{total['killed']}/{sum(total.values())} | |")
+    n, before, now = (sum(p[i] for p in paired.values()) for i in range(3))
+    lines.append(f"| all | {sum(total.values())} | {total['killed']}/{sum(total.values())} "
+                 f"({100 * total['killed'] / sum(total.values()):.0f}%) | "
+                 f"| {before} -> {now} of {n} |")
     lines += ["", "Mutants that survived this checkout's tests:", ""]
     lines += [f"- {name}, line {s['line']} ({s['operator'].split('/')[-1]}): "
               f"{changed_lines(s['diff'])}"
@@ -96,8 +97,8 @@ def readme_block(after: dict[str, dict], before: dict[str, dict]) -> str:
 
 def rewrite_readme(text: str) -> None:
     readme = REPO / "README.md"
-    pattern = re.compile(r"(<!-- results:mutation -->\n).*?(\n<!-- /results:mutation -->)", re.S)
+    pattern = re.compile(r"(<!-- results:mutation -->\n).*?(<!-- /results:mutation -->)", re.S)
     old = readme.read_text()
     if not pattern.search(old):
         raise SystemExit("README.md has no <!-- results:mutation --> block")
-    readme.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), old))
+    readme.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), old))

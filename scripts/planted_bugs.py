@@ -130,13 +130,13 @@ def check(plant: Plant, copy: Path) -> list[str]:
 
 def rewrite_readme(rows: list[str]) -> None:
     readme = REPO / "README.md"
-    pattern = re.compile(r"(<!-- results:planted -->\n).*?(\n<!-- /results:planted -->)", re.S)
+    pattern = re.compile(r"(<!-- results:planted -->\n).*?(<!-- /results:planted -->)", re.S)
     old = readme.read_text()
     if not pattern.search(old):
         raise SystemExit("README.md has no <!-- results:planted --> block")
     table = "\n".join(["| bug planted | in | first test that fails |", "| --- | --- | --- |",
                        *rows])
-    readme.write_text(pattern.sub(lambda m: m.group(1) + table + m.group(2), old))
+    readme.write_text(pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), old))
 
 
 def main() -> None:
