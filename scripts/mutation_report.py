@@ -61,7 +61,7 @@ def changed_lines(diff: str | None) -> str:
            not line.startswith("---") and line[1:].strip()]
     new = [line[1:].strip() for line in lines if line.startswith("+") and
            not line.startswith("+++") and line[1:].strip()]
-    return f"`{' '.join(old)}` -> `{' '.join(new)}`"
+    return f"`{' '.join(old)}` -> " + (f"`{' '.join(new)}`" if new else "removed")
 
 
 def readme_block(after: dict[str, dict], paired: dict[str, tuple[int, int, int]],
