@@ -42,6 +42,12 @@ def main() -> None:
     base, with_jacobian = (statistics.median(times[k]) for k in (False, True))
     print(f"quickstart, {args.steps} steps: {base:.1f} s without, {with_jacobian:.1f} s with "
           f"record.jacobian (median of {args.repeats}): +{100 * (with_jacobian / base - 1):.1f}%")
+    # Each trial with the spectrum beside the one just before it without: on a machine whose
+    # load changes over minutes, adjacent pairs share more of it than the medians do.
+    paired = [w / b for b, w in zip(times[False], times[True], strict=True)]
+    print("paired ratios (with / without, adjacent trials): "
+          + ", ".join(f"{r:.3f}" for r in paired)
+          + f"; median +{100 * (statistics.median(paired) - 1):.1f}%")
 
 
 if __name__ == "__main__":

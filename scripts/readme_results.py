@@ -33,6 +33,9 @@ CONFIG = {"relu30": "relu30", "tanh20": "tanh", "mean1": "mean1", "l2": "l2"}
 # Model families (issue 11): normalization, residual nets, and whether a norm rescues a bad init.
 SWEEPS += ("bn50", "resmlp100", "norm_rescue")
 CONFIG |= {"bn50": "bn_depth50", "resmlp100": "resmlp100", "norm_rescue": "norm_rescue"}
+# Phase diagrams and Jacobian spectra (issue 12).
+SWEEPS += ("phase", "spectra")
+CONFIG |= {"spectra": "spectra"}
 # docs/<name>: the report's plot whose name matches the pattern
 FIGURES = {"relu30": [("gradient_flow_*", "relu30_gradient_flow.png"),
                       ("curves_*", "relu30_curves.png")],
@@ -43,7 +46,13 @@ FIGURES = {"relu30": [("gradient_flow_*", "relu30_gradient_flow.png"),
            "bn50": [("gradient_flow_*", "bn50_gradient_flow.png")],
            "resmlp100": [("gradient_flow_*_d100_*", "resmlp100_gradient_flow.png")],
            "norm_rescue": [("gradient_flow_*layernorm*_d20_*",
-                            "norm_rescue_layernorm_gradient_flow.png")]}
+                            "norm_rescue_layernorm_gradient_flow.png")],
+           "phase": [("phase", "phase_tanh.png")],
+           "spectra": [("spectra_all", "spectra32_spectrum.png"),
+                       ("curves_*_tanh_*", "spectra32_tanh_curves.png")]}
+# The phase diagram the README shows (`winit phase`): about 15 minutes on 2 shared cores.
+PHASE_ARGS = ("--sigma-w2", "0.5,0.75,1,1.25,1.5,2,3,4,6,8", "--depths", "4,8,16,32,64",
+              "--steps", "300")
 
 
 def winit(*args: str) -> dict:
@@ -331,6 +340,129 @@ def _within(s: Sweep, scheme: str, kind: str, depth: int, points: float = 5.0) -
     return bool(pd.notna(acc) and pd.notna(he) and 100 * (he - acc) <= points)
 
 
+class PhaseSweep:
+    """`winit phase` with PHASE_ARGS: its grid (phase.csv) and --json document; the figure is
+    copied to <out>/report-phase/plots/phase.png, where main() finds figures."""
+
+    def __init__(self, name: str, out: Path, overrides: list[str]):
+        sets = [a for item in overrides for a in ("--set", item)]
+        self.doc = winit("phase", *PHASE_ARGS, "--set", f"output_dir={out}", *sets)
+        self.dir = Path(self.doc["sweep_dir"])
+        self.summary = pd.read_csv(self.doc["grid_csv"])  # one row per cell
+        self.report = out / f"report-{name}"
+        (self.report / "plots").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.doc["figure"], self.report / "plots" / "phase.png")
+
+
+RUNNERS = {"phase": PhaseSweep}  # NAMEs not run by `winit compare schemes`
+
+
+def _cells(grid: pd.DataFrame, where) -> str:
+    rows = grid[where]
+    return ", ".join(f"{r.sigma_w2:g}/{r.depth}" for r in rows.itertuples()) or "none"
+
+
+def phase(s: PhaseSweep) -> str:
+    grid, doc = s.summary, s.doc
+    fit = doc["best_c"]
+    span = (f"c >= {fit['low']:.1f}" if fit["high"] is None
+            else f"c between {fit['low']:.1f} and {fit['high']:.1f}")
+    wrong = grid.trained != grid.predicted_trainable
+    crit = grid.sigma_w2[grid.chi_1.sub(1).abs().idxmin()]
+    deepest = grid.depth.max()
+    near = grid[(grid.sigma_w2 == crit)]
+    return (
+        f"{len(grid)} cells (tanh, width 128, sigma_b2 = 0.05, 300 steps of SGD at lr 0.01 on "
+        f"10,000 MNIST examples, one seed), trained in {_minutes(s)}. A cell counts as trained "
+        "when its test accuracy is above 20% (twice chance). depth <= 6 xi_c classifies "
+        f"{doc['right']} of {doc['total']} cells correctly; the c that fits best is {span} "
+        f"({fit['right']} of {fit['total']}). Misclassified (sigma_w2/depth): "
+        f"{_cells(grid, wrong & grid.trained)} trained though theory said no, "
+        f"{_cells(grid, wrong & ~grid.trained)} did not though it said yes. Nearest the "
+        f"edge of chaos (sigma_w2 = {crit:g}, chi_1 = {near.chi_1.iloc[0]:.2f}) the "
+        f"{deepest}-layer net reaches "
+        f"{100 * near[near.depth == deepest].test_accuracy.iloc[0]:.1f}%.")
+
+
+def _minutes(s: PhaseSweep) -> str:
+    seconds = [json.loads(p.read_text())["final"].get("group_seconds") or 0.0
+               for p in s.dir.glob("runs/*/summary.json")]
+    # a group's seconds are written into each member; count each group once
+    return f"{sum(set(seconds)) / 60:.0f} minutes of training"
+
+
+def _jacobian(s: Sweep, rows: pd.DataFrame, key: str) -> float:
+    """Mean over a configuration's seeds of a field of summary.json's `jacobian` block."""
+    return float(pd.Series([json.loads((s.dir / p / "summary.json").read_text())["jacobian"][key]
+                            for p in rows.path], dtype=float).mean())
+
+
+def _spectra_figure(s: Sweep, names: dict) -> None:
+    """All four configurations' spectra in one figure (the report draws one per activation),
+    with the free-probability curve where winit has one, as <report>/plots/spectra_all.png."""
+    from winit_cli.app.spectrum_theory import predicted_curve
+    from winit_cli.records.reader import flatten
+    from winit_cli.views.plots import save
+    from winit_cli.views.spectrum_plot import SpectrumLine, spectrum_density
+    from winit_cli.yamlfile import read_yaml
+
+    lines = []
+    for (activation, orthogonal), (label, color) in names.items():
+        rows = s.runs("critical", activation=activation, init_params_orthogonal=orthogonal)
+        spectra = [s.table(r, "spectrum.csv") for _, r in rows.iterrows()]
+        config = flatten(read_yaml(s.dir / rows.path.iloc[0] / "config.yaml"))
+        lines.append(SpectrumLine(label, color, spectra, predicted_curve(config)))
+    first = s.summary.iloc[0]
+    title = (f"Jacobian singular values at init: depth {first.depth}, width {first.width}, "
+             f"critical (chi = 1)\n{s.summary.seed.nunique()} seeds x 16 MNIST inputs each")
+    save(spectrum_density(lines, title), s.report / "plots" / "spectra_all.png")
+
+
+SPECTRA = {("tanh", True): ("tanh, orthogonal", "#d62728"),
+           ("tanh", False): ("tanh, Gaussian", "#1f77b4"),
+           ("relu", False): ("ReLU, Gaussian (He)", "#2ca02c"),
+           ("relu", True): ("ReLU, orthogonal", "#9467bd")}
+
+
+def _val_at(s: Sweep, rows: pd.DataFrame, step: int) -> str:
+    """Mean validation accuracy over the seeds at the first evaluation at or after `step`."""
+    values = []
+    for _, row in rows.iterrows():
+        metrics = s.table(row, "metrics.csv").dropna(subset=["val_accuracy"])
+        values.append(metrics[metrics.step >= step].val_accuracy.iloc[0])
+    return f"{100 * sum(values) / len(values):.0f}%"
+
+
+def spectra(s: Sweep) -> str:
+    from winit_cli.measure.spectra_theory import predicted_spectrum
+    from winit_cli.measure.theory import critical_sigma_w2
+
+    _spectra_figure(s, SPECTRA)
+    parts = []
+    steps = int(s.summary.steps.max())
+    for (activation, orthogonal), (label, _) in SPECTRA.items():
+        rows = s.runs("critical", activation=activation, init_params_orthogonal=orthogonal)
+        theory = predicted_spectrum(30, "orthogonal" if orthogonal else "gaussian", activation,
+                                    critical_sigma_w2(activation, 0.001), 0.001)
+        target = rows.steps_to_target
+        reach = ("never reaches 90%" if target.isna().all() else
+                 f"reaches 90% at step {target.mean():.0f}")
+        parts.append(
+            f"**{label}**: spread {_jacobian(s, rows, 'spread'):.2f} (theory at q*: "
+            f"{theory.spread:.2f}), mean s^2 {_jacobian(s, rows, 'mean_sq'):.3g} (prod chi "
+            f"{_jacobian(s, rows, 'predicted_mean_sq'):.3g}), largest s "
+            f"{_jacobian(s, rows, 'max'):.2g}; validation accuracy {_val_at(s, rows, 100)} at "
+            f"step 100, {reach}, test accuracy after {steps} steps "
+            f"{s.acc('critical', activation=activation, init_params_orthogonal=orthogonal)}")
+    (tanh,) = s.runs("critical", activation="tanh", init_params_orthogonal=True)[
+        ["theory_input_second_moment", "theory_q_fixed_point"]].drop_duplicates().itertuples(
+        index=False)
+    sigma_w2 = critical_sigma_w2("tanh", 0.001)
+    return (f"For tanh sigma_w2 = {sigma_w2:.3f}, and the inputs' second moment "
+            f"{tanh[0]:.2f} gives q_1 = {sigma_w2 * tanh[0] + 0.001:.2f} against q* = "
+            f"{tanh[1]:.3f}. " + ". ".join(parts) + ".")
+
+
 def rewrite(readme: str, name: str, text: str) -> str:
     pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)", re.S)
     if not pattern.search(readme):
@@ -367,7 +499,7 @@ def main() -> None:
     readme = (REPO / "README.md").read_text()
     for name in args.only or SWEEPS:
         t = time.perf_counter()
-        sweep = Sweep(name, args.out, args.overrides)
+        sweep = RUNNERS.get(name, Sweep)(name, args.out, args.overrides)
         text = globals()[name](sweep)
         readme = rewrite(readme, name, text)
         if args.print:

@@ -95,3 +95,34 @@ def test_rerun_trains_nothing(tiny_phase):
     (sweep,) = (out / "sweeps").iterdir()
     assert len([p for p in (sweep / "runs").iterdir() if p.is_dir()]) == 4
     assert "4 already done, 0 to run" in " ".join(second.output.split())
+
+
+def test_best_c_is_the_gap_between_the_last_trained_and_first_untrained_depth():
+    """At sigma_w2 = 0.5 without bias xi_c = 1 / ln 2, so depth / xi_c = depth ln 2. A grid
+    trained up to depth 8 and not from depth 9 is classified perfectly exactly for c in
+    [8 ln 2, 9 ln 2); one wrongly trained deep cell leaves that interval the best at 3 of 4."""
+    from winit_cli.app.phase import best_c
+
+    options = PhaseOptions(sigma_w2=[0.5], depths=[4, 8, 9, 16], sigma_b2=0.0)
+    truth = {(0.5, 4): 0.9, (0.5, 8): 0.5, (0.5, 9): 0.1, (0.5, 16): 0.1}
+    fit = best_c(phase_grid(_synthetic_comparison(truth), options))
+    assert (fit.low, fit.high) == pytest.approx((8 * math.log(2), 9 * math.log(2)), rel=1e-6)
+    assert (fit.right, fit.total) == (4, 4)
+    noisy = best_c(phase_grid(_synthetic_comparison({**truth, (0.5, 16): 0.9}), options))
+    # c >= 16 ln 2 also gets 3 of 4 (only depth 9 wrong) and is the widest such interval
+    assert (noisy.right, noisy.total) == (3, 4)
+    assert noisy.low == pytest.approx(16 * math.log(2), rel=1e-6) and math.isinf(noisy.high)
+
+
+def test_json_gives_the_grid_agreement_and_fitted_c(tiny_phase, mnist_path: Path):
+    """--json (on the resumed grid): one document whose counts match phase.csv recomputed."""
+    out, _, _ = tiny_phase
+    env = {"WINIT_DATA_DIR": str(mnist_path)}
+    result = CliRunner().invoke(app, ["phase", *TINY, "--set", f"output_dir={out}", "--json"],
+                                env=env)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    grid = pd.read_csv(doc["grid_csv"])
+    assert doc["total"] == 4 and len(doc["cells"]) == 4
+    assert doc["right"] == int((grid.trained == grid.predicted_trainable).sum())
+    assert 0 <= doc["best_c"]["low"] and doc["best_c"]["right"] >= doc["right"]

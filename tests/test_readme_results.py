@@ -43,3 +43,22 @@ def test_the_written_numbers_are_the_runs_numbers(tmp_path: Path, mnist_path: Pa
         assert f"{100 * row.test_accuracy_mean:.1f}%" in text, row.scheme
     assert re.search(r"took \d+\.\d minutes; README.md not rewritten", proc.stdout)
     assert (REPO / "README.md").read_bytes() == before
+
+
+def test_every_name_the_script_writes_has_markers_and_figures():
+    """Each NAME in the script's SWEEPS has one marker pair in the README, and every figure it
+    copies is in docs/ and shown by the README (a name added without them would fail only
+    after its sweep had run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_results",
+                                                  REPO / "scripts" / "readme_results.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    readme = (REPO / "README.md").read_text()
+    for name in script.SWEEPS:
+        assert readme.count(f"<!-- results:{name} -->") == 1, name
+        assert readme.count(f"<!-- /results:{name} -->") == 1, name
+        for _, target in script.FIGURES[name]:
+            assert (REPO / "docs" / target).is_file(), target
+            assert f"(docs/{target})" in readme, target

@@ -130,6 +130,44 @@ def agreement(grid: pd.DataFrame) -> tuple[int, int]:
     return int((measured.trained == measured.predicted_trainable).sum()), len(measured)
 
 
+@dataclass(frozen=True)
+class BestC:
+    """The c of depth <= c xi_c that classifies the most measured cells correctly."""
+
+    low: float  # every c in [low, high) classifies `right` cells correctly (the widest such
+    high: float  # interval; high is inf when c may be as large as one likes)
+    right: int
+    total: int
+
+
+def best_c(grid: pd.DataFrame) -> BestC | None:
+    """Fit c to the measured cells: the classification only changes where c crosses a cell's
+    depth / xi_c, so trying one c inside each gap between those ratios tries them all."""
+    measured = grid[grid.test_accuracy.notna()]
+    if measured.empty:
+        return None
+    xi = measured.xi_c.fillna(0.0).to_numpy(float)
+    ratios = measured.depth.to_numpy(float) / np.where(xi > 0, xi, np.nan)
+    edges = np.unique(np.concatenate([[0.0], ratios[np.isfinite(ratios)], [np.inf]]))
+    trained = measured.trained.to_numpy(bool)
+    best: BestC | None = None
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        c = low + 1.0 if math.isinf(high) else 0.5 * (low + high)
+        right = int(((measured.depth.to_numpy(float) <= c * xi) == trained).sum())
+        wider = best is not None and right == best.right and high - low > best.high - best.low
+        if best is None or right > best.right or wider:
+            best = BestC(float(low), float(high), right, len(measured))
+    return best
+
+
+def best_c_line(fit: BestC | None) -> str:
+    if fit is None:
+        return "no cell measured: c not fitted"
+    span = (f"c >= {fit.low:.2g}" if math.isinf(fit.high)
+            else f"c in [{fit.low:.2g}, {fit.high:.2g})")
+    return f"best fit: {span} classifies {fit.right} of {fit.total}"
+
+
 def boundary_sigma_w2(activation: str, sigma_b2: float) -> float | None:
     """The ordered/chaotic boundary chi_1 = 1 at this sigma_b2, or None where there is none."""
     try:
@@ -148,10 +186,12 @@ def phase_theory(options: PhaseOptions) -> PhaseTheory:
                        boundary_sigma_w2(options.activation, options.sigma_b2))
 
 
-def agreement_line(grid: pd.DataFrame, options: PhaseOptions) -> str:
+def agreement_line(grid: pd.DataFrame, options: PhaseOptions, sep: str = "; ") -> str:
+    """How many cells the c xi_c boundary classifies correctly, then the best-fitting c."""
     right, total = agreement(grid)
     return (f"depth <= {options.c:g} xi_c classifies {right} of {total} cells correctly "
-            f"(trained: test accuracy > {options.threshold:g})")
+            f"(trained: test accuracy > {options.threshold:g}){sep}"
+            f"{best_c_line(best_c(grid))}")
 
 
 def draw_phase(diagram: PhaseDiagram) -> Path:
@@ -159,7 +199,7 @@ def draw_phase(diagram: PhaseDiagram) -> Path:
     title = (f"{o.activation}, width {o.width}, sigma_b2 = {o.sigma_b2:g}, {o.steps} steps, "
              f"{o.seeds} seed(s)")
     figure = phase_diagram(diagram.grid, phase_theory(o), title,
-                           agreement_line(diagram.grid, o))
+                           agreement_line(diagram.grid, o, sep="\n"))
     return save(figure, diagram.figure_path)
 
 

@@ -45,6 +45,7 @@ from typing import Any
 
 import pandas as pd
 
+from winit_cli.app.spectrum_theory import report_curves
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, write_csv
 from winit_cli.records.reader import RUN_MARKERS, Run, Skipped, find_run_dirs, load_run
@@ -257,8 +258,8 @@ def _write(out: Path, runs: list[Run], skipped: list[Skipped], root: Path,
     write_csv(files[0], summary)
     write_csv(files[1], configs.drop(columns="members"))
 
-    figures = draw(out, summary, configs, {r.path: r for r in runs}, labels, output, grid) \
-        if len(configs) else {}
+    figures = draw(out, summary, configs, {r.path: r for r in runs}, labels, output, grid,
+                   report_curves(runs)) if len(configs) else {}
     thresholds = ["/".join(sorted({f"{r.config.get(f'diagnose.{k}_decades', 2.0):g}"
                                    for r in runs}) or {"2"}) for k in ("vanish", "explode")]
     not_included = [*skipped, *_unranked(summary)]

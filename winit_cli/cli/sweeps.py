@@ -132,6 +132,7 @@ def phase(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs only.")] = False,
     jobs: Annotated[int, typer.Option(min=1, metavar="N", help="Worker processes.")] = 1,
     data_dir: common.DataDirOption = None,
+    as_json: common.JsonOption = False,
 ) -> None:
     """Trainability phase diagram over sigma_w^2 x depth, with mean-field theory overlaid.
 
@@ -142,11 +143,7 @@ def phase(
     runs on the same sweep machinery: rerun it to resume; same-depth cells train batched.
     """
     from winit_cli.app.compare import split_option
-    from winit_cli.app.phase import PhaseOptions, agreement_line, plan_phase, run_phase
-    from winit_cli.sweeps.executors import ExecutorOptions
-    from winit_cli.sweeps.spec import grid_value
-    from winit_cli.views import terminal
-    from winit_cli.views.progress import download_progress, sweep_progress
+    from winit_cli.app.phase import PhaseOptions
 
     with common.user_errors():
         options = PhaseOptions(
@@ -154,16 +151,31 @@ def phase(
             sigma_b2,
             activation, width, steps, seeds, subset, c=c, threshold=threshold, name=name,
             overrides=set_ or [])
-        spec, plan = planned = plan_phase(options)
-        terminal.sweep_header(common.console, spec, plan)
-        if dry_run:
-            terminal.dry_run_table(common.console, spec, plan, grid_value)
-            return
-        with sweep_progress(common.console, len(plan.todo)) as (on_progress, advance):
-            diagram = run_phase(
-                options, executor_options=ExecutorOptions(jobs, data_dir,
-                                                          download_progress(common.console)),
-                on_progress=on_progress, on_member=lambda _: advance(), planned=planned)
-        common.console.print(agreement_line(diagram.grid, options))
-        common.console.print(f"grid: [bold]{diagram.grid_path}[/]\n"
-                             f"figure: [bold]{diagram.figure_path}[/]")
+        _phase(options, dry_run, jobs, data_dir, as_json)
+
+
+def _phase(options, dry_run: bool, jobs: int, data_dir, as_json: bool) -> None:
+    from winit_cli.app import phase as app_phase
+    from winit_cli.sweeps.executors import ExecutorOptions
+    from winit_cli.sweeps.spec import grid_value
+    from winit_cli.views import json_out, terminal
+    from winit_cli.views.progress import download_progress, sweep_progress
+
+    shown = common.shown(False, as_json)
+    spec, plan = planned = app_phase.plan_phase(options)
+    terminal.sweep_header(shown, spec, plan)
+    if dry_run:
+        terminal.dry_run_table(shown, spec, plan, grid_value)
+        return
+    with sweep_progress(shown, len(plan.todo)) as (on_progress, advance):
+        diagram = app_phase.run_phase(
+            options, executor_options=ExecutorOptions(jobs, data_dir, download_progress(shown)),
+            on_progress=on_progress, on_member=lambda _: advance(), planned=planned)
+    line = app_phase.agreement_line(diagram.grid, options)
+    if as_json:
+        common.print_json(json_out.phase_result(
+            diagram, app_phase.agreement(diagram.grid), app_phase.best_c(diagram.grid), line))
+        return
+    common.console.print(line)
+    common.console.print(f"grid: [bold]{diagram.grid_path}[/]\n"
+                         f"figure: [bold]{diagram.figure_path}[/]")

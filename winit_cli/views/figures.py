@@ -62,7 +62,7 @@ def _heatmap_title(row: pd.Series, label: str) -> str:
 
 def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.DataFrame,
                    runs: dict[str, Run], labels: dict, colors: dict, plot_dir: Path,
-                   output: plots.Output) -> list[tuple[str, Path]]:
+                   output: plots.Output, theory: dict) -> list[tuple[str, Path]]:
     """One group's figures, as (alt text, PNG path)."""
     slug = _slug(key)
     flows, curves, panels, quantities = [], [], [], []
@@ -89,19 +89,23 @@ def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.Da
         ("training curves", plots.training_curves(
             curves, f"Training and validation: {title}"), f"curves_{slug}"),
         *quantities,
-        *_spectrum_figure(configs, summary, runs, labels, colors, title, slug),
+        *_spectrum_figure(configs, summary, runs, labels, colors, title, slug, theory),
     ]
     return [(alt, plots.save(fig, plot_dir / f"{name}.png", output)) for alt, fig, name in made]
 
 
-def _spectrum_figure(configs, summary, runs, labels, colors, title, slug) -> list[tuple]:
-    """The Jacobian spectrum density per configuration, where the runs recorded spectrum.csv."""
+def _spectrum_figure(configs, summary, runs, labels, colors, title, slug, theory
+                     ) -> list[tuple]:
+    """The Jacobian spectrum density per configuration, where the runs recorded spectrum.csv,
+    with the predicted density where `theory` has one for its first member."""
     lines = []
     for i, cfg in configs.iterrows():
-        spectra = [runs[p].spectrum for p in summary.loc[cfg.members, "path"]]
+        paths = list(summary.loc[cfg.members, "path"])
+        spectra = [runs[p].spectrum for p in paths]
         spectra = [f for f in spectra if f is not None and len(f)]
         if spectra:
-            lines.append(SpectrumLine(labels[i].replace("`", ""), colors[labels[i]], spectra))
+            lines.append(SpectrumLine(labels[i].replace("`", ""), colors[labels[i]], spectra,
+                                      theory.get(paths[0])))
     if not lines:
         return []
     return [("Jacobian spectrum at init", spectrum_density(
@@ -110,10 +114,12 @@ def _spectrum_figure(configs, summary, runs, labels, colors, title, slug) -> lis
 
 
 def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[str, Run],
-         labels: dict, output: plots.Output = plots.Output(), grid: list[str] = ()
+         labels: dict, output: plots.Output = plots.Output(), grid: list[str] = (),
+         spectrum_theory: dict[str, tuple] | None = None
          ) -> dict[tuple | None, list[tuple[str, str]]]:
     """All figures, as {group: [(alt text, PNG path relative to out)]}; None holds accuracy vs
-    depth. Figures left from an earlier report in the same folder are removed first."""
+    depth. Figures left from an earlier report in the same folder are removed first.
+    spectrum_theory: {run path: (log10 s, density)}, the predicted spectra drawn beside them."""
     plot_dir = out / "plots"
     for stale in (f for fmt in plots.FORMATS for f in plot_dir.glob(f"*.{fmt}")) \
             if plot_dir.is_dir() else []:
@@ -124,7 +130,7 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
     for key, configs in list(by_group(aggregate, grid).items())[:plots.MAX_GROUPS]:
         title = group_title(dict(zip(keys, key, strict=True)))
         made = _group_figures(key, title, configs, summary, runs, labels, colors, plot_dir,
-                              output)
+                              output, spectrum_theory or {})
         figures[key] = [(alt, path.relative_to(out).as_posix()) for alt, path in made]
     panel = ["dataset", "model_kind", "activation", "width"]
     depths = aggregate.groupby(panel, dropna=False).depth.nunique()

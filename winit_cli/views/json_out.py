@@ -44,6 +44,17 @@ def comparison_result(comparison) -> dict[str, Any]:
             "runs": records(frame) if frame is not None else []}
 
 
+def phase_result(diagram, agreement: tuple[int, int], fit, line: str) -> dict[str, Any]:
+    """`winit phase --json`: where the grid and figure are, the agreement, the fitted c (an
+    app.phase.BestC or None)."""
+    return {"sweep_dir": str(diagram.comparison.plan.directory),
+            "grid_csv": str(diagram.grid_path), "figure": str(diagram.figure_path),
+            "c": diagram.options.c, "right": agreement[0], "total": agreement[1],
+            "best_c": None if fit is None else {"low": fit.low, "high": _plain(fit.high),
+                                                "right": fit.right, "total": fit.total},
+            "agreement": line, "cells": records(diagram.grid)}
+
+
 def report_result(report) -> dict[str, Any]:
     groups = []
     for (title, configs), line in zip(report.groups.items(), report.recommendations,

@@ -1,6 +1,7 @@
 """The density of the step-0 Jacobian's singular values, one line per configuration (Pennington,
 Schoenholz & Ganguli 2017, Fig. 2): concentrated near one (dynamical isometry) or spread over
-decades. Reads spectrum.csv frames (value, weight); drawing returns the figure."""
+decades. Reads spectrum.csv frames (value, weight) and, where given, the predicted density
+computed beforehand (app/spectrum_theory.py); drawing returns the figure."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ class SpectrumLine:
     label: str
     color: str
     spectra: list[pd.DataFrame]  # one spectrum.csv per seed, pooled with equal weight
+    # the free-probability prediction (log10 s, density per unit log10 s), or None: no theory
+    theory: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _pooled_log10(spectra: list[pd.DataFrame]) -> tuple[np.ndarray, np.ndarray]:
@@ -42,6 +45,13 @@ def spectrum_density(lines: Sequence[SpectrumLine], title: str) -> Figure:
         zero = 1 - weights.sum()
         ax.stairs(density / np.diff(edges), edges, color=line.color, lw=1.6,
                   label=f"{line.label} (zeros {100 * zero:.0f}%)" if zero > 1e-9 else line.label)
+        if line.theory is not None:
+            shown = (line.theory[0] >= bins[0]) & (line.theory[0] <= bins[-1])
+            ax.plot(line.theory[0][shown], line.theory[1][shown], color=line.color, lw=1.2,
+                    ls="--", alpha=0.9)
+    if any(line.theory is not None for line in lines):
+        ax.plot([], [], color="#555555", ls="--", lw=1.2,
+                label="dashed: free-probability theory (infinite width, q = q*)")
     ax.axvline(0.0, color="#777777", lw=0.8, ls=":")
     ax.set_xlabel("log10 singular value of dz_{L-1}/dz_1 at step 0")
     ax.set_ylabel("density")
