@@ -32,7 +32,7 @@ from winit_cli.sweeps.spec import SweepSpec
 from winit_cli.views.phase_plot import PhaseTheory, phase_diagram
 from winit_cli.views.plots import save
 
-THEORY_POINTS = 40  # sigma_w2 values the c xi_c curve is drawn through
+THEORY_POINTS = 60  # sigma_w2 values the c xi_c curve is drawn through
 
 W_KEY, DEPTH_KEY = "init.params.sigma_w2", "model.depth"
 W_COL, DEPTH_COL = "init_params_sigma_w2", "model_depth"
@@ -176,14 +176,18 @@ def boundary_sigma_w2(activation: str, sigma_b2: float) -> float | None:
         return None
 
 
-def phase_theory(options: PhaseOptions) -> PhaseTheory:
-    """The c xi_c curve over the diagram's sigma_w2 range, and the chi_1 = 1 boundary."""
+def phase_theory(options: PhaseOptions, fit: BestC | None = None) -> PhaseTheory:
+    """The c xi_c curve over the diagram's sigma_w2 range, the chi_1 = 1 boundary, and the
+    middle of the best-fitting c's interval (where it is bounded)."""
     lo, hi = min(options.sigma_w2), max(options.sigma_w2)
-    xs = np.linspace(lo, hi, THEORY_POINTS) if hi > lo else np.array([lo])
+    xs = np.geomspace(lo, hi, THEORY_POINTS) if hi > lo > 0 else np.linspace(
+        lo, hi, THEORY_POINTS) if hi > lo else np.array([lo])
     xi = np.array([theory_row(options.activation, float(w), options.sigma_b2)["xi_c"]
                    for w in xs])
+    fitted = 0.5 * (fit.low + fit.high) if fit is not None and math.isfinite(fit.high) \
+        else None
     return PhaseTheory(xs, options.c * xi, options.c,
-                       boundary_sigma_w2(options.activation, options.sigma_b2))
+                       boundary_sigma_w2(options.activation, options.sigma_b2), fitted)
 
 
 def agreement_line(grid: pd.DataFrame, options: PhaseOptions, sep: str = "; ") -> str:
@@ -198,7 +202,7 @@ def draw_phase(diagram: PhaseDiagram) -> Path:
     o = diagram.options
     title = (f"{o.activation}, width {o.width}, sigma_b2 = {o.sigma_b2:g}, {o.steps} steps, "
              f"{o.seeds} seed(s)")
-    figure = phase_diagram(diagram.grid, phase_theory(o), title,
+    figure = phase_diagram(diagram.grid, phase_theory(o, best_c(diagram.grid)), title,
                            agreement_line(diagram.grid, o, sep="\n"))
     return save(figure, diagram.figure_path)
 

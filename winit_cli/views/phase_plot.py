@@ -22,6 +22,7 @@ class PhaseTheory:
     depth_bound: np.ndarray  # c * xi_c there (inf on the critical line, nan where none)
     c: float
     critical_sigma_w2: float | None  # chi_1 = 1: the ordered/chaotic boundary
+    fitted_c: float | None = None  # the c that classifies the measured cells best, if any
 
 
 def _axis_edges(centers: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -60,6 +61,9 @@ def phase_diagram(grid: pd.DataFrame, theory: PhaseTheory, title: str, agreement
     bound = np.where(np.isfinite(theory.depth_bound), theory.depth_bound, 1e9)
     ax.plot(theory.sigma_w2, bound, color="#4fc3f7", lw=2.2,
             label=f"depth = {theory.c:g} xi_c (trainable below)")
+    if theory.fitted_c is not None:
+        ax.plot(theory.sigma_w2, bound * theory.fitted_c / theory.c, color="#4fc3f7", lw=1.8,
+                ls=":", label=f"best fit: depth = {theory.fitted_c:.2g} xi_c")
     if theory.critical_sigma_w2 is not None:
         ax.axvline(theory.critical_sigma_w2, color="white", ls="--", lw=1.5,
                    label=f"chi_1 = 1 (sigma_w2 = {theory.critical_sigma_w2:.3g}): ordered "
