@@ -429,7 +429,8 @@ def _spectra_figure(s: Sweep, names: dict) -> None:
         lines.append(SpectrumLine(label, color, spectra, predicted_curve(config)))
     first = s.summary.iloc[0]
     title = (f"Jacobian singular values at init: depth {first.depth}, width {first.width}, "
-             f"critical (chi = 1)\n{s.summary.seed.nunique()} seeds x 16 MNIST inputs each")
+             f"critical init (chi = 1 at q*)\n{s.summary.seed.nunique()} seeds x 16 MNIST "
+             "inputs each")
     save(spectrum_density(lines, title), s.report / "plots" / "spectra_all.png")
 
 

@@ -62,3 +62,31 @@ def test_every_name_the_script_writes_has_markers_and_figures():
         for _, target in script.FIGURES[name]:
             assert (REPO / "docs" / target).is_file(), target
             assert f"(docs/{target})" in readme, target
+
+
+def test_phase_and_spectra_texts_are_their_runs_numbers(tmp_path: Path, mnist_path: Path):
+    """The phase diagram and the depth-32 spectra, made tiny (--set), rerun and printed: the
+    agreement count is phase.csv's own, and each spread is the mean of the runs' summary.json
+    values (each quantity recomputed here from the files)."""
+    import json
+
+    env = {**os.environ, "WINIT_DATA_DIR": str(mnist_path)}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "readme_results.py"), "--only", "phase",
+         "--only", "spectra", "--set", "model.width=16", "--set", "train.steps=3",
+         "--set", "data.subset=600", "--out", str(tmp_path), "--print"],
+        capture_output=True, text=True, env=env, timeout=1500)
+    assert proc.returncode == 0, proc.stderr
+    phase_text = " ".join(proc.stdout.split("--- phase")[1].split("phase: ")[0].split())
+    (grid_csv,) = tmp_path.glob("sweeps/phase-*/phase.csv")
+    grid = pd.read_csv(grid_csv)
+    right = int((grid.trained == grid.predicted_trainable).sum())
+    assert f"classifies {right} of {len(grid)} cells correctly" in phase_text
+    spectra_text = " ".join(proc.stdout.split("--- spectra")[1].split("spectra: ")[0].split())
+    for label, activation, orthogonal in (("tanh, orthogonal", "tanh", True),
+                                          ("ReLU, Gaussian (He)", "relu", False)):
+        spreads = [json.loads(p.read_text())["jacobian"]["spread"]
+                   for p in tmp_path.glob(f"sweeps/spectra32-*/runs/*_{activation}_"
+                                          f"{orthogonal}_s*/summary.json")]
+        assert len(spreads) == 2
+        assert f"**{label}**: spread {sum(spreads) / 2:.2f}" in spectra_text
