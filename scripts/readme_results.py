@@ -362,7 +362,7 @@ def _cells(grid: pd.DataFrame, where) -> str:
     return ", ".join(f"{r.sigma_w2:g}/{r.depth}" for r in rows.itertuples()) or "none"
 
 
-def _span(fit) -> str:
+def _c_interval(fit) -> str:
     """A fitted c interval (app.phase.BestC, or its --json form) in words."""
     low, high = (fit["low"], fit["high"]) if isinstance(fit, dict) else (fit.low, fit.high)
     return (f"c >= {low:.1f}" if high is None or math.isinf(high)
@@ -388,12 +388,12 @@ def phase(s: PhaseSweep) -> str:
         f"10,000 MNIST examples, one seed) trained in {_minutes(s)}. A cell counts as trained "
         "when its test accuracy is above 20% (twice chance): depth <= 6 xi_c then classifies "
         f"{doc['right']} of {doc['total']} cells correctly, and the best fit is "
-        f"{_span(doc['best_c'])} ({doc['best_c']['right']} of {doc['total']}). The cells it "
+        f"{_c_interval(doc['best_c'])} ({doc['best_c']['right']} of {doc['total']}). The cells it "
         f"gets wrong (sigma_w2/depth) lie along the curve: {_cells(grid, wrong & grid.trained)} "
         f"learned partly beyond it (test accuracy {100 * partial.min():.0f}-"
         f"{100 * partial.max():.0f}%), {_cells(grid, wrong & ~grid.trained)} did not learn "
         f"inside it. Counted as trained only above 50%, 6 xi_c classifies {strict_right} of "
-        f"{len(grid)} and the best fit is {_span(strict_fit)} ({strict_fit.right} of "
+        f"{len(grid)} and the best fit is {_c_interval(strict_fit)} ({strict_fit.right} of "
         f"{len(grid)}; Schoenholz et al. found about 6): {schoenholz}. Nearest the edge of chaos "
         f"(sigma_w2 = {crit:g}, chi_1 = {near.chi_1.iloc[0]:.2f}) the {deepest}-layer net "
         f"reaches {100 * near[near.depth == deepest].test_accuracy.iloc[0]:.1f}%.")

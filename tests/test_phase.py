@@ -125,4 +125,4 @@ def test_json_gives_the_grid_agreement_and_fitted_c(tiny_phase, mnist_path: Path
     grid = pd.read_csv(doc["grid_csv"])
     assert doc["total"] == 4 and len(doc["cells"]) == 4
     assert doc["right"] == int((grid.trained == grid.predicted_trainable).sum())
-    assert 0 <= doc["best_c"]["low"] and doc["best_c"]["right"] >= doc["right"]
+    assert doc["best_c"]["low"] >= 0 and doc["best_c"]["right"] >= doc["right"]
