@@ -445,7 +445,10 @@ def _val_at(s: Sweep, rows: pd.DataFrame, step: int) -> str:
     values = []
     for _, row in rows.iterrows():
         metrics = s.table(row, "metrics.csv").dropna(subset=["val_accuracy"])
-        values.append(metrics[metrics.step >= step].val_accuracy.iloc[0])
+        later = metrics[metrics.step >= step].val_accuracy
+        if later.empty:  # a run shorter than `step` (a quick look with --set train.steps)
+            return "n/a"
+        values.append(later.iloc[0])
     return f"{100 * sum(values) / len(values):.0f}%"
 
 
