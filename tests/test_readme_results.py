@@ -70,7 +70,7 @@ def test_phase_and_spectra_texts_are_their_runs_numbers(tmp_path: Path, mnist_pa
     values (each quantity recomputed here from the files)."""
     import json
 
-    env = {**os.environ, "WINIT_DATA_DIR": str(mnist_path)}
+    env = {**os.environ, "WINIT_DATA_DIR": str(mnist_path), "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "readme_results.py"), "--only", "phase",
          "--only", "spectra", "--set", "model.width=16", "--set", "train.steps=3",
