@@ -14,15 +14,6 @@ from winit_cli.measure.jacobian import (
 from winit_cli.measure.theory import ACTIVATIONS, critical_sigma_w2, predict
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Small tensors on a shared machine: extra threads only wait for each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _random_net(sizes, sigma_w2, sigma_b2, inputs, seed=0, orthogonal=False):
     """Weights W_2..W_{L-1} for pre-activation widths `sizes` = [n_1, ..., n_{L-1}], biases,
     and z_1 ~ N(0, 1) as [inputs, n_1]; all float64."""

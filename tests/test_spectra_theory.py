@@ -11,14 +11,6 @@ from winit_cli.measure.spectra_theory import predicted_moments, predicted_spectr
 from winit_cli.measure.theory import activation_functions, critical_sigma_w2, fixed_point_q
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _fuss_catalan(k, phi):
     """The Fuss-Catalan density of lambda = s^2 for a product of k square Ginibre matrices, in
     closed parametric form (Haagerup & Moller 2012; Neuschel 2014): lambda(phi), rho(phi) for

@@ -18,17 +18,6 @@ from winit_cli.measure.theory import (
     second_moment,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # The tensors here are small; on a shared machine extra threads only wait for each other
-    # (measured: a 20-layer net took 2-4 s with 2 threads under load, 0.1 s with 1).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------------------------------------
 # Registry
 

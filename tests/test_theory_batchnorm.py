@@ -25,14 +25,6 @@ from winit_cli.measure.theory_batchnorm import (
 DEPTH, WIDTH, FIT = 50, 512, slice(9, 40)  # fit over layers 10..40
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors on a shared machine: extra threads only wait
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def mnist_batch(mnist_raw):
     splits = make_splits(mnist_raw, val_size=0, subset=512)

@@ -24,14 +24,6 @@ DEPTH, WIDTH = 20, 512
 PHI = {"relu": torch.relu, "tanh": torch.tanh}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors on a shared machine: extra threads only wait
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def mnist_batch(mnist_raw):
     splits = make_splits(mnist_raw, val_size=0, subset=256)

@@ -21,14 +21,6 @@ WIDTH = 512
 PHI = {"relu": torch.relu, "tanh": torch.tanh, "linear": lambda t: t}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors on a shared machine: extra threads only wait
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def mnist_batch(mnist_raw):
     splits = make_splits(mnist_raw, val_size=0, subset=256)
