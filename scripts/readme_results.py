@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import report_browser  # scripts/report_browser.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "results" / "readme"  # --out changes it
@@ -53,6 +54,8 @@ FIGURES = {"relu30": [("gradient_flow_*", "relu30_gradient_flow.png"),
 # The phase diagram the README shows (`winit phase`): about 15 minutes on 2 shared cores.
 PHASE_ARGS = ("--sigma-w2", "0.5,0.75,1,1.25,1.5,2,3,4,6,8", "--depths", "4,8,16,32,64",
               "--steps", "300")
+# docs/<name>: the report's page in headless Chromium at a window width (scripts/report_browser.py)
+SCREENSHOTS = {"relu30": [(1280, "report_relu30_1280px.png"), (800, "report_relu30_800px.png")]}
 
 
 def winit(*args: str) -> dict:
@@ -527,6 +530,8 @@ def main() -> None:
         for pattern, target in [] if args.print else FIGURES[name]:
             (plot,) = sorted((sweep.report / "plots").glob(f"{pattern}.png"))
             shutil.copyfile(plot, REPO / "docs" / target)
+        for width, target in [] if args.print else SCREENSHOTS.get(name, []):
+            report_browser.screenshot(sweep.report / "report.html", width, REPO / "docs" / target)
         print(f"{name}: {len(sweep.summary)} runs and figures in {time.perf_counter() - t:.0f} s",
               flush=True)
     minutes = (time.perf_counter() - started) / 60
