@@ -92,6 +92,9 @@ def reference(model, member: int, x: torch.Tensor, y: torch.Tensor) -> dict[str,
                                      else math.nan)
         out["act_grad_norm"].append(gz[l].double().pow(2).sum().sqrt().item())
         out["weight_norm"].append(weights[l].detach().double().pow(2).sum().sqrt().item())
+        # plot_grad_flow's bars: mean and max of |dL/dW| over the layer's weights
+        out["weight_grad_abs_mean"].append(gw[l].double().abs().mean().item())
+        out["weight_grad_abs_max"].append(gw[l].double().abs().max().item())
         n = h.numel()
         mean = h.sum().item() / n
         out["act_mean"].append(mean)
@@ -213,7 +216,7 @@ def test_update_ratio_is_the_applied_update(make, tell_probe):
 def test_columns_order():
     assert COLUMNS == ("weight_grad_norm", "bias_grad_norm", "act_grad_norm", "weight_norm",
                        "act_mean", "act_std", "dead_fraction", "saturated_fraction",
-                       "update_ratio")
+                       "weight_grad_abs_mean", "weight_grad_abs_max", "update_ratio")
     assert tuple(QUANTITIES) == COLUMNS[:-1]
 
 

@@ -86,7 +86,9 @@ def expected(module: nn.Module, z, h, activation: str | None) -> dict[str, float
     row = {"weight_grad_norm": d(module.weight.grad).norm(), "weight_norm": d(module.weight).norm(),
            "bias_grad_norm": d(module.bias.grad).norm(), "act_grad_norm": d(z.grad).norm(),
            "act_mean": d(h).mean(), "act_std": d(h).std(), "saturated_fraction": float("nan"),
-           "dead_fraction": float("nan")}
+           "dead_fraction": float("nan"),
+           "weight_grad_abs_mean": d(module.weight.grad).abs().mean(),
+           "weight_grad_abs_max": d(module.weight.grad).abs().max()}
     if activation == "relu":  # a unit (channel, position) never positive over the batch
         row["dead_fraction"] = 1 - (d(z).flatten(1) > 0).any(0).double().mean()
     if isinstance(module, nn.Linear):  # every leading index is an example

@@ -12,6 +12,9 @@ Sample statistics: act_std is the unbiased (n - 1) standard deviation over batch
 Definitions, for Linear layer l with pre-activation z_l = W_l h_{l-1} + b_l and h_l = phi(z_l):
 - weight_grad_norm, bias_grad_norm: Frobenius norms of dL/dW_l, dL/db_l (the data loss only: L2
   regularization is added after recording), L the batch-mean cross-entropy.
+- weight_grad_abs_mean, weight_grad_abs_max: the mean and the largest |dL/dW_l| over the layer's
+  weights (the numbers of the well-known `plot_grad_flow` bars): its L1 norm / element count and
+  its max norm, taken in the same batched norm calls.
 - act_grad_norm: Frobenius norm over the batch of dL/dz_l, the gradient backpropagated to the
   layer's pre-activations. This is the quantity that vanishes or explodes.
 - weight_norm: ||W_l|| before the update; update_ratio: ||W_l' - W_l|| / ||W_l|| for this step's
@@ -26,6 +29,7 @@ Neither of the last two applies to the output layer or other activations: NaN (a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,15 +67,17 @@ class Quantity:
     compute: Callable[[LayerView], torch.Tensor | None] | None = None
     norm_of: Callable[[LayerView], torch.Tensor | None] | None = None
     finish: Callable[[np.ndarray], np.ndarray] | None = None
+    ord: float = 2  # of the norm: 1 (sum of |x|), 2, or math.inf (largest |x|)
+    per_element: bool = False  # the norm divided by the member's element count (a mean)
 
 
 def _out_of_band(values: np.ndarray) -> np.ndarray:
     return ~((values >= SAFE_BAND[0]) & (values <= SAFE_BAND[1]))
 
 
-def _norm64(t: torch.Tensor) -> np.ndarray:
+def _norm64(t: torch.Tensor, ord: float = 2) -> np.ndarray:
     """Each member's norm of t ([K, ...]) in float64: exact where float32 under- or overflows."""
-    return torch.linalg.vector_norm(t.detach().flatten(1).double(), dim=1).cpu().numpy()
+    return torch.linalg.vector_norm(t.detach().flatten(1).double(), ord, dim=1).cpu().numpy()
 
 
 def member_norms(tensors: list[torch.Tensor | None]) -> np.ndarray:
@@ -148,6 +154,8 @@ QUANTITIES: dict[str, Quantity] = {
     "act_std": Quantity(),  # from act_mean and ||h||, see act_std()
     "dead_fraction": Quantity(_alive_units, finish=_dead_fraction),
     "saturated_fraction": Quantity(saturated_fraction),
+    "weight_grad_abs_mean": Quantity(norm_of=lambda v: v.weight.grad, ord=1, per_element=True),
+    "weight_grad_abs_max": Quantity(norm_of=lambda v: v.weight.grad, ord=math.inf),
 }
 COLUMNS = (*QUANTITIES, "update_ratio")
 # ||h|| per layer, for act_std: measured with the rest, not a column of its own.
@@ -166,29 +174,51 @@ def _to_host(tensors: list[torch.Tensor]) -> np.ndarray:
     return np.concatenate([t.numpy().reshape(-1) for t in tensors], dtype=np.float64)
 
 
-def assemble(recorder: StepRecorder) -> torch.Tensor:
-    """The step's record, float64 [K, L, len(COLUMNS)] on the CPU, from what `recorder` kept:
-    every norm in one `_foreach_norm` call, one transfer off the device with the forward
-    partials, then float64 for the norms outside SAFE_BAND, each `finish`, and act_std from ||h||
-    and the mean. update_ratio is left NaN."""
-    k, depth = recorder.members, len(recorder.layers)
-    tensors = [t for row in norm_tensors(recorder, _MEASURED) for t in row]  # [Qn * L]
-    present = [i for i, t in enumerate(tensors) if t is not None]
+def _norms_and_partials(tensors: list[torch.Tensor | None], orders: list[float], members: int,
+                        partials: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    """Each member's norm of each tensor ([len(tensors), K], NaN for None; one `_foreach_norm`
+    call per order, float64 for those outside SAFE_BAND), and the partials' values, flattened:
+    all of it in one transfer off the device."""
+    k = members
+    by_order: dict[float, list[int]] = {}
+    for i, t in enumerate(tensors):
+        if t is not None:
+            by_order.setdefault(orders[i], []).append(i)
     # With one member, the whole tensor is the member: no per-member slices to make.
-    slices = [m for i in present for m in
-              (tensors[i].detach().unbind(0) if k > 1 else (tensors[i].detach(),))]
-    partials = [(name, l, p) for name in _COMPUTED
-                for l, p in enumerate(recorder.partials[name]) if p is not None]
-    pieces = [torch.stack(torch._foreach_norm(slices))] if slices else []
-    moved = _to_host([*pieces, *(p for _, _, p in partials)])
+    pieces = [torch.stack(torch._foreach_norm(
+        [m for i in index for m in (tensors[i].detach().unbind(0) if k > 1
+                                    else (tensors[i].detach(),))], order))
+              for order, index in by_order.items()]
+    moved = _to_host([*pieces, *partials])
     norms = np.full((len(tensors), k), np.nan)
-    norms[present] = moved[:len(slices)].reshape(-1, k)
+    at = 0
+    for index in by_order.values():
+        norms[index] = moved[at:at + len(index) * k].reshape(-1, k)
+        at += len(index) * k
     for i in np.flatnonzero(_out_of_band(norms).any(axis=1)):
         if tensors[i] is not None:
-            norms[i] = _norm64(tensors[i])
+            norms[i] = _norm64(tensors[i], orders[i])
+    return norms, moved[at:]
+
+
+def assemble(recorder: StepRecorder) -> torch.Tensor:
+    """The step's record, float64 [K, L, len(COLUMNS)] on the CPU, from what `recorder` kept:
+    every norm in one `_foreach_norm` call per order, one transfer off the device with the
+    forward partials, then float64 for the norms outside SAFE_BAND, each `finish`, and act_std
+    from ||h|| and the mean. update_ratio is left NaN."""
+    k, depth = recorder.members, len(recorder.layers)
+    tensors = [t for row in norm_tensors(recorder, _MEASURED) for t in row]  # [Qn * L]
+    quantities = [_MEASURED[name] for name in _NORMS for _ in range(depth)]
+    partials = [(name, l, p) for name in _COMPUTED
+                for l, p in enumerate(recorder.partials[name]) if p is not None]
+    norms, moved = _norms_and_partials(tensors, [q.ord for q in quantities], k,
+                                       [p for _, _, p in partials])
+    for i, (t, q) in enumerate(zip(tensors, quantities, strict=True)):
+        if t is not None and q.per_element:
+            norms[i] /= t.numel() / k
     norms = norms.reshape(len(_NORMS), depth, k)
     computed = {name: np.full((depth, k), np.nan) for name in _COMPUTED}
-    at = len(slices)
+    at = 0
     for name, l, p in partials:
         value = moved[at:at + p.numel()].reshape(p.shape)
         at += p.numel()

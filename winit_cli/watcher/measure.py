@@ -90,11 +90,23 @@ def measure(layers: list[Layer], calls: dict[int, list[Call]], order: list[int]
     values[:, norm_index] = norms[:len(tensors)].view(len(order), len(NORM_COLUMNS))
     measured = torch.zeros_like(values, dtype=torch.bool)
     measured[:, norm_index] = torch.tensor([t is not None for t in tensors]).view(len(order), -1)
+    _grad_flow_columns(values, measured, [layer.weight for layer in ordered])
     rows = [l for l, v in enumerate(views) if v is not None]
     if rows:
         _activation_columns(values, measured, [views[l] for l in rows], rows,
                             norms[len(tensors):])
     return values, measured
+
+
+def _grad_flow_columns(values: torch.Tensor, measured: torch.Tensor,
+                       weights: list[torch.Tensor | None]) -> None:
+    """weight_grad_abs_mean and weight_grad_abs_max (plot_grad_flow's bars), in float64."""
+    columns = [COLUMNS.index("weight_grad_abs_mean"), COLUMNS.index("weight_grad_abs_max")]
+    for row, w in enumerate(weights):
+        if w is not None and w.grad is not None:
+            g = w.grad.detach().double().abs()
+            values[row, columns] = torch.stack([g.mean(), g.max()]).cpu()
+            measured[row, columns] = True
 
 
 def _activation_columns(values: torch.Tensor, measured: torch.Tensor, views: list[LayerView],
