@@ -123,6 +123,10 @@ class RecordConfig(Section):
         False, description="also write TensorBoard event files into the run folder while "
                            "training (needs: pip install 'winit[tensorboard]')"
     )
+    histograms: bool = Field(
+        False, description="also write histograms of each layer's weights and gradients at "
+                           "recorded steps to histograms.csv (log10 |x| bins)"
+    )
 
 
 class DiagnoseConfig(Section):
@@ -159,6 +163,7 @@ class Config(Section):
             d["record"].pop("jacobian_inputs")
         d["train"].pop("threads")  # how fast, not what (to float rounding)
         d["record"].pop("tensorboard")  # another copy of what is recorded
+        d["record"].pop("histograms")  # more of what is measured, never different numbers
         for section, defaults in _LATER_DEFAULTS.items():
             for key, default in defaults.items():
                 if d[section].get(key) == default:

@@ -28,6 +28,7 @@ from winit_cli.measure.diagnose import (
     measured_first_to_last_hidden,
     zero_gradient_layers,
 )
+from winit_cli.measure.histograms import histogram_frame
 from winit_cli.measure.predict import predict_run
 from winit_cli.measure.predict_families import explain
 from winit_cli.records.files import finite, finite_values
@@ -56,6 +57,7 @@ class RunResult:
     layers: pd.DataFrame
     metrics: pd.DataFrame
     spectrum: pd.DataFrame | None = None  # spectrum.csv, with record.jacobian
+    histograms: pd.DataFrame | None = None  # histograms.csv, with record.histograms
 
 
 @dataclass
@@ -164,7 +166,14 @@ def assemble(log: MemberLog, start: RunRecord, input_moment: float,
         "environment": environment,
         "final": FinalRecord(**finite_values(final)),
         "error": None if status is Status.DIVERGED else error})
-    return RunResult(record, layers, pd.DataFrame(log.metrics), spectrum)
+    return RunResult(record, layers, pd.DataFrame(log.metrics), spectrum, histograms_of(log))
+
+
+def histograms_of(log: MemberLog) -> pd.DataFrame | None:
+    """histograms.csv's table, with record.histograms (measure/histograms.py)."""
+    if not log.config.record.histograms:
+        return None
+    return histogram_frame(log.layer_steps[:len(log.histograms)], log.histograms)
 
 
 def _verdict_fields(log: MemberLog, layers: pd.DataFrame, status: Status,
@@ -216,7 +225,7 @@ def write_result(result: RunResult, config: Config) -> RunOutcome:
     writer = RunWriter(config, result.record.environment, result.record.data_source)
     record = result.record.model_copy(update={"run_id": writer.dir.name,
                                               "started_at": result.record.started_at})
-    writer.finish(record, result.layers, result.metrics, result.spectrum)
+    writer.finish(record, result.layers, result.metrics, result.spectrum, result.histograms)
     if config.record.tensorboard:
         write_events(writer.dir, result.layers, result.metrics, writer.notes)
     return RunOutcome(writer.dir, writer.record, result.layers, writer.unsaved, writer.notes)
@@ -272,7 +281,8 @@ def run_group(configs: list[Config], splits: Splits, *,
         except Exception as e:  # a bug in the theory or the diagnosis loses no measurement
             result = salvage(log, w.record, f"{type(e).__name__} while assembling the "
                                             f"record: {e}")
-        w.finish(result.record, result.layers, result.metrics, result.spectrum)
+        w.finish(result.record, result.layers, result.metrics, result.spectrum,
+                 result.histograms)
         return RunOutcome(w.dir, w.record, result.layers, w.unsaved, [*notes, *w.notes])
 
     try:

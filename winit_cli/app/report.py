@@ -6,7 +6,9 @@
           report.md       what happened, in sentences built from the numbers, with the plots
           report.html     the same, self-contained (plots embedded as data URIs)
           plots/*.png     per (activation, depth, width): gradient heatmaps, gradient flow at
-                          step 0, training curves; and test accuracy vs depth
+                          step 0, training curves, per-layer quantities over training, mean
+                          and max |dL/dW| per layer at --grad-flow-step; and test accuracy vs
+                          depth
 
 Runs are found by searching the given folders for directories holding config.yaml or
 summary.json, so loose runs, sweeps (<sweep>/runs/<run-id>/) and copies of either all work. A run
@@ -218,12 +220,13 @@ def _filtered(runs: list[Run], skipped: list[Skipped], wanted: dict[str, list[st
     return runs, [s for s in skipped if _keep(s.fields, wanted, strict=False)]
 
 
-def figure_output(formats: list[str], dpi: int) -> Output:
-    """--format and --dpi as the figures' Output; an unknown format is a user error."""
+def figure_output(formats: list[str], dpi: int, grad_flow_step: int = 0) -> Output:
+    """--format, --dpi and --grad-flow-step as the figures' Output; an unknown format is a user
+    error."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ResultsError(f"--format {unknown[0]}: expected one of {', '.join(FORMATS)}")
-    return Output(tuple(formats), dpi)
+    return Output(tuple(formats), dpi, grad_flow_step)
 
 
 def build_report(paths: list[Path], out: Path | None = None, filters: list[str] = (),

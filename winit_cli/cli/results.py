@@ -29,6 +29,10 @@ def report(
                                         "always written, for the HTML page.")] = None,
     dpi: Annotated[int, typer.Option(min=30, max=1200, metavar="N",
                                      help="Figure resolution.")] = 100,
+    grad_flow_step: Annotated[int, typer.Option(
+        min=0, metavar="STEP", help="Step of the mean and max |dL/dW| per-layer bars "
+                                    "(plot_grad_flow): the last recorded step at or before it.")
+    ] = 0,
     quiet: common.QuietOption = False,
     as_json: common.JsonOption = False,
 ) -> None:
@@ -38,7 +42,7 @@ def report(
     from winit_cli.views.report_terminal import report_summary
 
     with common.user_errors():
-        output = figure_output(formats or [], dpi)
+        output = figure_output(formats or [], dpi, grad_flow_step)
         with common.shown(quiet, as_json).status("reading runs and drawing plots"):
             result = build_report(paths or [], out=out, filters=filter_ or [], output=output)
         if as_json:

@@ -50,6 +50,13 @@ class Run:
         path = self.dir / "spectrum.csv"
         return read_table(path, ("value", "weight"), ())[0] if path.exists() else None
 
+    @cached_property
+    def histograms(self) -> pd.DataFrame | None:
+        """Weight and gradient histograms at recorded steps (record.histograms), or None."""
+        path = self.dir / "histograms.csv"
+        return read_table(path, ("step", "layer", "tensor"), ("step", "layer"))[0] \
+            if path.exists() else None
+
 
 @dataclass(frozen=True)
 class Skipped:
@@ -83,9 +90,10 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree} if prefix else {}
 
 
-# The columns that hold text: the module's name, in layers.csv of runs of `winit.watch`, and a
-# residual MLP's layer role (input, branch_inner, branch_out, output; records/rows.py).
-TEXT_COLUMNS = ("name", "role")
+# The columns that hold text: the module's name, in layers.csv of runs of `winit.watch`, a
+# residual MLP's layer role (input, branch_inner, branch_out, output; records/rows.py), and
+# which tensor a row of histograms.csv counts.
+TEXT_COLUMNS = ("name", "role", "tensor")
 
 
 def read_table(path: Path, required: tuple[str, ...] = ("step",), keys: tuple[str, ...] = ("step",)

@@ -5,6 +5,8 @@
                      layers.csv     one row per recorded step and layer (see measure/probes.py)
                      summary.json   the run record (records/schema.py)
                      spectrum.csv   with record.jacobian: value, weight per singular value
+                     histograms.csv with record.histograms: per-layer weight and gradient
+                                    histograms at recorded steps (measure/histograms.py)
     results/runs.csv                one line per run, appended
 
 summary.json says `"status": "running"` until the run ends; the CSVs are rewritten whole at
@@ -125,15 +127,19 @@ class RunWriter:
         write_csv(self.dir / "metrics.csv", metrics, parents=False)
 
     def finish(self, record: RunRecord, layers: pd.DataFrame, metrics: pd.DataFrame,
-               spectrum: pd.DataFrame | None = None) -> None:
+               spectrum: pd.DataFrame | None = None,
+               histograms: pd.DataFrame | None = None) -> None:
         """The tables, then the record (so a record never points at tables not yet written),
-        then the index line. spectrum.csv: the step-0 Jacobian's singular values, if taken."""
+        then the index line. spectrum.csv: the step-0 Jacobian's singular values, if taken;
+        histograms.csv, if recorded."""
         record = record.model_copy(update={"finished_at": utcnow().isoformat(timespec="seconds")})
         self.record = record
         try:
             self.write_tables(layers, metrics)
             if spectrum is not None:
                 write_csv(self.dir / "spectrum.csv", spectrum)
+            if histograms is not None:
+                write_csv(self.dir / "histograms.csv", histograms)
             self.write_summary(record)
         except OSError as e:
             self.unsaved = self._rescue(record, layers, metrics, e)

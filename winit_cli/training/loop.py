@@ -40,6 +40,7 @@ class MemberLog:
     layer_columns: tuple[str, ...] = COLUMNS  # the last axis of layer_values (probes.Probe)
     layer_steps: list[tuple[int, int]] = field(default_factory=list)  # (step, epoch)
     layer_values: list[torch.Tensor] = field(default_factory=list)  # [L, Q] float64 each
+    histograms: list[torch.Tensor] = field(default_factory=list)  # [L, 2, bins] at layer_steps
     metrics: list[dict] = field(default_factory=list)
     status: str = "running"  # running | complete | diverged | interrupted
     diverged_step: int | None = None
@@ -172,6 +173,8 @@ def log_step(logs: list[MemberLog], plan: Schedule, step: int, result: StepResul
         if result.recorded or newly_diverged[i]:
             log.layer_steps.append((step, epoch))
             log.layer_values.append(result.values[i].cpu())
+            if result.histograms is not None:
+                log.histograms.append(result.histograms[i])
         if newly_diverged[i]:
             log.status, log.diverged_step = "diverged", step
             log.diverged_layer = first_nonfinite_layer(result.values[i])

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from winit_cli.config import Config
 from winit_cli.datasets import Splits
 from winit_cli.inits import calibrate_member, initialize, weight_decay
+from winit_cli.measure.histograms import layer_histograms
 from winit_cli.measure.probes import Probe
 from winit_cli.models import StackedModel, build_model
 from winit_cli.training.schedule import Batches, Schedule, schedule
@@ -31,6 +32,7 @@ class Group:
     x_val: torch.Tensor
     y_val: torch.Tensor
     sentinel: torch.Tensor  # whose gradient tells if a member's are finite (`step_scalars`)
+    histograms: bool = False  # record.histograms: count weights and gradients at recorded steps
 
 
 def setup(configs: list[Config], splits: Splits, device: torch.device) -> Group:
@@ -54,7 +56,8 @@ def setup(configs: list[Config], splits: Splits, device: torch.device) -> Group:
     return Group(model, optimizer, Probe(model, optimizer),
                  Batches(x_train, y_train, seeds, base.train.batch_size),
                  schedule(base, len(x_train)), decay if bool((decay != 0).any()) else None,
-                 splits.x_val.to(device), splits.y_val.to(device), sentinel(model))
+                 splits.x_val.to(device), splits.y_val.to(device), sentinel(model),
+                 base.record.histograms)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class StepResult:
     values: torch.Tensor | None  # [K, L, len(COLUMNS)] when the step was measured
     recorded: bool  # on the recording schedule
     evaluation: tuple[list[float], list[float]] | None  # validation (losses, accuracies)
+    histograms: torch.Tensor | None = None  # [K, L, 2, bins] with record.histograms, when measured
 
 
 def run_step(group: Group, step: int, alive: list[bool]) -> StepResult:
@@ -85,6 +89,7 @@ def run_step(group: Group, step: int, alive: list[bool]) -> StepResult:
         _forward_backward(model, optimizer, xb, yb, trace)
     will_update = step < plan.steps
     values = group.probe.before_step(trace, will_update) if trace is not None else None
+    counts = layer_histograms(model) if values is not None and group.histograms else None
     if will_update:
         if group.decay is not None:
             with torch.no_grad():  # L2 after recording: the record is the data loss's gradient
@@ -93,7 +98,7 @@ def run_step(group: Group, step: int, alive: list[bool]) -> StepResult:
         optimizer.step()
         if values is not None:
             group.probe.after_step(values)
-    return StepResult(losses, accs, finite, values, recorded, evaluation)
+    return StepResult(losses, accs, finite, values, recorded, evaluation, counts)
 
 
 def make_optimizer(config: Config, params) -> torch.optim.Optimizer:

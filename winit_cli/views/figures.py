@@ -1,5 +1,6 @@
 """The report's figures: per group, the gradient flow at init, the gradient heatmaps, the
-training curves and every per-layer quantity over training; across depths, accuracy vs depth.
+training curves, every per-layer quantity over training, the plot_grad_flow bars at a chosen
+step and, where recorded, weight and gradient histograms; across depths, accuracy vs depth.
 Drawn from the tables read from the run files (records/), never from a live model.
 """
 
@@ -14,6 +15,8 @@ import pandas as pd
 from winit_cli.records.reader import Run
 from winit_cli.records.rows import by_group, group_keys
 from winit_cli.views import plots
+from winit_cli.views.grad_flow import Bars, grad_flow_bars, has_columns
+from winit_cli.views.histograms_plot import histogram_figure
 from winit_cli.views.quantities import quantities_over_time
 from winit_cli.views.spectrum_plot import SpectrumLine, spectrum_density
 from winit_cli.views.words import group_title, number
@@ -65,7 +68,7 @@ def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.Da
                    output: plots.Output, theory: dict) -> list[tuple[str, Path]]:
     """One group's figures, as (alt text, PNG path)."""
     slug = _slug(key)
-    flows, curves, panels, quantities = [], [], [], []
+    flows, curves, panels, quantities, bars = [], [], [], [], []
     for n, (i, cfg) in enumerate(configs.iterrows()):
         members = [runs[p] for p in summary.loc[cfg.members, "path"]]
         label = labels[i].replace("`", "")
@@ -75,11 +78,19 @@ def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.Da
                                   [m.metrics for m in members if m.metrics is not None]))
         if len(panels) < plots.MAX_PANELS:
             panels.append(plots.Panel(_heatmap_title(first, labels[i]), runs[first.path].layers))
+            if has_columns(runs[first.path].layers):
+                bars.append(Bars(f"{label}, seed {first.seed}", colors[labels[i]],
+                                 runs[first.path].layers))
         if n < MAX_QUANTITY_FIGURES:
             quantities.append((f"per-layer quantities over training: {label}",
                                quantities_over_time(runs[first.path].layers,
                                                     f"{label}, seed {first.seed}: {title}"),
                                f"quantities_{slug}_{n + 1}"))
+            histograms = runs[first.path].histograms
+            if histograms is not None and len(histograms):
+                quantities.append((f"weight and gradient histograms: {label}", histogram_figure(
+                    histograms, f"Histograms of |W| and |dL/dW| per layer: {label}, seed "
+                                f"{first.seed}: {title}"), f"histograms_{slug}_{n + 1}"))
     made = [
         ("gradient flow at init", plots.gradient_flow(
             flows, f"Gradient flow at initialization (step 0): {title}"), f"gradient_flow_{slug}"),
@@ -89,6 +100,10 @@ def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.Da
         ("training curves", plots.training_curves(
             curves, f"Training and validation: {title}"), f"curves_{slug}"),
         *quantities,
+        *([("mean and max |dL/dW| per layer", grad_flow_bars(
+            bars, output.grad_flow_step,
+            f"|dL/dW| per layer at step {output.grad_flow_step}: {title}"),
+            f"grad_flow_bars_{slug}")] if bars else []),
         *_spectrum_figure(configs, summary, runs, labels, colors, title, slug, theory),
     ]
     return [(alt, plots.save(fig, plot_dir / f"{name}.png", output)) for alt, fig, name in made]

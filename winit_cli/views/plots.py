@@ -47,10 +47,12 @@ DASHES = ("-", "--", ":", "-.")
 
 @dataclass(frozen=True)
 class Output:
-    """How figures are saved: always a PNG (the HTML report embeds it), plus any of FORMATS."""
+    """How figures are saved: always a PNG (the HTML report embeds it), plus any of FORMATS;
+    and the step the per-layer |dL/dW| bars (views/grad_flow.py) show."""
 
     formats: tuple[str, ...] = ("png",)
     dpi: int = DPI
+    grad_flow_step: int = 0
 
 
 def save(fig: Figure, path: Path, output: Output = Output()) -> Path:
