@@ -39,7 +39,8 @@ SWEEPS += ("phase", "spectra")
 CONFIG |= {"spectra": "spectra"}
 # docs/<name>: the report's plot whose name matches the pattern
 FIGURES = {"relu30": [("gradient_flow_*", "relu30_gradient_flow.png"),
-                      ("curves_*", "relu30_curves.png")],
+                      ("curves_*", "relu30_curves.png"),
+                      ("grad_flow_bars_*", "relu30_grad_flow_bars.png")],
            "tanh20": [("gradient_flow_*", "tanh20_gradient_flow.png"),
                       ("heatmaps_*", "tanh20_heatmaps.png")],
            "mean1": [("heatmaps_*_d3_*", "mean1_heatmaps.png")],

@@ -15,10 +15,10 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from winit_cli.measure.histograms import BINS, TENSORS
 from winit_cli.views.plots import _axes_grid
 
-LABELS = {"weight": "weights W_l", "grad": "gradients dL/dW_l"}
+LABELS = {"weight": "weights W_l", "grad": "gradients dL/dW_l"}  # histograms.csv's tensors
+KEYS = ("step", "epoch", "layer", "tensor")  # the other columns are the bins, in order
 MIN_FRACTION = 1e-4  # the colour scale's floor: fewer than 1 value in 10^4 reads as none
 
 
@@ -31,7 +31,7 @@ def chosen_steps(histograms: pd.DataFrame) -> list[int]:
 def _fractions(histograms: pd.DataFrame, step: int, tensor: str) -> np.ndarray:
     """[layers, bins]: each layer's counts over its total (NaN where it counted nothing)."""
     rows = histograms[(histograms.step == step) & (histograms.tensor == tensor)]
-    counts = rows.sort_values("layer")[list(BINS)].to_numpy(float)
+    counts = rows.sort_values("layer")[_bins(histograms)].to_numpy(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         return counts / counts.sum(axis=1, keepdims=True)
 
@@ -46,26 +46,33 @@ def _tick_labels(columns: list[str], most: int = 8) -> tuple[list[float], list[s
             [*("0" for _ in zero), *(f"{float(columns[i]):.0f}" for i in decades[::every])])
 
 
+def _bins(histograms: pd.DataFrame) -> list[str]:
+    """The bin columns, as measure/histograms.py writes them: zero, below, the log10 edges,
+    above, nan."""
+    return [c for c in histograms.columns if c not in KEYS]
+
+
 def _used_bins(grids: list[np.ndarray]) -> np.ndarray:
     """The span of bins holding any value (zero aside), with the zero bin first if it holds
     any."""
     held = np.nansum([g.sum(axis=0) for g in grids], axis=0) > 0
     span = np.flatnonzero(held[1:]) + 1
-    used = np.arange(span.min(), span.max() + 1) if len(span) else np.arange(1, len(BINS))
+    used = np.arange(span.min(), span.max() + 1) if len(span) else np.arange(1, len(held))
     return np.concatenate([[0], used]) if held[0] else used
 
 
 def histogram_figure(histograms: pd.DataFrame, title: str) -> Figure:
     """Weights (top row) and gradients (bottom row) at up to three recorded steps."""
     steps = chosen_steps(histograms)
-    grids = {(t, s): _fractions(histograms, s, t) for t in TENSORS for s in steps}
+    tensors = [t for t in LABELS if t in set(histograms.tensor)]
+    grids = {(t, s): _fractions(histograms, s, t) for t in tensors for s in steps}
     used = _used_bins(list(grids.values()))
-    columns = [BINS[i] for i in used]
-    fig, axes = _axes_grid(len(TENSORS) * len(steps), len(steps), cell=(3.4, 2.6),
+    columns = [_bins(histograms)[i] for i in used]
+    fig, axes = _axes_grid(len(tensors) * len(steps), len(steps), cell=(3.4, 2.6),
                            margin=(1.2, 0.8))
     norm = LogNorm(MIN_FRACTION, 1)
     image = None
-    for ax, (tensor, step) in zip(axes, [(t, s) for t in TENSORS for s in steps], strict=True):
+    for ax, (tensor, step) in zip(axes, [(t, s) for t in tensors for s in steps], strict=True):
         grid = grids[tensor, step][:, used]
         depth = grid.shape[0]
         image = ax.imshow(np.where(grid >= MIN_FRACTION, grid, np.nan), aspect="auto",
