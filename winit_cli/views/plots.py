@@ -141,7 +141,7 @@ def gradient_heatmaps(panels: Sequence[Panel], title: str) -> Figure:
         fig.colorbar(mesh, ax=axes.tolist(), label="log10 ||dL/dz_l|| / ||dL/dz_L||",
                      shrink=0.9)
     note = "  (grey: gradient exactly 0 or non-finite)" if any_missing else ""
-    fig.suptitle(f"{title}{note}", fontsize=11)
+    fig.suptitle(f"{title}{note}", fontsize=11, wrap=True)
     return fig
 
 
@@ -190,7 +190,7 @@ def gradient_flow(lines: Sequence[FlowLine], title: str) -> Figure:
         labels.append("mean-field prediction")
     ax_z.legend(handles, labels, fontsize=8, loc="best")
     note = "  (zero gradients not drawn)" if dropped else ""
-    fig.suptitle(f"{title}{note}", fontsize=11)
+    fig.suptitle(f"{title}{note}", fontsize=11, wrap=True)
     return fig
 
 
@@ -240,7 +240,7 @@ def training_curves(curves: Sequence[Curve], title: str) -> Figure:
     handles += [Line2D([], [], color="black", ls="-"), Line2D([], [], color="black", ls="--")]
     labels += ["train (running mean)", "validation"]
     ax_acc.legend(handles, labels, fontsize=8, loc="best")
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title, fontsize=11, wrap=True)
     return fig
 
 

@@ -66,5 +66,5 @@ def quantities_over_time(layers: pd.DataFrame, title: str) -> Figure:
         ax.grid(True, alpha=0.3)
     fig.colorbar(ScalarMappable(norm, cmap), ax=axes.tolist(), label="layer (1 = input side)",
                  shrink=0.9)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title, fontsize=11, wrap=True)
     return fig

@@ -153,7 +153,8 @@ def intro_paragraphs(summary, titles, not_included, root, wanted, thresholds) ->
     """Where the runs came from, which groups they form, what was left out, the rule behind
     every verdict and the one ratio every sentence quotes."""
     n_groups = len(titles)
-    intro = (f"{len(summary)} runs from `{root.name}` in {n_groups} group"
+    intro = (f"{len(summary)} run{'s' if len(summary) != 1 else ''} from `{root.name}` in "
+             f"{n_groups} group"
              f"{'s' if n_groups != 1 else ''}; {len(not_included)} not included or not ranked "
              "(listed at the end). Runs are ranked only within a group: the runs in one differ "
              "only in their init (scheme and its parameters) and seed, never in data, model "
