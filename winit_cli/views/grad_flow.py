@@ -21,6 +21,7 @@ from matplotlib.patches import Patch
 from winit_cli.views.plots import _axes_grid
 
 COLUMNS = ("weight_grad_abs_mean", "weight_grad_abs_max")
+MAX_TICKS = 12  # layer numbers on a panel's axis
 
 
 @dataclass
@@ -55,7 +56,7 @@ def _panel(ax, bars: Bars, step: int) -> tuple[int, float, float, np.ndarray]:
     ax.bar(layer, np.where(top > 0, top, np.nan), width=0.8, color=bars.color, alpha=0.3, lw=0)
     ax.bar(layer, np.where(mean > 0, mean, np.nan), width=0.5, color=bars.color, lw=0)
     ax.set_title(f"{bars.label} (step {at})", fontsize=9)
-    ax.set_xticks(layer)
+    ax.set_xticks(layer[::max(1, -(-len(layer) // MAX_TICKS))])  # labels that never collide
     ax.tick_params(labelsize=7)
     ax.set_xlabel("layer (1 = input side)", fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
