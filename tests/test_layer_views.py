@@ -156,3 +156,21 @@ def test_grad_flow_bars_are_layers_csv_values(runs: Path):
         assert heights[depth:2 * depth] == pytest.approx(rows.weight_grad_abs_mean.tolist(),
                                                          rel=1e-12)
         assert ax.get_title().endswith("(step 10)"), scheme
+
+
+def test_grad_flow_layer_numbers_never_collide():
+    """A 30-layer net's bars: the layer numbers under each panel do not overlap (they did, all
+    30 of them, on the README's relu30 figure)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    depth = 30
+    frame = pd.DataFrame({"step": 0, "layer": np.arange(1, depth + 1),
+                          "weight_grad_abs_mean": np.geomspace(1e-7, 1e-3, depth),
+                          "weight_grad_abs_max": np.geomspace(1e-5, 1e-1, depth)})
+    fig = grad_flow_bars([Bars("a", "C0", frame), Bars("b", "C1", frame)], 0, "test")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+        assert len(boxes) >= 3
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:], strict=False)), labels
