@@ -174,6 +174,18 @@ def _to_host(tensors: list[torch.Tensor]) -> np.ndarray:
     return np.concatenate([t.numpy().reshape(-1) for t in tensors], dtype=np.float64)
 
 
+def _batched_norms(tensors: list[torch.Tensor], order: float, members: int) -> torch.Tensor:
+    """Each member's norm of each tensor, [len(tensors) * K] (tensor-major), on the device."""
+    if order == math.inf:
+        # the largest |x| as max(max x, -min x): measured 10x faster on the CPU than the inf
+        # norm, which `_foreach_norm` does not vectorize there; exact either way.
+        flat = [t.flatten(1) for t in tensors]
+        return torch.cat([torch.maximum(f.amax(1), -f.amin(1)) for f in flat])
+    # With one member, the whole tensor is the member: no per-member slices to make.
+    return torch.stack(torch._foreach_norm(
+        [m for t in tensors for m in (t.unbind(0) if members > 1 else (t,))], order))
+
+
 def _norms_and_partials(tensors: list[torch.Tensor | None], orders: list[float], members: int,
                         partials: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
     """Each member's norm of each tensor ([len(tensors), K], NaN for None; one `_foreach_norm`
@@ -184,10 +196,7 @@ def _norms_and_partials(tensors: list[torch.Tensor | None], orders: list[float],
     for i, t in enumerate(tensors):
         if t is not None:
             by_order.setdefault(orders[i], []).append(i)
-    # With one member, the whole tensor is the member: no per-member slices to make.
-    pieces = [torch.stack(torch._foreach_norm(
-        [m for i in index for m in (tensors[i].detach().unbind(0) if k > 1
-                                    else (tensors[i].detach(),))], order))
+    pieces = [_batched_norms([tensors[i].detach() for i in index], order, k)
               for order, index in by_order.items()]
     moved = _to_host([*pieces, *partials])
     norms = np.full((len(tensors), k), np.nan)
@@ -196,9 +205,17 @@ def _norms_and_partials(tensors: list[torch.Tensor | None], orders: list[float],
         norms[index] = moved[at:at + len(index) * k].reshape(-1, k)
         at += len(index) * k
     for i in np.flatnonzero(_out_of_band(norms).any(axis=1)):
-        if tensors[i] is not None:
+        if tensors[i] is not None and _float32_may_fail(norms[i], orders[i]):
             norms[i] = _norm64(tensors[i], orders[i])
     return norms, moved[at:]
+
+
+def _float32_may_fail(values: np.ndarray, order: float) -> bool:
+    """Whether a float32 norm outside SAFE_BAND may be wrong: the 2-norm's squares under- and
+    overflow; a sum of |x| only overflows; the largest |x| is exact."""
+    if order == 2:
+        return True
+    return order == 1 and not np.isfinite(values).all()
 
 
 def assemble(recorder: StepRecorder) -> torch.Tensor:
