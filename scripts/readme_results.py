@@ -186,7 +186,8 @@ def mean1(s: Sweep) -> str:
     dw = math.log10(deep_layers[deep_layers.step == 0].weight_grad_norm.max())
     if deep.verdict == "diverged" and deep.verdict_step >= 1:
         fate = (f"the weight gradients reach 10^{dw:.0f} at step 0 (still finite in float32), "
-                f"and the first update{'s' if deep.verdict_step > 1 else ''} send the network "
+                f"and the first {'updates send' if deep.verdict_step > 1 else 'update sends'} "
+                "the network "
                 f"past float32's range: {_verdict(deep)} (non-finite values; no accuracy)")
     else:
         fate = (f"the weight gradients reach 10^{dw:.0f} at step 0 and the run is "
