@@ -175,12 +175,17 @@ def _to_host(tensors: list[torch.Tensor]) -> np.ndarray:
 
 
 def _batched_norms(tensors: list[torch.Tensor], order: float, members: int) -> torch.Tensor:
-    """Each member's norm of each tensor, [len(tensors) * K] (tensor-major), on the device."""
+    """Each member's norm of each tensor, [len(tensors) * K] (tensor-major), on the device:
+    one `_foreach_norm` call for 2-norms, one reduction per tensor for the others."""
     if order == math.inf:
         # the largest |x| as max(max x, -min x): measured 10x faster on the CPU than the inf
         # norm, which `_foreach_norm` does not vectorize there; exact either way.
         flat = [t.flatten(1) for t in tensors]
         return torch.cat([torch.maximum(f.amax(1), -f.amin(1)) for f in flat])
+    if order == 1:
+        # a plain sum of |x|: torch's cascaded sum is exact to ~1e-7 relative, where the L1
+        # `_foreach_norm` and `vector_norm` were measured 2e-6 to 1e-5 off on 37k-200k values.
+        return torch.cat([t.flatten(1).abs().sum(1) for t in tensors])
     # With one member, the whole tensor is the member: no per-member slices to make.
     return torch.stack(torch._foreach_norm(
         [m for t in tensors for m in (t.unbind(0) if members > 1 else (t,))], order))
