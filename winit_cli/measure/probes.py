@@ -12,9 +12,8 @@ Sample statistics: act_std is the unbiased (n - 1) standard deviation over batch
 Definitions, for Linear layer l with pre-activation z_l = W_l h_{l-1} + b_l and h_l = phi(z_l):
 - weight_grad_norm, bias_grad_norm: Frobenius norms of dL/dW_l, dL/db_l (the data loss only: L2
   regularization is added after recording), L the batch-mean cross-entropy.
-- weight_grad_abs_mean, weight_grad_abs_max: the mean and the largest |dL/dW_l| over the layer's
-  weights (the numbers of the well-known `plot_grad_flow` bars): its L1 norm / element count and
-  its max norm, taken in the same batched norm calls.
+- weight_grad_abs_mean, weight_grad_abs_max: the mean and the largest |dL/dW_l| over the
+  layer's weights (the well-known `plot_grad_flow` bars): sum of |x| / count, and max |x|.
 - act_grad_norm: Frobenius norm over the batch of dL/dz_l, the gradient backpropagated to the
   layer's pre-activations. This is the quantity that vanishes or explodes.
 - weight_norm: ||W_l|| before the update; update_ratio: ||W_l' - W_l|| / ||W_l|| for this step's
@@ -193,9 +192,9 @@ def _batched_norms(tensors: list[torch.Tensor], order: float, members: int) -> t
 
 def _norms_and_partials(tensors: list[torch.Tensor | None], orders: list[float], members: int,
                         partials: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-    """Each member's norm of each tensor ([len(tensors), K], NaN for None; one `_foreach_norm`
-    call per order, float64 for those outside SAFE_BAND), and the partials' values, flattened:
-    all of it in one transfer off the device."""
+    """Each member's norm of each tensor ([len(tensors), K], NaN for None; batched by order,
+    float64 where float32 may fail outside SAFE_BAND), and the partials' values, flattened: all
+    of it in one transfer off the device."""
     k = members
     by_order: dict[float, list[int]] = {}
     for i, t in enumerate(tensors):
@@ -210,24 +209,19 @@ def _norms_and_partials(tensors: list[torch.Tensor | None], orders: list[float],
         norms[index] = moved[at:at + len(index) * k].reshape(-1, k)
         at += len(index) * k
     for i in np.flatnonzero(_out_of_band(norms).any(axis=1)):
-        if tensors[i] is not None and _float32_may_fail(norms[i], orders[i]):
+        # float32: a 2-norm's squares under- and overflow, a sum of |x| only overflows, a max
+        # is exact
+        if tensors[i] is not None and (orders[i] == 2 or orders[i] == 1
+                                       and not np.isfinite(norms[i]).all()):
             norms[i] = _norm64(tensors[i], orders[i])
     return norms, moved[at:]
 
 
-def _float32_may_fail(values: np.ndarray, order: float) -> bool:
-    """Whether a float32 norm outside SAFE_BAND may be wrong: the 2-norm's squares under- and
-    overflow; a sum of |x| only overflows; the largest |x| is exact."""
-    if order == 2:
-        return True
-    return order == 1 and not np.isfinite(values).all()
-
-
 def assemble(recorder: StepRecorder) -> torch.Tensor:
     """The step's record, float64 [K, L, len(COLUMNS)] on the CPU, from what `recorder` kept:
-    every norm in one `_foreach_norm` call per order, one transfer off the device with the
-    forward partials, then float64 for the norms outside SAFE_BAND, each `finish`, and act_std
-    from ||h|| and the mean. update_ratio is left NaN."""
+    the 2-norms in one `_foreach_norm` call (others batched by order), one transfer off the
+    device with the forward partials, then float64 for the norms outside SAFE_BAND, each
+    `finish`, and act_std from ||h|| and the mean. update_ratio is left NaN."""
     k, depth = recorder.members, len(recorder.layers)
     tensors = [t for row in norm_tensors(recorder, _MEASURED) for t in row]  # [Qn * L]
     quantities = [_MEASURED[name] for name in _NORMS for _ in range(depth)]
