@@ -55,6 +55,8 @@ def expected_rows(model, k: int, x, y) -> list[dict[str, float]]:
                "act_grad_norm": _norm(grad[id(out["z"][l])]), "weight_norm": _norm(lin.weight),
                "act_mean": mean, "act_std": std, "dead_fraction": math.nan,
                "saturated_fraction": math.nan,
+               "weight_grad_abs_mean": gw.double().abs().mean().item(),
+               "weight_grad_abs_max": gw.double().abs().max().item(),
                "update_ratio": LR * _norm(gw) / _norm(lin.weight)}
         if view.activation == "relu":
             row["dead_fraction"] = (post <= 0).all(dim=0).double().mean().item()
