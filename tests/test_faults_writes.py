@@ -65,12 +65,13 @@ def env(winit_data_dir, tmp_path, monkeypatch):
 
 
 def test_disk_full_at_the_end_loses_no_measurement(env, monkeypatch):
-    """The tables cannot be written when training is done: the run's files go to the rescue
-    folder, the run's own summary says so (status failed, not "running"), the terminal still
+    """The tables cannot be written when training is done: the run's files (the optional
+    spectrum and histograms included) go to the rescue folder, the run's own summary says so (status failed, not "running"), the terminal still
     shows the per-layer table, and the exit is one error line."""
     out = env / "results"
     fail_replace(monkeypatch, lambda p: out in p.parents and p.suffix == ".csv")
-    result = invoke("run", QUICK, *TINY, "--set", f"output_dir={out}")
+    result = invoke("run", QUICK, *TINY, "--set", f"output_dir={out}",
+                    "--set", "record.histograms=true", "--set", "record.jacobian=true")
     line = error_line(result)
     assert "No space left on device" in line and "its files are in" in line
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
@@ -80,6 +81,9 @@ def test_disk_full_at_the_end_loses_no_measurement(env, monkeypatch):
     assert sorted(set(layers.step)) == [0, 2, 4, 6] and len(layers) == 4 * 3
     rescued = json.loads((rescue / "summary.json").read_text())
     assert rescued["status"] == "complete" and rescued["verdict"] is not None
+    # the optional tables too: the step-0 spectrum and the histograms of every recorded step
+    assert len(pd.read_csv(rescue / "spectrum.csv")) > 0
+    assert sorted(set(pd.read_csv(rescue / "histograms.csv").step)) == [0, 2, 4, 6]
     left = json.loads((run_dir / "summary.json").read_text())
     assert left["status"] == "failed" and str(rescue) in left["error"]
     assert left["verdict"] is None

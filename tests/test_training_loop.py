@@ -149,6 +149,28 @@ def test_checkpoints_rewrite_the_tables_while_training(splits, tmp_path):
     assert written and not any(written)
 
 
+def test_checkpoints_keep_the_histograms_measured_so_far(splits, tmp_path):
+    """With record.histograms, a checkpoint writes histograms.csv beside layers.csv (so a run
+    killed outright keeps them up to its last checkpoint): whenever the progress callback runs
+    at a recorded step s, it holds every step measured before s, as the final file does."""
+    seen: dict[int, pd.DataFrame] = {}
+    dirs = []
+
+    def on_progress(step, steps, info):
+        if step > 0:
+            seen[step] = pd.read_csv(dirs[0] / "histograms.csv")
+
+    config = make_config(tmp_path, record={"every": 3, "checkpoint_seconds": 0,
+                                           "histograms": True})
+    (outcome,) = run_group([config], splits, on_progress=on_progress, on_start=dirs.extend)
+    final = pd.read_csv(outcome.run_dir / "histograms.csv")
+    assert sorted(seen) == [3, 6, 9, 12]
+    for step, histograms in seen.items():
+        assert sorted(set(histograms.step)) == list(range(0, step, 3))
+        earlier = final[final.step < step].reset_index(drop=True)
+        pd.testing.assert_frame_equal(histograms, earlier, check_exact=True)
+
+
 @pytest.mark.parametrize(("record", "evaluated"), [
     ({}, [10, 20, 25]),  # default: once an epoch (640 / 64 = 10 steps) and at the last step
     ({"eval_every": 4}, [4, 8, 12, 16, 20, 24, 25]),

@@ -263,7 +263,7 @@ def run_group(configs: list[Config], splits: Splits, *,
     def checkpoint(current: list[MemberLog]) -> None:
         for w, log in zip(writers, current, strict=True):
             try:
-                w.write_tables(layers_frame(log), pd.DataFrame(log.metrics))
+                w.write_tables(layers_frame(log), pd.DataFrame(log.metrics), histograms_of(log))
             except OSError as e:  # training goes on: the final write retries, or rescues
                 note = f"{w.dir}: checkpoint not written ({e.strerror or e})"
                 if note not in notes:

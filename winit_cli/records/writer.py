@@ -122,9 +122,13 @@ class RunWriter:
     def write_summary(self, record: RunRecord) -> None:
         write_json(self.dir / "summary.json", record.to_json(), parents=False)
 
-    def write_tables(self, layers: pd.DataFrame, metrics: pd.DataFrame) -> None:
+    def write_tables(self, layers: pd.DataFrame, metrics: pd.DataFrame,
+                     histograms: pd.DataFrame | None = None) -> None:
+        """The tables that grow while training (at checkpoints, and at the end)."""
         write_csv(self.dir / "layers.csv", layers, parents=False)
         write_csv(self.dir / "metrics.csv", metrics, parents=False)
+        if histograms is not None:
+            write_csv(self.dir / "histograms.csv", histograms, parents=False)
 
     def finish(self, record: RunRecord, layers: pd.DataFrame, metrics: pd.DataFrame,
                spectrum: pd.DataFrame | None = None,
@@ -134,22 +138,23 @@ class RunWriter:
         histograms.csv, if recorded."""
         record = record.model_copy(update={"finished_at": utcnow().isoformat(timespec="seconds")})
         self.record = record
+        extra = {name: table for name, table in (("spectrum.csv", spectrum),
+                                                 ("histograms.csv", histograms))
+                 if table is not None}
         try:
             self.write_tables(layers, metrics)
-            if spectrum is not None:
-                write_csv(self.dir / "spectrum.csv", spectrum)
-            if histograms is not None:
-                write_csv(self.dir / "histograms.csv", histograms)
+            for name, table in extra.items():
+                write_csv(self.dir / name, table)
             self.write_summary(record)
         except OSError as e:
-            self.unsaved = self._rescue(record, layers, metrics, e)
+            self.unsaved = self._rescue(record, layers, metrics, extra, e)
             return
         note = append_index(self.config.output_dir, record, self.dir)
         if note:
             self.notes.append(note)
 
     def _rescue(self, record: RunRecord, layers: pd.DataFrame, metrics: pd.DataFrame,
-                error: OSError) -> str:
+                extra: dict[str, pd.DataFrame], error: OSError) -> str:
         why = error.strerror or str(error)
         rescue = rescue_dir(self.dir.name)
         try:
@@ -157,6 +162,8 @@ class RunWriter:
             atomic_write(rescue / "config.yaml", dump_yaml(self.config))
             write_csv(rescue / "layers.csv", layers)
             write_csv(rescue / "metrics.csv", metrics)
+            for name, table in extra.items():
+                write_csv(rescue / name, table)
             write_json(rescue / "summary.json", record.to_json())
             where = f"its files are in {rescue}"
         except OSError:
