@@ -52,9 +52,9 @@ FIGURES = {"relu30": [("gradient_flow_*", "relu30_gradient_flow.png"),
            "phase": [("phase", "phase_tanh.png")],
            "spectra": [("spectra_all", "spectra32_spectrum.png"),
                        ("curves_*_tanh_*", "spectra32_tanh_curves.png")]}
-# The phase diagram the README shows (`winit phase`): about 15 minutes on 2 shared cores.
-PHASE_ARGS = ("--sigma-w2", "0.5,0.75,1,1.25,1.5,2,3,4,6,8", "--depths", "4,8,16,32,64",
-              "--steps", "300")
+# The phase diagram the README shows (`winit phase`): a few minutes on 2 quiet cores.
+PHASE_ARGS = ("--sigma-w2", "0.5,0.75,1,1.25,1.5,2,3,4,6,8", "--depths", "4,8,16,32,64,128",
+              "--steps", "300", "--seeds", "2")
 # docs/<name>: the report's page in headless Chromium at a window width (scripts/report_browser.py)
 SCREENSHOTS = {"relu30": [(1280, "report_relu30_1280px.png"), (800, "report_relu30_800px.png")]}
 
@@ -196,9 +196,9 @@ def mean1(s: Sweep) -> str:
         "With mean-1 weights each unit sums 256 positive terms: at depth 3 the gradient at "
         f"layer 1 is 10^{shallow.log10_first_to_last_measured:.1f} times layer 2's at step 0 "
         f"({_verdict(shallow)}), {after} ({s.acc('mean1_normal', depth=3)}); at depth 10 "
-        f"{fate}. He at the same depths: {s.runs('he_normal', depth=3).verdict.iloc[0]} and "
-        f"{s.runs('he_normal', depth=10).verdict.iloc[0]}, {s.acc('he_normal', depth=3)} and "
-        f"{s.acc('he_normal', depth=10)}.")
+        f"{fate}. He at the same depths: {s.runs('he_normal', depth=3).verdict.iloc[0]} at depth "
+        f"3 ({s.acc('he_normal', depth=3)}), {s.runs('he_normal', depth=10).verdict.iloc[0]} at "
+        f"depth 10 ({s.acc('he_normal', depth=10)}).")
 
 
 def l2(s: Sweep) -> str:
@@ -390,13 +390,13 @@ def phase(s: PhaseSweep) -> str:
                   "this budget and grid put the boundary elsewhere")
     return (
         f"{len(grid)} cells (tanh, width 128, sigma_b2 = 0.05, 300 steps of SGD at lr 0.01 on "
-        f"10,000 MNIST examples, one seed) trained in {_minutes(s)}. A cell counts as trained "
-        "when its test accuracy is above 20% (twice chance): depth <= 6 xi_c then classifies "
-        f"{doc['right']} of {doc['total']} cells correctly, and the best fit is "
+        f"10,000 MNIST examples, {_seeds(grid)}) trained in {_minutes(s)}. A cell counts as "
+        "trained when its test accuracy is above 20% (twice chance): depth <= 6 xi_c then "
+        f"classifies {doc['right']} of {doc['total']} cells correctly, and the best fit is "
         f"{_c_interval(doc['best_c'])} ({doc['best_c']['right']} of {doc['total']}). The cells it "
         f"gets wrong (sigma_w2/depth) lie along the curve: {_cells(grid, wrong & grid.trained)} "
-        f"learned partly beyond it (test accuracy {100 * partial.min():.0f}-"
-        f"{100 * partial.max():.0f}%), {_cells(grid, wrong & ~grid.trained)} did not learn "
+        f"learned partly beyond it{_accuracy_range(partial)}, "
+        f"{_cells(grid, wrong & ~grid.trained)} did not learn "
         f"inside it. Counted as trained only above 50%, 6 xi_c classifies {strict_right} of "
         f"{len(grid)} and the best fit is {_c_interval(strict_fit)} ({strict_fit.right} of "
         f"{len(grid)}; Schoenholz et al. found about 6): {schoenholz}. Nearest the edge of chaos "
@@ -404,11 +404,23 @@ def phase(s: PhaseSweep) -> str:
         f"reaches {100 * near[near.depth == deepest].test_accuracy.iloc[0]:.1f}%.")
 
 
+def _seeds(grid: pd.DataFrame) -> str:
+    n = int(grid.runs.max())
+    return "one seed" if n == 1 else f"{n} seeds per cell, accuracy their mean"
+
+
+def _accuracy_range(accuracy: pd.Series) -> str:
+    if accuracy.empty:
+        return ""
+    return f" (test accuracy {100 * accuracy.min():.0f}-{100 * accuracy.max():.0f}%)"
+
+
 def _minutes(s: PhaseSweep) -> str:
     seconds = [json.loads(p.read_text())["final"].get("group_seconds") or 0.0
                for p in s.dir.glob("runs/*/summary.json")]
     # a group's seconds are written into each member; count each group once
-    return f"{sum(set(seconds)) / 60:.0f} minutes"
+    total = sum(set(seconds))
+    return f"{total / 60:.0f} minutes" if total >= 90 else f"{total:.0f} seconds"
 
 
 def _jacobian(s: Sweep, rows: pd.DataFrame, key: str) -> float:
