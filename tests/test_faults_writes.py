@@ -66,8 +66,9 @@ def env(winit_data_dir, tmp_path, monkeypatch):
 
 def test_disk_full_at_the_end_loses_no_measurement(env, monkeypatch):
     """The tables cannot be written when training is done: the run's files (the optional
-    spectrum and histograms included) go to the rescue folder, the run's own summary says so (status failed, not "running"), the terminal still
-    shows the per-layer table, and the exit is one error line."""
+    spectrum and histograms included) go to the rescue folder, the run's own summary says so
+    (status failed, not "running"), the terminal still shows the per-layer table, and the exit
+    is one error line."""
     out = env / "results"
     fail_replace(monkeypatch, lambda p: out in p.parents and p.suffix == ".csv")
     result = invoke("run", QUICK, *TINY, "--set", f"output_dir={out}",
