@@ -87,13 +87,8 @@ def _config(out: Path, scheme: str, histograms: bool = True):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, mnist_path: Path) -> Path:
     root = tmp_path_factory.mktemp("runs")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        configs = [_config(root, s) for s in ("he_normal", "normal")]
-        run_group(configs, load_splits(configs[0], mnist_path))
-    finally:
-        torch.set_num_threads(threads)
+    configs = [_config(root, s) for s in ("he_normal", "normal")]
+    run_group(configs, load_splits(configs[0], mnist_path))
     return root
 
 

@@ -11,7 +11,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-import torch
 
 from winit_cli.app.experiment import load_splits, run_group
 from winit_cli.app.report import build_report
@@ -37,13 +36,8 @@ def report_html(tmp_path_factory, mnist_path: Path) -> Path:
     assert report_browser.browser() is not None, \
         "no Chromium on PATH: run scripts/setup.sh as root, or apt-get install chromium"
     root = tmp_path_factory.mktemp("runs")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        configs = [_config(root, s) for s in ("he_normal", "xavier_uniform")]
-        run_group(configs, load_splits(configs[0], mnist_path))
-    finally:
-        torch.set_num_threads(threads)
+    configs = [_config(root, s) for s in ("he_normal", "xavier_uniform")]
+    run_group(configs, load_splits(configs[0], mnist_path))
     return build_report([root], out=root / "report").out / "report.html"
 
 
