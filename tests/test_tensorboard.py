@@ -34,11 +34,12 @@ def scalars(folder: Path) -> dict[str, dict[int, float]]:
             for tag in events.Tags()["scalars"]}
 
 
-def expected(layers: pd.DataFrame, metrics: pd.DataFrame, names) -> dict[str, dict[int, float]]:
+def expected(layers: pd.DataFrame, metrics: pd.DataFrame, names,
+             quantities=COLUMNS) -> dict[str, dict[int, float]]:
     """The series the tag layout promises, from the run's tables (finite cells only)."""
     want: dict[str, dict[int, float]] = {}
     for _, row in layers.iterrows():
-        for q in COLUMNS:
+        for q in quantities:
             if np.isfinite(row[q]):
                 want.setdefault(f"{q}/{names(row)}", {})[int(row.step)] = row[q]
     for _, row in metrics.iterrows():
@@ -94,6 +95,32 @@ def test_cli_run_writes_events(tmp_path, mnist_raw, winit_data_dir):
     want = expected(layers, metrics, lambda row: f"layer_{int(row.layer):02d}")
     assert "metrics/val_accuracy" in want
     assert_same(scalars(outcome.run_dir), want)
+
+
+def test_residual_runs_have_their_family_columns_live_and_exported(tmp_path, winit_data_dir):
+    """A resmlp run with BatchNorm: the stream and norm columns are charted too, live and by
+    `winit export` (whose reading of layers.csv once took the text `role` column for a
+    measurement and failed), and the block and role columns are not measurements."""
+    from winit_cli.app.run import run_experiment
+
+    config = load_config(None, [*QUICK, "model.kind=resmlp", "model.depth=6", "model.norm=batch",
+                                "init.scheme=fixup", "record.tensorboard=true",
+                                f"output_dir={tmp_path / 'results'}"])
+    outcome = run_experiment(config)
+    layers = pd.read_csv(outcome.run_dir / "layers.csv")
+    metrics = pd.read_csv(outcome.run_dir / "metrics.csv")
+    family = ["stream_grad_norm", "branch_scale", "norm_act_grad_norm", "norm_weight_norm"]
+    assert set(family) <= set(layers.columns) and {"block", "role"} <= set(layers.columns)
+    row_keys = {"step", "epoch", "layer", "fan_in", "fan_out", "block", "role"}
+    measured = [c for c in layers.columns
+                if c not in row_keys and not c.startswith("predicted_")]
+    assert set(COLUMNS) | set(family) <= set(measured)
+    want = expected(layers, metrics, lambda row: f"layer_{int(row.layer):02d}", measured)
+    assert any(tag.startswith("stream_grad_norm/") for tag in want)
+    assert_same(scalars(outcome.run_dir), want)
+    result = CliRunner().invoke(app, ["export", "tensorboard", str(tmp_path / "results")])
+    assert result.exit_code == 0, result.output
+    assert_same(scalars(tmp_path / "results" / "tensorboard" / outcome.run_dir.name), want)
 
 
 def test_export_converts_finished_runs(tmp_path, mnist_raw):

@@ -7,20 +7,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from winit_cli.measure.probes import COLUMNS
 from winit_cli.records.tensorboard import EventWriter, cli_layer_names, write_tables
 from winit_cli.training.loop import MemberLog
 
 
 class LiveEvents:
-    """One writer per member; `update` writes what its log gained since the last call."""
+    """One writer per member; `update` writes what its log gained since the last call. The
+    writers open at the first update, once training has set each log's columns (the model
+    family's columns follow layers.csv's)."""
 
     def __init__(self, run_dirs: list[Path]):
-        self.writers = [EventWriter(d, COLUMNS) for d in run_dirs]
+        self.run_dirs = run_dirs
+        self.writers: list[EventWriter] = []
         self._layers = [0] * len(run_dirs)
         self._metrics = [0] * len(run_dirs)
 
     def update(self, logs: list[MemberLog]) -> None:
+        if not self.writers:
+            self.writers = [EventWriter(d, log.layer_columns)
+                            for d, log in zip(self.run_dirs, logs, strict=True)]
         for k, (writer, log) in enumerate(zip(self.writers, logs, strict=True)):
             names = cli_layer_names(len(log.layer_shapes))
             for (step, _), values in zip(log.layer_steps[self._layers[k]:],

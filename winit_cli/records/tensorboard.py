@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 
 from winit_cli.errors import ConfigError
+from winit_cli.records.reader import TEXT_COLUMNS
 
-# layers.csv columns that say which row it is, not what was measured; the predicted_* columns
-# (theory, step 0 only) are left out too.
-IDENTITY = ("step", "epoch", "layer", "name", "fan_in", "fan_out")
+# layers.csv columns that say which row it is, not what was measured (a residual net's block
+# and role among them); the predicted_* columns (theory, step 0 only) are left out too.
+IDENTITY = ("step", "epoch", "layer", "fan_in", "fan_out", "block", *TEXT_COLUMNS)
 NOT_METRICS = ("step", "epoch")
 FLUSH_SECONDS = 5  # how stale a live chart may be
 
@@ -95,9 +96,6 @@ class EventWriter:
         value = float(value)
         if math.isfinite(value):
             self._writer.add_scalar(tag, value, int(step))
-
-    def flush(self) -> None:
-        self._writer.flush()
 
     def close(self) -> None:
         self._writer.close()
