@@ -112,10 +112,6 @@ def input_second_moment(splits: Splits, chunk: int = 8192) -> float:
     return total / x.numel()
 
 
-def _verdict_record(log: MemberLog, layers: pd.DataFrame) -> VerdictRecord:
-    return verdict_record(verdict_of(log, layers), layers)
-
-
 def verdict_record(verdict: Verdict, layers: pd.DataFrame) -> VerdictRecord:
     """summary.json's verdict block: the verdict and the gradient ratios the views show (also
     for runs of `winit.watch`, from their Linear and Conv layers)."""
@@ -186,9 +182,10 @@ def _verdict_fields(log: MemberLog, layers: pd.DataFrame, status: Status,
     if not len(layers):
         return {"verdict": None, "verdict_text": "no verdict: nothing was recorded (stopped "
                                                  "before the gradients at step 0 were measured)"}
-    verdict = _verdict_record(log, layers)
-    return {"verdict": verdict, "verdict_text": verdict_of(log, layers).describe()
-            + explain(verdict.verdict, verdict.step, theory)}
+    found = verdict_of(log, layers)
+    verdict = verdict_record(found, layers)
+    return {"verdict": verdict,
+            "verdict_text": found.describe() + explain(verdict.verdict, verdict.step, theory)}
 
 
 def salvage(log: MemberLog, start: RunRecord, error: str) -> RunResult:

@@ -164,7 +164,10 @@ def step_scalars(sentinel: torch.Tensor, losses: torch.Tensor, accuracies: torch
     """Each member's loss and accuracy as Python floats, and whether its loss and gradients are
     finite (see `sentinel`): one transfer off the device per step."""
     k = len(losses)
-    low, high = torch.aminmax(sentinel.grad.detach().reshape(k, -1), dim=1)  # NaN propagates
+    grad = sentinel.grad.detach().reshape(k, -1)
+    # NaN and inf propagate through both; amin and amax apart, not aminmax(dim=1), which was
+    # measured 20-30x slower on the CPU for a weight gradient (the sentinel with bias: false).
+    low, high = grad.amin(1), grad.amax(1)
     scalars = torch.cat([losses.detach(), accuracies, low, high]).tolist()
     loss, accuracy = scalars[:k], scalars[k:2 * k]
     finite = [all(map(math.isfinite, scalars[i::k])) for i in range(k)]
