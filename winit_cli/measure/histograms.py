@@ -46,20 +46,21 @@ def member_counts(t: torch.Tensor) -> torch.Tensor:
     slot = torch.where(a == 0, 0, slot)
     slot = torch.where(torch.isnan(a), len(BINS) - 1, slot)
     offset = torch.arange(k, device=x.device)[:, None] * len(BINS)
-    return torch.bincount((slot + offset).flatten(), minlength=k * len(BINS)).view(k, -1).cpu()
+    return torch.bincount((slot + offset).flatten(), minlength=k * len(BINS)).view(k, -1)
 
 
 @torch.no_grad()
 def layer_histograms(model: StackedModel) -> torch.Tensor:
-    """Counts for every member, layer and tensor now: [K, L, len(TENSORS), len(BINS)]. A
-    gradient that was not computed counts nothing."""
+    """Counts for every member, layer and tensor now: [K, L, len(TENSORS), len(BINS)], on the
+    CPU (one transfer off the device for all of them). A gradient that was not computed counts
+    nothing."""
     rows = []
     for layer in model.linears():
         w = layer.weight
         rows.append(torch.stack([member_counts(w), member_counts(w.grad) if w.grad is not None
-                                 else torch.zeros(w.shape[0], len(BINS), dtype=torch.int64)],
-                                dim=1))
-    return torch.stack(rows, dim=1)
+                                 else torch.zeros(w.shape[0], len(BINS), dtype=torch.int64,
+                                                  device=w.device)], dim=1))
+    return torch.stack(rows, dim=1).cpu()
 
 
 def histogram_frame(steps: list[tuple[int, int]], counts: list[torch.Tensor]) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from winit_cli.models.base import LinearView, StackedModel, Trace
+from winit_cli.models.base import StackedModel, Trace
 
 
 @dataclass
@@ -36,12 +36,6 @@ class LayerView:
     pre_grad: torch.Tensor | None  # dL/dz, [K, B, out]; None during the forward pass
     post: torch.Tensor  # phi(z) (logits on the output layer), [K, B, out]
     activation: str | None  # None on the output layer
-
-    @classmethod
-    def of(cls, layer: LinearView, trace: Trace, l: int) -> LayerView:
-        """Linear layer `layer`, the l-th (0-based) that `trace` recorded."""
-        return cls(layer.weight, layer.bias, trace.pre[l], trace.pre_grad(l), trace.post[l],
-                   layer.activation)
 
 
 class StepRecorder(Trace):
