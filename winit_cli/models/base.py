@@ -220,3 +220,27 @@ class StackedModel(nn.Module, ABC):
     def layer_shapes(self) -> list[tuple[int, int]]:
         """(fan_in, fan_out) of every Linear layer, in order."""
         return [(layer.fan_in, layer.fan_out) for layer in self.linears()]
+
+
+class ParameterLayers:
+    """For kinds whose Linear layers are `weights` and `biases` (ParameterLists of [K, ...],
+    `biases` None without bias) and whose norms are `norm_layers` (None without): both read in
+    the hot path, so read fast."""
+
+    weights: nn.ParameterList
+    biases: nn.ParameterList | None
+    norm_layers: nn.ModuleList | None
+
+    def parameter_lists(self) -> tuple[list[nn.Parameter], list[nn.Parameter | None]]:
+        """(weights, biases), one per layer (biases None without bias). Read from the lists'
+        own dicts: iterating a ParameterList checks every index in Python (15 us for ten, twice
+        a step)."""
+        weights = list(self.weights._parameters.values())
+        biases = list(self.biases._parameters.values()) if self.biases is not None \
+            else [None] * len(weights)
+        return weights, biases
+
+    def norms(self) -> list[NormView]:
+        if self.norm_layers is None:
+            return []
+        return [NormView(n.weight, n.bias, n.kind) for n in self.norm_layers]

@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from winit_cli.models.base import ACTIVATIONS, LinearView, NormView, StackedModel, Trace
+from winit_cli.models.base import ACTIVATIONS, LinearView, ParameterLayers, StackedModel, Trace
 from winit_cli.models.registry import register_model
 from winit_cli.models.stacked import MemberDropout, StackedNorm
 
 
 @register_model("mlp")
-class StackedMLP(StackedModel):
+class StackedMLP(ParameterLayers, StackedModel):
     def __init__(self, sizes: Sequence[int], activation: str, bias: bool = True, members: int = 1,
                  norm: str = "none", dropout: float = 0.0):
         """sizes = [input, hidden..., output]; depth = len(sizes) - 1 Linear layers."""
@@ -53,26 +53,12 @@ class StackedMLP(StackedModel):
         return cls([input_size, *config.hidden_widths(), classes], config.activation,
                    config.bias, members, config.norm, config.dropout)
 
-    def parameter_lists(self) -> tuple[list[nn.Parameter], list[nn.Parameter | None]]:
-        """(weights, biases), one per layer (biases None without bias). Read from the lists'
-        own dicts: iterating a ParameterList checks every index in Python (15 us for ten, twice
-        a step)."""
-        weights = list(self.weights._parameters.values())
-        biases = list(self.biases._parameters.values()) if self.biases is not None \
-            else [None] * len(weights)
-        return weights, biases
-
     def linears(self) -> list[LinearView]:
         weights, biases = self.parameter_lists()
         last = len(weights) - 1
         return [LinearView(w, b, None if l == last else self.activation,
                            "output" if l == last else "input" if l == 0 else "hidden")
                 for l, (w, b) in enumerate(zip(weights, biases, strict=True))]
-
-    def norms(self) -> list[NormView]:
-        if self.norm_layers is None:
-            return []
-        return [NormView(n.weight, n.bias, n.kind) for n in self.norm_layers]
 
     def forward(self, x: torch.Tensor, trace: Trace | None = None) -> torch.Tensor:
         """x: [K, B, input] -> logits [K, B, output]."""

@@ -31,13 +31,13 @@ import torch
 from torch import nn
 
 from winit_cli.models import checks
-from winit_cli.models.base import ACTIVATIONS, LinearView, NormView, StackedModel, Trace
+from winit_cli.models.base import ACTIVATIONS, LinearView, ParameterLayers, StackedModel, Trace
 from winit_cli.models.registry import register_model
 from winit_cli.models.stacked import MemberDropout, StackedNorm, linear
 
 
 @register_model("resmlp")
-class StackedResMLP(StackedModel):
+class StackedResMLP(ParameterLayers, StackedModel):
     has_branches = True
 
     def __init__(self, input_size: int, width: int, classes: int, blocks: int,
@@ -83,15 +83,9 @@ class StackedResMLP(StackedModel):
         return [*roles, ("output", self.blocks + 1)]
 
     def linears(self) -> list[LinearView]:
-        weights = list(self.weights)
-        biases = list(self.biases) if self.biases is not None else [None] * len(weights)
+        weights, biases = self.parameter_lists()
         return [LinearView(w, b, self.activation if role == "branch_inner" else None, role, block)
                 for w, b, (role, block) in zip(weights, biases, self.roles(), strict=True)]
-
-    def norms(self) -> list[NormView]:
-        if self.norm_layers is None:
-            return []
-        return [NormView(n.weight, n.bias, n.kind) for n in self.norm_layers]
 
     def branch_scales(self) -> torch.Tensor:
         return self.alpha
@@ -99,8 +93,7 @@ class StackedResMLP(StackedModel):
     def forward(self, x: torch.Tensor, trace: Trace | None = None) -> torch.Tensor:
         """x: [K, B, input] -> logits [K, B, classes]."""
         single = self.members == 1
-        weights = list(self.weights)
-        biases = list(self.biases) if self.biases is not None else [None] * len(weights)
+        weights, biases = self.parameter_lists()
         norms = list(self.norm_layers) if self.norm_layers is not None else None
         if self.noise is not None and self.training:
             self.noise.start(x.device)
