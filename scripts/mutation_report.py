@@ -95,10 +95,11 @@ def readme_block(after: dict[str, dict], paired: dict[str, tuple[int, int, int]]
     return "\n".join(lines)
 
 
-def rewrite_readme(text: str) -> None:
+def rewrite_readme(text: str, name: str = "mutation") -> None:
+    """README.md's `<!-- results:NAME -->` block replaced by `text` (planted_bugs.py too)."""
     readme = REPO / "README.md"
-    pattern = re.compile(r"(<!-- results:mutation -->\n).*?(<!-- /results:mutation -->)", re.S)
+    pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
     old = readme.read_text()
     if not pattern.search(old):
-        raise SystemExit("README.md has no <!-- results:mutation --> block")
+        raise SystemExit(f"README.md has no <!-- results:{name} --> block")
     readme.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), old))

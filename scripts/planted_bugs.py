@@ -26,6 +26,8 @@ from io import BytesIO
 from pathlib import Path
 from typing import NamedTuple
 
+import mutation_report
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -129,14 +131,9 @@ def check(plant: Plant, copy: Path) -> list[str]:
 
 
 def rewrite_readme(rows: list[str]) -> None:
-    readme = REPO / "README.md"
-    pattern = re.compile(r"(<!-- results:planted -->\n).*?(<!-- /results:planted -->)", re.S)
-    old = readme.read_text()
-    if not pattern.search(old):
-        raise SystemExit("README.md has no <!-- results:planted --> block")
     table = "\n".join(["| bug planted | in | first test that fails |", "| --- | --- | --- |",
                        *rows])
-    readme.write_text(pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), old))
+    mutation_report.rewrite_readme(table, "planted")
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ prints the page as it then is. Nothing but the copy is changed.
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import re
 import shutil
@@ -81,8 +82,7 @@ def layout(report: Path, width: int) -> dict:
     found = re.search(r'<pre id="winit-layout">(.*?)</pre>', dom, re.S)
     if found is None:
         sys.exit(f"{report}: the page never finished loading in the browser")
-    return json.loads(found.group(1).replace("&amp;", "&").replace("&lt;", "<")
-                      .replace("&gt;", ">").replace("&quot;", '"'))
+    return json.loads(html.unescape(found.group(1)))
 
 
 def screenshot(report: Path, width: int, png: Path) -> Path:
