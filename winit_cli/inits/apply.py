@@ -21,6 +21,7 @@ from winit_cli.inits.registry import Scheme, get_scheme
 from winit_cli.inits.residual import zero_last_scale
 from winit_cli.models.base import StackedModel
 from winit_cli.models.registry import get_model_kind
+from winit_cli.models.resmlp import layer_roles
 
 
 def layer_factors(scheme: Scheme, params: dict[str, Any], roles: list[str],
@@ -116,7 +117,7 @@ def check_init_for_model(config: Any) -> None:
         raise ConfigError(
             f"model.learnable_scale: {scheme.name} starts every branch multiplier alpha at 0, so "
             "with a fixed alpha the branches never contribute; set model.learnable_scale: true")
-    roles = ["input"] + ["branch_inner"] * (model.branch_layers - 1) + ["branch_out", "output"]
+    roles = [role for role, _ in layer_roles(1, model.branch_layers)]  # one block shows it
     last_zero = layer_factors(scheme, config.init.params, roles, config.init.zero_last)[-2] == 0
     if alpha == 0 and last_zero:
         raise ConfigError(

@@ -38,6 +38,7 @@ from winit_cli.measure.theory_layernorm_dropout import (
     predict_layernorm,
 )
 from winit_cli.measure.theory_residual import predict_resmlp
+from winit_cli.models.resmlp import layer_roles
 from winit_cli.records.files import finite
 
 
@@ -56,11 +57,15 @@ def theory_for(config: Config) -> tuple[str | None, str]:
                   "(each covers one of them in an otherwise plain net)")
 
 
+def _layer_roles(config: Config) -> list[tuple[str, int]]:
+    """(role, block) of each Linear layer of a resmlp config (models.LinearView's)."""
+    k = config.model.branch_layers
+    return layer_roles((config.model.depth - 2) // k, k)
+
+
 def roles_of(config: Config) -> list[str]:
     """Each Linear layer's role (models.LinearView.role) for a resmlp config."""
-    k = config.model.branch_layers
-    blocks = (config.model.depth - 2) // k
-    return ["input", *(["branch_inner"] * (k - 1) + ["branch_out"]) * blocks, "output"]
+    return [role for role, _ in _layer_roles(config)]
 
 
 def with_roles(config: Config, layers: pd.DataFrame) -> pd.DataFrame:
@@ -68,11 +73,9 @@ def with_roles(config: Config, layers: pd.DataFrame) -> pd.DataFrame:
     role, so that layers.csv says which Linear layer is which; other kinds unchanged."""
     if config.model.kind != "resmlp":
         return layers
-    roles = roles_of(config)
-    blocks = [0] + [1 + i // config.model.branch_layers for i in range(len(roles) - 2)]
-    blocks.append(blocks[-1] + 1)
+    roles = _layer_roles(config)
     index = layers.layer.astype(int) - 1
-    return layers.assign(block=[blocks[i] for i in index], role=[roles[i] for i in index])
+    return layers.assign(block=[roles[i][1] for i in index], role=[roles[i][0] for i in index])
 
 
 def predict_family(family: str, config: Config, step0: pd.DataFrame, weight_var: list[float],

@@ -36,6 +36,15 @@ from winit_cli.models.registry import register_model
 from winit_cli.models.stacked import MemberDropout, StackedNorm, linear
 
 
+def layer_roles(blocks: int, branch_layers: int) -> list[tuple[str, int]]:
+    """(role, block) of every Linear layer in forward order: the input projection (block 0),
+    each block's branch layers, the output layer (block B + 1)."""
+    roles = [("input", 0)]
+    for b in range(1, blocks + 1):
+        roles += [("branch_inner", b)] * (branch_layers - 1) + [("branch_out", b)]
+    return [*roles, ("output", blocks + 1)]
+
+
 @register_model("resmlp")
 class StackedResMLP(ParameterLayers, StackedModel):
     has_branches = True
@@ -76,11 +85,7 @@ class StackedResMLP(ParameterLayers, StackedModel):
                    norm=config.norm, dropout=config.dropout)
 
     def roles(self) -> list[tuple[str, int]]:
-        """(role, block) of every Linear layer in forward order."""
-        roles = [("input", 0)]
-        for b in range(1, self.blocks + 1):
-            roles += [("branch_inner", b)] * (self.branch_layers - 1) + [("branch_out", b)]
-        return [*roles, ("output", self.blocks + 1)]
+        return layer_roles(self.blocks, self.branch_layers)
 
     def linears(self) -> list[LinearView]:
         weights, biases = self.parameter_lists()
