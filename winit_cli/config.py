@@ -73,9 +73,13 @@ class InitConfig(Section):
 
 # Keys added after configs were first hashed: left out of the hash at their defaults, so that a
 # config that does not use them keeps its hash (and its sweep's resume) from before they existed.
-_LATER_DEFAULTS = {"model": {"norm": "none", "dropout": 0.0, "branch_layers": 2,
-                             "branch_scale": 1.0, "learnable_scale": False},
-                   "init": {"zero_last": False}}
+_LATER_DEFAULTS = {
+    "model": {k: ModelConfig.model_fields[k].default
+              for k in ("norm", "dropout", "branch_layers", "branch_scale", "learnable_scale")},
+    "init": {"zero_last": InitConfig.model_fields["zero_last"].default}}
+# The same as dotted keys: what a run's config.yaml from before these keys means by them.
+LATER_DEFAULTS = {f"{section}.{k}": v for section, d in _LATER_DEFAULTS.items()
+                  for k, v in d.items()}
 
 
 class TrainConfig(Section):

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from winit_cli.config import LATER_DEFAULTS
 from winit_cli.records.reader import Run
 from winit_cli.records.schema import Status
 
@@ -60,22 +61,22 @@ def model_label(kind: str, config: dict[str, Any]) -> str:
     column: `mlp`, `mlp+batchnorm`, `resmlp(k=1, learnable alpha)+layernorm+dropout=0.1`. Runs
     of different networks then never share a group, a ranking or a recommendation. `config` is
     config.yaml flattened (dotted keys); keys it lacks (older runs) read as their defaults."""
+    config = {**LATER_DEFAULTS, **config}
     options = []
     if kind == "resmlp":
-        k, alpha = config.get("model.branch_layers", 2), config.get("model.branch_scale", 1.0)
-        learnable = config.get("model.learnable_scale", False)
+        k, alpha = config["model.branch_layers"], config["model.branch_scale"]
+        learnable = config["model.learnable_scale"]
         options = [f"k={k}"] * (k != 2) + [f"alpha={alpha:g}"] * (alpha != 1.0)
         if learnable:
             options.append("learnable alpha")
     label = kind + (f"({', '.join(options)})" if options else "")
-    norm, dropout = config.get("model.norm", "none"), config.get("model.dropout", 0.0)
+    norm, dropout = config["model.norm"], config["model.dropout"]
     return label + (f"+{norm}norm" if norm not in (None, "none") else "") + \
         (f"+dropout={dropout:g}" if dropout else "")
 
 
 # Config keys model_label puts into model_kind: not grid columns of their own.
-MODEL_LABEL_KEYS = ("model.norm", "model.dropout", "model.branch_layers", "model.branch_scale",
-                    "model.learnable_scale")
+MODEL_LABEL_KEYS = tuple(k for k in LATER_DEFAULTS if k.startswith("model."))
 
 
 def run_row(run: Run, grid_values: dict[str, Any]) -> dict[str, Any]:
