@@ -83,20 +83,8 @@ def member_norms(tensors: list[torch.Tensor | None]) -> np.ndarray:
     """L2 norm of each member ([K, ...] slices) of each tensor: [len(tensors), K], float64 (NaN
     for None). One `_foreach_norm` call for all of them (as `clip_grad_norm_` does), then float64
     for any outside SAFE_BAND."""
-    index = [i for i, t in enumerate(tensors) if t is not None]
-    out = np.full((len(tensors), tensors[index[0]].shape[0] if index else 1), np.nan)
-    if not index:
-        return out
-    members = out.shape[1]
-    # With one member, the whole tensor is the member: no per-member slices to make.
-    slices = [m for i in index for m in
-              (tensors[i].detach().unbind(0) if members > 1 else (tensors[i].detach(),))]
-    out[index] = torch.stack(torch._foreach_norm(slices)).double().cpu().numpy().reshape(
-        len(index), members)
-    for i in np.flatnonzero(_out_of_band(out).any(axis=1)):
-        if tensors[i] is not None:
-            out[i] = _norm64(tensors[i])
-    return out
+    members = next((t.shape[0] for t in tensors if t is not None), 1)
+    return _norms_and_partials(tensors, [2] * len(tensors), members, [])[0]
 
 
 def act_std(views: list[LayerView], sum_of_squares: np.ndarray, means: np.ndarray) -> np.ndarray:
