@@ -102,7 +102,8 @@ def local_contenders(cores: int) -> dict:
     """name -> a function timing one sweep in this process (or its local workers)."""
     import torch
 
-    from winit_cli.sweeps.executors import InProcessExecutor, ProcessExecutor, cached_splits
+    from winit_cli.sweeps.executors import InProcessExecutor, cached_splits
+    from winit_cli.sweeps.processes import ProcessExecutor
 
     def in_process(threads: int | None = None):
         def trial(steps: int) -> float:

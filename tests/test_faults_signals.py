@@ -94,7 +94,8 @@ def test_ctrl_c_to_the_parent_of_jobs_2_stops_the_workers(mnist_path, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "winit_cli", "compare", "schemes", "--schemes", "he_normal",
          "--depths", "3,4", *LONG[2:], "--jobs", "2",
-         "--set", f"output_dir={out}"],
+         # long enough that the depth-4 group is predicted to repay a helper at once
+         "--set", "train.epochs=5000", "--set", f"output_dir={out}"],
         cwd=REPO, env=_env(mnist_path, tmp_path), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     wait_for_steps("sweeps/*/runs/*/layers.csv", out, proc, runs=2)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from winit_cli.app.experiment import load_splits
 from winit_cli.cli import app
 from winit_cli.errors import ConfigError
-from winit_cli.sweeps import comparison, executors
+from winit_cli.sweeps import comparison, executors, processes
 from winit_cli.sweeps import plan as planning
 from winit_cli.sweeps import spec as specs
 
@@ -208,11 +208,14 @@ def test_compare_bad_options_are_one_error_line(tmp_path, args, message):
 
 @pytest.mark.usefixtures("winit_data_dir")
 def test_process_executor_gives_the_in_process_results(tmp_path):
+    """Groups trained in helper processes (train_here=False: all of them) give the records a
+    run in this process gives."""
     s = spec(tmp_path / "a", {"init.scheme": ["he_normal", "normal"], "model.depth": [3, 4]})
     local = executors.InProcessExecutor(executors.cached_splits())
     here = comparison.run_sweep(planning.plan(s), s, local)
     s2 = spec(tmp_path / "b", {"init.scheme": ["he_normal", "normal"], "model.depth": [3, 4]})
-    there = comparison.run_sweep(planning.plan(s2), s2, executors.ProcessExecutor(jobs=2))
+    helpers_only = processes.ProcessExecutor(jobs=2, train_here=False)
+    there = comparison.run_sweep(planning.plan(s2), s2, helpers_only)
     assert set(there.status) == {"complete"} and len(there) == 4
     key = ["init_scheme", "model_depth"]
     a, b = here.set_index(key).sort_index(), there.set_index(key).sort_index()

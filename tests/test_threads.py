@@ -136,6 +136,35 @@ def test_fixed_threads_are_applied_and_restored():
     assert control.summary() == {"threads": 1, "threads_auto": False, "thread_changes": [[0, 1]]}
 
 
+def test_a_share_set_mid_run_applies_from_the_next_step(monkeypatch):
+    """--jobs N sets the share when it starts helpers during a group: an auto run drops to it at
+    the next step and goes back up when it is lifted, each change recorded; a pinned count
+    stays pinned. No training: the steps are fake."""
+    monkeypatch.setattr(th, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(th.LoadMeter, "free", lambda self: 4.0)
+    monkeypatch.setattr(th, "_share", None)
+    before = torch.get_num_threads()
+    control = th.ThreadControl("auto")
+    control.start()
+    seen = []
+    for step, share in enumerate([None, None, 1, 1, None]):
+        th.set_cpu_share(share)
+        control.before_step(step)
+        seen.append(torch.get_num_threads())
+        control.after_step(0.01, True)
+    control.restore()
+    assert seen == [4, 4, 1, 1, 4]
+    assert control.summary()["thread_changes"] == [[0, 4], [2, 1], [4, 4]]
+    pinned = th.ThreadControl(2)
+    pinned.start()
+    th.set_cpu_share(1)
+    pinned.before_step(0)
+    assert torch.get_num_threads() == 2
+    pinned.restore()
+    th.set_cpu_share(None)
+    assert torch.get_num_threads() == before
+
+
 def test_train_threads_option():
     assert validate({}).train.threads == "auto"
     assert validate({"train": {"threads": 3}}).train.threads == 3

@@ -84,7 +84,8 @@ def _sweep(spec, dry_run, jobs, executor, address, data_dir, quiet, as_json) -> 
                  {"sweep_dir": str(plan.directory), "runs": len(plan.members),
                   "to_run": len(plan.todo)})
         return
-    options = ExecutorOptions(jobs, data_dir, download_progress(shown), address)
+    options = ExecutorOptions(jobs, data_dir, download_progress(shown), address,
+                              on_note=lambda text: terminal.executor_note(shown, text))
     if not plan.todo:
         result = compare(spec, plan, executor=executor, options=options)
     else:
@@ -167,9 +168,11 @@ def _phase(options, dry_run: bool, jobs: int, data_dir, as_json: bool) -> None:
     if dry_run:
         terminal.dry_run_table(shown, spec, plan, grid_value)
         return
+    executor_options = ExecutorOptions(jobs, data_dir, download_progress(shown),
+                                       on_note=lambda text: terminal.executor_note(shown, text))
     with sweep_progress(shown, len(plan.todo)) as (on_progress, advance):
         diagram = app_phase.run_phase(
-            options, executor_options=ExecutorOptions(jobs, data_dir, download_progress(shown)),
+            options, executor_options=executor_options,
             on_progress=on_progress, on_member=lambda _: advance(), planned=planned)
     line = app_phase.agreement_line(diagram.grid, options)
     if as_json:

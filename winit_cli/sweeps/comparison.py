@@ -70,28 +70,52 @@ def _hash_of(outcome: Any) -> str:
 
 
 def _claimed(todo: list[list[Config]], claims: Claims, runs_dir: Path,
-             busy: list[Config]) -> Iterator[list[Config]]:
+             busy: list[Config]) -> ClaimedGroups:
+    return ClaimedGroups(todo, claims, runs_dir, busy)
+
+
+class ClaimedGroups:
     """The groups to train, each cut down to the members this process claims, as the executor
     asks for them (so two processes share out a sweep's groups). A member held elsewhere goes
     to `busy`; one finished elsewhere since planning is dropped; an unfinished folder of a
-    claimed member is removed (with its index line) before it is redone."""
-    for group in todo:
-        folders = member_folders(runs_dir)
-        mine = []
-        for config in group:
-            config_hash = config.content_hash()
-            if not claims.take(config_hash):
-                busy.append(config)
-                continue
-            own = folders.get(config_hash, [])
-            if any(f.finished for f in own):
-                claims.release(config_hash)
-                continue
-            if own:
-                remove_runs([f.path for f in own])
-            mine.append(config)
-        if mine:
-            yield mine
+    claimed member is removed (with its index line) before it is redone. `ahead()` previews the
+    planned groups not drawn yet, claiming nothing."""
+
+    def __init__(self, todo: list[list[Config]], claims: Claims, runs_dir: Path,
+                 busy: list[Config]):
+        self.planned, self.drawn = list(todo), 0
+        self._each = self._claim_each(claims, runs_dir, busy)
+
+    def __iter__(self) -> ClaimedGroups:
+        return self
+
+    def __next__(self) -> list[Config]:
+        return next(self._each)
+
+    def ahead(self) -> list[list[Config]]:
+        """The planned groups not drawn yet, as planned (claims may cut them down later)."""
+        return self.planned[self.drawn:]
+
+    def _claim_each(self, claims: Claims, runs_dir: Path,
+                    busy: list[Config]) -> Iterator[list[Config]]:
+        for group in self.planned:
+            self.drawn += 1
+            folders = member_folders(runs_dir)
+            mine = []
+            for config in group:
+                config_hash = config.content_hash()
+                if not claims.take(config_hash):
+                    busy.append(config)
+                    continue
+                own = folders.get(config_hash, [])
+                if any(f.finished for f in own):
+                    claims.release(config_hash)
+                    continue
+                if own:
+                    remove_runs([f.path for f in own])
+                mine.append(config)
+            if mine:
+                yield mine
 
 
 def _runs_by_hash(directory: Path) -> dict[str, Run]:

@@ -30,7 +30,8 @@ _share: int | None = None
 
 
 def set_cpu_share(threads: int | None) -> None:
-    """Cap `auto` thread counts in this process (a worker of N sharing the machine's CPUs)."""
+    """Cap `auto` thread counts in this process (a worker of N sharing the machine's CPUs);
+    None lifts the cap. A run in progress follows it from its next step (ThreadControl)."""
     global _share
     _share = threads
 
@@ -198,6 +199,16 @@ class ThreadTuner:
             if not self._trial:
                 self._decide()
 
+    def relimit(self, limit: int) -> None:
+        """A new cap (another process started or stopped beside this one): go to it at once if
+        the count is above it, or up to it if the cap rose (the CPUs it adds are the ones the
+        other process gave back), drop any trial, and check again after `first_check`."""
+        grew = limit > self.limit
+        self.limit = limit
+        self.current = limit if grew else min(self.current, limit)
+        self._trial, self._times, self._warm = [], {}, False
+        self._since_check, self._next_check = 0.0, self.first_check
+
     def _decide(self) -> None:
         medians = {n: statistics.median(t) for n, t in self._times.items()}
         best = min(medians, key=medians.get)
@@ -208,12 +219,14 @@ class ThreadTuner:
 
 class ThreadControl:
     """A run's `train.threads` applied to torch: a fixed count, or `auto` (start from the free
-    CPUs, then a `ThreadTuner`). `restore` puts back the count found; `summary` says what ran.
+    CPUs, then a `ThreadTuner`, both within the CPU share; a share set mid-run applies from the
+    next step). `restore` puts back the count found; `summary` says what ran.
     """
 
     def __init__(self, setting: int | str):
         self.previous = torch.get_num_threads()
         self.auto = setting == "auto"
+        self.share = _share
         self.limit = min(usable_cpus(), _share or usable_cpus())
         self.meter = LoadMeter() if self.auto else None
         self.fixed = self.limit if self.auto else int(setting)
@@ -229,6 +242,12 @@ class ThreadControl:
         torch.set_num_threads(self.tuner.threads() if self.tuner else self.fixed)
 
     def before_step(self, step: int) -> None:
+        if _share != self.share and self.auto:  # set mid-run: --jobs N started or ended helpers
+            self.share = _share
+            self.limit = min(usable_cpus(), _share or usable_cpus())
+            self.fixed = self.limit
+            if self.tuner:
+                self.tuner.relimit(self.limit)
         n = self.tuner.threads() if self.tuner else self.fixed
         if not self.changes or self.changes[-1][1] != n:
             torch.set_num_threads(n)

@@ -187,6 +187,11 @@ def waiting_line(console: Console, configs: list) -> None:
     console.print(f"waiting for {len(configs)} run(s) that another winit process is training")
 
 
+def executor_note(console: Console, text: str) -> None:
+    """One line on what the executor decided (whether --jobs starts helper processes)."""
+    console.print(f"[dim]{escape(text)}[/]", highlight=False)
+
+
 def dry_run_table(console: Console, spec, sweep_plan, grid_value) -> None:
     table = new_table("runs (dry run: nothing trained)",
                       [(k, "text") for k in (*spec.grid, "seed", "status")])
