@@ -150,6 +150,25 @@ def test_a_claimed_member_is_skipped_and_its_folder_kept_until_its_holder_dies(t
     claims.release_all()
 
 
+def test_the_groups_ahead_are_previewed_without_being_claimed(tmp_path):
+    """--jobs N predicts the work left from the groups not drawn yet: ahead() lists them as
+    planned, and only drawing a group claims its members."""
+    s = sweep(tmp_path, {"init.scheme": ["he_normal"], "model.depth": [3, 4, 5]})
+    plan = planning.plan(s)
+    planned = planning.groups(plan.todo)
+    claims, busy = Claims(plan.directory), []
+    try:
+        claimed = comparison._claimed(planned, claims, plan.directory / "runs", busy)
+        assert claimed.ahead() == planned and len(planned) == 3
+        assert next(claimed) == planned[0]
+        assert claimed.ahead() == planned[1:]
+        other = Claims(plan.directory)  # as another process: the groups ahead are free
+        assert not other.held_elsewhere(planned[1][0].content_hash())
+        assert other.held_elsewhere(planned[0][0].content_hash())
+    finally:
+        claims.release_all()
+
+
 # --- partial failure ---------------------------------------------------------------------------
 
 
