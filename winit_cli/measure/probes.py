@@ -1,8 +1,8 @@
 """Per-layer quantities recorded during training, in the style of Cockpit's quantities.
 
-Each quantity is either a reduction of one layer's `LayerView` in the forward pass (one value
-per member, possibly finished on the CPU), or the L2 norm of a tensor the view names, taken with
-all the step's other norms in one call (measure/recorder.py says why).
+Each quantity is either a reduction of one layer's `LayerView` (one value per member, possibly
+finished on the CPU), or a norm of a tensor the view names, taken with the step's other norms of
+its order in one call (measure/norms.py and measure/recorder.py say why).
 `QUANTITIES` lists them in the column order of `layers.csv`. The plotting side never sees these:
 it reads the saved CSV. A `LayerView` is one of the model's `linears()` with what a `Trace`
 recorded for it, so every model kind is measured alike.
@@ -35,19 +35,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from winit_cli.measure import norms
 from winit_cli.measure.family_probes import FamilyColumns
-from winit_cli.measure.recorder import LayerView, StepRecorder, norm_tensors
+from winit_cli.measure.norms import AbsStats, member_norms, out_of_band
+from winit_cli.measure.recorder import LayerView, StepRecorder
 from winit_cli.models.base import StackedModel, Trace
 
-__all__ = ["COLUMNS", "QUANTITIES", "LayerView", "Probe", "Quantity", "member_norms"]
-
-
-# float32 sums of squares lose elements below ~1e-19 (their squares underflow, or are flushed to
-# zero) and overflow above ~1e19: in vanishing and exploding nets a float32 norm reads 0 where the
-# gradient is 1e-20, or inf where it is 1e20. So norms and stds are computed in float32, and
-# those outside this band are recomputed in float64 (inside it, what underflowed is below 1e-7 of
-# the result). Casting everything to float64 would double the cost of recording.
-SAFE_BAND = (1e-12, 1e12)
+__all__ = ["COLUMNS", "QUANTITIES", "LayerView", "Probe", "Quantity", "act_std", "member_norms"]
 
 
 @dataclass(frozen=True)
@@ -55,12 +49,12 @@ class Quantity:
     """One column of layers.csv, of one of two kinds; either gives None where it does not apply
     to the layer (NaN, an empty cell).
 
-    - `norm_of(view)`: the tensor whose L2 norm, per member, is the value. A step's norms are all
-      taken in one batched call once backward is done.
-    - `compute(view)`: a reduction of the layer's forward tensors (weights, z, phi(z)) to a
-      per-member partial on the device, [K, ...], run in the forward pass as the layer's output
-      appears; `finish` turns the partial into the value on the CPU (numpy, [K]); without one,
-      the partial is the value.
+    - `norm_of(view)`: the tensor whose norm of order `ord`, per member, is the value (divided by
+      the member's element count with `per_element`). A step's norms of each order are taken
+      together once backward is done.
+    - `compute(view)`: a reduction of the layer's tensors (weights, z, phi(z)) to a per-member
+      partial on the device, [K, ...]; `finish` turns the partial into the value on the CPU
+      (numpy, [K]); without one, the partial is the value.
     """
 
     compute: Callable[[LayerView], torch.Tensor | None] | None = None
@@ -68,23 +62,6 @@ class Quantity:
     finish: Callable[[np.ndarray], np.ndarray] | None = None
     ord: float = 2  # of the norm: 1 (sum of |x|), 2, or math.inf (largest |x|)
     per_element: bool = False  # the norm divided by the member's element count (a mean)
-
-
-def _out_of_band(values: np.ndarray) -> np.ndarray:
-    return ~((values >= SAFE_BAND[0]) & (values <= SAFE_BAND[1]))
-
-
-def _norm64(t: torch.Tensor, ord: float = 2) -> np.ndarray:
-    """Each member's norm of t ([K, ...]) in float64: exact where float32 under- or overflows."""
-    return torch.linalg.vector_norm(t.detach().flatten(1).double(), ord, dim=1).cpu().numpy()
-
-
-def member_norms(tensors: list[torch.Tensor | None]) -> np.ndarray:
-    """L2 norm of each member ([K, ...] slices) of each tensor: [len(tensors), K], float64 (NaN
-    for None). One `_foreach_norm` call for all of them (as `clip_grad_norm_` does), then float64
-    for any outside SAFE_BAND."""
-    members = next((t.shape[0] for t in tensors if t is not None), 1)
-    return _norms_and_partials(tensors, [2] * len(tensors), members, [])[0]
 
 
 def act_std(views: list[LayerView], sum_of_squares: np.ndarray, means: np.ndarray) -> np.ndarray:
@@ -97,7 +74,7 @@ def act_std(views: list[LayerView], sum_of_squares: np.ndarray, means: np.ndarra
         # torch's vectorized sqrt, not numpy's: they differ in the last bit for ~1% of inputs,
         # and recorded numbers do not move when the code around them gets faster.
         std = torch.from_numpy(var).sqrt().numpy()
-        redo = np.flatnonzero(((means**2 > 10 * var) | _out_of_band(std)).any(axis=1))
+        redo = np.flatnonzero(((means**2 > 10 * var) | out_of_band(std)).any(axis=1))
     for l in redo:
         x = views[l].post.detach().flatten(1).double()
         centred = x - x.mean(dim=1, keepdim=True)
@@ -149,95 +126,102 @@ COLUMNS = (*QUANTITIES, "update_ratio")
 _MEASURED = {**QUANTITIES, "act_norm": Quantity(norm_of=lambda v: v.post)}
 _NORMS = [name for name, q in _MEASURED.items() if q.norm_of is not None]
 _COMPUTED = [name for name, q in _MEASURED.items() if q.compute is not None]
+_ORDER_OF = np.array([_MEASURED[name].ord for name in _NORMS])
+_PER_ELEMENT_OF = np.array([_MEASURED[name].per_element for name in _NORMS])
 
 
-def _to_host(tensors: list[torch.Tensor]) -> np.ndarray:
-    """The tensors' values, flattened and concatenated, float64 on the CPU. Off a GPU that is
-    one transfer (one sync); on the CPU each is read where it lies."""
-    if not tensors:
-        return np.empty(0)
-    if tensors[0].device.type != "cpu":
-        return torch.cat([t.reshape(-1) for t in tensors]).double().cpu().numpy()
-    return np.concatenate([t.numpy().reshape(-1) for t in tensors], dtype=np.float64)
+@dataclass(frozen=True)
+class _Layout:
+    """Where a step's norms land among `wanted` (the `_NORMS` quantities' tensors, quantity-major,
+    then layer): fixed for a model, so worked out once per pattern of present tensors."""
+
+    l2: list[int]  # rows taken as 2-norms, in the order of the batched call
+    absolute: list[int]  # rows whose tensor is made absolute: the first row of each tensor
+    l1: np.ndarray  # rows that are sums of |x|, and the slot of their tensor in `absolute`
+    l1_slots: np.ndarray
+    largest: np.ndarray  # rows that are largest |x|, and their tensor's slot
+    largest_slots: np.ndarray
+    means: np.ndarray  # rows divided by their member's element count, and those counts
+    counts: np.ndarray
 
 
-def _batched_norms(tensors: list[torch.Tensor], order: float, members: int) -> torch.Tensor:
-    """Each member's norm of each tensor, [len(tensors) * K] (tensor-major), on the device:
-    one `_foreach_norm` call for 2-norms, one reduction per tensor for the others."""
-    if order == math.inf:
-        # the largest |x| as max(max x, -min x): measured 10x faster on the CPU than the inf
-        # norm, which `_foreach_norm` does not vectorize there; exact either way.
-        flat = [t.flatten(1) for t in tensors]
-        return torch.cat([torch.maximum(f.amax(1), -f.amin(1)) for f in flat])
-    if order == 1:
-        # a plain sum of |x|: torch's cascaded sum is exact to ~1e-7 relative, where the L1
-        # `_foreach_norm` and `vector_norm` were measured 2e-6 to 1e-5 off on 37k-200k values.
-        return torch.cat([t.flatten(1).abs().sum(1) for t in tensors])
-    # With one member, the whole tensor is the member: no per-member slices to make.
-    return torch.stack(torch._foreach_norm(
-        [m for t in tensors for m in (t.unbind(0) if members > 1 else (t,))], order))
+def _layout(wanted: list[torch.Tensor | None], depth: int) -> _Layout:
+    orders = np.repeat(_ORDER_OF, depth)
+    present = np.array([t is not None for t in wanted])
+    # a tensor wanted both as a sum of |x| and as its largest |x| is made absolute once
+    absolute: list[int] = []
+    slot: dict[int, int] = {}
+    seen: dict[int, int] = {}
+    for i in np.flatnonzero(present & (orders != 2)):
+        if id(wanted[i]) not in seen:
+            seen[id(wanted[i])] = len(absolute)
+            absolute.append(int(i))
+        slot[i] = seen[id(wanted[i])]
+    l1 = np.flatnonzero(present & (orders == 1))
+    largest = np.flatnonzero(present & (orders == math.inf))
+    means = np.flatnonzero(present & np.repeat(_PER_ELEMENT_OF, depth))
+    return _Layout(
+        l2=np.flatnonzero(present & (orders == 2)).tolist(),
+        absolute=absolute,
+        l1=l1, l1_slots=np.array([slot[i] for i in l1], dtype=int),
+        largest=largest, largest_slots=np.array([slot[i] for i in largest], dtype=int),
+        means=means, counts=np.array([wanted[i][0].numel() for i in means], dtype=np.float64))
 
 
-def _norms_and_partials(tensors: list[torch.Tensor | None], orders: list[float], members: int,
-                        partials: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-    """Each member's norm of each tensor ([len(tensors), K], NaN for None; batched by order,
-    float64 where float32 may fail outside SAFE_BAND), and the partials' values, flattened: all
-    of it in one transfer off the device."""
-    k = members
-    by_order: dict[float, list[int]] = {}
-    for i, t in enumerate(tensors):
-        if t is not None:
-            by_order.setdefault(orders[i], []).append(i)
-    pieces = [_batched_norms([tensors[i].detach() for i in index], order, k)
-              for order, index in by_order.items()]
-    moved = _to_host([*pieces, *partials])
-    norms = np.full((len(tensors), k), np.nan)
-    at = 0
-    for index in by_order.values():
-        norms[index] = moved[at:at + len(index) * k].reshape(-1, k)
-        at += len(index) * k
-    for i in np.flatnonzero(_out_of_band(norms).any(axis=1)):
-        # float32: a 2-norm's squares under- and overflow, a sum of |x| only overflows, a max
-        # is exact
-        if tensors[i] is not None and (orders[i] == 2 or orders[i] == 1
-                                       and not np.isfinite(norms[i]).all()):
-            norms[i] = _norm64(tensors[i], orders[i])
-    return norms, moved[at:]
+class _Assembler:
+    """Makes a step's record (`__call__`); keeps what is the same at every recorded step of a
+    model: the layouts, and the buffers of the absolute values."""
 
+    def __init__(self) -> None:
+        self.absolute = AbsStats()
+        self.layouts: dict[tuple, _Layout] = {}
 
-def assemble(recorder: StepRecorder) -> torch.Tensor:
-    """The step's record, float64 [K, L, len(COLUMNS)] on the CPU, from what `recorder` kept:
-    the 2-norms in one `_foreach_norm` call (others batched by order), one transfer off the
-    device with the forward partials, then float64 for the norms outside SAFE_BAND, each
-    `finish`, and act_std from ||h|| and the mean. update_ratio is left NaN."""
-    k, depth = recorder.members, len(recorder.layers)
-    tensors = [t for row in norm_tensors(recorder, _MEASURED) for t in row]  # [Qn * L]
-    quantities = [_MEASURED[name] for name in _NORMS for _ in range(depth)]
-    partials = [(name, l, p) for name in _COMPUTED
-                for l, p in enumerate(recorder.partials[name]) if p is not None]
-    norms, moved = _norms_and_partials(tensors, [q.ord for q in quantities], k,
-                                       [p for _, _, p in partials])
-    for i, (t, q) in enumerate(zip(tensors, quantities, strict=True)):
-        if t is not None and q.per_element:
-            norms[i] /= t.numel() / k
-    norms = norms.reshape(len(_NORMS), depth, k)
-    computed = {name: np.full((depth, k), np.nan) for name in _COMPUTED}
-    at = 0
-    for name, l, p in partials:
-        value = moved[at:at + p.numel()].reshape(p.shape)
-        at += p.numel()
-        finish = _MEASURED[name].finish
-        computed[name][l] = finish(value) if finish is not None else value
-    record = np.full((k, depth, len(COLUMNS)), np.nan)
-    for q, name in enumerate(_NORMS):
-        if name in COLUMNS:
-            record[:, :, COLUMNS.index(name)] = norms[q].T
-    for name in _COMPUTED:
-        record[:, :, COLUMNS.index(name)] = computed[name].T
-    views = [recorder.view(l) for l in range(depth)]
-    sum_of_squares = norms[_NORMS.index("act_norm")] ** 2
-    record[:, :, COLUMNS.index("act_std")] = act_std(views, sum_of_squares, computed["act_mean"]).T
-    return torch.from_numpy(record)
+    def layout(self, wanted: list[torch.Tensor | None], depth: int) -> _Layout:
+        # Which rows share a tensor follows from the quantities' definitions: the rows without
+        # one are all that can differ.
+        pattern = tuple(t is None for t in wanted)
+        if pattern not in self.layouts:
+            self.layouts[pattern] = _layout(wanted, depth)
+        return self.layouts[pattern]
+
+    def __call__(self, recorder: StepRecorder) -> torch.Tensor:
+        """The step's record, float64 [K, L, len(COLUMNS)] on the CPU, from what `recorder`
+        kept: the 2-norms in one `_foreach_norm` call, the sums and maxima of |x| from one
+        absolute copy of each tensor, and the computed partials, moved off the device in one
+        transfer; then float64 where float32 may have failed, each `finish`, and act_std from
+        ||h|| and the mean. update_ratio is left NaN."""
+        k, views = recorder.members, recorder.views()
+        depth = len(views)
+        wanted = [_MEASURED[name].norm_of(v) for name in _NORMS for v in views]  # [Qn * L]
+        layout = self.layout(wanted, depth)
+        partials = [(name, l, p) for name in _COMPUTED for l, v in enumerate(views)
+                    if (p := _MEASURED[name].compute(v)) is not None]
+        sums, largest = self.absolute([wanted[i] for i in layout.absolute], k)
+        l2 = norms.l2_norms([wanted[i].detach() for i in layout.l2], k)
+        moved = norms.to_host([l2, sums, largest, *(p for _, _, p in partials)])
+        n2, na = len(layout.l2) * k, len(layout.absolute) * k
+        measured = np.full((len(wanted), k), np.nan)
+        measured[layout.l2] = moved[:n2].reshape(-1, k)
+        measured[layout.l1] = moved[n2:n2 + na].reshape(-1, k)[layout.l1_slots]
+        measured[layout.largest] = moved[n2 + na:n2 + 2 * na].reshape(-1, k)[layout.largest_slots]
+        for rows, order in ((layout.l2, 2), (layout.l1, 1)):
+            for i in np.asarray(rows)[norms.may_be_wrong(measured[rows], order)]:
+                measured[i] = norms.norm64(wanted[i], order)
+        measured[layout.means] /= layout.counts[:, None]
+        values = dict(zip(_NORMS, measured.reshape(len(_NORMS), depth, k), strict=True))
+        at = n2 + 2 * na
+        values.update({name: np.full((depth, k), np.nan) for name in _COMPUTED})
+        for name, l, p in partials:
+            value = moved[at:at + p.numel()].reshape(p.shape)
+            at += p.numel()
+            finish = _MEASURED[name].finish
+            values[name][l] = finish(value) if finish is not None else value
+        values["act_std"] = act_std(views, values["act_norm"] ** 2, values["act_mean"])
+        record = np.empty((k, depth, len(COLUMNS)))
+        record[:, :, -1] = np.nan
+        for c, name in enumerate(COLUMNS[:-1]):
+            record[:, :, c] = values[name].T
+        return torch.from_numpy(record)
 
 
 class Probe:
@@ -247,6 +231,7 @@ class Probe:
     def __init__(self, model: StackedModel, optimizer: torch.optim.Optimizer | None = None):
         self.model = model
         self._before: list[torch.Tensor] = []
+        self._assemble = _Assembler()
         # Plain SGD and heavy-ball momentum apply W' = W - lr * buf (buf = the gradient without
         # momentum): the update's norm is lr * ||buf||, read from the optimizer after its step.
         # That saves copying every weight before the step; other optimizers are measured by
@@ -263,9 +248,9 @@ class Probe:
         self.columns = COLUMNS + family.columns
 
     def trace(self) -> StepRecorder:
-        """The Trace for a recorded step's forward pass: the forward quantities run as the
-        layers' outputs appear, dL/dz is kept without a copy (see measure/recorder.py)."""
-        return StepRecorder(self.model, _MEASURED)
+        """The Trace for a recorded step's forward pass: dL/dz is kept without a copy (see
+        measure/recorder.py)."""
+        return StepRecorder(self.model)
 
     @torch.no_grad()
     def before_step(self, trace: Trace, will_update: bool) -> torch.Tensor:
@@ -278,8 +263,8 @@ class Probe:
             trace.close()
             recorder = trace
         else:
-            recorder = StepRecorder.after_the_fact(self.model, trace, _MEASURED)
-        record = assemble(recorder)
+            recorder = StepRecorder.of(self.model, trace)
+        record = self._assemble(recorder)
         if will_update and self._sgd is None:
             self._before = [layer.weight.detach().clone() for layer in recorder.layers]
         if self._family is not None:
