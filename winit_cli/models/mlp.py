@@ -20,7 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from winit_cli.models.base import ACTIVATIONS, LinearView, ParameterLayers, StackedModel, Trace
+from winit_cli.models.base import (
+    ACTIVATIONS,
+    ACTIVATIONS_IN_PLACE,
+    LinearView,
+    ParameterLayers,
+    StackedModel,
+    Trace,
+)
 from winit_cli.models.registry import register_model
 from winit_cli.models.stacked import MemberDropout, StackedNorm
 
@@ -34,6 +41,7 @@ class StackedMLP(ParameterLayers, StackedModel):
         self.sizes = list(sizes)
         self.activation = activation
         self.phi = ACTIVATIONS[activation]
+        self.phi_in_place = ACTIVATIONS_IN_PLACE[activation]
         self.members = members
         pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
         self.weights = nn.ParameterList(
@@ -105,6 +113,8 @@ class StackedMLP(ParameterLayers, StackedModel):
         norm = self.norm_layers[l] if self.norm_layers is not None else None
         if trace is not None:
             h = trace.record(z, self.phi, self.members, norm)
+        elif norm is None:
+            h = self.phi_in_place(z)  # z is read by nothing else
         else:
-            h = self.phi(z if norm is None else norm(z))
+            h = self.phi(norm(z))
         return self.noise(h) if self.noise is not None and self.training else h
