@@ -92,10 +92,10 @@ def _alive_units(v: LayerView) -> torch.Tensor | None:
 
 
 def _dead_fraction(largest_z: np.ndarray) -> np.ndarray:
-    # float32, as torch's `1.0 - (z.amax(1) > 0).float().mean(1)`: the count is exact, then
-    # one division and one subtraction, each rounded once.
-    alive = (largest_z > 0).sum(axis=1).astype(np.float32)
-    return np.float32(1.0) - alive / np.float32(largest_z.shape[1])
+    """[..., K, out] -> [..., K]. float32, as torch's `1.0 - (z.amax(1) > 0).float().mean(1)`:
+    the count is exact, then one division and one subtraction, each rounded once."""
+    alive = (largest_z > 0).sum(axis=-1).astype(np.float32)
+    return np.float32(1.0) - alive / np.float32(largest_z.shape[-1])
 
 
 def saturated_fraction(v: LayerView) -> torch.Tensor | None:
@@ -168,6 +168,27 @@ def _layout(wanted: list[torch.Tensor | None], depth: int) -> _Layout:
         means=means, counts=np.array([wanted[i][0].numel() for i in means], dtype=np.float64))
 
 
+def _finished(partials: list[tuple[str, int, torch.Tensor]], moved: np.ndarray, depth: int,
+              k: int) -> dict[str, np.ndarray]:
+    """Each computed quantity's [L, K] (NaN where it has no partial), from the partials' values
+    (`moved`, in the order of `partials`): a quantity whose partials share a shape is finished
+    in one call over all its layers (each `finish` works over leading axes)."""
+    values, at = {}, 0
+    for name in _COMPUTED:
+        mine = [(l, p.shape) for n, l, p in partials if n == name]
+        out = values[name] = np.full((depth, k), np.nan)
+        size = sum(math.prod(shape) for _, shape in mine)
+        block, at = moved[at:at + size], at + size
+        finish = _MEASURED[name].finish or (lambda v: v)
+        if len({shape for _, shape in mine}) == 1:
+            out[[l for l, _ in mine]] = finish(block.reshape(len(mine), *mine[0][1]))
+            continue
+        for l, shape in mine:
+            out[l] = finish(block[:math.prod(shape)].reshape(shape))
+            block = block[math.prod(shape):]
+    return values
+
+
 class _Assembler:
     """Makes a step's record (`__call__`); keeps what is the same at every recorded step of a
     model: the layouts, and the buffers of the absolute values."""
@@ -209,13 +230,7 @@ class _Assembler:
                 measured[i] = norms.norm64(wanted[i], order)
         measured[layout.means] /= layout.counts[:, None]
         values = dict(zip(_NORMS, measured.reshape(len(_NORMS), depth, k), strict=True))
-        at = n2 + 2 * na
-        values.update({name: np.full((depth, k), np.nan) for name in _COMPUTED})
-        for name, l, p in partials:
-            value = moved[at:at + p.numel()].reshape(p.shape)
-            at += p.numel()
-            finish = _MEASURED[name].finish
-            values[name][l] = finish(value) if finish is not None else value
+        values.update(_finished(partials, moved[n2 + 2 * na:], depth, k))
         values["act_std"] = act_std(views, values["act_norm"] ** 2, values["act_mean"])
         record = np.empty((k, depth, len(COLUMNS)))
         record[:, :, -1] = np.nan
