@@ -7,10 +7,13 @@
 1. Recording cost: one MLP (depth 10, width 256, batch 128, SGD with momentum) trained by a
    hand-written PyTorch loop and by winit recording every 10 steps and every step, all at the
    same thread count. Targets: >= 0.95 and >= 0.85 of the plain loop's throughput.
-2. Contention: winit (train.threads: auto) and the plain loop (torch's default threads) alone,
+2. Step by step, each pair of steps alternating so the machine's drift cancels: winit's
+   unrecorded step against the plain loop's, what one record adds, and six members in one
+   batched step against six single-member steps (what batching can gain per step).
+3. Contention: winit (train.threads: auto) and the plain loop (torch's default threads) alone,
    beside 1 and beside 2 CPU-bound processes (`yes`, started here). Target: winit beside one
    >= 0.65 of winit alone.
-3. Sweeps: six init schemes batched (one stacked model) against six sequential runs, in GFLOP/s
+4. Sweeps: six init schemes batched (one stacked model) against six sequential runs, in GFLOP/s
    and against this machine's matmul peak (a 2048^3 product, same threads); `compare --jobs 2`
    against `--jobs 1` on the same sweep. Targets: >= 1.5x in every trial; never slower.
 
@@ -51,6 +54,7 @@ from torch import nn  # noqa: E402
 from winit_cli.app.experiment import load_splits  # noqa: E402
 from winit_cli.config import validate  # noqa: E402
 from winit_cli.training.loop import train  # noqa: E402
+from winit_cli.training.step import run_step, setup  # noqa: E402
 from winit_cli.training.threads import LoadMeter, threads_for, usable_cpus  # noqa: E402
 
 DEPTH, WIDTH, BATCH = 10, 256, 128
@@ -113,6 +117,12 @@ def seconds(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def timed(fn: Callable[..., object], *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
 def trials(contenders: dict[str, Callable[[], float]], repeats: int, label: str
            ) -> dict[str, list[float]]:
     """Each contender `repeats` times, alternating; prints one line per round."""
@@ -169,6 +179,67 @@ def recording(splits, steps: int, repeats: int) -> list[Row]:
                       t["plain loop"] / t["winit every 10"], 0.95, detail),
             ratio_row("winit recording every step / plain loop",
                       t["plain loop"] / t["winit every step"], 0.85, detail)]
+
+
+def _plain_stepper(splits) -> Callable[[int], None]:
+    """One step of `plain_loop`'s training, as a function of the step number."""
+    torch.manual_seed(0)
+    sizes = [784] + [WIDTH] * (DEPTH - 1) + [10]
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < DEPTH - 1 else [])
+    model = nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    order = torch.randperm(len(splits.x_train))
+
+    def step(s: int) -> None:
+        idx = order[(s % 400) * BATCH:(s % 400 + 1) * BATCH]
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(splits.x_train[idx]), splits.y_train[idx])
+        loss.backward()
+        opt.step()
+        loss.item()
+
+    return step
+
+
+def _winit_stepper(splits, schemes: tuple[str, ...]) -> Callable[[int, bool], None]:
+    """One winit training step of `schemes` as one group, recorded or not (no evaluation)."""
+    group = setup([config(10**6, 1, s, threads=torch.get_num_threads()) for s in schemes],
+                  splits, torch.device("cpu"))
+    group.plan.evaluates = lambda step: False
+    alive = [True] * len(schemes)
+
+    def step(s: int, recorded: bool) -> None:
+        group.plan.records = lambda _: recorded
+        run_step(group, s, alive)
+
+    return step
+
+
+def step_costs(splits, rounds: int) -> list[Row]:
+    """Where the time goes, step by step, each comparison paired in alternating steps so that
+    the machine's drift cancels: winit's unrecorded step against the plain loop's, what one
+    record adds, and six members batched in one step against six single-member steps."""
+    plain, single, six = (_plain_stepper(splits), _winit_stepper(splits, SCHEMES[:1]),
+                          _winit_stepper(splits, SCHEMES))
+    ratio, record, batched = [], [], []
+    for s in range(rounds):
+        p, u, r = timed(plain, s), timed(single, s, False), timed(single, s + 1, True)
+        ratio.append(p / u)
+        record.append((r - u, p))
+        if s % 5 == 0:  # a batched step costs six: fewer rounds of it
+            batched.append(6 * timed(single, s, False) / timed(six, s, False))
+    cost, step = statistics.median(r for r, _ in record), statistics.median(p for _, p in record)
+    detail = f"{torch.get_num_threads()} threads, median of {rounds} alternating steps"
+    return [ratio_row("winit step, not recorded / plain loop step (speed)",
+                      statistics.median(ratio), None, detail),
+            ratio_row("one record, in plain-loop steps (recorded minus unrecorded winit step)",
+                      cost / step, None, f"{cost * 1e3:.2f} ms; {detail}"),
+            ratio_row("6 members in one batched step / 6 single-member steps (speed)",
+                      statistics.median(batched), None,
+                      f"{len(batched)} pairs: what batching gains per step, setup and "
+                      "evaluation aside")]
 
 
 def contention(splits, steps: int, repeats: int) -> list[Row]:
@@ -309,15 +380,17 @@ def main() -> None:
     plain_loop(splits, 20)  # warm-up
     rows: list[Row] = []
     default = torch.get_num_threads()
-    print("1/4 recording cost", flush=True)
+    print("1/5 recording cost", flush=True)
     rows += recording(splits, steps, repeats)
+    print("2/5 step by step", flush=True)
+    rows += step_costs(splits, 2 * steps)
     torch.set_num_threads(default)
-    print("2/4 contention", flush=True)
-    rows += contention(splits, steps, max(2, repeats - 2))
-    print("3/4 sweeps: batched against sequential", flush=True)
+    print("3/5 contention", flush=True)
+    rows += contention(splits, steps, 2)
+    print("4/5 sweeps: batched against sequential", flush=True)
     rows += sweeps(splits, steps, max(2, repeats - 2))
     torch.set_num_threads(default)
-    print("4/4 sweeps: --jobs 2 against --jobs 1", flush=True)
+    print("5/5 sweeps: --jobs 2 against --jobs 1", flush=True)
     rows += jobs(steps, 2)
     context = (f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/bench_train.py` in "
                f"{time.perf_counter() - started:.0f} s: {usable_cpus()} CPUs, load average "

@@ -9,7 +9,9 @@ memory, not arithmetic, so reductions in the forward pass or in backward hooks, 
 tensor while it was in cache, were measured slower than batched calls afterwards.
 
 A plain `Trace` (gradients retained) gives the same record through `StepRecorder.of`: the same
-reductions of the same tensors, so the same bits.
+reductions of the same values, so the same bits with one member. With several, autograd hands
+the hook dL/dz in the stacked layout (members' features first), which `retain_grad` copies into
+another: the norm of dL/dz sums in another order, equal to float32 rounding.
 """
 
 from __future__ import annotations
