@@ -109,12 +109,17 @@ def test_backward_from_the_examples_equals_the_sum_of_the_members_means(members,
     assert torch.equal(accuracies, plain_accuracies)
 
 
+@pytest.mark.parametrize("members, shared", [(1, False), (2, False), (2, True)])
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-def test_an_in_place_activation_trains_as_the_plain_one(activation, monkeypatch):
-    """Protects the unrecorded step's in-place activation: the same logits and gradients as the
-    out-of-place one, for every activation (those without an in-place form fall back)."""
-    model = make_model(activation, 2)
-    x, y = batch(2)
+def test_an_in_place_activation_trains_as_the_plain_one(activation, members, shared,
+                                                        monkeypatch):
+    """Protects the unrecorded step's in-place activation: the same gradients as the
+    out-of-place one, for every activation (those without an in-place form fall back), alone,
+    stacked, and stacked on one shared batch (the first layer's GEMM shared)."""
+    model = make_model(activation, members)
+    x, y = batch(members)
+    if shared:
+        x, y = x[:1].expand_as(x), y[:1].expand_as(y)
     backward_plainly(model, x, y)
     in_place = grads(model)
     monkeypatch.setattr(model, "phi_in_place", ACTIVATIONS[activation])

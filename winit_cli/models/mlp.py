@@ -102,19 +102,25 @@ class StackedMLP(ParameterLayers, StackedModel):
                 z_t = torch.bmm(w, h_t)
             else:
                 z_t = torch.baddbmm(b.unsqueeze(2), w, h_t)
-            h = self._activate(l, z_t.transpose(1, 2), trace)
+            h = self._activate(l, z_t.transpose(1, 2), trace, z_t)
             h_t = h.transpose(1, 2)
         return h
 
-    def _activate(self, l: int, z: torch.Tensor, trace: Trace | None) -> torch.Tensor:
-        """Layer l's z -> h: the norm (hidden layers, with model.norm), phi, then dropout."""
+    def _activate(self, l: int, z: torch.Tensor, trace: Trace | None,
+                  z_t: torch.Tensor | None = None) -> torch.Tensor:
+        """Layer l's z -> h: the norm (hidden layers, with model.norm), phi, then dropout.
+        `z_t`: the stacked members' z as computed, [K, out, B], of which z is a transposed view."""
         if l == len(self.sizes) - 2:  # the logits
             return trace.record(z, None, self.members) if trace is not None else z
         norm = self.norm_layers[l] if self.norm_layers is not None else None
         if trace is not None:
             h = trace.record(z, self.phi, self.members, norm)
-        elif norm is None:
+        elif norm is not None:
+            h = self.phi(norm(z))
+        elif z_t is None:
             h = self.phi_in_place(z)  # z is read by nothing else
         else:
-            h = self.phi(norm(z))
+            # In place on z_t, not on its view z: on a view autograd would rewrite z_t's history
+            # (CopySlices), measured 15% slower for a step of six members at width 256.
+            h = self.phi_in_place(z_t).transpose(1, 2)
         return self.noise(h) if self.noise is not None and self.training else h
