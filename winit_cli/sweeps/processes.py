@@ -134,7 +134,8 @@ class ProcessExecutor:
         if not later:  # this is the last group: nothing a helper could take
             return
         seconds = predict_later(seconds_per_step, current, later)
-        left = f"the {len(later)} group(s) left would train here in ~{seconds:.1f} s"
+        took = f"~{seconds:.0f} s" if seconds >= 1 else "under a second"
+        left = f"the {len(later)} group(s) left would train here in {took}"
         if seconds > self.REPAY_SECONDS:
             helpers.start()
             self.on_note(f"--jobs {self.jobs}: starting {helpers.count} helper process(es): "
