@@ -217,19 +217,26 @@ def _winit_stepper(splits, schemes: tuple[str, ...]) -> Callable[[int, bool], No
     return step
 
 
+def _block(step: Callable[..., None], start: int, count: int, *args) -> float:
+    """Seconds per step over `count` consecutive steps."""
+    return timed(lambda: [step(s, *args) for s in range(start, start + count)]) / count
+
+
 def step_costs(splits, rounds: int) -> list[Row]:
-    """Where the time goes, step by step, each comparison paired in alternating steps so that
-    the machine's drift cancels: winit's unrecorded step against the plain loop's, what one
-    record adds, and six members batched in one step against six single-member steps."""
+    """Where the time goes, step by step: winit's unrecorded step against the plain loop's and
+    what one record adds, paired in alternating steps so that the machine's drift cancels; six
+    members batched in one step against six single-member steps, in alternating blocks of
+    consecutive steps (alternating single steps, each model would evict the other's weights
+    from the cache, which the six single steps of a sequential sweep do not)."""
     plain, single, six = (_plain_stepper(splits), _winit_stepper(splits, SCHEMES[:1]),
                           _winit_stepper(splits, SCHEMES))
-    ratio, record, batched = [], [], []
+    ratio, record = [], []
     for s in range(rounds):
         p, u, r = timed(plain, s), timed(single, s, False), timed(single, s + 1, True)
         ratio.append(p / u)
         record.append((r - u, p))
-        if s % 5 == 0:  # a batched step costs six: fewer rounds of it
-            batched.append(6 * timed(single, s, False) / timed(six, s, False))
+    blocks = [6 * _block(single, 40 * b, 30, False) / _block(six, 40 * b, 10, False)
+              for b in range(5)]
     cost, step = statistics.median(r for r, _ in record), statistics.median(p for _, p in record)
     detail = f"{torch.get_num_threads()} threads, median of {rounds} alternating steps"
     return [ratio_row("winit step, not recorded / plain loop step (speed)",
@@ -237,9 +244,9 @@ def step_costs(splits, rounds: int) -> list[Row]:
             ratio_row("one record, in plain-loop steps (recorded minus unrecorded winit step)",
                       cost / step, None, f"{cost * 1e3:.2f} ms; {detail}"),
             ratio_row("6 members in one batched step / 6 single-member steps (speed)",
-                      statistics.median(batched), None,
-                      f"{len(batched)} pairs: what batching gains per step, setup and "
-                      "evaluation aside")]
+                      statistics.median(blocks), None,
+                      f"median of {len(blocks)} alternating blocks (30 single steps, 10 "
+                      "batched): what batching gains per step, setup and evaluation aside")]
 
 
 def contention(splits, steps: int, repeats: int) -> list[Row]:
