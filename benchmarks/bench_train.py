@@ -75,6 +75,7 @@ def config(steps: int, every: int, scheme: str = "he_normal", threads: int | str
 
 def plain_loop(splits, steps: int) -> None:
     """The baseline: what a user would write by hand, with the same final evaluations."""
+    flush_subnormals()
     torch.manual_seed(0)
     sizes = [784] + [WIDTH] * (DEPTH - 1) + [10]
     layers: list[nn.Module] = []
@@ -102,6 +103,12 @@ def plain_loop(splits, steps: int) -> None:
     with torch.no_grad():
         for xs, ys in ((splits.x_val, splits.y_val), (splits.x_test, splits.y_test)):
             (model(xs).argmax(1) == ys).float().mean().item()
+
+
+def flush_subnormals() -> None:
+    """As winit does by default (train.flush_subnormals), for the baselines too. Set again before
+    each baseline: a winit run puts the process back to not flushing when it ends."""
+    torch.set_flush_denormal(True)
 
 
 def free_threads(window: float = 0.5) -> int:
@@ -230,6 +237,7 @@ def step_costs(splits, rounds: int) -> list[Row]:
     from the cache, which the six single steps of a sequential sweep do not)."""
     plain, single, six = (_plain_stepper(splits), _winit_stepper(splits, SCHEMES[:1]),
                           _winit_stepper(splits, SCHEMES))
+    flush_subnormals()  # the steppers step without train(), which would set it
     ratio, record = [], []
     for s in range(rounds):
         p, u, r = timed(plain, s), timed(single, s, False), timed(single, s + 1, True)
@@ -383,7 +391,6 @@ def main() -> None:
     print(f"bench_train: {usable_cpus()} usable CPUs, load average {load:.1f}, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads by default", flush=True)
     splits = load_splits(config(1, 1))
-    torch.set_flush_denormal(True)  # winit flushes by default; give the baselines the same
     plain_loop(splits, 20)  # warm-up
     rows: list[Row] = []
     default = torch.get_num_threads()
