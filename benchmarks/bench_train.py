@@ -235,15 +235,16 @@ def step_costs(splits, rounds: int) -> list[Row]:
     members batched in one step against six single-member steps, in alternating blocks of
     consecutive steps (alternating single steps, each model would evict the other's weights
     from the cache, which the six single steps of a sequential sweep do not)."""
-    plain, single, six = (_plain_stepper(splits), _winit_stepper(splits, SCHEMES[:1]),
-                          _winit_stepper(splits, SCHEMES))
+    # the plain loop's init (He normal), and each scheme of the batched six alone
+    plain, single = _plain_stepper(splits), _winit_stepper(splits, ("he_normal",))
+    alone, six = [_winit_stepper(splits, (s,)) for s in SCHEMES], _winit_stepper(splits, SCHEMES)
     flush_subnormals()  # the steppers step without train(), which would set it
     ratio, record = [], []
     for s in range(rounds):
         p, u, r = timed(plain, s), timed(single, s, False), timed(single, s + 1, True)
         ratio.append(p / u)
         record.append((r - u, p))
-    blocks = [6 * _block(single, 40 * b, 30, False) / _block(six, 40 * b, 10, False)
+    blocks = [sum(_block(one, 20 * b, 5, False) for one in alone) / _block(six, 20 * b, 10, False)
               for b in range(5)]
     cost, step = statistics.median(r for r, _ in record), statistics.median(p for _, p in record)
     detail = f"{torch.get_num_threads()} threads, median of {rounds} alternating steps"
@@ -253,8 +254,9 @@ def step_costs(splits, rounds: int) -> list[Row]:
                       cost / step, None, f"{cost * 1e3:.2f} ms; {detail}"),
             ratio_row("6 members in one batched step / 6 single-member steps (speed)",
                       statistics.median(blocks), None,
-                      f"median of {len(blocks)} alternating blocks (30 single steps, 10 "
-                      "batched): what batching gains per step, setup and evaluation aside")]
+                      f"median of {len(blocks)} alternating blocks (5 steps of each scheme "
+                      "alone, 10 batched): what batching gains per step, setup and evaluation "
+                      "aside")]
 
 
 def contention(splits, steps: int, repeats: int) -> list[Row]:
