@@ -45,12 +45,14 @@ def test_the_written_numbers_are_the_runs_numbers(tmp_path: Path, mnist_path: Pa
     assert (REPO / "README.md").read_bytes() == before
 
 
-def test_every_name_the_script_writes_has_markers_and_figures():
+def test_every_name_the_script_writes_has_markers_and_figures(monkeypatch):
     """Each NAME in the script's SWEEPS has one marker pair in the README, and every figure it
     copies is in docs/ and shown by the README (a name added without them would fail only
     after its sweep had run)."""
     import importlib.util
 
+    # the script imports its neighbours (report_browser) as run from scripts/ itself
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
     spec = importlib.util.spec_from_file_location("readme_results",
                                                   REPO / "scripts" / "readme_results.py")
     script = importlib.util.module_from_spec(spec)
