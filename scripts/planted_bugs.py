@@ -44,8 +44,7 @@ NORMS = "winit_cli/measure/norms.py"
 SCHEDULE = "winit_cli/training/schedule.py"
 PLANTS = [
     Plant("float64 recompute of norms outside float32's range removed", NORMS,
-          [("    if order == math.inf:\n        return np.zeros(",
-            "    if True:\n        return np.zeros(")],
+          [("    for i in rows[wrong.any(axis=1)]:", "    for i in rows[:0]:")],
           ["tests/test_probes_numerics.py"]),
     Plant("act_std's recompute from centred values removed", PROBES,
           [("        redo = np.flatnonzero(((means**2 > 10 * var) | out_of_band(std))"

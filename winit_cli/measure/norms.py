@@ -14,8 +14,6 @@ steps (`AbsStats` says why one).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -43,7 +41,7 @@ def to_host(tensors: list[torch.Tensor]) -> np.ndarray:
 
 def l2_norms(tensors: list[torch.Tensor], members: int) -> torch.Tensor:
     """Each member's 2-norm of each tensor ([K, ...]), [len(tensors) * K] tensor-major, on the
-    device, in one `_foreach_norm` call. Not checked against SAFE_BAND: see `redo_out_of_band`."""
+    device, in one `_foreach_norm` call. Not checked against SAFE_BAND: see `redo_in_float64`."""
     if not tensors:
         return torch.empty(0)
     # With one member, the whole tensor is the member: no per-member slices to make.
@@ -87,13 +85,16 @@ class AbsStats:
         return self._buffer
 
 
-def may_be_wrong(values: np.ndarray, order: float) -> np.ndarray:
-    """Which rows of float32 norms of `order` ([N, K]) to recompute in float64: a 2-norm's
-    squares under- and overflow, a sum of |x| only overflows, a largest |x| is exact."""
-    if order == math.inf:
-        return np.zeros(len(values), dtype=bool)
+def redo_in_float64(values: np.ndarray, tensors: list[torch.Tensor | None], rows,
+                    order: float) -> None:
+    """Recompute in float64, in place, those of `rows` of values ([N, K], norms of `order` of
+    `tensors`) that float32 may have got wrong: a 2-norm's squares under- and overflow, a sum of
+    |x| (order 1) only overflows. A largest |x| is exact: never pass those."""
+    rows = np.asarray(rows, dtype=int)
     with np.errstate(invalid="ignore"):
-        return (out_of_band(values) if order == 2 else ~np.isfinite(values)).any(axis=1)
+        wrong = out_of_band(values[rows]) if order == 2 else ~np.isfinite(values[rows])
+    for i in rows[wrong.any(axis=1)]:
+        values[i] = norm64(tensors[i], order)
 
 
 def member_norms(tensors: list[torch.Tensor | None]) -> np.ndarray:
@@ -104,7 +105,5 @@ def member_norms(tensors: list[torch.Tensor | None]) -> np.ndarray:
     norms = np.full((len(tensors), members), np.nan)
     rows = [i for i, t in enumerate(tensors) if t is not None]
     norms[rows] = to_host([l2_norms(present, members)]).reshape(-1, members)
-    for i in np.flatnonzero(may_be_wrong(norms, 2)):
-        if tensors[i] is not None:
-            norms[i] = norm64(tensors[i])
+    redo_in_float64(norms, tensors, rows, 2)
     return norms

@@ -225,9 +225,8 @@ class _Assembler:
         measured[layout.l2] = moved[:n2].reshape(-1, k)
         measured[layout.l1] = moved[n2:n2 + na].reshape(-1, k)[layout.l1_slots]
         measured[layout.largest] = moved[n2 + na:n2 + 2 * na].reshape(-1, k)[layout.largest_slots]
-        for rows, order in ((layout.l2, 2), (layout.l1, 1)):
-            for i in np.asarray(rows)[norms.may_be_wrong(measured[rows], order)]:
-                measured[i] = norms.norm64(wanted[i], order)
+        norms.redo_in_float64(measured, wanted, layout.l2, 2)
+        norms.redo_in_float64(measured, wanted, layout.l1, 1)
         measured[layout.means] /= layout.counts[:, None]
         values = dict(zip(_NORMS, measured.reshape(len(_NORMS), depth, k), strict=True))
         values.update(_finished(partials, moved[n2 + 2 * na:], depth, k))
