@@ -73,33 +73,41 @@ def config(steps: int, every: int, scheme: str = "he_normal", threads: int | str
     })
 
 
-def plain_loop(splits, steps: int) -> None:
-    """The baseline: what a user would write by hand, with the same final evaluations."""
-    flush_subnormals()
+def _plain_model() -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The baseline's network and optimizer, as a user would write them by hand."""
     torch.manual_seed(0)
     sizes = [784] + [WIDTH] * (DEPTH - 1) + [10]
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < DEPTH - 1:
-            layers.append(nn.ReLU())
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < DEPTH - 1 else [])
     model = nn.Sequential(*layers)
     for m in model:
         if isinstance(m, nn.Linear):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             nn.init.zeros_(m.bias)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+
+def _plain_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
+                y: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    loss.item()
+
+
+def plain_loop(splits, steps: int) -> None:
+    """The baseline: what a user would write by hand, with the same final evaluations."""
+    flush_subnormals()
+    model, opt = _plain_model()
     x, y = splits.x_train, splits.y_train
     per_epoch = (len(x) + BATCH - 1) // BATCH
     for step in range(steps):
         if step % per_epoch == 0:
             order = torch.randperm(len(x))
         idx = order[(step % per_epoch) * BATCH:(step % per_epoch + 1) * BATCH]
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x[idx]), y[idx])
-        loss.backward()
-        opt.step()
-        loss.item()
+        _plain_step(model, opt, x[idx], y[idx])
     with torch.no_grad():
         for xs, ys in ((splits.x_val, splits.y_val), (splits.x_test, splits.y_test)):
             (model(xs).argmax(1) == ys).float().mean().item()
@@ -116,12 +124,6 @@ def free_threads(window: float = 0.5) -> int:
     meter = LoadMeter()
     time.sleep(window)
     return threads_for(meter.free(), usable_cpus())
-
-
-def seconds(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def timed(fn: Callable[..., object], *args) -> float:
@@ -175,9 +177,9 @@ def recording(splits, steps: int, repeats: int) -> list[Row]:
     torch.set_num_threads(threads)
 
     def winit(every: int) -> float:
-        return seconds(lambda: train([config(steps, every, threads=threads)], splits))
+        return timed(lambda: train([config(steps, every, threads=threads)], splits))
 
-    times = trials({"plain loop": lambda: seconds(lambda: plain_loop(splits, steps)),
+    times = trials({"plain loop": lambda: timed(lambda: plain_loop(splits, steps)),
                     "winit every 10": lambda: winit(10),
                     "winit every step": lambda: winit(1)}, repeats, "recording")
     t = {name: statistics.median(v) for name, v in times.items()}
@@ -190,22 +192,12 @@ def recording(splits, steps: int, repeats: int) -> list[Row]:
 
 def _plain_stepper(splits) -> Callable[[int], None]:
     """One step of `plain_loop`'s training, as a function of the step number."""
-    torch.manual_seed(0)
-    sizes = [784] + [WIDTH] * (DEPTH - 1) + [10]
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < DEPTH - 1 else [])
-    model = nn.Sequential(*layers)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model, opt = _plain_model()
     order = torch.randperm(len(splits.x_train))
 
     def step(s: int) -> None:
         idx = order[(s % 400) * BATCH:(s % 400 + 1) * BATCH]
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(splits.x_train[idx]), splits.y_train[idx])
-        loss.backward()
-        opt.step()
-        loss.item()
+        _plain_step(model, opt, splits.x_train[idx], splits.y_train[idx])
 
     return step
 
@@ -270,7 +262,7 @@ def contention(splits, steps: int, repeats: int) -> list[Row]:
                 times.setdefault(("winit", hogs), []).append(time.perf_counter() - start)
                 chosen[hogs].append(log.threads["threads"])
                 times.setdefault(("plain", hogs), []).append(
-                    seconds(lambda: plain_loop(splits, steps)))
+                    timed(lambda: plain_loop(splits, steps)))
             print(f"  [contention {r + 1}/{repeats}, {hogs} hog(s)] winit "
                   f"{times['winit', hogs][-1]:.2f} s ({chosen[hogs][-1]} threads), plain loop "
                   f"{times['plain', hogs][-1]:.2f} s", flush=True)
@@ -295,7 +287,7 @@ def matmul_gflops(threads: int, n: int = 2048) -> float:
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
-    best = min(seconds(lambda: a @ b) for _ in range(5))
+    best = min(timed(lambda: a @ b) for _ in range(5))
     torch.set_num_threads(previous)
     return 2 * n**3 / best / 1e9
 
@@ -313,8 +305,8 @@ def sweeps(splits, steps: int, repeats: int) -> list[Row]:
     threads = free_threads()  # batched, sequential and the matmul peak alike
     torch.set_num_threads(threads)
     configs = [config(steps, 10, scheme, threads) for scheme in SCHEMES]
-    times = trials({"6 sequential": lambda: seconds(lambda: [train([c], splits) for c in configs]),
-                    "6 batched": lambda: seconds(lambda: train(configs, splits))},
+    times = trials({"6 sequential": lambda: timed(lambda: [train([c], splits) for c in configs]),
+                    "6 batched": lambda: timed(lambda: train(configs, splits))},
                    repeats, "sweep")
     gains = [s / b for s, b in zip(times["6 sequential"], times["6 batched"], strict=True)]
     peak = matmul_gflops(threads)
@@ -344,7 +336,7 @@ def sweep_seconds(steps: int, jobs: int, grid: dict) -> float:
         base["output_dir"] = root
         spec = specs.SweepSpec(f"bench-jobs{jobs}", base, grid, [0])
         executor = executors.make_executor("local", executors.ExecutorOptions(jobs=jobs))
-        return seconds(lambda: comparison.run_sweep(planning.plan(spec), spec, executor))
+        return timed(lambda: comparison.run_sweep(planning.plan(spec), spec, executor))
 
 
 def jobs(steps: int, repeats: int) -> list[Row]:
