@@ -67,7 +67,7 @@ PLANTS = [
             "    return\n"
             "    fd, tmp = tempfile.mkstemp(")], ["tests/test_atomic_writes.py"]),
     Plant("LSUV's theory from the formula variance, not the measured one",
-          "winit_cli/measure/predict.py",
+          "winit_cli/diagnosis/predict.py",
           [("    if scheme.data_dependent:\n        w = (step0",
             "    if False:\n        w = (step0")], ["tests/test_predict_lsuv.py"]),
     Plant("train-metrics window never reset", LOOP,

@@ -470,8 +470,8 @@ def _val_at(s: Sweep, rows: pd.DataFrame, step: int) -> str:
 
 
 def spectra(s: Sweep) -> str:
-    from winit_cli.measure.spectra_theory import predicted_spectrum
-    from winit_cli.measure.theory import critical_sigma_w2
+    from winit_cli.theory import critical_sigma_w2
+    from winit_cli.theory.spectra import predicted_spectrum
 
     _spectra_figure(s, SPECTRA)
     parts = []

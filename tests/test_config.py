@@ -276,7 +276,7 @@ def test_every_layer_of_the_stack_knows_the_same_activations():
     from typing import get_args
 
     from winit_cli.config import Activation
-    from winit_cli.measure.theory import ACTIVATIONS as THEORY
     from winit_cli.models import ACTIVATIONS
+    from winit_cli.theory import ACTIVATIONS as THEORY
 
     assert set(get_args(Activation)) == set(ACTIVATIONS) == set(THEORY)

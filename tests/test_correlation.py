@@ -1,25 +1,24 @@
-"""Tests for the correlation map and xi_c in winit_cli.measure.theory (Schoenholz et al. 2017)."""
+"""Tests for the correlation map and xi_c in winit_cli.theory (Schoenholz et al. 2017)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from winit_cli.measure.theory import (
+from winit_cli.theory import (
     critical_sigma_w2,
     derivative_second_moment,
     fixed_point_q,
     gauss_expect,
 )
-from winit_cli.measure.theory_chaos import (
+from winit_cli.theory.correlation import (
     correlation_depth_scale,
     correlation_fixed_point,
     correlation_map,
     critical_line,
-    gauss_expect_2d,
 )
-from winit_cli.measure.theory_correlation import bivariate_expect
-from winit_cli.measure.theory_layernorm_dropout import dropout_theory
+from winit_cli.theory.gaussian import bivariate_expect
+from winit_cli.theory.layernorm_dropout import dropout_theory
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -67,17 +66,17 @@ def test_2d_expectation_matches_closed_forms(q, c):
     """Kinks and jumps on both rays (ReLU, step), smooth and spiky (erf') integrands, c = +-1."""
     for f, g, exact in _closed_forms(q, c):
         scale = max(abs(exact), q * 1e-3, 1e-3)  # values that vanish (c = -1) read absolutely
-        assert abs(gauss_expect_2d(f, g, q, c) - exact) <= 1e-12 * scale
+        assert abs(bivariate_expect(f, g, q, c) - exact) <= 1e-12 * scale
 
 
 @pytest.mark.parametrize("phi", [np.tanh, _relu, _erf_grad])
 def test_2d_expectation_reduces_to_1d_at_c_0_and_1(phi):
     """c = 1: E[f(u) g(u)]; c = 0: E[f] E[g], each by theory's 1-D quadrature."""
     for q in [0.01, 1.0, 7.0]:
-        assert gauss_expect_2d(phi, phi, q, 1.0) == pytest.approx(
+        assert bivariate_expect(phi, phi, q, 1.0) == pytest.approx(
             gauss_expect(lambda x: phi(x) ** 2, q), rel=1e-12
         )
-        assert gauss_expect_2d(phi, phi, q, 0.0) == pytest.approx(
+        assert bivariate_expect(phi, phi, q, 0.0) == pytest.approx(
             gauss_expect(phi, q) ** 2, rel=1e-12, abs=1e-15
         )
 
@@ -92,14 +91,14 @@ def test_2d_expectation_matches_monte_carlo_for_tanh():
     for f in [np.tanh, lambda x: 1 - np.tanh(x) ** 2]:
         samples = f(u1) * f(u2)
         error = 5 * samples.std() / math.sqrt(n)
-        assert abs(gauss_expect_2d(f, f, q, c) - samples.mean()) < error
+        assert abs(bivariate_expect(f, f, q, c) - samples.mean()) < error
 
 
 def test_2d_expectation_rejects_bad_arguments():
     with pytest.raises(ValueError, match="0 < q < inf"):
-        gauss_expect_2d(np.tanh, np.tanh, 0.0, 0.5)
+        bivariate_expect(np.tanh, np.tanh, 0.0, 0.5)
     with pytest.raises(ValueError, match="-1 <= c <= 1"):
-        gauss_expect_2d(np.tanh, np.tanh, 1.0, 1.5)
+        bivariate_expect(np.tanh, np.tanh, 1.0, 1.5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,16 +218,9 @@ def test_critical_line():
     assert np.isnan(critical_line("gelu", [0.0])).all()
 
 
-def test_agrees_with_the_family_theory_modules():
-    """Cross-check with the independent code of theory_correlation (tanh-sinh angles, a ln r grid
-    cut at e^-11: ~2e-10) and with dropout's xi_c as keep -> 1 (which differs by O(1 - keep))."""
-
-    def slope(x):
-        return 1 - np.tanh(x) ** 2
-
-    for q, c in [(0.1, -0.5), (1.0, 0.99), (10.0, 0.3)]:
-        ours = gauss_expect_2d(slope, slope, q, c)
-        assert ours == pytest.approx(bivariate_expect(slope, slope, q, c), rel=1e-9)
+def test_dropout_tends_to_the_plain_net_as_keep_tends_to_one():
+    """Dropout's c* and xi_c (layernorm_dropout.py) approach the plain net's as keep -> 1 (they
+    differ by O(1 - keep)): the same correlation map evaluated at another variance."""
     for sigma_w2, sigma_b2 in [(3.0, 0.05), (1.2, 0.05)]:  # chaotic, ordered
         ours = correlation_fixed_point("tanh", sigma_w2, sigma_b2)
         dropout = dropout_theory("tanh", sigma_w2, sigma_b2, keep=1 - 1e-6)

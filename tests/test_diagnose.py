@@ -12,7 +12,7 @@ import pytest
 from winit_cli.app.experiment import SPLIT_SEED, layers_frame, run_group, verdict_of
 from winit_cli.config import load_config
 from winit_cli.datasets import make_splits
-from winit_cli.measure.diagnose import (
+from winit_cli.diagnosis.verdict import (
     Verdict,
     diagnose,
     log10_ratios,

@@ -1,5 +1,5 @@
 """Theory beside measurement at step 0, on real MNIST, for every model family that has a theory
-(measure/predict_families.py), and "no prediction" with a reason for those that have none.
+(diagnosis/predict_families.py), and "no prediction" with a reason for those that have none.
 
 Width 512, one step. Per-layer tolerances are on log10 ||dL/dz_l|| / ||dL/dz_L|| (decades) and
 were set from what one seed measures (in brackets): a single net of width 512 wanders around the
@@ -18,9 +18,9 @@ import pytest
 from winit_cli.app.experiment import input_second_moment, layers_frame
 from winit_cli.config import validate
 from winit_cli.datasets import make_splits
-from winit_cli.measure.predict import predict_run
-from winit_cli.measure.predict_families import explain
-from winit_cli.measure.theory import predict as plain_predict
+from winit_cli.diagnosis.predict import predict_run
+from winit_cli.diagnosis.predict_families import explain
+from winit_cli.theory import predict as plain_predict
 from winit_cli.training.loop import train
 
 

@@ -11,7 +11,7 @@ from winit_cli.measure.jacobian import (
     exact_jacobians,
     jacobian_spectrum,
 )
-from winit_cli.measure.theory import ACTIVATIONS, critical_sigma_w2, predict
+from winit_cli.theory import ACTIVATIONS, critical_sigma_w2, predict
 
 
 def _random_net(sizes, sigma_w2, sigma_b2, inputs, seed=0, orthogonal=False):

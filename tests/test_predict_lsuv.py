@@ -20,7 +20,7 @@ def splits(mnist_raw):
 
 
 def test_lsuv_theory_uses_the_measured_weight_variance(splits, tmp_path):
-    """Protects measure/predict.layer_variances for data-dependent schemes: each predicted chi
+    """Protects diagnosis/predict.layer_variances for data-dependent schemes: each predicted chi
     of a ReLU net is sigma_w2 / 2 of the layer above, with sigma_w2 = fan_in Var(W) read off the
     calibrated weights (built here a second time), and q_1 = sigma_w2_1 E[x^2]."""
     config = validate({"model": {"depth": 5, "width": 64, "activation": "relu"},

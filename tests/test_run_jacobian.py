@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
+from winit_cli import theory
 from winit_cli.app.experiment import run_group
 from winit_cli.config import validate
 from winit_cli.datasets import make_splits
 from winit_cli.inits import initialize
-from winit_cli.measure import theory
 from winit_cli.models import build_model
 
 WIDTH, DEPTH, INPUTS = 256, 10, 16

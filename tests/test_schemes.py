@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
+from winit_cli import theory
 from winit_cli.app.experiment import load_splits
 from winit_cli.cli import app
 from winit_cli.config import load_config
+from winit_cli.diagnosis.predict import scheme_mean_field
 from winit_cli.errors import ConfigError
 from winit_cli.inits import COMMON_PARAMS, SCHEMES, calibrate_member, check_scheme, initialize
 from winit_cli.inits.scaling import TRUNCATION_STD
-from winit_cli.measure import theory
-from winit_cli.measure.predict import mean_field
 from winit_cli.models import Trace
 from winit_cli.models.mlp import StackedMLP
 
@@ -234,22 +234,23 @@ def test_critical_gives_chi_one_at_the_fixed_point(activation, sigma_b2):
     chi = sigma_w2 * theory.derivative_second_moment(activation, q_star)
     assert chi == pytest.approx(1.0, abs=1e-3)
     # What `winit schemes` shows is the same number.
-    assert mean_field(scheme, activation, 512, {"sigma_b2": sigma_b2}).chi == pytest.approx(chi)
+    found = scheme_mean_field(scheme, activation, 512, {"sigma_b2": sigma_b2})
+    assert found.chi == pytest.approx(chi)
     if activation == "tanh" and sigma_b2 > 0:
         assert sigma_w2 > 1.5  # bias pushes the edge of chaos out (Schoenholz et al., Fig. 1)
 
 
 def test_mean_field_summary_for_the_table():
-    he = mean_field(SCHEMES["he_normal"], "relu", 512)
+    he = scheme_mean_field(SCHEMES["he_normal"], "relu", 512)
     assert (he.sigma_w2, he.chi) == pytest.approx((2.0, 1.0))
-    small = mean_field(SCHEMES["normal"], "relu", 512)
+    small = scheme_mean_field(SCHEMES["normal"], "relu", 512)
     assert (small.sigma_w2, small.chi) == pytest.approx((512 * 1e-4, 256 * 1e-4))
-    assert mean_field(SCHEMES["orthogonal"], "relu", 512).sigma_w2 == pytest.approx(2.0)
-    assert mean_field(SCHEMES["lsuv"], "relu", 512).chi is None
-    assert mean_field(SCHEMES["mean1_normal"], "relu", 512).chi is None
-    assert mean_field(SCHEMES["constant"], "relu", 512).chi is None
-    assert mean_field(SCHEMES["zeros"], "tanh", 512).chi == 0.0
-    assert mean_field(SCHEMES["critical"], "gelu", 512).note == "no edge of chaos"
+    assert scheme_mean_field(SCHEMES["orthogonal"], "relu", 512).sigma_w2 == pytest.approx(2.0)
+    assert scheme_mean_field(SCHEMES["lsuv"], "relu", 512).chi is None
+    assert scheme_mean_field(SCHEMES["mean1_normal"], "relu", 512).chi is None
+    assert scheme_mean_field(SCHEMES["constant"], "relu", 512).chi is None
+    assert scheme_mean_field(SCHEMES["zeros"], "tanh", 512).chi == 0.0
+    assert scheme_mean_field(SCHEMES["critical"], "gelu", 512).note == "no edge of chaos"
 
 
 # --- LSUV on real MNIST ------------------------------------------------------------------------

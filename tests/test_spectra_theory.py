@@ -1,4 +1,4 @@
-"""Tests for winit_cli.measure.spectra_theory: free-probability Jacobian spectra vs samples."""
+"""Tests for winit_cli.theory.spectra: free-probability Jacobian spectra vs samples."""
 
 import math
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from winit_cli.measure.jacobian import jacobian_spectrum
-from winit_cli.measure.spectra_theory import predicted_moments, predicted_spectrum
-from winit_cli.measure.theory import activation_functions, critical_sigma_w2, fixed_point_q
+from winit_cli.theory import activation_functions, critical_sigma_w2, fixed_point_q
+from winit_cli.theory.spectra import predicted_moments, predicted_spectrum
 
 
 def _fuss_catalan(k, phi):

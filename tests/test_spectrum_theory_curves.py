@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from winit_cli.app.spectrum_theory import predicted_curve, report_curves
-from winit_cli.measure.spectra_theory import predicted_spectrum
-from winit_cli.measure.theory import critical_sigma_w2
+from winit_cli.theory import critical_sigma_w2
+from winit_cli.theory.spectra import predicted_spectrum
 from winit_cli.views.spectrum_plot import SpectrumLine, spectrum_density
 
 

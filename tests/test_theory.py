@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from winit_cli.measure.theory import (
+from winit_cli.theory import (
     ACTIVATIONS,
     critical_sigma_w2,
     depth_scale,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from winit_cli.datasets import make_splits
-from winit_cli.measure.theory_batchnorm import (
+from winit_cli.theory.batchnorm import (
     _monte_carlo_rate,
     bn_gradient_rate,
     large_batch_rate,

@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from winit_cli.datasets import make_splits
-from winit_cli.measure.theory import gauss_expect
-from winit_cli.measure.theory_correlation import bivariate_expect, correlation_fixed_point
-from winit_cli.measure.theory_layernorm_dropout import (
+from winit_cli.theory import derivative_second_moment, fixed_point_q, gauss_expect
+from winit_cli.theory.correlation import stable_correlation
+from winit_cli.theory.gaussian import bivariate_expect
+from winit_cli.theory.layernorm_dropout import (
     dropout_theory,
     layernorm_theory,
     predict_dropout,
@@ -85,8 +86,9 @@ def test_bivariate_quadrature_reduces_to_one_dimension(q):
         gauss_expect(sigmoid, q) * gauss_expect(dtanh, q), rel=1e-8)
 
 
-def test_correlation_fixed_point_against_iteration():
-    """Bisection agrees with plain iteration of a ReLU dropout map from c = 1 (keep 0.8)."""
+def test_stable_correlation_against_iteration():
+    """The root finder agrees with plain iteration of a ReLU dropout map from c = 1 (keep 0.8),
+    and of a chaotic tanh net's map, where c = 1 is fixed but repels."""
     def cmap(c):
         t = math.acos(min(1.0, c))
         return 0.8 * (math.sin(t) + (math.pi - t) * c) / math.pi
@@ -94,7 +96,20 @@ def test_correlation_fixed_point_against_iteration():
     c = 1.0
     for _ in range(2000):
         c = cmap(c)
-    assert correlation_fixed_point(cmap) == pytest.approx(c, abs=1e-9)
+    assert stable_correlation(cmap, slope_at_one=0.8) == pytest.approx(c, abs=1e-9)
+
+    q_star = fixed_point_q("tanh", 3.0, 0.05)
+    tanh = np.tanh
+
+    def chaotic(c):
+        return min(1.0, (3.0 * bivariate_expect(tanh, tanh, q_star, c) + 0.05) / q_star)
+
+    c = 0.999
+    for _ in range(300):
+        c = chaotic(c)
+    chi_1 = 3.0 * derivative_second_moment("tanh", q_star)
+    assert chi_1 > 1
+    assert stable_correlation(chaotic, slope_at_one=chi_1) == pytest.approx(c, abs=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------

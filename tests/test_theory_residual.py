@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from winit_cli.datasets import make_splits
-from winit_cli.measure.theory import ACTIVATIONS, gauss_expect
-from winit_cli.measure.theory_residual import predict_resmlp, residual_block
+from winit_cli.theory import ACTIVATIONS, gauss_expect
+from winit_cli.theory.residual import predict_resmlp, residual_block
 
 WIDTH = 512
 PHI = {"relu": torch.relu, "tanh": torch.tanh, "linear": lambda t: t}

@@ -22,15 +22,15 @@ from winit_cli.app.events import LiveEvents, write_events
 from winit_cli.config import Config
 from winit_cli.datasets import ProgressFn as DownloadProgress
 from winit_cli.datasets import Splits, load_dataset, make_splits
-from winit_cli.measure.diagnose import (
+from winit_cli.diagnosis.predict import predict_run
+from winit_cli.diagnosis.predict_families import explain
+from winit_cli.diagnosis.verdict import (
     Verdict,
     diagnose,
     measured_first_to_last_hidden,
     zero_gradient_layers,
 )
 from winit_cli.measure.histograms import histogram_frame
-from winit_cli.measure.predict import predict_run
-from winit_cli.measure.predict_families import explain
 from winit_cli.records.files import finite, finite_values
 from winit_cli.records.schema import (
     Environment,

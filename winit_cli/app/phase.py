@@ -4,7 +4,7 @@
 A sweep of the `mean_field` scheme over sigma_w2 x depth, planned, resumed, batched and run by
 the same machinery as `winit compare` (sweeps/, app/compare.py). Then, per cell, accuracy and
 loss after N steps (mean over seeds), and per sigma_w2 the theory: chi_1 (ordered < 1 <
-chaotic) and the correlation depth scale xi_c (measure/theory_chaos.py). The theory says a net
+chaotic) and the correlation depth scale xi_c (theory/correlation.py). The theory says a net
 trains when depth <= c xi_c (c ~ 6); `agreement` counts the cells where that matches what was
 measured (trained: accuracy above a threshold, 2x chance by default).
 """
@@ -23,12 +23,12 @@ import pandas as pd
 from winit_cli.app.compare import Comparison, compare
 from winit_cli.config import apply_override
 from winit_cli.errors import ConfigError
-from winit_cli.measure.theory import critical_sigma_w2
-from winit_cli.measure.theory_chaos import correlation_fixed_point
 from winit_cli.records.files import write_csv
 from winit_cli.sweeps.executors import ExecutorOptions, ProgressFn
 from winit_cli.sweeps.plan import SweepPlan, plan
 from winit_cli.sweeps.spec import SweepSpec
+from winit_cli.theory import critical_sigma_w2
+from winit_cli.theory.correlation import correlation_fixed_point
 from winit_cli.views.phase_plot import PhaseTheory, phase_diagram
 from winit_cli.views.plots import save
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import get_args
 
 from winit_cli.config import Activation
+from winit_cli.diagnosis.predict import scheme_mean_field
 from winit_cli.errors import ConfigError
 from winit_cli.inits import SCHEMES, Scheme, activation_gain, get_scheme
 from winit_cli.inits.aliases import aliases_of
-from winit_cli.measure.predict import mean_field
-from winit_cli.measure.theory import depth_scale
+from winit_cli.theory import depth_scale
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def _params(scheme: Scheme, activation: str) -> str:
 
 
 def scheme_row(scheme: Scheme, activation: str, width: int) -> SchemeRow:
-    mf = mean_field(scheme, activation, width)
+    mf = scheme_mean_field(scheme, activation, width)
     xi = depth_scale(mf.chi) if mf.chi is not None else None
     return SchemeRow(scheme.name, scheme.summary, scheme.doc, scheme.formula,
                      _params(scheme, activation), ", ".join(scheme.not_taken) or "-",

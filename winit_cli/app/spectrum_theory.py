@@ -1,7 +1,7 @@
 """The free-probability prediction beside each measured Jacobian spectrum in a report.
 
 A run's config says what its weights were drawn from; where that is a family the theory covers
-(measure/spectra_theory.py: i.i.d. Gaussian or scaled orthogonal weights, one width throughout,
+(theory/spectra.py: i.i.d. Gaussian or scaled orthogonal weights, one width throughout,
 biases i.i.d. Gaussian), the predicted density of ln s for its k = depth - 2 weight matrices is
 computed here, at the length map's fixed point q*, from the config alone. Elsewhere there is no
 curve: the report says "no prediction" by drawing none rather than one outside the theory.
@@ -16,7 +16,7 @@ import numpy as np
 
 from winit_cli.errors import WinitError
 from winit_cli.inits.registry import get_scheme
-from winit_cli.measure.spectra_theory import predicted_spectrum
+from winit_cli.theory.spectra import predicted_spectrum
 
 # Schemes whose hidden weights are i.i.d. zero-mean Gaussian, or (semi-)orthogonal, with a
 # variance the registry gives. Uniform and truncated draws are left out: at infinite width they

@@ -3,7 +3,7 @@
 Each fills every Linear layer like He normal (`fill`), then acts per layer role
 (`layer_scale`: input, branch_inner, branch_out, output; see models/resmlp.py) and on the branch
 multipliers alpha (`branch_init`); `apply.initialize` applies both, and the theory
-(measure/predict_families.py) reads the same two functions, so what is drawn and what is
+(diagnosis/predict_families.py) reads the same two functions, so what is drawn and what is
 predicted cannot drift apart. With B blocks of k Linear layers each, h_b = h_{b-1} + alpha F_b:
 a block's backward factor is 1 + alpha^2 chi_branch (theory_residual.py), which He init with
 alpha = 1 makes 2 per block for ReLU: 10^14.7 in mean square over 49 blocks. Each scheme here

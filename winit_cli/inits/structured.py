@@ -14,10 +14,10 @@ import math
 
 import torch
 
+from winit_cli import theory
 from winit_cli.errors import ConfigError
 from winit_cli.inits.common import fill_bias
 from winit_cli.inits.registry import activation_gain, register
-from winit_cli.measure import theory
 from winit_cli.models.base import StackedModel, Trace
 
 

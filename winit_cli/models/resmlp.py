@@ -1,6 +1,6 @@
 """`model.kind: resmlp`: a residual MLP of pre-activation blocks, K stacked members.
 
-The block is the one measure/theory_residual.py predicts (He, Zhang, Ren & Sun 2016, "Identity
+The block is the one theory/residual.py predicts (He, Zhang, Ren & Sun 2016, "Identity
 Mappings in Deep Residual Networks"), with a branch of k = `model.branch_layers` (1 or 2) Linear
 layers and a branch multiplier alpha (`model.branch_scale`, one per block and member, trained
 when `model.learnable_scale`):

@@ -41,7 +41,7 @@ class _Block(BaseModel):
 
 
 class VerdictRecord(_Block):
-    """measure.diagnose.Verdict, plus the step-0 gradient summary the views show."""
+    """diagnosis.verdict.Verdict, plus the step-0 gradient summary the views show."""
 
     verdict: str  # healthy | vanishing | exploding | diverged
     layer: int | None = None

@@ -30,7 +30,7 @@ How it behaves:
 - `tensorboard=True` writes TensorBoard event files into the run folder as it trains (the tag
   layout: records/tensorboard.py).
 
-The verdict is the CLI's (measure/diagnose.py) on the Linear and Conv layers' dL/dz. With
+The verdict is the CLI's (diagnosis/verdict.py) on the Linear and Conv layers' dL/dz. With
 `scheme` (a name from `winit schemes`, `scheme_params` its parameters) and a model that is an MLP
 of Linear layers with one known activation between them (watcher/structure.py), summary.json
 holds the mean-field prediction beside step 0, from `input_second_moment` (mean of x^2 over the

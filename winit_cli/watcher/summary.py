@@ -1,5 +1,5 @@
 """A watched run's records: layers.csv as a frame, the verdict, and the theory beside step 0,
-computed exactly as for a CLI run (measure/diagnose.py, measure/predict.py)."""
+computed exactly as for a CLI run (diagnosis/verdict.py, diagnosis/predict.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 
 from winit_cli.app.experiment import verdict_record
 from winit_cli.config import Config, InitConfig, ModelConfig
+from winit_cli.diagnosis.predict import PREDICTED, predict_run
+from winit_cli.diagnosis.verdict import Verdict, diagnose
 from winit_cli.errors import ConfigError
 from winit_cli.inits import check_scheme
-from winit_cli.measure.diagnose import Verdict, diagnose
-from winit_cli.measure.predict import PREDICTED, predict_run
 from winit_cli.measure.probes import COLUMNS
 from winit_cli.records.files import finite_values
 from winit_cli.records.schema import TheoryRecord, VerdictRecord

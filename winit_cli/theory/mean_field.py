@@ -39,20 +39,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from winit_cli.measure.gaussian import (  # noqa: F401  theory's public vocabulary
-    ACTIVATIONS,
-    SELU_ALPHA,
-    SELU_SCALE,
-    ArrayFn,
-    _Activation,
-    _derivative_second_moment,
-    _get,
-    _second_moment,
-    activation_functions,
-    derivative_second_moment,
-    gauss_expect,
-    second_moment,
-)
+from winit_cli.theory.activations import Activation, get_activation
+from winit_cli.theory.roots import root
 
 # ---------------------------------------------------------------------------------------------
 # Fixed point, criticality, depth scale
@@ -61,9 +49,10 @@ _Q_DIVERGED = 1e30  # a length map still rising past this diverges: q* = inf (ch
 _Q_ZERO = 1e-300  # a length map falling below this is reported as q* = 0
 
 
-def _fixed_point(
-    act: _Activation, sigma_w2: float, sigma_b2: float, q0: float, tol: float, max_iter: int
+def fixed_point_of(
+    act: Activation, sigma_w2: float, sigma_b2: float, q0: float, tol: float, max_iter: int
 ) -> float:
+    """`fixed_point_q` for an Activation already looked up."""
     if act.gain is not None:  # the map is affine: q -> rate q + sigma_b2
         rate = sigma_w2 * act.gain
         if math.isclose(rate, 1.0, rel_tol=1e-12):
@@ -73,13 +62,13 @@ def _fixed_point(
         return 0.0 if q0 == 0 and sigma_b2 == 0 else math.inf
 
     def excess(q: float) -> float:  # map(q) - q
-        return sigma_w2 * _second_moment(act, q) + sigma_b2 - q
+        return sigma_w2 * act.second_moment(q) + sigma_b2 - q
 
     # Every map here is increasing in q (phi(x)^2 + phi(-x)^2 grows with |x|), so iterating it
-    # from q0 moves monotonically to the nearest fixed point on the side it first steps to. We
-    # find that point by bisection: the same answer as iterating, in ~50 evaluations where
-    # iteration near the critical line needs thousands (tanh at sigma_w2 = 1, sigma_b2 = 0
-    # approaches q* = 0 like 1/(2 l)).
+    # from q0 moves monotonically to the nearest fixed point on the side it first steps to: the
+    # root of map(q) - q between q0 and where the map crosses the diagonal. The same answer as
+    # iterating, in tens of evaluations where iteration near the critical line needs thousands
+    # (tanh at sigma_w2 = 1, sigma_b2 = 0 approaches q* = 0 like 1/(2 l)).
     first = excess(q0)
     if first == 0:
         return q0
@@ -93,16 +82,7 @@ def _fixed_point(
             lo, hi = hi, 2 * hi
             if hi > _Q_DIVERGED:
                 return math.inf
-    for _ in range(max_iter):
-        if hi - lo <= tol * hi:
-            break
-        # Split geometrically while the bracket spans decades (q* may be 1e-12), then linearly.
-        mid = math.sqrt(lo * hi) if lo > 0 and hi > 4 * lo else 0.5 * (lo + hi)
-        if excess(mid) > 0:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    return root(excess, lo, hi, rtol=tol, geometric=True, max_evals=max_iter)
 
 
 def fixed_point_q(
@@ -118,19 +98,19 @@ def fixed_point_q(
     """The fixed point q* = sigma_w2 E[phi(sqrt(q*) z)^2] + sigma_b2 reached from q0.
 
     This is where the pre-activation variance of a deep net settles. It is found to relative
-    precision `tol` in at most `max_iter` bisection steps; math.inf when the map diverges (ReLU
-    with sigma_w2 > 2, or = 2 with sigma_b2 > 0). For ReLU with sigma_w2 = 2 and sigma_b2 = 0
-    every q is fixed and q0 is returned.
+    precision `tol` in at most `max_iter` evaluations of the map (roots.py); math.inf when the
+    map diverges (ReLU with sigma_w2 > 2, or = 2 with sigma_b2 > 0). For ReLU with
+    sigma_w2 = 2 and sigma_b2 = 0 every q is fixed and q0 is returned.
     """
     if sigma_w2 < 0 or sigma_b2 < 0 or q0 < 0:
         raise ValueError("sigma_w2, sigma_b2 and q0 must be >= 0")
-    act = _get(activation, activation_param)
-    return _fixed_point(act, sigma_w2, sigma_b2, q0, tol, max_iter)
+    act = get_activation(activation, activation_param)
+    return fixed_point_of(act, sigma_w2, sigma_b2, q0, tol, max_iter)
 
 
-def _chi_star(act: _Activation, sigma_w2: float, sigma_b2: float, q0: float) -> float:
-    q_star = _fixed_point(act, sigma_w2, sigma_b2, q0, tol=1e-12, max_iter=10_000)
-    return sigma_w2 * _derivative_second_moment(act, q_star)
+def _chi_star(act: Activation, sigma_w2: float, sigma_b2: float, q0: float) -> float:
+    q_star = fixed_point_of(act, sigma_w2, sigma_b2, q0, tol=1e-12, max_iter=10_000)
+    return sigma_w2 * act.derivative_second_moment(q_star)
 
 
 def critical_sigma_w2(
@@ -147,22 +127,19 @@ def critical_sigma_w2(
     """
     if sigma_b2 < 0:
         raise ValueError(f"sigma_b2 must be >= 0, got {sigma_b2}")
-    act = _get(activation, activation_param)
+    act = get_activation(activation, activation_param)
     if act.gain is not None:
         return 1.0 / act.gain
 
+    def excess(sigma_w2: float) -> float:
+        return _chi_star(act, sigma_w2, sigma_b2, 1.0) - 1
+
     lo, hi = 0.0, 1.0  # chi* = 0 at sigma_w2 = 0
-    while _chi_star(act, hi, sigma_b2, 1.0) < 1:
+    while (above := excess(hi)) < 0:
         lo, hi = hi, 2 * hi
         if hi > 1e6:
             raise ValueError(f"no edge of chaos for {activation!r} with sigma_b2 = {sigma_b2}")
-    while hi - lo > 1e-12 * hi:
-        mid = 0.5 * (lo + hi)
-        if _chi_star(act, mid, sigma_b2, 1.0) < 1:
-            lo = mid
-        else:
-            hi = mid
-    sigma_w2 = 0.5 * (lo + hi)
+    sigma_w2 = root(excess, lo, hi, rtol=1e-12, f_lo=-1.0, f_hi=above)
     if abs(_chi_star(act, sigma_w2, sigma_b2, 1.0) - 1) > 1e-6:
         raise ValueError(f"no edge of chaos for {activation!r} with sigma_b2 = {sigma_b2}")
     return sigma_w2
@@ -257,14 +234,14 @@ def predict(
         )
     if min(fan_in) < 1 or min(weight_var) < 0 or min(bias_var) < 0 or not input_second_moment >= 0:
         raise ValueError("fan-ins must be >= 1 and variances >= 0")
-    act = _get(activation, activation_param)
+    act = get_activation(activation, activation_param)
     sigma_w2 = [n * v for n, v in zip(fan_in, weight_var, strict=True)]
 
     q = [sigma_w2[0] * input_second_moment + bias_var[0]]
     for i in range(1, depth):
-        q.append(sigma_w2[i] * _second_moment(act, q[-1]) + bias_var[i])
+        q.append(sigma_w2[i] * act.second_moment(q[-1]) + bias_var[i])
     # chi of layer i + 1 uses the next layer's weights: they carry the gradient back to it.
-    chi = [sigma_w2[i + 1] * _derivative_second_moment(act, q[i]) for i in range(depth - 1)]
+    chi = [sigma_w2[i + 1] * act.derivative_second_moment(q[i]) for i in range(depth - 1)]
 
     log_ratio = [0.0] * depth
     for i in reversed(range(depth - 1)):
@@ -278,6 +255,6 @@ def predict(
         return Prediction(layers, math.nan, math.nan, math.nan)
     # Layers 2..L multiply phi(z); take the middle one's (sigma_w2, sigma_b2) as "the" network's.
     mid = depth // 2
-    q_star = _fixed_point(act, sigma_w2[mid], bias_var[mid], q[0], tol=1e-10, max_iter=10_000)
-    chi_star = sigma_w2[mid] * _derivative_second_moment(act, q_star)
+    q_star = fixed_point_of(act, sigma_w2[mid], bias_var[mid], q[0], tol=1e-10, max_iter=10_000)
+    chi_star = sigma_w2[mid] * act.derivative_second_moment(q_star)
     return Prediction(layers, chi_star, q_star, depth_scale(chi_star))

@@ -39,7 +39,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from winit_cli.measure.theory import activation_functions, fixed_point_q
+from winit_cli.theory.activations import activation_functions
+from winit_cli.theory.mean_field import fixed_point_q
+from winit_cli.theory.roots import root
 
 # Relative distances from the real axis: the march runs at the first, the density is read at the
 # last. The density seen at eta is blurred by a Lorentzian of width eta x, whose tails bring
@@ -174,17 +176,14 @@ def _upper_edge(inverse: _InverseMap) -> tuple[float, float]:
 
 
 def _above_edge(inverse: _InverseMap, log_x: float, zeta_edge: float) -> complex:
-    """The real zeta > zeta_edge with ln Z(zeta) = log_x, by bisection (Z increases there)."""
+    """The real zeta > zeta_edge with ln Z(zeta) = log_x (Z increases there)."""
+    def excess(zeta: float) -> float:
+        return float(inverse.log_z(np.array([zeta], dtype=complex)).real[0]) - log_x
+
     lo, hi = zeta_edge, zeta_edge * 2 + 1
-    while inverse.log_z(np.array([hi], dtype=complex)).real[0] < log_x:
-        hi = 2 * hi
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if inverse.log_z(np.array([mid], dtype=complex)).real[0] < log_x:
-            lo = mid
-        else:
-            hi = mid
-    return complex(0.5 * (lo + hi))
+    while excess(hi) < 0:
+        lo, hi = hi, 2 * hi
+    return complex(root(excess, lo, hi, rtol=1e-15))
 
 
 def _march(inverse: _InverseMap, log_x: np.ndarray, zeta: complex) -> np.ndarray:

@@ -26,20 +26,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from winit_cli import theory
 from winit_cli.config import Config
+from winit_cli.diagnosis.verdict import measured_first_to_last_hidden
 from winit_cli.inits import get_scheme, initial_branch_scale, layer_factors
-from winit_cli.measure import theory
-from winit_cli.measure.diagnose import measured_first_to_last_hidden
-from winit_cli.measure.theory_batchnorm import bn_gradient_rate
-from winit_cli.measure.theory_layernorm_dropout import (
+from winit_cli.models.resmlp import layer_roles
+from winit_cli.records.files import finite
+from winit_cli.theory.batchnorm import bn_gradient_rate
+from winit_cli.theory.layernorm_dropout import (
     dropout_theory,
     layernorm_theory,
     predict_dropout,
     predict_layernorm,
 )
-from winit_cli.measure.theory_residual import predict_resmlp
-from winit_cli.models.resmlp import layer_roles
-from winit_cli.records.files import finite
+from winit_cli.theory.residual import predict_resmlp
 
 
 def theory_for(config: Config) -> tuple[str | None, str]:

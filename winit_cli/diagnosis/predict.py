@@ -1,5 +1,5 @@
 """Theory beside measurement: a run's mean-field prediction, set against its step-0 record; and
-what a scheme gives a square layer in theory (`mean_field`, for `winit schemes`).
+what a scheme gives a square layer in theory (`scheme_mean_field`, for `winit schemes`).
 
 The variances fed to the theory are those the scheme actually produces (`Scheme.variance`); for
 data-dependent schemes (LSUV) they are read off the step-0 weight norms instead,
@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from winit_cli import theory
 from winit_cli.config import Config
+from winit_cli.diagnosis.predict_families import predict_family, theory_for, with_roles
+from winit_cli.diagnosis.verdict import measured_first_to_last_hidden
 from winit_cli.errors import ConfigError
 from winit_cli.inits import Scheme, get_scheme
-from winit_cli.measure import theory
-from winit_cli.measure.diagnose import measured_first_to_last_hidden
-from winit_cli.measure.predict_families import predict_family, theory_for, with_roles
 from winit_cli.records.files import finite
 
 PREDICTED = ("predicted_q", "predicted_chi", "predicted_log10_grad_ratio")
@@ -108,8 +108,8 @@ class MeanField:
     note: str = ""  # why a value is missing
 
 
-def mean_field(scheme: Scheme, activation: str, width: int,
-               params: dict[str, Any] | None = None) -> MeanField:
+def scheme_mean_field(scheme: Scheme, activation: str, width: int,
+                      params: dict[str, Any] | None = None) -> MeanField:
     """sigma_w^2, sigma_b^2 and chi at the fixed point q* (reached from q = 1) for a scheme.
 
     chi is left out (None) for data-dependent schemes, whose weights are measured not derived,

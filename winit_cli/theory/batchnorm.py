@@ -45,7 +45,8 @@ import math
 
 import numpy as np
 
-from winit_cli.measure.theory import activation_functions, gauss_expect
+from winit_cli.theory.activations import activation_functions
+from winit_cli.theory.gaussian import gauss_expect
 
 _CHUNK_ELEMENTS = 1 << 21  # Monte Carlo batches of this many numbers: ~16 MB per array
 

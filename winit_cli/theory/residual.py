@@ -41,7 +41,7 @@ changes nothing at init once W_bk = 0; it bounds how fast the factor leaves 1 as
 Into the output layer, as in the plain net,
 E||dL/dh_B||^2 = sigma_out E[phi'(sqrt(q_B) z)^2] E||dL/dz_L||^2.
 
-Assumptions: those of theory.py (wide, zero-mean independent weights, gradient independence).
+Assumptions: those of mean_field.py (wide, zero-mean independent weights, gradient independence).
 With BatchNorm or LayerNorm inside the branch this module has no prediction.
 """
 
@@ -51,7 +51,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from winit_cli.measure.theory import derivative_second_moment, second_moment
+from winit_cli.theory.activations import derivative_second_moment, second_moment
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def residual_block(
 
     sigma_w2[j] = fan_in Var(W) and bias_var[j] describe the branch's Linear layers in order
     (one or two). Closed form for ReLU, leaky ReLU and linear (theory's homogeneous
-    activations), quadrature (theory.gauss_expect) otherwise. Example (ReLU, He, alpha = 1)::
+    activations), quadrature (gaussian.gauss_expect) otherwise. Example (ReLU, He, alpha = 1)::
 
         residual_block("relu", 1.0, [2.0, 2.0], [0.0, 0.0], 1.0).grad_factor  # 2.0
     """
@@ -122,7 +122,7 @@ class ResPrediction:
 
     def log10_input_to_last_block(self) -> float:
         """Predicted log10 ||dL/dh_0|| / ||dL/dh_B|| = 1/2 sum_b log10(1 + alpha_b^2 chi_b):
-        the residual analogue of theory.Prediction.log10_first_to_last_hidden."""
+        the residual analogue of mean_field.Prediction.log10_first_to_last_hidden."""
         return sum((0.5 * math.log10(b.grad_factor) for b in self.blocks), 0.0)
 
     def to_rows(self) -> list[dict]:
@@ -170,7 +170,7 @@ def predict_resmlp(
     """Predict q and log10 gradient ratios to the logits, Linear by Linear, of a residual MLP.
 
     Lists run over Linear layers in forward order (input projection, block 1's k layers, ...,
-    output), as theory.predict's do; branch_scale is alpha, one for all blocks or one per block.
+    output), as mean_field.predict's do; branch_scale is alpha, one for all blocks or one per block.
     q is iterated from the real input's second moment m_0 (q_0 = sigma_in m_0 + vb_in). The
     gradient at a branch's last Linear output is alpha times the stream's (dL/dF_b = alpha
     dL/dh_b), so it is -inf at alpha = 0. Example (ReLU, He, 10 two-layer blocks)::

@@ -35,11 +35,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from winit_cli.measure import theory
-from winit_cli.measure.theory_correlation import correlation_fixed_point, depth_scale_c, kernels
+from winit_cli.theory.activations import derivative_second_moment, second_moment
+from winit_cli.theory.correlation import correlation_depth_scale_of, correlation_point
+from winit_cli.theory.mean_field import (
+    LayerPrediction,
+    Prediction,
+    depth_scale,
+    fixed_point_q,
+    predict,
+)
 
-# theory.py's closed-form activations: positively homogeneous, so their correlation map does not
-# depend on q and stays defined when q* is 0 or infinite.
+# activations.py's closed-form activations: positively homogeneous, so their correlation map
+# does not depend on q and stays defined when q* is 0 or infinite.
 HOMOGENEOUS = ("relu", "leaky_relu", "linear")
 
 
@@ -61,16 +68,6 @@ class FamilyTheory:
         return asdict(self)
 
 
-def _correlation(activation, q, sigma_w2, sigma_b2, q_next, param) -> tuple[float, float]:
-    """(c*, chi_c) for c' = (sigma_w2 E[phi phi](q, c) + sigma_b2) / q_next."""
-    def cmap(c: float) -> float:
-        return (sigma_w2 * kernels(activation, q, c, activation_param=param)[0] + sigma_b2) / q_next
-
-    c_star = correlation_fixed_point(cmap)
-    slope = sigma_w2 * q * kernels(activation, q, c_star, activation_param=param)[1] / q_next
-    return c_star, slope
-
-
 def layernorm_theory(
     activation: str, sigma_w2: float, sigma_b2: float = 0.0, *,
     activation_param: float | None = None,
@@ -83,14 +80,15 @@ def layernorm_theory(
     """
     if sigma_w2 < 0 or sigma_b2 < 0:
         raise ValueError("sigma_w2 and sigma_b2 must be >= 0")
-    q_pre = sigma_w2 * theory.second_moment(activation, 1.0, activation_param=activation_param)
+    q_pre = sigma_w2 * second_moment(activation, 1.0, activation_param=activation_param)
     q_pre += sigma_b2
     if q_pre == 0:
         return FamilyTheory("layernorm", False, "no prediction: every pre-activation is 0, so "
                             "LayerNorm divides 0 by its eps")
-    dsm = theory.derivative_second_moment(activation, 1.0, activation_param=activation_param)
+    dsm = derivative_second_moment(activation, 1.0, activation_param=activation_param)
     chi = sigma_w2 * dsm / q_pre
-    c_star, chi_c = _correlation(activation, 1.0, sigma_w2, sigma_b2, q_pre, activation_param)
+    c_star, chi_c = correlation_point(activation, sigma_w2, sigma_b2, 1.0, q_pre,
+                                      activation_param=activation_param)
     statement = (
         f"LayerNorm pins the pre-activation variance at 1 after every layer, whatever the init; "
         f"deep in the net gradients change by chi = {chi:.4g} per layer "
@@ -99,8 +97,9 @@ def layernorm_theory(
            if abs(chi - 1) < 1e-9 else "")
         + f"; correlations settle at c* = {c_star:.4g} (chi_c = {chi_c:.4g})."
     )
-    return FamilyTheory("layernorm", True, statement, chi, theory.depth_scale(chi), c_star, chi_c,
-                        depth_scale_c(chi_c), {"q_normalized": 1.0, "q_pre_norm": q_pre})
+    return FamilyTheory("layernorm", True, statement, chi, depth_scale(chi), c_star, chi_c,
+                        correlation_depth_scale_of(chi_c),
+                        {"q_normalized": 1.0, "q_pre_norm": q_pre})
 
 
 def predict_layernorm(
@@ -111,10 +110,10 @@ def predict_layernorm(
     input_second_moment: float,
     *,
     activation_param: float | None = None,
-) -> theory.Prediction:
+) -> Prediction:
     """Layer-by-layer q (of z_l, before LN) and gradient ratios of a LayerNorm MLP at init.
 
-    Same arguments and result type as theory.predict; LN sits on layers 1..L-1 (not the logits).
+    Same arguments and result type as predict; LN sits on layers 1..L-1 (not the logits).
     m_0 enters only q_1, hence chi_1: LN divides each input by its own norm, so with inputs of
     unequal norm the first layer's ratio is approximate. The fixed-point fields describe the
     middle layer (q_fixed_point is its pre-LN variance; the normalized one is 1).
@@ -124,8 +123,8 @@ def predict_layernorm(
         raise ValueError("fan_in, weight_var and bias_var need one entry per layer")
     kw = {"activation_param": activation_param}
     sigma = [n * v for n, v in zip(fan_in, weight_var, strict=True)]
-    sm = theory.second_moment(activation, 1.0, **kw)  # E[phi(y)^2], y ~ N(0, 1) after LN
-    dsm = theory.derivative_second_moment(activation, 1.0, **kw)
+    sm = second_moment(activation, 1.0, **kw)  # E[phi(y)^2], y ~ N(0, 1) after LN
+    dsm = derivative_second_moment(activation, 1.0, **kw)
     q = [sigma[0] * input_second_moment + bias_var[0]]
     q += [s * sm + vb for s, vb in zip(sigma[1:], bias_var[1:], strict=True)]
     if min(q[:-1]) <= 0:
@@ -134,19 +133,19 @@ def predict_layernorm(
     ratio = [0.0] * depth
     for i in reversed(range(depth - 1)):
         ratio[i] = (ratio[i + 1] + 0.5 * math.log10(chi[i])) if chi[i] > 0 else -math.inf
-    layers = [theory.LayerPrediction(i + 1, q[i], chi[i] if i < depth - 1 else None, ratio[i])
+    layers = [LayerPrediction(i + 1, q[i], chi[i] if i < depth - 1 else None, ratio[i])
               for i in range(depth)]
     if depth == 1:
-        return theory.Prediction(layers, math.nan, math.nan, math.nan)
+        return Prediction(layers, math.nan, math.nan, math.nan)
     mid = depth // 2
     chi_mid = sigma[mid] * dsm / q[mid]
-    return theory.Prediction(layers, chi_mid, q[mid], theory.depth_scale(chi_mid))
+    return Prediction(layers, chi_mid, q[mid], depth_scale(chi_mid))
 
 
 def _dropout_variance(activation, sigma_w2, sigma_b2, keep, q0, param
                       ) -> tuple[float, float, float, str]:
     """(q*, the q at which to evaluate the maps, the bias variance that still matters, a note)."""
-    q_star = theory.fixed_point_q(activation, sigma_w2 / keep, sigma_b2, q0,
+    q_star = fixed_point_q(activation, sigma_w2 / keep, sigma_b2, q0,
                                   activation_param=param)
     if 0 < q_star < math.inf:
         return q_star, q_star, sigma_b2, f"q* = {q_star:.4g}"
@@ -171,7 +170,7 @@ def dropout_theory(
     q0), c* < 1 the fixed point of c' = (sigma_w2 E[phi(u1) phi(u2)] + sigma_b2) / q*, its slope
     chi_c = sigma_w2 E[phi'(u1) phi'(u2)] < 1 and xi_c = -1/ln chi_c finite: no critical point.
     Gradient factor chi = (sigma_w2/keep) E[phi'(sqrt(q*) z)^2]. For keep = 1 (no dropout) use
-    theory.predict and theory.critical_sigma_w2.
+    mean_field.predict and mean_field.critical_sigma_w2.
     """
     if not 0 < keep < 1:
         raise ValueError(f"keep rate must be in (0, 1) for dropout, got {keep}")
@@ -182,17 +181,17 @@ def dropout_theory(
                                             activation_param)
     if math.isnan(q):
         return FamilyTheory("dropout", False, note)
-    q_next = sigma_w2 / keep * theory.second_moment(activation, q, **kw) + b2  # q* if finite
-    chi = sigma_w2 / keep * theory.derivative_second_moment(activation, q, **kw)
-    c_star, chi_c = _correlation(activation, q, sigma_w2, b2, q_next, activation_param)
-    xi_c = depth_scale_c(chi_c)
+    q_next = sigma_w2 / keep * second_moment(activation, q, **kw) + b2  # q* if finite
+    chi = sigma_w2 / keep * derivative_second_moment(activation, q, **kw)
+    c_star, chi_c = correlation_point(activation, sigma_w2, b2, q, q_next, **kw)
+    xi_c = correlation_depth_scale_of(chi_c)
     statement = (
         f"Dropout (keep {keep:g}) removes the critical point (Schoenholz et al. 2017): {note}; "
         f"two inputs' correlation falls to c* = {c_star:.4g} at rate chi_c = {chi_c:.4g}, over "
         f"xi_c = {xi_c:.3g} layers (nets much deeper than ~6 xi_c do not train); gradients change "
         f"by chi = {chi:.4g} per layer."
     )
-    return FamilyTheory("dropout", True, statement, chi, theory.depth_scale(chi), c_star, chi_c,
+    return FamilyTheory("dropout", True, statement, chi, depth_scale(chi), c_star, chi_c,
                         xi_c, {"keep": keep, "q_star": q_star})
 
 
@@ -205,8 +204,8 @@ def predict_dropout(
     keep: float,
     *,
     activation_param: float | None = None,
-) -> theory.Prediction:
-    """theory.predict for an MLP with dropout on every hidden activation (not the input).
+) -> Prediction:
+    """predict for an MLP with dropout on every hidden activation (not the input).
 
     The masks enter both passes as E[(m/keep)^2] = 1/keep on the weights that multiply them,
     so this is the plain prediction with Var(W_l) / keep for layers 2..L (module docstring).
@@ -215,5 +214,5 @@ def predict_dropout(
     if not 0 < keep <= 1:
         raise ValueError(f"keep rate must be in (0, 1], got {keep}")
     scaled = [weight_var[0], *(v / keep for v in weight_var[1:])]
-    return theory.predict(activation, fan_in, scaled, bias_var, input_second_moment,
+    return predict(activation, fan_in, scaled, bias_var, input_second_moment,
                           activation_param=activation_param)
