@@ -146,11 +146,13 @@ def test_subpackages_import_in_one_direction():
 
 def test_models_depend_on_nothing_above_them():
     """The model kinds are the bottom of the core: they never import inits, measure, training,
-    config (which imports them to validate `model.kind`) or anything above."""
+    config (which imports them to validate `model.kind`) or anything above; only the package's
+    plumbing (errors, and the registry helper that holds the kinds)."""
     for name, targets in graph().items():
         if name.startswith("winit_cli.models"):
             outside = {t for t in targets if not t.startswith("winit_cli.models")}
-            assert outside <= {"winit_cli.errors"}, f"{name} imports {outside}"
+            assert outside <= {"winit_cli.errors", "winit_cli.registry"}, \
+                f"{name} imports {outside}"
 
 
 def test_every_module_imports_first_in_a_fresh_interpreter():

@@ -24,8 +24,6 @@ from winit_cli.models import (
     Trace,
     build_model,
     get_model_kind,
-    register_model,
-    registry,
 )
 from winit_cli.models.mlp import StackedMLP
 from winit_cli.training.loop import train
@@ -110,11 +108,15 @@ class SoftmaxRegression(StackedModel):
         return z if trace is None else trace.record(z, None, self.members)
 
 
-def test_a_new_kind_is_one_class_and_the_rest_of_winit_takes_it(monkeypatch):
+@pytest.fixture
+def softmax_kind():
+    with MODELS.temporarily("softmax", SoftmaxRegression):
+        yield
+
+
+def test_a_new_kind_is_one_class_and_the_rest_of_winit_takes_it(softmax_kind):
     """Registering a class makes `model.kind` accept it, the schemes fill it, and the probe
     measures it through the interface (checked against the closed-form gradient)."""
-    monkeypatch.setattr(registry, "MODELS", dict(registry.MODELS))
-    register_model("softmax")(SoftmaxRegression)
     config = load_config(None, ["model.kind=softmax"])
     model = build_model(config.model, input_size=20, classes=3, members=2)
     assert isinstance(model, SoftmaxRegression)

@@ -17,10 +17,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from winit_cli.errors import ConfigError
-from winit_cli.yamlfile import Refused, clip, describe_error, load_yaml, read_yaml, shorten
+from winit_cli.errors import ConfigError, clip, shorten
+from winit_cli.yamlfile import Refused, describe_error, load_yaml, read_yaml
 
-__all__ = ["Config", "load_config", "load_yaml", "validate", "apply_override", "dump_yaml"]
+__all__ = ["Config", "load_config", "load_yaml", "validate", "apply_override", "dig", "dump_yaml"]
 
 Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid", "elu", "selu", "gelu", "linear"]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -258,6 +258,15 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         raise ConfigError(f"--set {key.strip()}: {describe_error(e)}") from None
     except yaml.YAMLError:
         node[parts[-1]] = value  # not YAML: the text itself (a name, a path)
+
+
+def dig(raw: dict[str, Any], key: str) -> Any:
+    """raw['model']['depth'] for `model.depth`, in a config as a dict (`Config.to_dict`)."""
+    for part in key.split("."):
+        if not isinstance(raw, dict) or part not in raw:
+            raise ConfigError(f"{key}: no such config key")
+        raw = raw[part]
+    return raw
 
 
 def describe(error: dict[str, Any]) -> str:

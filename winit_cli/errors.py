@@ -1,8 +1,12 @@
 """Errors a user can act on.
 
 The CLI turns any `WinitError` into one red line on stderr and exit code 2; anything else is a
-bug and keeps its traceback.
+bug and keeps its traceback. `shorten` and `clip` keep a value quoted in a message to a line.
 """
+
+from typing import Any
+
+SHOWN = 60  # characters of a value shown in a message
 
 
 class WinitError(Exception):
@@ -19,3 +23,13 @@ class DataError(WinitError):
 
 class ResultsError(WinitError):
     """A results directory is missing or unreadable."""
+
+
+def shorten(value: Any, limit: int = SHOWN) -> str:
+    """repr(value), cut to `limit` characters: a message shows a value, not a megabyte."""
+    return clip(repr(value), limit)
+
+
+def clip(text: str, limit: int = SHOWN) -> str:
+    """`text` cut to about `limit` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text):,} chars)"

@@ -25,12 +25,11 @@ from typing import Any
 
 import yaml
 
-from winit_cli.errors import ConfigError
+from winit_cli.errors import ConfigError, shorten
 
 MAX_BYTES = 1 << 20  # 1 MiB: a config is a few hundred bytes, a large sweep a few kB
 MAX_NODES = 100_000  # scalars, sequences and mappings after alias expansion
 MAX_DEPTH = 64
-SHOWN = 60  # characters of a value shown in a message
 
 
 class Refused(yaml.YAMLError):
@@ -163,13 +162,3 @@ def read_text(path: Path, what: str = "file") -> str:
 def read_yaml(path: Path, what: str = "file") -> Any:
     """A YAML file, read and parsed with every bound above, or a one-line ConfigError."""
     return parse_yaml(read_text(path, what), str(path))
-
-
-def shorten(value: Any, limit: int = SHOWN) -> str:
-    """repr(value), cut to `limit` characters: a message shows a value, not a megabyte."""
-    return clip(repr(value), limit)
-
-
-def clip(text: str, limit: int = SHOWN) -> str:
-    """`text` cut to about `limit` characters, saying how long it was."""
-    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text):,} chars)"

@@ -9,11 +9,10 @@ names against this registry without paying for the loader.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 
-from winit_cli.errors import ConfigError
+from winit_cli.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -79,15 +78,12 @@ class DatasetSpec:
         return math.prod(self.image_shape)
 
 
-DATASETS: dict[str, DatasetSpec] = {}
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
     """Add `spec` to the registry under `spec.name`; returns it."""
-    if spec.name in DATASETS:
-        raise ValueError(f"dataset {spec.name!r} is registered twice")
-    DATASETS[spec.name] = spec
-    return spec
+    return DATASETS.add(spec.name, spec)
 
 
 def known_datasets() -> list[str]:
@@ -96,12 +92,7 @@ def known_datasets() -> list[str]:
 
 def get_dataset(name: str, where: str = "data.dataset") -> DatasetSpec:
     """The spec registered as `name`; a ConfigError listing the known names otherwise."""
-    if name not in DATASETS:
-        close = difflib.get_close_matches(name, DATASETS, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(f"{where}: unknown dataset {name!r}; {hint}"
-                          f"known: {', '.join(known_datasets())}")
-    return DATASETS[name]
+    return DATASETS.lookup(name, where)
 
 
 def owner_of(payload_md5: str) -> tuple[DatasetSpec, IdxFile] | None:

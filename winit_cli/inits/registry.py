@@ -1,8 +1,8 @@
 """Init schemes: a registry of named functions that fill a Linear layer's weight and bias in place.
 
-The schemes themselves live in classic.py, scaling.py and structured.py, one function each,
-registered here with `register`;
-its keyword parameters (with defaults) are what a config's `init.params` may set; `variance` gives
+The schemes themselves live in classic.py, scaling.py, structured.py and residual.py, one
+function each, registered in `SCHEMES` (a `winit_cli.registry.Registry`) with `register`; its
+keyword parameters (with defaults) are what a config's `init.params` may set; `variance` gives
 the per-element weight and bias variances it produces, which the mean-field theory uses.
 
     @register("he_normal", variance=..., formula="N(0, gain^2 / fan_mode)")
@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from winit_cli.errors import ConfigError
+from winit_cli.errors import ConfigError, shorten
 from winit_cli.inits.aliases import ALIASES, canonical, suggest
-from winit_cli.yamlfile import shorten
+from winit_cli.registry import Registry
 
 # Arguments every scheme receives from the model builder; everything else is a user parameter.
 _SUPPLIED = ("weight", "bias", "activation", "generator")
@@ -95,7 +95,7 @@ def _weight_mean(resolved: dict[str, Any]) -> float:
     return float(resolved.get("mean", resolved.get("value", 0.0)))
 
 
-SCHEMES: dict[str, Scheme] = {}
+SCHEMES: Registry[Scheme] = Registry("scheme")
 
 
 def register(name: str, *, variance: Callable[..., tuple[float, float]], formula: str,
@@ -110,10 +110,10 @@ def register(name: str, *, variance: Callable[..., tuple[float, float]], formula
             for p in signature.parameters.values()
             if p.name not in _SUPPLIED and p.default is not inspect.Parameter.empty
         }
-        SCHEMES[name] = Scheme(name=name, fill=fn, variance=variance, defaults=own,
-                               zero_mean=_weight_mean(own) == 0, formula=formula,
-                               calibrate=calibrate, layer_scale=layer_scale,
-                               branch_init=branch_init)
+        SCHEMES.add(name, Scheme(name=name, fill=fn, variance=variance, defaults=own,
+                                 zero_mean=_weight_mean(own) == 0, formula=formula,
+                                 calibrate=calibrate, layer_scale=layer_scale,
+                                 branch_init=branch_init))
         return fn
 
     return decorate
@@ -124,12 +124,8 @@ def get_scheme(name: str, where: str = "init.scheme") -> Scheme:
     `kaiming_normal` is he_normal); an unknown name fails with a suggestion by meaning."""
     resolved = canonical(name, SCHEMES)
     if resolved is None:
-        close = suggest(name, SCHEMES)
-        hint = f"did you mean '{close}'? " if close else ""
-        raise ConfigError(
-            f"{where}: unknown scheme {shorten(name)}; {hint}known: {', '.join(sorted(SCHEMES))} "
-            f"(aliases: {', '.join(sorted(ALIASES))})"
-        )
+        raise SCHEMES.unknown(name, where, suggest(name, SCHEMES),
+                              also=f"aliases: {', '.join(sorted(ALIASES))}")
     return SCHEMES[resolved]
 
 
@@ -149,14 +145,12 @@ def check_scheme(name: str, params: dict[str, Any], activation: str) -> None:
             continue  # `gain: null` asks for the default explicitly: from the activation
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
         if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"init.params.{key}: expected true or false (got {value!r})")
+            raise ConfigError(f"init.params.{key}: expected true or false (got {shorten(value)})")
         if numeric and not is_number:
             raise ConfigError(f"init.params.{key}: expected a number (got {shorten(value)})")
         if is_number and not abs(value) <= MAX_PARAM:  # False for NaN too
             raise ConfigError(f"init.params.{key}: must be a finite number within "
                               f"±{MAX_PARAM:g} (got {shorten(value)})")
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"init.params.{key}: expected true or false (got {shorten(value)})")
         if integer and not (isinstance(value, int) and not isinstance(value, bool)):
             raise ConfigError(f"init.params.{key}: expected an integer (got {shorten(value)})")
         if isinstance(default, str) and value not in _CHOICES.get(key, (value,)):

@@ -8,10 +8,10 @@ import importlib
 import pkgutil
 
 from winit_cli.models.base import ACTIVATIONS, LinearView, NormView, StackedModel, Trace
-from winit_cli.models.registry import MODELS, build_model, get_model_kind, register_model
+from winit_cli.models.registry import MODELS, build_model, get_model_kind
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["ACTIVATIONS", "MODELS", "LinearView", "NormView", "StackedModel", "Trace",
-           "build_model", "get_model_kind", "register_model"]
+           "build_model", "get_model_kind"]

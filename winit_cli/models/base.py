@@ -5,7 +5,7 @@ Training, the probes, the init schemes (LSUV included) and the record writer see
 through `StackedModel`: `members`, `activation`, `forward(x, trace)` and `linears()`; kinds with
 normalization layers or branch multipliers also list them (`norms()`, `branch_scales()`), and
 kinds with random layers (dropout) take per-member seeds (`seed_members`, `begin_step`). A new
-kind subclasses it in its own file, registered with `models.registry.register_model`; nothing
+kind subclasses it in its own file, registered with `@models.registry.MODELS.register`; nothing
 outside `models/` needs to change.
 
 Members never mix: member k's output depends only on member k's parameters and inputs, so each

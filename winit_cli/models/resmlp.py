@@ -32,7 +32,7 @@ from torch import nn
 
 from winit_cli.models import checks
 from winit_cli.models.base import ACTIVATIONS, LinearView, ParameterLayers, StackedModel, Trace
-from winit_cli.models.registry import register_model
+from winit_cli.models.registry import MODELS
 from winit_cli.models.stacked import MemberDropout, StackedNorm, linear
 
 
@@ -45,7 +45,7 @@ def layer_roles(blocks: int, branch_layers: int) -> list[tuple[str, int]]:
     return [*roles, ("output", blocks + 1)]
 
 
-@register_model("resmlp")
+@MODELS.register("resmlp")
 class StackedResMLP(ParameterLayers, StackedModel):
     has_branches = True
 

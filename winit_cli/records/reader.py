@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from winit_cli.errors import ResultsError, WinitError
+from winit_cli.errors import ResultsError, WinitError, shorten
 from winit_cli.records.files import read_json
 from winit_cli.records.schema import RunRecord, Status, parse_record
-from winit_cli.yamlfile import read_yaml, shorten
+from winit_cli.yamlfile import read_yaml
 
 RUN_MARKERS = ("config.yaml", "summary.json")
 LAYER_COLUMNS = ("step", "layer", "act_grad_norm", "weight_grad_norm")

@@ -19,9 +19,10 @@ from winit_cli.records.index import remove_runs
 from winit_cli.records.reader import Run, load_run
 from winit_cli.records.rows import column_name, rows_frame, run_row
 from winit_cli.sweeps.claims import Claims
-from winit_cli.sweeps.executors import Executor, MemberFailure, ProgressFn
+from winit_cli.sweeps.executors import Executor, MemberFailure
 from winit_cli.sweeps.plan import SweepPlan, groups, member_folders
 from winit_cli.sweeps.spec import SweepSpec, grid_value
+from winit_cli.training import ProgressFn
 
 
 def run_sweep(sweep_plan: SweepPlan, spec: SweepSpec, executor: Executor,

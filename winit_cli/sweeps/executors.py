@@ -7,7 +7,7 @@ written under the sweep) or a `MemberFailure`. A failing group never takes other
 group only when it is about to start. On KeyboardInterrupt (or when closed early) an executor
 stops what it started, lets it save its records as interrupted, and returns.
 
-Adding an executor is one class registered with `@register_executor("name")` (its factory takes
+Adding an executor is one class registered with `@EXECUTORS.register("name")` (its factory takes
 `ExecutorOptions`) plus its test; `winit compare --executor NAME` then finds it. The local one
 (this process, or helper processes for --jobs N) is in processes.py, the Ray one in
 ray_executor.py.
@@ -15,18 +15,15 @@ ray_executor.py.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from winit_cli.config import Config
-from winit_cli.errors import ConfigError
 from winit_cli.records.index import remove_runs
-
-# (step, total steps, info) from whichever group is training
-ProgressFn = Callable[[int, int, dict], None]
+from winit_cli.registry import Registry
+from winit_cli.training import ProgressFn
 
 
 @dataclass
@@ -49,24 +46,12 @@ class Executor(Protocol):
             on_progress: ProgressFn | None = None) -> Iterator[Any]: ...
 
 
-EXECUTORS: dict[str, Callable[[ExecutorOptions], Executor]] = {}
-
-
-def register_executor(name: str):
-    def add(factory: Callable[[ExecutorOptions], Executor]):
-        EXECUTORS[name] = factory
-        return factory
-
-    return add
+# Each entry is a factory: a class (or function) taking ExecutorOptions.
+EXECUTORS: Registry[Callable[[ExecutorOptions], Executor]] = Registry("executor")
 
 
 def make_executor(name: str, options: ExecutorOptions) -> Executor:
-    if name not in EXECUTORS:
-        close = difflib.get_close_matches(name, EXECUTORS, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(f"--executor: unknown executor {name!r}; {hint}"
-                          f"known: {', '.join(sorted(EXECUTORS))}")
-    return EXECUTORS[name](options)
+    return EXECUTORS.lookup(name, "--executor")(options)
 
 
 def cached_splits(data_dir: Path | None = None, on_download=None) -> Callable[[Config], Any]:

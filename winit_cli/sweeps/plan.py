@@ -17,11 +17,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from winit_cli.config import Config, load_config
+from winit_cli.config import Config, dig, load_config
 from winit_cli.errors import ConfigError, ResultsError, WinitError
 from winit_cli.records.reader import read_record
 from winit_cli.records.schema import RunRecord
-from winit_cli.sweeps.spec import SweepSpec, _dig
+from winit_cli.sweeps.spec import SweepSpec
 
 MAX_GROUP = 8  # members trained as one stacked model
 
@@ -98,6 +98,6 @@ def groups(configs: list[Config]) -> list[list[Config]]:
     by_key: dict[str, list[Config]] = {}
     for c in configs:
         d = c.to_dict()
-        key = json.dumps([_dig(d, k) for k in SHARED_KEYS], sort_keys=True, default=str)
+        key = json.dumps([dig(d, k) for k in SHARED_KEYS], sort_keys=True, default=str)
         by_key.setdefault(key, []).append(c)
     return [g[i:i + MAX_GROUP] for g in by_key.values() for i in range(0, len(g), MAX_GROUP)]

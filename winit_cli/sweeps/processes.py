@@ -19,14 +19,14 @@ from winit_cli import interrupts
 from winit_cli.config import Config
 from winit_cli.errors import ConfigError
 from winit_cli.sweeps.executors import (
+    EXECUTORS,
     Executor,
     ExecutorOptions,
     InProcessExecutor,
     MemberFailure,
-    ProgressFn,
     cached_splits,
-    register_executor,
 )
+from winit_cli.training import ProgressFn
 
 
 class ProcessExecutor:
@@ -300,7 +300,7 @@ def _work(group: list[Config], data_dir: Path | None, steps: Any) -> list[Any]:
             signal.signal(s, signal.SIG_IGN)
 
 
-@register_executor("local")
+@EXECUTORS.register("local")
 def _local(options: ExecutorOptions) -> Executor:
     """This machine: in this process (--jobs 1, same-shape members batched) or in worker
     processes (--jobs N)."""

@@ -28,13 +28,8 @@ from typing import Any
 
 from winit_cli.config import Config
 from winit_cli.errors import ConfigError
-from winit_cli.sweeps.executors import (
-    ExecutorOptions,
-    MemberFailure,
-    ProgressFn,
-    cached_splits,
-    register_executor,
-)
+from winit_cli.sweeps.executors import EXECUTORS, ExecutorOptions, MemberFailure, cached_splits
+from winit_cli.training import ProgressFn
 
 INSTALL_HINT = "pip install 'winit[ray]'"
 MAX_RETRIES = 2  # a lost node or a killed worker; an exception in training is not retried by Ray
@@ -241,7 +236,7 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-@register_executor("ray")
+@EXECUTORS.register("ray")
 def _ray(options: ExecutorOptions) -> RayExecutor:
     """A Ray cluster (--address, else $RAY_ADDRESS, else Ray on this machine): one task per
     group, records sent back to this process (needs the ray extra)."""

@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from winit_cli.config import Config, apply_override, validate
-from winit_cli.errors import ConfigError
-from winit_cli.yamlfile import Refused, describe_error, load_yaml, read_yaml, shorten
+from winit_cli.config import Config, apply_override, dig, validate
+from winit_cli.errors import ConfigError, shorten
+from winit_cli.yamlfile import Refused, describe_error, load_yaml, read_yaml
 
 # The built-in comparison: the schemes users come for, on a network deep enough to tell them apart.
 DEFAULT_SCHEMES = ("normal", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal",
@@ -151,18 +151,6 @@ def spec_from_options(base: Path | None, overrides: list[str], grid: dict[str, l
     return SweepSpec(name or raw.get("name", "compare"), raw, grid, seeds)
 
 
-def _dig(d: dict, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(d, dict) or part not in d:
-            raise ConfigError(f"{dotted}: no such config key")
-        d = d[part]
-    return d
-
-
-def column_name(key: str) -> str:
-    return key.replace(".", "_")
-
-
 def grid_value(config: Config, key: str) -> Any:
-    value = _dig(config.to_dict(), key)
+    value = dig(config.to_dict(), key)
     return describe_value(value) if isinstance(value, dict) else value

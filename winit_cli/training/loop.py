@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 
-from winit_cli.config import Config
+from winit_cli.config import Config, dig
 from winit_cli.datasets import Splits
 from winit_cli.errors import ConfigError
 from winit_cli.measure.jacobian import JacobianSpectrum
 from winit_cli.measure.probes import COLUMNS
+from winit_cli.training import ProgressFn
 from winit_cli.training.schedule import Schedule
 from winit_cli.training.spectrum import init_spectra, spectrum_reason
 from winit_cli.training.step import Group, StepResult, evaluate, run_step, setup
@@ -60,9 +61,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-ProgressFn = Callable[[int, int, dict], None]
-
-
 def flushes_subnormals(config: Config) -> bool:
     """Whether a run of `config` flushes subnormals (only CPUs have the 10x penalty)."""
     return config.train.flush_subnormals and resolve_device(config.train.device).type == "cpu"
@@ -74,17 +72,11 @@ def check_shared(configs: list[Config]) -> None:
     for config in configs[1:]:
         other = config.to_dict()
         for key in SHARED_KEYS:
-            differs = _first_difference(_dig(first, key), _dig(other, key), key)
+            differs = _first_difference(dig(first, key), dig(other, key), key)
             if differs is not None:
                 raise ConfigError(
                     f"{differs}: configs {configs[0].name!r} and {config.name!r} differ, but "
                     f"members trained together must share {', '.join(SHARED_KEYS)}")
-
-
-def _dig(d: dict, dotted: str) -> Any:
-    for part in dotted.split("."):
-        d = d[part]
-    return d
 
 
 def _first_difference(a: Any, b: Any, key: str) -> str | None:
