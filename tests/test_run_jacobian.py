@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from winit_cli.app.experiment import run_group
 from winit_cli.config import validate
 from winit_cli.datasets import make_splits
 from winit_cli.inits import initialize
 from winit_cli.measure import theory
 from winit_cli.models import build_model
+from winit_cli.runner.group import run_group
 
 WIDTH, DEPTH, INPUTS = 256, 10, 16
 # mean(s^2) pools 16 inputs x 256 singular values; theory's prod chi is the infinite-width

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from winit_cli.app.experiment import load_splits
 from winit_cli.cli import app
 from winit_cli.config import load_config
 from winit_cli.errors import ConfigError
@@ -23,6 +22,7 @@ from winit_cli.measure import theory
 from winit_cli.measure.predict import mean_field
 from winit_cli.models import Trace
 from winit_cli.models.mlp import StackedMLP
+from winit_cli.runner.group import load_splits
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = [(1024, 512), (512, 1024)]  # weight [fan_out, fan_in]: 524,288 draws each
