@@ -24,8 +24,8 @@ import tempfile
 import time
 
 import winit_cli.training.loop as loop
-from winit_cli.app.experiment import load_splits, run_group
 from winit_cli.config import load_config
+from winit_cli.runner.group import load_splits, run_group
 
 spectrum_seconds: list[float] = []
 _init_spectra = loop.init_spectra

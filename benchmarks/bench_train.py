@@ -51,8 +51,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from winit_cli.app.experiment import load_splits  # noqa: E402
 from winit_cli.config import validate  # noqa: E402
+from winit_cli.runner.group import load_splits  # noqa: E402
 from winit_cli.training.loop import train  # noqa: E402
 from winit_cli.training.step import run_step, setup  # noqa: E402
 from winit_cli.training.threads import LoadMeter, threads_for, usable_cpus  # noqa: E402

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from winit_cli.app.experiment import load_splits, run_group
 from winit_cli.app.report import build_report
 from winit_cli.config import validate
 from winit_cli.records.files import atomic_write
+from winit_cli.runner.group import load_splits, run_group
 from winit_cli.sweeps import comparison, executors
 from winit_cli.sweeps import plan as planning
 from winit_cli.sweeps import spec as specs

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from reference_training import assert_frames_match
 
-from winit_cli.app.experiment import run_group
 from winit_cli.config import Config, validate
 from winit_cli.datasets import make_splits
+from winit_cli.runner.group import run_group
 
 BASE = {"model": {"depth": 4, "widths": [40, 32, 24]},
         "train": {"steps": 24, "batch_size": 64},

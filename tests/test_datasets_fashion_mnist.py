@@ -15,10 +15,10 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from winit_cli.app.experiment import SPLIT_SEED
 from winit_cli.cli import app
 from winit_cli.datasets import RawDataset, get_dataset, load_dataset, make_splits
 from winit_cli.errors import DataError
+from winit_cli.runner.group import SPLIT_SEED
 
 FASHION = get_dataset("fashion_mnist")
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from winit_cli.app.experiment import SPLIT_SEED, layers_frame, run_group, verdict_of
 from winit_cli.config import load_config
 from winit_cli.datasets import make_splits
 from winit_cli.diagnosis.verdict import (
@@ -18,6 +17,8 @@ from winit_cli.diagnosis.verdict import (
     log10_ratios,
     measured_first_to_last_hidden,
 )
+from winit_cli.runner.group import SPLIT_SEED, run_group
+from winit_cli.runner.member import layers_frame, verdict_of
 from winit_cli.training.loop import train
 
 DEPTH = 8

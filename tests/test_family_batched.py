@@ -17,9 +17,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from winit_cli.app.experiment import layers_frame
 from winit_cli.config import validate
 from winit_cli.datasets import make_splits
+from winit_cli.runner.member import layers_frame
 from winit_cli.training.loop import train
 
 RTOL = 1e-4

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from winit_cli.app.experiment import load_splits, run_group
 from winit_cli.app.report import build_report
 from winit_cli.config import load_config
 from winit_cli.records.rows import model_label
+from winit_cli.runner.group import load_splits, run_group
 
 
 def _config(out: Path, scheme: str, *model: str):

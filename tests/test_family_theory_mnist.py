@@ -15,11 +15,12 @@ import math
 import numpy as np
 import pytest
 
-from winit_cli.app.experiment import input_second_moment, layers_frame
 from winit_cli.config import validate
 from winit_cli.datasets import make_splits
 from winit_cli.diagnosis.predict import predict_run
 from winit_cli.diagnosis.predict_families import explain
+from winit_cli.runner.group import input_second_moment
+from winit_cli.runner.member import layers_frame
 from winit_cli.theory import predict as plain_predict
 from winit_cli.training.loop import train
 

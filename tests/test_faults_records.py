@@ -15,7 +15,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from winit_cli.app.experiment import assemble
 from winit_cli.app.report import build_report
 from winit_cli.cli import app
 from winit_cli.config import load_config
@@ -24,8 +23,9 @@ from winit_cli.measure.probes import COLUMNS
 from winit_cli.records.index import INDEX_COLUMNS, append_index, rebuild_index
 from winit_cli.records.reader import read_record
 from winit_cli.records.rows import aggregate, rows_frame
-from winit_cli.records.schema import Status
 from winit_cli.records.writer import environment, first_record, utcnow
+from winit_cli.runner.member import assemble
+from winit_cli.status import Status
 from winit_cli.training.loop import MemberLog
 
 CORPUS = Path(__file__).parent / "corpus" / "runs"
@@ -246,7 +246,7 @@ def _log(config, steps: list[int], status: str) -> MemberLog:
         log.layer_steps.append((s, 0))
         values = torch.ones(depth, len(COLUMNS), dtype=torch.float64)
         log.layer_values.append(values)
-    log.status = status
+    log.status = Status(status)
     return log
 
 
@@ -279,7 +279,7 @@ TINY = {"model": {"depth": 3, "width": 16}, "train": {"steps": 6, "batch_size": 
 def test_a_member_that_fails_mid_run_has_no_verdict_anywhere(tmp_path, monkeypatch):
     """A sweep member failing after step 2: summary.json, the runs index and comparison.csv
     all say failed with no verdict (they said 'healthy'), and say why."""
-    import winit_cli.app.experiment as experiment
+    import winit_cli.runner.group as experiment
     from winit_cli.sweeps import comparison, executors
     from winit_cli.sweeps import plan as planning
     from winit_cli.sweeps.spec import SweepSpec
@@ -311,12 +311,13 @@ def test_a_member_that_fails_mid_run_has_no_verdict_anywhere(tmp_path, monkeypat
 def test_an_error_while_assembling_the_record_leaves_no_run_running(tmp_path, monkeypatch):
     """If the theory or the diagnosis raises once training is done (gelu with std 1e99 once
     did), the run is saved as failed with its tables, never left on 'running'."""
-    import winit_cli.app.experiment as experiment
+    import winit_cli.runner.group as experiment
+    import winit_cli.runner.member as member
 
     def broken(*args, **kwargs):
         raise FloatingPointError("overflow in the mean-field integral")
 
-    monkeypatch.setattr(experiment, "predict_run", broken)
+    monkeypatch.setattr(member, "predict_run", broken)
     config = load_config(None, [f"output_dir={tmp_path}", "model.depth=3", "model.width=16",
                                 "train.steps=4", "data.subset=600", "record.every=2"])
     (outcome,) = experiment.run_group([config], experiment.load_splits(config))

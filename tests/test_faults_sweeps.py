@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from winit_cli.app.experiment import load_splits
 from winit_cli.records.reader import read_record
+from winit_cli.runner.group import load_splits
 from winit_cli.sweeps import comparison, executors
 from winit_cli.sweeps import plan as planning
 from winit_cli.sweeps import spec as specs
@@ -176,7 +176,7 @@ def test_the_groups_ahead_are_previewed_without_being_claimed(tmp_path):
 def test_a_failed_batched_group_leaves_one_folder_per_member(tmp_path, monkeypatch):
     """The batched attempt fails, each member then succeeds alone: one (complete) folder per
     member, not an extra 'failed' one, and the index lists exactly those folders."""
-    import winit_cli.app.experiment as experiment
+    import winit_cli.runner.group as experiment
 
     real = experiment.train
 
@@ -200,7 +200,7 @@ def test_an_interrupted_member_reads_interrupted_and_is_redone_cleanly(tmp_path,
     """Ctrl-C during the second group: comparison.csv says 'interrupted' for it (it said
     'pending'), the dry run says it will be rerun, and the rerun removes its folder and its
     index line (the index kept lines for removed folders)."""
-    import winit_cli.app.experiment as experiment
+    import winit_cli.runner.group as experiment
 
     real = experiment.train
 

@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from winit_cli.app.experiment import load_splits, run_group
 from winit_cli.cli import app
 from winit_cli.config import ModelConfig, load_config
 from winit_cli.inits import initialize
 from winit_cli.measure.histograms import BINS, EDGES, THRESHOLDS, layer_histograms, member_counts
 from winit_cli.models import build_model
+from winit_cli.runner.group import load_splits, run_group
 from winit_cli.views.grad_flow import Bars, grad_flow_bars, recorded_step
 
 

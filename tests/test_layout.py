@@ -17,17 +17,6 @@ import winit_cli
 
 PACKAGE = Path(winit_cli.__file__).resolve().parent
 
-# Cycles between subpackages that main already had when this test was written (issue 8 is
-# reworking these layers). Each is a set of subpackages that reach each other:
-# - app.compare plans and runs sweeps; sweeps.executors runs a group through app.experiment;
-# - config validates against the scheme registry (inits), the `critical` scheme needs the theory
-#   (measure), and measure.predict reads config and records.files. No module-level cycle.
-# Shrink or remove an entry once its cycle is broken; add none.
-KNOWN_PACKAGE_CYCLES = {
-    frozenset({"winit_cli.app", "winit_cli.sweeps"}),
-}
-
-
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -136,12 +125,9 @@ def test_no_module_imports_in_a_circle():
 
 
 def test_subpackages_import_in_one_direction():
-    """No cycle between subpackages (models -> inits -> models) beyond the known ones, which must
-    be listed exactly as they are, so that a new one fails and a broken one is struck off."""
+    """No cycle between subpackages (models -> inits -> models), none whitelisted."""
     found = cyclic_sets(package_graph(graph()))
-    assert found == KNOWN_PACKAGE_CYCLES, (
-        f"cycles between subpackages: {sorted(map(sorted, found))}; "
-        f"known: {sorted(map(sorted, KNOWN_PACKAGE_CYCLES))}")
+    assert not found, f"cycles between subpackages: {sorted(map(sorted, found))}"
 
 
 def test_models_depend_on_nothing_above_them():

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from winit_cli.app.experiment import layers_frame
 from winit_cli.config import ModelConfig, load_config, validate
 from winit_cli.datasets import make_splits
 from winit_cli.errors import ConfigError
@@ -26,6 +25,7 @@ from winit_cli.models import (
     get_model_kind,
 )
 from winit_cli.models.mlp import StackedMLP
+from winit_cli.runner.member import layers_frame
 from winit_cli.training.loop import train
 
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from winit_cli.app.experiment import input_second_moment, run_group
 from winit_cli.config import validate
 from winit_cli.datasets import make_splits
+from winit_cli.runner.group import input_second_moment, run_group
 from winit_cli.training.step import setup
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from winit_cli.app.experiment import RunOutcome
 from winit_cli.config import validate
+from winit_cli.runner.group import RunOutcome
 from winit_cli.sweeps import executors, pacing, processes
 from winit_cli.training import threads as th
 from winit_cli.training.threads import usable_cpus

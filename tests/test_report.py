@@ -20,11 +20,11 @@ import yaml
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
-from winit_cli.app.experiment import load_splits, run_group
 from winit_cli.app.report import build_report
 from winit_cli.cli import app
 from winit_cli.config import load_config
 from winit_cli.errors import ResultsError
+from winit_cli.runner.group import load_splits, run_group
 
 SWEEP = "depths-0a1b2c"
 

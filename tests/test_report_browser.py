@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from winit_cli.app.experiment import load_splits, run_group
 from winit_cli.app.report import build_report
 from winit_cli.config import load_config
+from winit_cli.runner.group import load_splits, run_group
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("report_browser",

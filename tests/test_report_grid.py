@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from winit_cli.app.experiment import run_group
 from winit_cli.app.report import build_report
 from winit_cli.config import validate
 from winit_cli.datasets import make_splits
+from winit_cli.runner.group import run_group
 
 STDS = (0.01, 0.05)
 SEEDS = (0, 1)

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from winit_cli import theory
-from winit_cli.app.experiment import run_group
 from winit_cli.config import validate
 from winit_cli.datasets import make_splits
 from winit_cli.inits import initialize
 from winit_cli.models import build_model
+from winit_cli.runner.group import run_group
 
 WIDTH, DEPTH, INPUTS = 256, 10, 16
 # mean(s^2) pools 16 inputs x 256 singular values; theory's prod chi is the infinite-width

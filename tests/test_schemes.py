@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from winit_cli import theory
-from winit_cli.app.experiment import load_splits
 from winit_cli.cli import app
 from winit_cli.config import load_config
 from winit_cli.diagnosis.predict import scheme_mean_field
@@ -23,6 +22,7 @@ from winit_cli.inits import COMMON_PARAMS, SCHEMES, calibrate_member, check_sche
 from winit_cli.inits.scaling import TRUNCATION_STD
 from winit_cli.models import Trace
 from winit_cli.models.mlp import StackedMLP
+from winit_cli.runner.group import load_splits
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = [(1024, 512), (512, 1024)]  # weight [fan_out, fan_in]: 524,288 draws each

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import torch
 
-from winit_cli.app.experiment import run_group
 from winit_cli.config import validate
 from winit_cli.datasets import make_splits
+from winit_cli.runner.group import run_group
 
 SUBNORMAL = 1.1754943508222875e-38  # float32's smallest normal number
 SUBNORMAL_NORM = SUBNORMAL * (64 * 128) ** 0.5  # a norm of 64 x 128 subnormal elements

@@ -14,9 +14,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from winit_cli.app.experiment import load_splits
 from winit_cli.cli import app
 from winit_cli.errors import ConfigError
+from winit_cli.runner.group import load_splits
 from winit_cli.sweeps import comparison, executors, processes
 from winit_cli.sweeps import plan as planning
 from winit_cli.sweeps import spec as specs

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from winit_cli.app.experiment import group_environment, load_splits
-from winit_cli.records.schema import Status
 from winit_cli.records.writer import RunWriter
+from winit_cli.runner.group import group_environment, load_splits
+from winit_cli.status import Status
 from winit_cli.sweeps import comparison, executors
 from winit_cli.sweeps import plan as planning
 from winit_cli.sweeps import spec as specs

@@ -18,9 +18,9 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from winit_cli.app.experiment import RunOutcome
 from winit_cli.cli import app, common
 from winit_cli.records.reader import load_run
+from winit_cli.runner.group import RunOutcome
 from winit_cli.views.terminal import run_report
 from winit_cli.views.words import pct, sci, signed
 

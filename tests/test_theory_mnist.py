@@ -10,8 +10,8 @@ import math
 
 import pytest
 
-from winit_cli.app.experiment import load_splits, run_group
 from winit_cli.config import validate
+from winit_cli.runner.group import load_splits, run_group
 
 
 def runs(activation: str, sigma_w2s: list[float], tmp_path) -> list[dict]:

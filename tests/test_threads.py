@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from winit_cli.app.experiment import load_splits, train_records
 from winit_cli.config import validate
 from winit_cli.errors import ConfigError
+from winit_cli.runner.group import load_splits, train_records
 from winit_cli.training import threads as th
 
 STAT_BEFORE = """cpu  300 0 100 600 0 0 0 0 0 0

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from winit_cli.app.experiment import run_group
 from winit_cli.config import Config, validate
 from winit_cli.datasets import make_splits
 from winit_cli.measure.probes import COLUMNS
+from winit_cli.runner.group import run_group
 from winit_cli.training.loop import train
 from winit_cli.training.step import setup
 

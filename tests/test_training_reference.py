@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 from reference_training import RTOL, assert_frames_match, reference_run
 
-from winit_cli.app.experiment import run_group
 from winit_cli.config import Config, validate
 from winit_cli.datasets import make_splits
+from winit_cli.runner.group import run_group
 
 BASE = {"model": {"depth": 4, "widths": [48, 32, 24]},
         "train": {"steps": 24, "batch_size": 64, "lr": 0.05},

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import winit_cli as winit
-from winit_cli.app.experiment import SPLIT_SEED, input_second_moment, run_group
 from winit_cli.config import load_config
 from winit_cli.datasets import make_splits
 from winit_cli.measure.probes import COLUMNS
+from winit_cli.runner.group import SPLIT_SEED, input_second_moment, run_group
 from winit_cli.training.step import setup
 from winit_cli.watcher import WatchedRun
 

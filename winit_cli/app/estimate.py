@@ -16,9 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from winit_cli.config import Config
-
-TRAIN_EXAMPLES = 60_000  # MNIST and Fashion-MNIST both hold 60,000 training images
-INPUT_SIZE, CLASSES = 784, 10
+from winit_cli.training.schedule import CLASSES, INPUT_SIZE, planned_steps
 
 
 @dataclass(frozen=True)
@@ -42,18 +40,10 @@ class Estimate:
         return sum(g.steps * g.seconds_per_step for g in self.groups)
 
 
-def planned_steps(config: Config) -> int:
-    """The optimizer steps a run of `config` takes: train.steps, else epochs of batches."""
-    if config.train.steps:
-        return config.train.steps
-    n_train = config.data.subset or TRAIN_EXAMPLES - config.data.val_size
-    return config.train.epochs * math.ceil(min(n_train, TRAIN_EXAMPLES) / config.train.batch_size)
-
-
 def _random_splits(config: Config):
     """Random inputs and labels with the real shapes: time does not depend on the values
     (subnormals aside, which training flushes by default)."""
-    from winit_cli.app.experiment import Splits
+    from winit_cli.datasets import Splits
 
     g = torch.Generator().manual_seed(0)
     n = 4 * config.train.batch_size

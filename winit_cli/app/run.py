@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Protocol
 
 from winit_cli.app import preflight
-from winit_cli.app.experiment import RunOutcome, load_splits, run_group
 from winit_cli.config import Config
+from winit_cli.runner.group import RunOutcome, load_splits, run_group
 
 
 class RunObserver(Protocol):

@@ -51,7 +51,7 @@ class Scheme:
     formula: str = ""  # one line for `winit schemes`; the docstring has the full story
     # Data-dependent schemes only, run by `calibrate_member` once `initialize` has filled every
     # layer of member `member`, with `data` the training split's inputs [n, input_size] (already
-    # a seeded random permutation, see app.experiment.SPLIT_SEED). It may change member `member`'s
+    # a seeded random permutation, see runner.group.SPLIT_SEED). It may change member `member`'s
     # weights and biases and nothing else. `variance` then describes what `fill` drew, not the
     # calibrated weights: measure those.
     calibrate: Calibrate | None = None

@@ -19,7 +19,8 @@ import pandas as pd
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write
 from winit_cli.records.reader import find_run_dirs, read_record
-from winit_cli.records.schema import RunRecord, Status
+from winit_cli.records.schema import RunRecord
+from winit_cli.status import Status
 
 INDEX = "runs.csv"
 INDEX_COLUMNS = ("run_id", "name", "started_at", "status", "verdict", "scheme", "activation",

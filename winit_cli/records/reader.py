@@ -18,7 +18,8 @@ import pandas as pd
 
 from winit_cli.errors import ResultsError, WinitError, shorten
 from winit_cli.records.files import read_json
-from winit_cli.records.schema import RunRecord, Status, parse_record
+from winit_cli.records.schema import RunRecord, parse_record
+from winit_cli.status import Status
 from winit_cli.yamlfile import read_yaml
 
 RUN_MARKERS = ("config.yaml", "summary.json")

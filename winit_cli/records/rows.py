@@ -15,7 +15,7 @@ import pandas as pd
 
 from winit_cli.config import LATER_DEFAULTS
 from winit_cli.records.reader import Run
-from winit_cli.records.schema import Status
+from winit_cli.status import Status
 
 HEAD = ("run_id", "path", "sweep", "dataset", "model_kind", "scheme", "activation", "depth",
         "width", "seed")

@@ -12,27 +12,14 @@ guess. Numbers that could not be measured (NaN, inf) are null: JSON has neither.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from winit_cli.errors import ResultsError
+from winit_cli.status import Status
 
 SCHEMA_VERSION = 2
-
-
-class Status(StrEnum):
-    RUNNING = "running"  # the process is (or was, if it died) still training
-    COMPLETE = "complete"
-    DIVERGED = "diverged"  # stopped at a non-finite loss or gradient; what was recorded is kept
-    INTERRUPTED = "interrupted"  # Ctrl-C or a signal
-    FAILED = "failed"  # an error stopped it; `error` says which
-
-    @property
-    def finished(self) -> bool:
-        """Finished runs are ranked and resumed past; the others are tabulated, or redone."""
-        return self in (Status.COMPLETE, Status.DIVERGED)
 
 
 class _Block(BaseModel):

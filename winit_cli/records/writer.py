@@ -31,7 +31,8 @@ from winit_cli.config import Config, dump_yaml
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, write_csv, write_json
 from winit_cli.records.index import append_index
-from winit_cli.records.schema import Environment, RunRecord, Status
+from winit_cli.records.schema import Environment, RunRecord
+from winit_cli.status import Status
 
 
 def environment(device: str, flushed: bool) -> Environment:

@@ -56,7 +56,7 @@ def make_executor(name: str, options: ExecutorOptions) -> Executor:
 
 def cached_splits(data_dir: Path | None = None, on_download=None) -> Callable[[Config], Any]:
     """splits_for(config): the data splits a config needs, loaded once per distinct need."""
-    from winit_cli.app.experiment import load_splits
+    from winit_cli.runner.group import load_splits
 
     cache: dict = {}
 
@@ -83,7 +83,7 @@ class InProcessExecutor:
             yield from self._group(group, on_progress)
 
     def _group(self, group: list[Config], on_progress: ProgressFn | None) -> list[Any]:
-        from winit_cli.app.experiment import run_group
+        from winit_cli.runner.group import run_group
 
         started: list[Path] = []
         try:

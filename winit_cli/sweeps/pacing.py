@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 
-from winit_cli.app.estimate import CLASSES, INPUT_SIZE, planned_steps
 from winit_cli.config import Config
+from winit_cli.training.schedule import CLASSES, INPUT_SIZE, planned_steps
 
 
 def lookahead(groups: Iterable[list[Config]]

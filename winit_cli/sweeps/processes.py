@@ -247,7 +247,7 @@ def _start_worker(threads: int) -> None:
     which `train.threads: auto` keeps within."""
     import torch
 
-    import winit_cli.app.experiment  # noqa: F401  (ready means ready to train)
+    import winit_cli.runner.group  # noqa: F401  (ready means ready to train)
     from winit_cli.training.threads import set_cpu_share
 
     os.setsid()

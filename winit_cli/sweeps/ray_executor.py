@@ -59,7 +59,7 @@ def train_group(group: list[Config], splits: Any, threads: int, steps: Any = Non
     `steps`, a Ray queue, if given, receives (step, total, info) now and then."""
     import torch
 
-    from winit_cli.app.experiment import train_records
+    from winit_cli.runner.group import train_records
 
     torch.set_num_threads(threads)
     try:
@@ -142,7 +142,7 @@ class RayExecutor:
 
     def _collect(self, ray, ref: Any, group: list[Config]) -> Iterator[Any]:
         """A finished task's members, written under the sweep; or why they are not."""
-        from winit_cli.app.experiment import write_result
+        from winit_cli.runner.group import write_result
 
         try:
             results = ray.get(ref)

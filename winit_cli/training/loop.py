@@ -19,6 +19,7 @@ from winit_cli.datasets import Splits
 from winit_cli.errors import ConfigError
 from winit_cli.measure.jacobian import JacobianSpectrum
 from winit_cli.measure.probes import COLUMNS
+from winit_cli.status import Status
 from winit_cli.training import ProgressFn
 from winit_cli.training.schedule import Schedule
 from winit_cli.training.spectrum import init_spectra, spectrum_reason
@@ -43,7 +44,7 @@ class MemberLog:
     layer_values: list[torch.Tensor] = field(default_factory=list)  # [L, Q] float64 each
     histograms: list[torch.Tensor] = field(default_factory=list)  # [L, 2, bins] at layer_steps
     metrics: list[dict] = field(default_factory=list)
-    status: str = "running"  # running | complete | diverged | interrupted
+    status: Status = Status.RUNNING
     diverged_step: int | None = None
     diverged_layer: int | None = None
     final: dict = field(default_factory=dict)  # final train/val/test loss and accuracy
@@ -114,8 +115,8 @@ def train(configs: list[Config], splits: Splits, *, on_progress: ProgressFn | No
                on_record)
     except KeyboardInterrupt:
         for log in logs:
-            if log.status == "running":
-                log.status = "interrupted"
+            if log.status is Status.RUNNING:
+                log.status = Status.INTERRUPTED
         raise
     finally:
         for log in logs:
@@ -168,7 +169,7 @@ def log_step(logs: list[MemberLog], plan: Schedule, step: int, result: StepResul
             if result.histograms is not None:
                 log.histograms.append(result.histograms[i])
         if newly_diverged[i]:
-            log.status, log.diverged_step = "diverged", step
+            log.status, log.diverged_step = Status.DIVERGED, step
             log.diverged_layer = first_nonfinite_layer(result.values[i])
         if result.recorded or result.evaluation or newly_diverged[i]:
             row = window.row(i, step, epoch)
@@ -235,7 +236,7 @@ def finish(logs: list[MemberLog], group: Group, splits: Splits, device: torch.de
         last = log.metrics[-1] if log.metrics else {}
         steps = last.get("step", 0)
         # A diverged member's weights are non-finite: it has no accuracy to report.
-        measured = log.status != "diverged"
+        measured = log.status is not Status.DIVERGED
         log.final = {
             "train_loss": last.get("train_loss") if measured else None,
             "train_accuracy": last.get("train_accuracy") if measured else None,
@@ -249,8 +250,8 @@ def finish(logs: list[MemberLog], group: Group, splits: Splits, device: torch.de
             "train_seconds": elapsed / k,
             "samples_per_second": steps * batch_size * k / elapsed,
         }
-        if log.status == "running":
-            log.status = "complete"
+        if log.status is Status.RUNNING:
+            log.status = Status.COMPLETE
 
 
 def first_nonfinite_layer(values: torch.Tensor) -> int | None:

@@ -28,6 +28,21 @@ class Schedule:
         return (step > 0 and step % self.eval_every == 0) or step == self.steps
 
 
+# The shape of the registered datasets (MNIST and Fashion-MNIST), for planning before any is
+# loaded (`winit run --dry-run`, `--jobs` pacing): 60,000 training images of 784 values, 10
+# classes.
+TRAIN_EXAMPLES = 60_000
+INPUT_SIZE, CLASSES = 784, 10
+
+
+def planned_steps(config: Config) -> int:
+    """The optimizer steps a run of `config` takes: train.steps, else epochs of batches."""
+    if config.train.steps:
+        return config.train.steps
+    n_train = config.data.subset or TRAIN_EXAMPLES - config.data.val_size
+    return config.train.epochs * math.ceil(min(n_train, TRAIN_EXAMPLES) / config.train.batch_size)
+
+
 def schedule(config: Config, n_train: int) -> Schedule:
     per_epoch = math.ceil(n_train / config.train.batch_size)
     steps = config.train.steps or config.train.epochs * per_epoch

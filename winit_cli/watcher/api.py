@@ -49,9 +49,10 @@ from torch import nn
 from winit_cli.errors import ConfigError
 from winit_cli.inits import get_scheme
 from winit_cli.measure.probes import COLUMNS
-from winit_cli.records.schema import RunRecord, Status
+from winit_cli.records.schema import RunRecord
 from winit_cli.records.tensorboard import EventWriter
 from winit_cli.records.writer import environment
+from winit_cli.status import Status
 from winit_cli.watcher.folder import RunFolder, run_config
 from winit_cli.watcher.layers import find_layers
 from winit_cli.watcher.probe import Settings, Watch

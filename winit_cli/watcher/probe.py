@@ -20,8 +20,9 @@ from torch import nn
 
 from winit_cli.errors import ConfigError
 from winit_cli.measure.probes import COLUMNS, member_norms
-from winit_cli.records.schema import FinalRecord, RunRecord, Status
+from winit_cli.records.schema import FinalRecord, RunRecord
 from winit_cli.records.tensorboard import EventWriter
+from winit_cli.status import Status
 from winit_cli.training.loop import first_nonfinite_layer
 from winit_cli.watcher import summary
 from winit_cli.watcher.folder import RunFolder

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from winit_cli.app.experiment import verdict_record
 from winit_cli.config import Config, InitConfig, ModelConfig
 from winit_cli.diagnosis.predict import PREDICTED, predict_run
 from winit_cli.diagnosis.verdict import Verdict, diagnose
@@ -18,6 +17,7 @@ from winit_cli.inits import check_scheme
 from winit_cli.measure.probes import COLUMNS
 from winit_cli.records.files import finite_values
 from winit_cli.records.schema import TheoryRecord, VerdictRecord
+from winit_cli.runner.member import verdict_record
 from winit_cli.watcher.layers import Layer
 from winit_cli.watcher.structure import THEORY_SCOPE, Structure
 
