@@ -59,7 +59,7 @@ def browser() -> str | None:
 def _chromium(page: Path, width: int, *args: str) -> str:
     exe = browser()
     if exe is None:
-        sys.exit("no Chromium on PATH: bash scripts/setup.sh installs Debian's as root, or "
+        sys.exit("no Chromium on PATH: bash scripts/setup.sh --tests installs Debian's as root, or "
                  "apt-get install chromium")
     with tempfile.TemporaryDirectory() as profile:
         # --no-sandbox: Chromium refuses to run as root otherwise (CI containers run as root).

@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
-# Set up winit in ./.venv: Python 3.11+, the CPU build of torch, winit and its test tools.
+# Set up winit in ./.venv: Python 3.11+, the CPU build of torch and winit.
+#
+#   bash scripts/setup.sh           winit and torch only: what `winit run` needs
+#   bash scripts/setup.sh --tests   also what the test suite needs: pytest and ruff, Ray, the
+#                                   TensorBoard reader, MkDocs, and Debian's Chromium
+#
 # Safe to rerun: an existing .venv is reused and only what is missing is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tests=0
+for arg in "$@"; do
+  case "$arg" in
+    --tests) tests=1 ;;
+    -h|--help) sed -n '2,8p' "$0" | cut -c3-; exit 0 ;;
+    *) echo "setup: unknown option $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
 python=${PYTHON:-python3}
 say() { echo "setup: $*"; }
 if [ -x .venv/bin/python ]; then
@@ -18,32 +31,35 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   say "installing torch 2.13.0${TORCH_INDEX:+ from $TORCH_INDEX} (the big download; a minute or more)"
   pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==2.13.0"
-else
-  say "torch $(.venv/bin/python -c 'import torch; print(torch.__version__)') is installed"
 fi
-# The ray extra (tests/test_ray.py runs a real cluster) adds ~300 MB and 10-25 s; the tensorboard
-# extra (TensorBoard event files; tests/test_tensorboard.py reads them back with it) a few tens
-# of MB. Leave ray out with WINIT_EXTRAS=dev,tensorboard.
-# Add 'mutation' (cosmic-ray, for scripts/mutation.py; not needed by the tests) with
-# WINIT_EXTRAS=dev,ray,tensorboard,mutation.
-say "installing winit and its test tools (pip install -e '.[${WINIT_EXTRAS:-dev,ray,tensorboard}]')"
-pip install -e ".[${WINIT_EXTRAS:-dev,ray,tensorboard}]"
-# tests/test_report_browser.py looks at report.html in a real browser: Debian's Chromium,
-# installed with apt-get where it is missing and we may (root, apt present; ~300 MB, a minute or
-# two). Skip this with WINIT_CHROMIUM=0.
-if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then
-  say "chromium is installed (the report's browser test uses it)"
-elif [ "${WINIT_CHROMIUM:-1}" = 0 ]; then
-  say "not installing chromium (WINIT_CHROMIUM=0): tests/test_report_browser.py will fail"
-elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  say "installing Debian's chromium with apt-get, for the report's browser test (a minute or two)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium \
-    >/dev/null || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -q --no-install-recommends chromium >/dev/null; }
-  say "chromium $(chromium --version 2>/dev/null | awk '{print $2}') installed"
+# Extras (pyproject.toml): dev (pytest, ruff), ray (tests/test_ray.py runs a real cluster; ~300
+# MB), tensorboard (tests read event files back), docs (mkdocs build --strict). WINIT_EXTRAS
+# overrides the list; add 'mutation' for scripts/mutation.py.
+if [ "$tests" = 1 ]; then
+  extras=${WINIT_EXTRAS:-dev,ray,tensorboard,docs}
+  say "installing winit and what the tests need (pip install -e '.[$extras]')"
+  pip install -e ".[$extras]"
 else
-  say "chromium is missing and this is not a root shell with apt-get: install it yourself" \
-      "(sudo apt-get install chromium) for tests/test_report_browser.py"
+  say "installing winit (pip install -e .)"
+  pip install -e .
+fi
+# The report's browser test looks at report.html in a real browser: Debian's Chromium, installed
+# with apt-get (as root, ~300 MB, a minute or two) for the tests only. WINIT_CHROMIUM=0 skips it.
+if [ "$tests" = 1 ]; then
+  if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then
+    say "chromium is installed (the report's browser test uses it)"
+  elif [ "${WINIT_CHROMIUM:-1}" = 0 ]; then
+    say "not installing chromium (WINIT_CHROMIUM=0): the browser tests will fail"
+  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian's chromium with apt-get, system-wide, for the report's browser test"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium \
+      >/dev/null || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -q --no-install-recommends chromium >/dev/null; }
+    say "chromium $(chromium --version 2>/dev/null | awk '{print $2}') installed"
+  else
+    say "chromium is missing and this is not a root shell with apt-get: install it yourself" \
+        "(sudo apt-get install chromium) for the report's browser test"
+  fi
 fi
 # Machines without internet may hold verified copies of the datasets beside the checkout: use
 # them as the cache rather than trying to download. (winit still verifies every file it reads.)
@@ -57,5 +73,7 @@ link_shared() {  # link_shared <folder under ../shared/data and the cache> <name
 }
 link_shared mnist MNIST
 link_shared fashion-mnist Fashion-MNIST
+build=$(.venv/bin/python -c 'import torch; print(torch.__version__, "CUDA" if torch.version.cuda else "CPU-only")')
+say "torch $build; ./.venv is $(du -sh .venv | cut -f1)"
 echo "winit is set up in ./.venv. Put it on your PATH with:  source .venv/bin/activate"
 echo "(or run .venv/bin/winit directly), then:  winit run configs/quickstart.yaml"

@@ -34,7 +34,7 @@ def _config(out: Path, scheme: str):
 @pytest.fixture(scope="module")
 def report_html(tmp_path_factory, mnist_path: Path) -> Path:
     assert report_browser.browser() is not None, \
-        "no Chromium on PATH: run scripts/setup.sh as root, or apt-get install chromium"
+        "no Chromium on PATH: run scripts/setup.sh --tests as root, or apt-get install chromium"
     root = tmp_path_factory.mktemp("runs")
     configs = [_config(root, s) for s in ("he_normal", "xavier_uniform")]
     run_group(configs, load_splits(configs[0], mnist_path))
