@@ -23,11 +23,12 @@ else
 fi
 # The ray extra (tests/test_ray.py runs a real cluster) adds ~300 MB and 10-25 s; the tensorboard
 # extra (TensorBoard event files; tests/test_tensorboard.py reads them back with it) a few tens
-# of MB. Leave ray out with WINIT_EXTRAS=dev,tensorboard.
+# of MB; the docs extra (mkdocs, mkdocs-material: .ci/run builds the docs site) about 120 MB. Leave
+# ray out with WINIT_EXTRAS=dev,tensorboard,docs.
 # Add 'mutation' (cosmic-ray, for scripts/mutation.py; not needed by the tests) with
-# WINIT_EXTRAS=dev,ray,tensorboard,mutation.
-say "installing winit and its test tools (pip install -e '.[${WINIT_EXTRAS:-dev,ray,tensorboard}]')"
-pip install -e ".[${WINIT_EXTRAS:-dev,ray,tensorboard}]"
+# WINIT_EXTRAS=dev,ray,tensorboard,docs,mutation.
+say "installing winit and its test tools (pip install -e '.[${WINIT_EXTRAS:-dev,ray,tensorboard,docs}]')"
+pip install -e ".[${WINIT_EXTRAS:-dev,ray,tensorboard,docs}]"
 # tests/test_report_browser.py looks at report.html in a real browser: Debian's Chromium,
 # installed with apt-get where it is missing and we may (root, apt present; ~300 MB, a minute or
 # two). Skip this with WINIT_CHROMIUM=0.
