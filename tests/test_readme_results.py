@@ -18,7 +18,7 @@ RESULTS_PAGE = REPO / "docs" / "results.md"
 
 def test_every_results_block_has_its_markers():
     """A block without markers would be left stale: the script refuses, the results page has
-    all, and no other page (nor the README) holds a second copy that would go stale."""
+    all, and no other docs page holds a second copy that would go stale."""
     page = RESULTS_PAGE.read_text()
     others = [p.read_text() for p in (REPO / "docs").rglob("*.md") if p != RESULTS_PAGE]
     for name in ("timing", "relu30", "tanh20", "mean1", "l2", "phase", "spectra", "bn50",
