@@ -1,6 +1,6 @@
 """Throughput of winit's training against baselines measured in the same run, as ratios.
 
-    .venv/bin/python benchmarks/bench_train.py [--quick] [--readme README.md]
+    .venv/bin/python benchmarks/bench_train.py [--quick] [--docs]
 
 (plain `python benchmarks/bench_train.py` re-runs itself with the repository's .venv.)
 
@@ -19,8 +19,9 @@
 
 Trials alternate between contenders; medians (and the worst trial where a target says "every")
 are reported. Machines are shared and noisy: only ratios within one run mean anything. Results
-go to benchmarks/results/bench_train.csv; --readme rewrites the table between the markers
-`<!-- bench_train:start -->` and `<!-- bench_train:end -->`.
+go to benchmarks/results/bench_train.csv; --docs rewrites the table between the markers
+`<!-- bench_train:start -->` and `<!-- bench_train:end -->` in the docs page that holds them
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ except ModuleNotFoundError:  # run by a python without torch: use the repository
         os.execv(venv, [str(venv), *sys.argv])
     raise
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))  # docblocks: the docs' script-written blocks
 
 import argparse  # noqa: E402
 import csv  # noqa: E402
@@ -49,6 +51,7 @@ from collections.abc import Callable  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from docblocks import rewrite_block  # noqa: E402
 from torch import nn  # noqa: E402
 
 from winit_cli.config import validate  # noqa: E402
@@ -365,20 +368,13 @@ def markdown(rows: list[Row], context: str) -> str:
     return "\n".join(lines)
 
 
-def write_readme(path: Path, table: str) -> None:
-    text = path.read_text()
-    start, end = text.find(MARKERS[0]), text.find(MARKERS[1])
-    if start < 0 or end < start:
-        raise SystemExit(f"{path}: no {MARKERS[0]} ... {MARKERS[1]} section to rewrite")
-    path.write_text(text[:start + len(MARKERS[0])] + "\n" + table + "\n" + text[end:])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="training steps per run")
     parser.add_argument("--repeats", type=int, default=5, help="trials of the recording case")
     parser.add_argument("--quick", action="store_true", help="a smoke test: 40 steps, 2 trials")
-    parser.add_argument("--readme", type=Path, help="rewrite this file's benchmark section")
+    parser.add_argument("--docs", action="store_true",
+                        help="rewrite the table in the docs (docs/performance.md)")
     args = parser.parse_args()
     steps, repeats = (40, 2) if args.quick else (args.steps, args.repeats)
     started, load = time.perf_counter(), os.getloadavg()[0]
@@ -411,9 +407,8 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     print(f"\nwrote {RESULTS.relative_to(REPO)}")
-    if args.readme:
-        write_readme(args.readme, table)
-        print(f"rewrote the benchmark section of {args.readme}")
+    if args.docs:
+        print(f"rewrote the benchmark table of {rewrite_block(*MARKERS, table)}")
 
 
 if __name__ == "__main__":

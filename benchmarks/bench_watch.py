@@ -1,7 +1,7 @@
 """Overhead of `winit.watch` on a user's own training loop, against the same loop without it.
 
     .venv/bin/python benchmarks/bench_watch.py [--steps 200] [--repeats 5] [--device cpu|cuda]
-                                     [--models mlp,cnn] [--data-dir DIR] [--readme README.md]
+                                     [--models mlp,cnn] [--data-dir DIR] [--docs]
 
 One loop (forward, cross-entropy, backward, optimizer step; no .item(), so nothing waits for a
 GPU), three ways: plain, with the probe recording every 10 steps, and every step. Models: the
@@ -12,9 +12,10 @@ writes the run folder once) are not.
 
 Trials alternate between the three contenders in one process, in an order that rotates each
 trial, and the medians are compared: ratio = time with the probe / time without (1.00 is free).
-Machines are shared and noisy; only ratios within one run mean something. `--readme` rewrites
-the README's table for this device (between `<!-- bench_watch:DEVICE:start -->` and
-`<!-- bench_watch:DEVICE:end -->`), so the figures there come from this script.
+Machines are shared and noisy; only ratios within one run mean something. `--docs` rewrites
+the docs' table for this device (between `<!-- bench_watch:DEVICE:start -->` and
+`<!-- bench_watch:DEVICE:end -->`, in docs/your-own-loop.md), so the figures there come from
+this script.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import copy
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,6 +36,9 @@ from torch import nn
 
 import winit_cli as winit
 from winit_cli.datasets import load_dataset, make_splits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from docblocks import rewrite_block  # noqa: E402  scripts/docblocks.py: the docs' blocks
 
 CONTENDERS = {"plain": None, "every 10": 10, "every 1": 1}
 
@@ -132,13 +137,10 @@ MODEL_NAMES = {"mlp": "MLP, 10 Linear layers of 256, batch 128",
                "cnn": "small CNN of the example, batch 64"}
 
 
-def write_readme(path: Path, device: torch.device, text: str) -> None:
+def write_docs(device: torch.device, text: str) -> Path:
+    """The docs' table for this device rewritten, in the page that holds its markers."""
     start, end = (f"<!-- bench_watch:{device.type}:{m} -->" for m in ("start", "end"))
-    readme = path.read_text()
-    i, j = readme.find(start), readme.find(end)
-    if i < 0 or j < i:
-        raise SystemExit(f"{path}: no {start} ... {end} section to rewrite")
-    path.write_text(readme[:i + len(start)] + "\n" + text + "\n" + readme[j:])
+    return rewrite_block(start, end, text)
 
 
 def main() -> None:
@@ -148,7 +150,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--models", default="mlp,cnn")
     p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--readme", type=Path, help="rewrite this file's table for the device")
+    p.add_argument("--docs", action="store_true",
+                   help="rewrite the docs' table for the device (docs/your-own-loop.md)")
     args = p.parse_args()
     device = torch.device(args.device)
     splits = make_splits(load_dataset("mnist", args.data_dir), val_size=0, subset=20_000)
@@ -163,9 +166,8 @@ def main() -> None:
             results[name] = bench(name, x, y, args.steps, args.repeats, Path(out))
     text = table(results, device, args.steps, args.repeats)
     print("\n" + text)
-    if args.readme:
-        write_readme(args.readme, device, text)
-        print(f"\nrewrote the {device.type} table of {args.readme}")
+    if args.docs:
+        print(f"\nrewrote the {device.type} table of {write_docs(device, text)}")
 
 
 if __name__ == "__main__":

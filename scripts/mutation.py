@@ -10,7 +10,7 @@ interval; --minutes time-boxes each module.
     .venv/bin/python scripts/mutation.py --out A              # every module, 40 mutants each
     .venv/bin/python scripts/mutation.py probes --sample 0    # all mutants of one
     .venv/bin/python scripts/mutation.py --tests-ref main --carry A --out B   # main's tests, A's
-    .venv/bin/python scripts/mutation.py --out A --before B --readme         # README block
+    .venv/bin/python scripts/mutation.py --out A --before B --docs           # docs block
 
 Left out before sampling, as carrying no information: mutations inside annotations (strings
 under `from __future__ import annotations`, never evaluated), and arithmetic replaced by shifts
@@ -38,7 +38,7 @@ import time
 from io import BytesIO
 from pathlib import Path
 
-from mutation_report import readme_block, results, rewrite_readme, summary_line
+from mutation_report import readme_block, results, rewrite_docs, summary_line
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
@@ -195,9 +195,9 @@ def run_module(name: str, args, out: Path) -> dict:
     work = out / name
     if (work / "result.json").exists():
         result = json.loads((work / "result.json").read_text())
-        if (result["not_run"] == 0 and not args.retest_survivors) or args.readme:
+        if (result["not_run"] == 0 and not args.retest_survivors) or args.docs:
             return result
-    if args.readme:
+    if args.docs:
         raise SystemExit(f"{name}: no results in {work}; run the module first")
     if args.retest_survivors and (work / "session.sqlite").exists():
         forget_survivors(work / "session.sqlite")
@@ -330,10 +330,10 @@ def main() -> None:
                         help="rerun --out's surviving mutants against the tests at HEAD")
     parser.add_argument("--out", type=Path, default=None,
                         help="results folder (default: a new folder under the system temp)")
-    parser.add_argument("--readme", action="store_true",
-                        help="run nothing: rewrite README.md's mutation block from --out "
-                             "(and --before)")
-    parser.add_argument("--before", type=Path, help="with --readme: the --tests-ref run's --out")
+    parser.add_argument("--docs", action="store_true",
+                        help="run nothing: rewrite the docs' mutation block (docs/testing.md) "
+                             "from --out (and --before)")
+    parser.add_argument("--before", type=Path, help="with --docs: the --tests-ref run's --out")
     parser.add_argument("--mnist", type=Path, default=shared("mnist", "WINIT_TEST_MNIST"))
     parser.add_argument("--fashion", type=Path,
                         default=shared("fashion-mnist", "WINIT_TEST_FASHION_MNIST"))
@@ -341,8 +341,8 @@ def main() -> None:
     unknown = sorted(set(args.modules) - set(MODULES))
     if unknown:
         parser.error(f"unknown module {unknown[0]}; known: {', '.join(MODULES)}")
-    if args.readme and not args.out:
-        parser.error("--readme reads --out")
+    if args.docs and not args.out:
+        parser.error("--docs reads --out")
     out = args.out or Path(tempfile.mkdtemp(prefix="winit-mutation-"))
     out.mkdir(parents=True, exist_ok=True)
     names = args.modules or list(MODULES)
@@ -353,13 +353,13 @@ def main() -> None:
         after[name] = run_module(name, args, out)
         lines.append(summary_line(name, after[name]))
         print(lines[-1], flush=True)
-    if args.readme:
+    if args.docs:
         paired = {name: same_mutants(out / name, args.before / name)
                   for name in names} if args.before else {}
         tests_ref = json.loads((args.before / names[0] / "result.json").read_text())[
             "tests_ref"] if args.before else "-"
-        rewrite_readme(readme_block(after, paired, tests_ref))
-        print("README.md's mutation block rewritten")
+        page = rewrite_docs(readme_block(after, paired, tests_ref))
+        print(f"the mutation block of {page} rewritten")
         return
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines) + f"\n\nresults in {out}")

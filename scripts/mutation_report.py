@@ -1,13 +1,12 @@
 """Reading a mutation session's results (scripts/mutation.py) and writing them out: the score
-with its 95% interval, the summary table, the README's mutation block."""
+with its 95% interval, the summary table, the docs' mutation block (docs/testing.md)."""
 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from docblocks import results_markers, rewrite_block  # scripts/docblocks.py, beside this one
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -95,11 +94,7 @@ def readme_block(after: dict[str, dict], paired: dict[str, tuple[int, int, int]]
     return "\n".join(lines)
 
 
-def rewrite_readme(text: str, name: str = "mutation") -> None:
-    """README.md's `<!-- results:NAME -->` block replaced by `text` (planted_bugs.py too)."""
-    readme = REPO / "README.md"
-    pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
-    old = readme.read_text()
-    if not pattern.search(old):
-        raise SystemExit(f"README.md has no <!-- results:{name} --> block")
-    readme.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), old))
+def rewrite_docs(text: str, name: str = "mutation") -> Path:
+    """The docs' `<!-- results:NAME -->` block replaced by `text` (planted_bugs.py too), in the
+    page that holds it (docs/testing.md); returns that page."""
+    return rewrite_block(*results_markers(name), text)

@@ -8,7 +8,7 @@ test_probes_numerics.py, test_sweep_resume.py, test_report_grid.py, test_atomic_
 test_predict_lsuv.py and test_subnormals.py were written.
 
     .venv/bin/python scripts/planted_bugs.py            # all (a few minutes)
-    .venv/bin/python scripts/planted_bugs.py --readme   # and rewrite README.md's block
+    .venv/bin/python scripts/planted_bugs.py --docs     # and rewrite docs/testing.md's block
 
 Exits 1 if any plant goes unnoticed, or if a plant no longer applies (the code it edits moved).
 """
@@ -130,15 +130,16 @@ def check(plant: Plant, copy: Path) -> list[str]:
         path.write_text(original)
 
 
-def rewrite_readme(rows: list[str]) -> None:
+def rewrite_docs(rows: list[str]) -> None:
     table = "\n".join(["| bug planted | in | first test that fails |", "| --- | --- | --- |",
                        *rows])
-    mutation_report.rewrite_readme(table, "planted")
+    print(f"rewrote the table of {mutation_report.rewrite_docs(table, 'planted')}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", action="store_true", help="rewrite README.md's table")
+    parser.add_argument("--docs", action="store_true",
+                        help="rewrite the table in the docs (docs/testing.md)")
     args = parser.parse_args()
     rows, missed = [], []
     with tempfile.TemporaryDirectory(prefix="winit-planted-") as tmp:
@@ -154,8 +155,8 @@ def main() -> None:
                         f"| `{caught}` |")
             if not failed:
                 missed.append(plant.bug)
-    if args.readme:
-        rewrite_readme(rows)
+    if args.docs:
+        rewrite_docs(rows)
     if missed:
         raise SystemExit(f"not caught: {'; '.join(missed)}")
 

@@ -1,15 +1,17 @@
-"""Rerun the README's classic sweeps, draw their figures with `winit report`, and rewrite
-the README's numbers and docs/*.png from those runs, so that neither can drift from the code.
+"""Rerun the classic sweeps of the docs' results page, draw their figures with `winit report`,
+and rewrite that page's numbers and docs/*.png from those runs, so that neither can drift from
+the code.
 
     .venv/bin/python scripts/readme_results.py           # all of them: ~20 minutes on 2 cores
     .venv/bin/python scripts/readme_results.py --keep    # reuse runs finished in an earlier call
     ... --only l2 --set train.steps=30 --out /tmp/x --print   # a quick look, nothing rewritten
 
-Every number in the README's results section sits between `<!-- results:NAME -->` and
+Every number of the results (docs/results.md) sits between `<!-- results:NAME -->` and
 `<!-- /results:NAME -->` and is written here from the runs' own files (summary.csv,
-aggregate.csv, layers.csv, metrics.csv); text outside the markers is left alone. The runs go to
+aggregate.csv, layers.csv, metrics.csv); text outside the markers is left alone. Each block is
+rewritten in whichever docs page holds its markers (scripts/docblocks.py). The runs go to
 results/readme/ (git-ignored). Prints how long each step took, and writes the total into the
-README too.
+page too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 import report_browser  # scripts/report_browser.py, beside this script
+from docblocks import page_of, results_markers, rewrite_block  # beside this script too
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "results" / "readme"  # --out changes it
@@ -52,7 +55,7 @@ FIGURES = {"relu30": [("gradient_flow_*", "relu30_gradient_flow.png"),
            "phase": [("phase", "phase_tanh.png")],
            "spectra": [("spectra_all", "spectra32_spectrum.png"),
                        ("curves_*_tanh_*", "spectra32_tanh_curves.png")]}
-# The phase diagram the README shows (`winit phase`): a few minutes on 2 quiet cores.
+# The phase diagram the docs show (`winit phase`): a few minutes on 2 quiet cores.
 PHASE_ARGS = ("--sigma-w2", "0.5,0.75,1,1.25,1.5,2,3,4,6,8", "--depths", "4,8,16,32,64,128",
               "--steps", "300", "--seeds", "2")
 # docs/<name>: the report's page in headless Chromium at a window width (scripts/report_browser.py)
@@ -484,7 +487,7 @@ def spectra(s: Sweep) -> str:
         reach = ("never reaches 90%" if target.isna().all() else
                  f"reaches 90% at step {target.mean():.0f}")
         parts.append(
-            f"**{label}**: spread {_jacobian(s, rows, 'spread'):.2f} (theory at q*: "
+            f"**{label}**: spread {_jacobian(s, rows, 'spread'):.2f} (theory at q\\*: "
             f"{theory.spread:.2f}), mean s^2 {_jacobian(s, rows, 'mean_sq'):.3g} (prod chi "
             f"{_jacobian(s, rows, 'predicted_mean_sq'):.3g}), largest s "
             f"{_jacobian(s, rows, 'max'):.2g}; validation accuracy {_val_at(s, rows, 25)} at "
@@ -496,15 +499,14 @@ def spectra(s: Sweep) -> str:
         index=False)
     sigma_w2 = critical_sigma_w2("tanh", 0.001)
     return (f"For tanh sigma_w2 = {sigma_w2:.3f}, and the inputs' second moment "
-            f"{tanh[0]:.2f} gives q_1 = {sigma_w2 * tanh[0] + 0.001:.2f} against q* = "
+            f"{tanh[0]:.2f} gives q_1 = {sigma_w2 * tanh[0] + 0.001:.2f} against q\\* = "
             f"{tanh[1]:.3f}. " + ". ".join(parts) + ".")
 
 
-def rewrite(readme: str, name: str, text: str) -> str:
-    pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)", re.S)
-    if not pattern.search(readme):
-        sys.exit(f"README.md has no <!-- results:{name} --> ... <!-- /results:{name} --> block")
-    return pattern.sub(lambda m: m.group(1) + wrap(text) + m.group(2), readme)
+def rewrite(texts: dict[str, str]) -> None:
+    """Each block NAME of `texts` rewritten, wrapped, in the docs page that holds it."""
+    for name, text in texts.items():
+        rewrite_block(*results_markers(name), wrap(text))
 
 
 def wrap(text: str, width: int = 100) -> str:
@@ -533,12 +535,13 @@ def main() -> None:
     if not args.keep and args.out.exists():
         shutil.rmtree(args.out)
     started = time.perf_counter()
-    readme = (REPO / "README.md").read_text()
+    for name in [*(args.only or SWEEPS), "timing"]:
+        page_of(*results_markers(name))  # every block has its page, before minutes of runs
+    texts = {}
     for name in args.only or SWEEPS:
         t = time.perf_counter()
         sweep = RUNNERS.get(name, Sweep)(name, args.out, args.overrides)
-        text = globals()[name](sweep)
-        readme = rewrite(readme, name, text)
+        texts[name] = text = globals()[name](sweep)
         if args.print:
             print(f"--- {name}\n{wrap(text)}")
         for pattern, target in [] if args.print else FIGURES[name]:
@@ -550,16 +553,15 @@ def main() -> None:
               flush=True)
     minutes = (time.perf_counter() - started) / 60
     if args.print or args.only:
-        print(f"took {minutes:.1f} minutes; README.md " + (
+        print(f"took {minutes:.1f} minutes; docs " + (
             "not rewritten" if args.print else "rewritten for " + ", ".join(args.only)))
         if not args.print:
-            (REPO / "README.md").write_text(readme)
+            rewrite(texts)
         return
-    readme = rewrite(readme, "timing", f"The script reran all {len(SWEEPS)} sweeps and drew "
-                     f"their figures in {minutes:.0f} minutes on this machine "
-                     f"({time.strftime('%Y-%m-%d')}).")
-    (REPO / "README.md").write_text(readme)
-    print(f"README.md and docs/*.png rewritten from {args.out} in {minutes:.1f} minutes")
+    texts["timing"] = (f"The script reran all {len(SWEEPS)} sweeps and drew their figures in "
+                       f"{minutes:.0f} minutes on this machine ({time.strftime('%Y-%m-%d')}).")
+    rewrite(texts)
+    print(f"docs/results.md and docs/*.png rewritten from {args.out} in {minutes:.1f} minutes")
 
 
 if __name__ == "__main__":

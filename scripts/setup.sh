@@ -33,8 +33,8 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==2.13.0"
 fi
 # Extras (pyproject.toml): dev (pytest, ruff), ray (tests/test_ray.py runs a real cluster; ~300
-# MB), tensorboard (tests read event files back), docs (mkdocs build --strict). WINIT_EXTRAS
-# overrides the list; add 'mutation' for scripts/mutation.py.
+# MB), tensorboard (tests read event files back; tens of MB), docs (mkdocs and Material: CI builds
+# the site; ~120 MB). WINIT_EXTRAS overrides the list; add 'mutation' for scripts/mutation.py.
 if [ "$tests" = 1 ]; then
   extras=${WINIT_EXTRAS:-dev,ray,tensorboard,docs}
   say "installing winit and what the tests need (pip install -e '.[$extras]')"

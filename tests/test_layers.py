@@ -1,7 +1,8 @@
-"""The layers are what the README's Architecture section says: every module of winit_cli sits in
-exactly one layer, and its imports (at the top, inside functions, under TYPE_CHECKING alike)
-point only to its own layer or below. Two packages of one layer import each other only where
-SAME_LAYER lists it, with the reason; views draw what records hold and import nothing else.
+"""The layers are what the docs' Architecture page (docs/architecture.md) says: every module of
+winit_cli sits in exactly one layer, and its imports (at the top, inside functions, under
+TYPE_CHECKING alike) point only to its own layer or below. Two packages of one layer import each
+other only where SAME_LAYER lists it, with the reason; views draw what records hold and import
+nothing else.
 test_layout.py checks that no module and no package imports in a circle.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "winit_cli"
-README = PACKAGE.parent / "README.md"
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 
 # Top to bottom. A unit is a subpackage or a top-level module of winit_cli.
 LAYERS: list[tuple[str, ...]] = [
@@ -80,7 +81,8 @@ def test_every_module_is_in_exactly_one_layer() -> None:
     units = [unit for layer in LAYERS for unit in layer]
     assert len(units) == len(set(units)), "a unit is listed in two layers"
     missing = sorted({unit_of(p) for p in modules()} - set(units))
-    assert not missing, f"modules in no layer: {missing}; add them to LAYERS and the README"
+    assert not missing, (f"modules in no layer: {missing}; add them to LAYERS and "
+                         "docs/architecture.md")
     stale = sorted(set(units) - {unit_of(p) for p in modules()})
     assert not stale, f"LAYERS lists units that do not exist: {stale}"
 
@@ -108,11 +110,11 @@ def test_every_listed_same_layer_import_exists() -> None:
     assert set(SAME_LAYER) <= used, f"stale: {sorted(set(SAME_LAYER) - used)}"
 
 
-def test_the_readme_lists_the_layers_in_this_order() -> None:
-    """The README's layer list (a line per layer, `1. cli`, `2. app`, ...) names the same units
-    in the same order, so that what a reader is told is what this test checks."""
-    text = README.read_text()
-    section = text[text.index("## Architecture"):]
+def test_the_docs_list_the_layers_in_this_order() -> None:
+    """The Architecture page's layer list (a line per layer, `1. cli`, `2. app`, ...) names the
+    same units in the same order, so that what a reader is told is what this test checks."""
+    text = ARCHITECTURE.read_text()
+    section = text[text.index("## The layers"):]
     listed = re.findall(r"^\d+\. `([^`]+)`", section, flags=re.M)
     expected = [", ".join(layer) for layer in LAYERS]
     assert listed == expected

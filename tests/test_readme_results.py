@@ -1,5 +1,6 @@
-"""scripts/readme_results.py, which writes the README's results from reruns of its sweeps: its
-markers are all in the README, and what it writes is what the runs' files hold."""
+"""scripts/readme_results.py, which writes the docs' results page (docs/results.md) from reruns
+of its sweeps: its markers are all on that page, and what it writes is what the runs' files
+hold."""
 
 from __future__ import annotations
 
@@ -12,20 +13,25 @@ from pathlib import Path
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS_PAGE = REPO / "docs" / "results.md"
 
 
 def test_every_results_block_has_its_markers():
-    """A block without markers would be left stale: the script refuses, the README has all."""
-    readme = (REPO / "README.md").read_text()
-    for name in ("timing", "relu30", "tanh20", "mean1", "l2", "bn50", "resmlp100", "norm_rescue"):
-        assert readme.count(f"<!-- results:{name} -->") == 1, name
-        assert readme.count(f"<!-- /results:{name} -->") == 1, name
+    """A block without markers would be left stale: the script refuses, the results page has
+    all, and no other docs page holds a second copy that would go stale."""
+    page = RESULTS_PAGE.read_text()
+    others = [p.read_text() for p in (REPO / "docs").rglob("*.md") if p != RESULTS_PAGE]
+    for name in ("timing", "relu30", "tanh20", "mean1", "l2", "phase", "spectra", "bn50",
+                 "resmlp100", "norm_rescue"):
+        assert page.count(f"<!-- results:{name} -->") == 1, name
+        assert page.count(f"<!-- /results:{name} -->") == 1, name
+        assert not any(f"<!-- results:{name} -->" in text for text in others), name
 
 
 def test_the_written_numbers_are_the_runs_numbers(tmp_path: Path, mnist_path: Path):
     """The mean-1 sweep, made small (--set), rerun and written out (--print: the README and
     docs/ stay untouched): its accuracies and dz ratios are those in the report's CSVs."""
-    before = (REPO / "README.md").read_bytes()
+    before = RESULTS_PAGE.read_bytes()
     # PYTHONPATH: this checkout's winit, whichever checkout the environment was installed from.
     env = {**os.environ, "WINIT_DATA_DIR": str(mnist_path), "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
@@ -41,14 +47,14 @@ def test_the_written_numbers_are_the_runs_numbers(tmp_path: Path, mnist_path: Pa
     assert f"layer 1 is 10^{shallow.log10_first_to_last_measured:.1f} times" in text
     for _, row in agg.iterrows():
         assert f"{100 * row.test_accuracy_mean:.1f}%" in text, row.scheme
-    assert re.search(r"took \d+\.\d minutes; README.md not rewritten", proc.stdout)
-    assert (REPO / "README.md").read_bytes() == before
+    assert re.search(r"took \d+\.\d minutes; docs not rewritten", proc.stdout)
+    assert RESULTS_PAGE.read_bytes() == before
 
 
 def test_every_name_the_script_writes_has_markers_and_figures(monkeypatch):
-    """Each NAME in the script's SWEEPS has one marker pair in the README, and every figure it
-    copies is in docs/ and shown by the README (a name added without them would fail only
-    after its sweep had run)."""
+    """Each NAME in the script's SWEEPS has one marker pair on the results page, and every
+    figure it copies is in docs/ and shown by that page (a name added without them would fail
+    only after its sweep had run)."""
     import importlib.util
 
     # the script imports its neighbours (report_browser) as run from scripts/ itself
@@ -57,13 +63,16 @@ def test_every_name_the_script_writes_has_markers_and_figures(monkeypatch):
                                                   REPO / "scripts" / "readme_results.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    readme = (REPO / "README.md").read_text()
+    page = RESULTS_PAGE.read_text()
     for name in script.SWEEPS:
-        assert readme.count(f"<!-- results:{name} -->") == 1, name
-        assert readme.count(f"<!-- /results:{name} -->") == 1, name
+        assert page.count(f"<!-- results:{name} -->") == 1, name
+        assert page.count(f"<!-- /results:{name} -->") == 1, name
         for _, target in script.FIGURES[name]:
             assert (REPO / "docs" / target).is_file(), target
-            assert f"(docs/{target})" in readme, target
+            assert f"]({target})" in page, target
+        for _, target in script.SCREENSHOTS.get(name, []):
+            assert (REPO / "docs" / target).is_file(), target
+            assert f"]({target})" in page, target
 
 
 def test_phase_and_spectra_texts_are_their_runs_numbers(tmp_path: Path, mnist_path: Path):

@@ -32,14 +32,16 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
+    """The network: an MLP (or residual MLP) whose input size and classes come from the dataset."""
+
     kind: str = Field("mlp", description="model kind, a name in models.MODELS")
     depth: PositiveInt = Field(10, description="number of Linear layers (hidden layers + output)")
     width: PositiveInt = Field(256, description="units in every hidden layer")
     widths: list[PositiveInt] | None = Field(
         None, description="per-hidden-layer widths (depth - 1 of them); overrides width"
     )
-    activation: Activation = "relu"
-    bias: bool = True
+    activation: Activation = Field("relu", description="phi, between every two Linear layers")
+    bias: bool = Field(True, description="Linear layers have a bias")
     norm: Literal["none", "batch", "layer"] = Field(
         "none", description="normalization after every hidden Linear layer: Linear -> norm -> phi"
     )
@@ -64,8 +66,13 @@ class ModelConfig(Section):
 
 
 class InitConfig(Section):
-    scheme: str = "he_normal"
-    params: dict[str, Any] = Field(default_factory=dict)
+    """How the weights start: a scheme from the registry and its parameters."""
+
+    scheme: str = Field("he_normal", description="init scheme, a name in inits.SCHEMES or an "
+                                                 "alias of one (kaiming_normal: he_normal)")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the scheme's parameters (`winit schemes NAME` lists "
+                                          "them with their defaults)")
     zero_last: bool = Field(
         False, description="resmlp: zero-initialise the last Linear layer of every branch"
     )
@@ -83,15 +90,20 @@ LATER_DEFAULTS = {f"{section}.{k}": v for section, d in _LATER_DEFAULTS.items()
 
 
 class TrainConfig(Section):
-    epochs: PositiveInt = 1
+    """The training budget and optimizer."""
+
+    epochs: PositiveInt = Field(1, description="passes over the training split")
     steps: PositiveInt | None = Field(None, description="optimizer steps; overrides epochs")
-    batch_size: PositiveInt = 128
-    optimizer: Literal["sgd", "momentum", "adam"] = "sgd"
-    lr: float = Field(0.01, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    seed: int = 0
-    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    batch_size: PositiveInt = Field(128, description="examples per step")
+    optimizer: Literal["sgd", "momentum", "adam"] = Field(
+        "sgd", description="sgd, SGD with momentum (train.momentum), or Adam")
+    lr: float = Field(0.01, gt=0, description="learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="momentum of the momentum optimizer")
+    weight_decay: float = Field(0.0, ge=0, description="L2 coefficient added to every weight "
+                                                       "gradient (a scheme's l2 adds to it)")
+    seed: int = Field(0, description="seeds the init, the batches and dropout")
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu", description="where to train (auto: cuda if available)")
     flush_subnormals: bool = Field(
         True, description="flush subnormal floats to zero on CPU (10x faster in vanishing regimes)"
     )
@@ -102,6 +114,8 @@ class TrainConfig(Section):
 
 
 class DataConfig(Section):
+    """The dataset, held in memory, with a fixed validation split."""
+
     dataset: str = Field("mnist", description="a registered dataset, e.g. mnist or fashion_mnist")
     dir: Path | None = Field(
         None, description="folder holding the dataset's four IDX files (looked in first)"
@@ -111,6 +125,8 @@ class DataConfig(Section):
 
 
 class RecordConfig(Section):
+    """What is recorded, and how often (step 0 and the last step always)."""
+
     every: PositiveInt = Field(10, description="record layer statistics every N steps")
     eval_every: PositiveInt | None = Field(
         None, description="evaluate on the validation split every N steps (default: each epoch)"
@@ -134,6 +150,8 @@ class RecordConfig(Section):
 
 
 class DiagnoseConfig(Section):
+    """The verdict's thresholds (see the verdict in "What is recorded")."""
+
     vanish_decades: float = Field(
         2.0, gt=0, le=100, description="dL/dz shrinking by more than 10^this from output to a layer"
     )
@@ -143,14 +161,18 @@ class DiagnoseConfig(Section):
 
 
 class Config(Section):
-    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    init: InitConfig = Field(default_factory=InitConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    record: RecordConfig = Field(default_factory=RecordConfig)
-    diagnose: DiagnoseConfig = Field(default_factory=DiagnoseConfig)
-    output_dir: Path = Path("results")
+    """One experiment: every key has a default, so a YAML file sets only what it changes."""
+
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="the run's name, part of its folder's name")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the network")
+    init: InitConfig = Field(default_factory=InitConfig, description="the init scheme")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="the training")
+    data: DataConfig = Field(default_factory=DataConfig, description="the data")
+    record: RecordConfig = Field(default_factory=RecordConfig, description="what is recorded")
+    diagnose: DiagnoseConfig = Field(default_factory=DiagnoseConfig,
+                                     description="the verdict's thresholds")
+    output_dir: Path = Field(Path("results"), description="run folders go under this folder")
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
