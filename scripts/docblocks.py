@@ -7,8 +7,9 @@ measured it:
     <!-- bench_train:start --> ... :end -->             benchmarks/bench_train.py (performance.md)
     <!-- bench_watch:DEVICE:start --> ... :end -->      benchmarks/bench_watch.py (your-own-loop.md)
 
-A script names its block, not a page: the block is found in whichever page of docs/ holds its
-markers (exactly one must), so a block can move between pages without touching the script.
+A script names its block, not a page: the block is found in whichever page of docs/, or the
+README, holds its markers (exactly one must), so a block can move between pages without touching
+the script. The README holds one: `results:headline`, the "Which init should I use?" table.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def results_markers(name: str) -> tuple[str, str]:
 def page_of(start: str, end: str, docs: Path = DOCS) -> Path:
     """The one docs page holding the `start` ... `end` block; SystemExit naming the markers if
     none or several do (a script must refuse before it runs for minutes, not after)."""
-    pages = [p for p in sorted(docs.rglob("*.md")) if start in p.read_text()]
+    readme = docs.parent / "README.md"
+    candidates = [*sorted(docs.rglob("*.md")), *([readme] if readme.is_file() else [])]
+    pages = [p for p in candidates if start in p.read_text()]
     if len(pages) != 1:
         where = ", ".join(str(p.relative_to(docs.parent)) for p in pages) or "no page"
         raise SystemExit(f"{start} ... {end}: expected in exactly one page of {docs}, "

@@ -6,7 +6,7 @@ module's own fast tests run against each mutant; a mutant they do not fail "surv
 is killed / (killed + survived), over a fixed sample (--sample, --seed), with a 95% Wilson
 interval; --minutes time-boxes each module.
 
-    WINIT_EXTRAS=dev,ray,tensorboard,docs,mutation bash scripts/setup.sh --tests   # cosmic-ray, once
+    WINIT_EXTRAS=dev,ray,tensorboard,docs,mutation bash scripts/setup.sh --tests  # cosmic-ray
     .venv/bin/python scripts/mutation.py --out A              # every module, 40 mutants each
     .venv/bin/python scripts/mutation.py probes --sample 0    # all mutants of one
     .venv/bin/python scripts/mutation.py --tests-ref main --carry A --out B   # main's tests, A's

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -39,6 +40,8 @@ SWEEPS += ("bn50", "resmlp100", "norm_rescue")
 CONFIG |= {"bn50": "bn_depth50", "resmlp100": "resmlp100", "norm_rescue": "norm_rescue"}
 # Phase diagrams and Jacobian spectra (issue 12).
 SWEEPS += ("phase", "spectra")
+# What `winit run` prints, for the README.
+SWEEPS += ("quickstart",)
 CONFIG |= {"spectra": "spectra"}
 # docs/<name>: the report's plot whose name matches the pattern
 FIGURES = {"relu30": [("gradient_flow_*", "relu30_gradient_flow.png"),
@@ -54,7 +57,8 @@ FIGURES = {"relu30": [("gradient_flow_*", "relu30_gradient_flow.png"),
                             "norm_rescue_layernorm_gradient_flow.png")],
            "phase": [("phase", "phase_tanh.png")],
            "spectra": [("spectra_all", "spectra32_spectrum.png"),
-                       ("curves_*_tanh_*", "spectra32_tanh_curves.png")]}
+                       ("curves_*_tanh_*", "spectra32_tanh_curves.png")],
+           "quickstart": []}
 # The phase diagram the docs show (`winit phase`): a few minutes on 2 quiet cores.
 PHASE_ARGS = ("--sigma-w2", "0.5,0.75,1,1.25,1.5,2,3,4,6,8", "--depths", "4,8,16,32,64,128",
               "--steps", "300", "--seeds", "2")
@@ -362,7 +366,29 @@ class PhaseSweep:
         shutil.copyfile(self.doc["figure"], self.report / "plots" / "phase.png")
 
 
-RUNNERS = {"phase": PhaseSweep}  # NAMEs not run by `winit compare schemes`
+class QuickstartRun:
+    """`winit run configs/quickstart.yaml` as a user sees it in an 80-column terminal: its
+    standard output, for the README's "What winit run prints"."""
+
+    def __init__(self, name: str, out: Path, overrides: list[str]):
+        sets = [a for item in overrides for a in ("--set", item)]
+        folder = (out / name).relative_to(REPO) if out.is_relative_to(REPO) else out / name
+        proc = subprocess.run(
+            [sys.executable, "-m", "winit_cli", "run", "configs/quickstart.yaml", "--set",
+             f"output_dir={folder}", *sets], cwd=REPO, capture_output=True, text=True,
+            env={**os.environ, "COLUMNS": "80", "NO_COLOR": "1"})
+        if proc.returncode != 0:
+            sys.exit(f"winit run configs/quickstart.yaml failed:\n{proc.stderr[-2000:]}")
+        self.output = proc.stdout.rstrip()
+        self.summary = [self.output]  # one run
+
+
+def quickstart(run: QuickstartRun) -> str:
+    return f"```text\n$ winit run configs/quickstart.yaml\n{run.output}\n```"
+
+
+# NAMEs not run by `winit compare schemes`
+RUNNERS = {"phase": PhaseSweep, "quickstart": QuickstartRun}
 
 
 def _cells(grid: pd.DataFrame, where) -> str:
@@ -503,6 +529,42 @@ def spectra(s: Sweep) -> str:
             f"{tanh[1]:.3f}. " + ". ".join(parts) + ".")
 
 
+# The README's "Which init should I use?" table: per network, the schemes its sweep compares.
+HEADLINE = [("relu30", "ReLU MLP, 30 layers", ("he_normal", "xavier_normal"), {}),
+            ("tanh20", "tanh MLP, 20 layers", ("xavier_uniform", "torch_default", "normal"), {}),
+            ("mean1", "ReLU MLP, 10 layers", ("he_normal", "mean1_normal"), {"depth": 10}),
+            ("resmlp100", "residual ReLU MLP, 100 blocks", ("fixup", "skipinit", "he_normal"),
+             {"depth": 100}),
+            ("bn50", "ReLU MLP + BatchNorm, 50 layers", ("he_normal", "xavier_normal"), {})]
+
+
+def _decades(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:+.2f}"
+
+
+def headline(sweeps: dict[str, Sweep]) -> str:
+    """One row per network and scheme: theory's and the measured dz ratio at step 0 (log10 of
+    ||dL/dz|| at the first hidden layer over the last), the verdict, the test accuracy; the best
+    healthy scheme of each network in bold."""
+    lines = ["| network (MNIST, width 256) | scheme | dz ratio at init: theory, measured "
+             "(decades) | verdict | test accuracy |", "|---|---|---|---|---|"]
+    for name, network, schemes, where in HEADLINE:
+        s = sweeps[name]
+        rows = {n: s.runs(n, **where) for n in schemes}
+        healthy = [n for n in schemes if (rows[n].verdict == "healthy").all()]
+        best = max(healthy, key=lambda n: rows[n].test_accuracy.mean(), default=None)
+        for n in schemes:
+            r = rows[n]
+            verdicts = sorted(set(r.verdict.astype(str)))
+            accuracy = s.acc(n, **where) if r.test_accuracy.notna().all() else "none"
+            label = f"**{n}**" if n == best else n
+            theory = _decades(r.log10_first_to_last_predicted.mean())
+            measured = _decades(r.log10_first_to_last_measured.mean())
+            lines.append(f"| {network} | {label} | {theory}, {measured} | "
+                         f"{' / '.join(verdicts)} | {accuracy} |")
+    return "\n".join(lines)
+
+
 def rewrite(texts: dict[str, str]) -> None:
     """Each block NAME of `texts` rewritten, wrapped, in the docs page that holds it."""
     for name, text in texts.items():
@@ -511,6 +573,8 @@ def rewrite(texts: dict[str, str]) -> None:
 
 def wrap(text: str, width: int = 100) -> str:
     """Each paragraph (blank-line separated) filled to `width`; a table's lines kept as they are."""
+    if text.startswith("```"):
+        return text
     if "\n\n" in text or text.startswith("|"):
         return "\n\n".join(p if p.startswith("|") else wrap(p, width) for p in text.split("\n\n"))
     lines, line = [], ""
@@ -535,9 +599,9 @@ def main() -> None:
     if not args.keep and args.out.exists():
         shutil.rmtree(args.out)
     started = time.perf_counter()
-    for name in [*(args.only or SWEEPS), "timing"]:
+    for name in [*(args.only or SWEEPS), "timing", "headline"]:
         page_of(*results_markers(name))  # every block has its page, before minutes of runs
-    texts = {}
+    texts, sweeps = {}, {}
     for name in args.only or SWEEPS:
         t = time.perf_counter()
         sweep = RUNNERS.get(name, Sweep)(name, args.out, args.overrides)
@@ -551,6 +615,11 @@ def main() -> None:
             report_browser.screenshot(sweep.report / "report.html", width, REPO / "docs" / target)
         print(f"{name}: {len(sweep.summary)} runs and figures in {time.perf_counter() - t:.0f} s",
               flush=True)
+        sweeps[name] = sweep
+    if all(name in sweeps for name, *_ in HEADLINE):
+        texts["headline"] = headline(sweeps)
+        if args.print:
+            print(f"--- headline\n{texts['headline']}")
     minutes = (time.perf_counter() - started) / 60
     if args.print or args.only:
         print(f"took {minutes:.1f} minutes; docs " + (
@@ -558,7 +627,9 @@ def main() -> None:
         if not args.print:
             rewrite(texts)
         return
-    texts["timing"] = (f"The script reran all {len(SWEEPS)} sweeps and drew their figures in "
+    sweeps_run = len(SWEEPS) - 1  # the quickstart is one run, not a sweep
+    texts["timing"] = (f"The script reran all {sweeps_run} sweeps and the quickstart and drew "
+                       f"their figures in "
                        f"{minutes:.0f} minutes on this machine ({time.strftime('%Y-%m-%d')}).")
     rewrite(texts)
     print(f"docs/results.md and docs/*.png rewritten from {args.out} in {minutes:.1f} minutes")

@@ -16,16 +16,24 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS_PAGE = REPO / "docs" / "results.md"
 
 
+README = REPO / "README.md"
+
+
 def test_every_results_block_has_its_markers():
     """A block without markers would be left stale: the script refuses, the results page has
-    all, and no other docs page holds a second copy that would go stale."""
-    page = RESULTS_PAGE.read_text()
-    others = [p.read_text() for p in (REPO / "docs").rglob("*.md") if p != RESULTS_PAGE]
-    for name in ("timing", "relu30", "tanh20", "mean1", "l2", "phase", "spectra", "bn50",
-                 "resmlp100", "norm_rescue"):
-        assert page.count(f"<!-- results:{name} -->") == 1, name
-        assert page.count(f"<!-- /results:{name} -->") == 1, name
-        assert not any(f"<!-- results:{name} -->" in text for text in others), name
+    the sweeps' blocks and the README the quickstart's output and the headline table, and no
+    other page holds a second copy that would go stale."""
+    pages = {RESULTS_PAGE: ("timing", "relu30", "tanh20", "mean1", "l2", "phase", "spectra",
+                            "bn50", "resmlp100", "norm_rescue"),
+             README: ("quickstart", "headline")}
+    every = [*(REPO / "docs").rglob("*.md"), README]
+    for page, names in pages.items():
+        text = page.read_text()
+        for name in names:
+            assert text.count(f"<!-- results:{name} -->") == 1, name
+            assert text.count(f"<!-- /results:{name} -->") == 1, name
+            others = [p for p in every if p != page and f"<!-- results:{name} -->" in p.read_text()]
+            assert not others, (name, others)
 
 
 def test_the_written_numbers_are_the_runs_numbers(tmp_path: Path, mnist_path: Path):
@@ -52,9 +60,9 @@ def test_the_written_numbers_are_the_runs_numbers(tmp_path: Path, mnist_path: Pa
 
 
 def test_every_name_the_script_writes_has_markers_and_figures(monkeypatch):
-    """Each NAME in the script's SWEEPS has one marker pair on the results page, and every
-    figure it copies is in docs/ and shown by that page (a name added without them would fail
-    only after its sweep had run)."""
+    """Each NAME in the script's SWEEPS has one marker pair in one page, and every figure it
+    copies is in docs/ and shown by that page (a name added without them would fail only after
+    its sweep had run)."""
     import importlib.util
 
     # the script imports its neighbours (report_browser) as run from scripts/ itself
@@ -63,11 +71,9 @@ def test_every_name_the_script_writes_has_markers_and_figures(monkeypatch):
                                                   REPO / "scripts" / "readme_results.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    page = RESULTS_PAGE.read_text()
-    for name in script.SWEEPS:
-        assert page.count(f"<!-- results:{name} -->") == 1, name
-        assert page.count(f"<!-- /results:{name} -->") == 1, name
-        for _, target in script.FIGURES[name]:
+    for name in [*script.SWEEPS, "headline", "timing"]:
+        page = script.page_of(*script.results_markers(name)).read_text()
+        for _, target in script.FIGURES.get(name, []):
             assert (REPO / "docs" / target).is_file(), target
             assert f"]({target})" in page, target
         for _, target in script.SCREENSHOTS.get(name, []):
