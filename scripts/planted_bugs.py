@@ -38,15 +38,14 @@ class Plant(NamedTuple):
     tests: list[str]
 
 
-PROBES, STEP, LOOP = ("winit_cli/measure/probes.py", "winit_cli/training/step.py",
-                      "winit_cli/training/loop.py")
+STEP, LOOP = "winit_cli/training/step.py", "winit_cli/training/loop.py"
 NORMS = "winit_cli/measure/norms.py"
 SCHEDULE = "winit_cli/training/schedule.py"
 PLANTS = [
     Plant("float64 recompute of norms outside float32's range removed", NORMS,
           [("    for i in rows[wrong.any(axis=1)]:", "    for i in rows[:0]:")],
           ["tests/test_probes_numerics.py"]),
-    Plant("act_std's recompute from centred values removed", PROBES,
+    Plant("act_std's recompute from centred values removed", "winit_cli/measure/quantities.py",
           [("        redo = np.flatnonzero(((means**2 > 10 * var) | out_of_band(std))"
             ".any(axis=1))", "        redo = []")], ["tests/test_probes_numerics.py"]),
     Plant("weight decay (and a scheme's L2) never applied", STEP,
@@ -55,7 +54,7 @@ PLANTS = [
     Plant("no redo with a trace for a divergence between recorded steps", STEP,
           [("    if trace is None and any(a and not f", "    if False and any(a and not f")],
           ["tests/test_training_loop.py"]),
-    Plant("resume treats only 'complete' as done", "winit_cli/records/schema.py",
+    Plant("resume treats only 'complete' as done", "winit_cli/status.py",
           [("return self in (Status.COMPLETE, Status.DIVERGED)",
             "return self in (Status.COMPLETE,)")], ["tests/test_sweep_resume.py"]),
     Plant("report aggregation ignores grid keys", "winit_cli/records/rows.py",

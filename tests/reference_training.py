@@ -1,7 +1,7 @@
 """An independent training loop for one config, to check what winit records against.
 
 Plain `torch.nn.Linear` layers and `torch.optim`, statistics computed from their definitions
-(measure/probes.py's docstring) in float64, no stacking, no batched norms, no recompute band. It
+(measure/quantities.py's docstring) in float64, no stacking, no batched norms, no recompute band. It
 shares with winit only what is an input to the experiment rather than a computation: the scheme
 functions that draw the initial weights (tested against their distributions in test_inits.py)
 and the batch order (`training.schedule.Batches`, tested in test_training_schedule.py).

@@ -11,8 +11,9 @@ import pytest
 import torch
 from families_reference import Twin, batch, make
 
+from winit_cli.measure import quantities
 from winit_cli.measure.family_probes import NORM_COLUMNS, RESIDUAL_COLUMNS
-from winit_cli.measure.probes import COLUMNS, Probe
+from winit_cli.measure.probes import Probe
 from winit_cli.models import Trace
 
 LR = 0.1
@@ -107,7 +108,8 @@ def test_family_probe_matches_autograd(options, members):
     values, columns = measure(model, x, y)
     family = (NORM_COLUMNS if "norm" in options else ()) + (
         RESIDUAL_COLUMNS if options["kind"] == "resmlp" else ())
-    assert columns == COLUMNS + family and values.shape == (members, model.depth, len(columns))
+    assert columns == quantities.columns() + family
+    assert values.shape == (members, model.depth, len(columns))
     for k, rows in enumerate(refs):
         for l, row in enumerate(rows):
             for j, name in enumerate(columns):

@@ -13,7 +13,8 @@ import torch
 from test_probes import batch, make_model
 
 from winit_cli.measure.norms import AbsStats
-from winit_cli.measure.probes import COLUMNS, Probe
+from winit_cli.measure.probes import Probe
+from winit_cli.measure.quantities import columns
 from winit_cli.models import ACTIVATIONS, Trace
 from winit_cli.models.base import ACTIVATIONS_IN_PLACE
 from winit_cli.training import step as training_step
@@ -52,8 +53,8 @@ def test_a_live_record_is_the_record_of_a_plain_trace(activation, members):
     x, y = batch(members)
     live = record_with(model, x, y, Probe(model).trace())
     plain = record_with(model, x, y, Trace())
-    layout = [COLUMNS.index("act_grad_norm")] if members > 1 else []
-    same = [j for j in range(len(COLUMNS)) if j not in layout]
+    layout = [columns().index("act_grad_norm")] if members > 1 else []
+    same = [j for j in range(len(columns())) if j not in layout]
     assert torch.equal(live[..., same].nan_to_num(-1.0), plain[..., same].nan_to_num(-1.0))
     assert torch.allclose(live[..., layout], plain[..., layout], rtol=1e-6, atol=0)
     assert live.isfinite().sum() > live.numel() // 2  # not vacuous: most cells hold numbers

@@ -19,7 +19,7 @@ from winit_cli.app.report import build_report
 from winit_cli.cli import app
 from winit_cli.config import load_config
 from winit_cli.errors import ResultsError
-from winit_cli.measure.probes import COLUMNS
+from winit_cli.measure.quantities import columns
 from winit_cli.records.index import INDEX_COLUMNS, append_index, rebuild_index
 from winit_cli.records.reader import read_record
 from winit_cli.records.rows import aggregate, rows_frame
@@ -244,7 +244,7 @@ def _log(config, steps: list[int], status: str) -> MemberLog:
     log.layer_shapes = list(zip(sizes[:-1], sizes[1:], strict=True))
     for s in steps:
         log.layer_steps.append((s, 0))
-        values = torch.ones(depth, len(COLUMNS), dtype=torch.float64)
+        values = torch.ones(depth, len(columns()), dtype=torch.float64)
         log.layer_values.append(values)
     log.status = Status(status)
     return log

@@ -15,7 +15,8 @@ from winit_cli.config import ModelConfig, load_config, validate
 from winit_cli.datasets import make_splits
 from winit_cli.errors import ConfigError
 from winit_cli.inits import initialize
-from winit_cli.measure.probes import COLUMNS, Probe
+from winit_cli.measure.probes import Probe
+from winit_cli.measure.quantities import columns
 from winit_cli.models import (
     MODELS,
     LinearView,
@@ -138,8 +139,8 @@ def test_a_new_kind_is_one_class_and_the_rest_of_winit_takes_it(softmax_kind):
         expected = {"act_grad_norm": dz.norm().item(), "weight_grad_norm": (dz.T @ x[k]).norm()
                     .item(), "bias_grad_norm": dz.sum(0).norm().item()}
         for name, value in expected.items():
-            assert values[k, 0, COLUMNS.index(name)].item() == pytest.approx(value, rel=1e-5)
-        assert math.isnan(values[k, 0, COLUMNS.index("dead_fraction")].item())
+            assert values[k, 0, columns().index(name)].item() == pytest.approx(value, rel=1e-5)
+        assert math.isnan(values[k, 0, columns().index("dead_fraction")].item())
 
 
 def test_sizes_come_from_the_dataset(mnist_raw):

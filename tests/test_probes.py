@@ -4,7 +4,7 @@ For each member of a stacked model (built through `models.build_model`, read thr
 `linears()` and a `Trace`, as the training loop does) the test copies the weights into an ordinary
 `torch.nn.Sequential` of `nn.Linear` + activation, computes the batch-mean cross-entropy, and gets
 dL/dW, dL/db and dL/dz with `torch.autograd.grad`; every statistic is then recomputed from its
-definition in probes.py's docstring.
+definition in measure/quantities.py's docstring.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from torch import nn
 
 from winit_cli.config import ModelConfig
 from winit_cli.inits import initialize
-from winit_cli.measure.probes import COLUMNS, QUANTITIES, Probe
+from winit_cli.measure.probes import Probe
+from winit_cli.measure.quantities import QUANTITIES, columns
 from winit_cli.models import Trace, build_model
 
 SIZES = (12, 16, 16, 10, 5)  # input, three hidden layers, 5 classes
@@ -82,7 +83,7 @@ def reference(model, member: int, x: torch.Tensor, y: torch.Tensor) -> dict[str,
     gw, gb, gz = grads[:len(weights)], grads[len(weights):len(weights) + len(biases)], \
         grads[len(weights) + len(biases):]
 
-    out: dict[str, list[float]] = {c: [] for c in COLUMNS}
+    out: dict[str, list[float]] = {c: [] for c in columns()}
     for l in range(model.depth):
         hidden = l < model.depth - 1
         h = post[l].detach().double()
@@ -146,12 +147,12 @@ def test_probe_matches_plain_autograd(activation: str, members: int):
     x, y = batch(members)
     refs = [reference(model, k, x, y) for k in range(members)]  # before the update
     values = measure(model, x, y)
-    assert values.shape == (members, model.depth, len(COLUMNS))
+    assert values.shape == (members, model.depth, len(columns()))
     assert values.dtype == torch.float64
 
     for k, ref in enumerate(refs):
         for l in range(model.depth):
-            for j, name in enumerate(COLUMNS):
+            for j, name in enumerate(columns()):
                 scale = ref["act_std"][l] if name == "act_mean" else 0.0
                 assert_close(values[k, l, j].item(), ref[name][l],
                              f"member {k} layer {l + 1} {name}", scale)
@@ -172,7 +173,7 @@ def test_probe_without_bias_and_without_update():
     values = measure(model, x, y, will_update=False)
     for k, ref in enumerate(refs):
         for l in range(model.depth):
-            row = dict(zip(COLUMNS, values[k, l].tolist(), strict=True))
+            row = dict(zip(columns(), values[k, l].tolist(), strict=True))
             assert math.isnan(row["bias_grad_norm"])
             assert math.isnan(row["update_ratio"])  # no update at this step
             for name in ("weight_grad_norm", "act_grad_norm", "weight_norm", "dead_fraction"):
@@ -209,15 +210,15 @@ def test_update_ratio_is_the_applied_update(make, tell_probe):
         for l, (w, old) in enumerate(zip(weights, before, strict=True)):
             for k in range(2):
                 expected = ((w[k] - old[k]).double().norm() / old[k].double().norm()).item()
-                assert values[k, l, COLUMNS.index("update_ratio")].item() == pytest.approx(
+                assert values[k, l, columns().index("update_ratio")].item() == pytest.approx(
                     expected, rel=1e-4)
 
 
 def test_columns_order():
-    assert COLUMNS == ("weight_grad_norm", "bias_grad_norm", "act_grad_norm", "weight_norm",
-                       "act_mean", "act_std", "dead_fraction", "saturated_fraction",
-                       "weight_grad_abs_mean", "weight_grad_abs_max", "update_ratio")
-    assert tuple(QUANTITIES) == COLUMNS[:-1]
+    assert columns() == ("weight_grad_norm", "bias_grad_norm", "act_grad_norm", "weight_norm",
+                         "act_mean", "act_std", "dead_fraction", "saturated_fraction",
+                         "weight_grad_abs_mean", "weight_grad_abs_max", "update_ratio")
+    assert tuple(QUANTITIES) == columns()[:-1]
 
 
 @pytest.mark.parametrize(("scheme", "activation"), [
@@ -232,6 +233,6 @@ def test_act_std_is_exact_in_every_regime(scheme, activation):
     x, y = torch.randn(1, 128, 784), torch.randint(0, 10, (1, 128))
     trace = Trace()
     F.cross_entropy(model(x, trace)[0], y[0]).backward()
-    got = Probe(model).before_step(trace, False)[0, :, COLUMNS.index("act_std")]
+    got = Probe(model).before_step(trace, False)[0, :, columns().index("act_std")]
     expected = torch.tensor([h.double().std().item() for h in trace.post], dtype=torch.float64)
     assert torch.allclose(got, expected, rtol=1e-5, atol=0)

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from winit_cli.config import ModelConfig
 from winit_cli.datasets import make_splits
 from winit_cli.inits import initialize
-from winit_cli.measure.probes import COLUMNS, Probe
+from winit_cli.measure.probes import Probe
+from winit_cli.measure.quantities import columns
 from winit_cli.models import Trace, build_model
 
 
@@ -54,7 +55,7 @@ def test_norms_are_exact_far_outside_float32s_range(activation, std, extreme, mn
     values, trace, model = probe_step0(activation, 30, std, *mnist_batch)
     expected = float64_norms(trace, model)
     for name, wanted in expected.items():
-        got = values[:, COLUMNS.index(name)].tolist()
+        got = values[:, columns().index(name)].tolist()
         for l, (g, w) in enumerate(zip(got, wanted, strict=True)):
             assert math.isfinite(g) and g > 0, f"layer {l + 1} {name}: recorded {g}, is {w}"
             assert g == pytest.approx(w, rel=1e-6, abs=0), f"layer {l + 1} {name}"
@@ -101,12 +102,12 @@ def test_unit_fractions_by_hand(activation, dead, saturated):
     values = hand_built(activation)
     hidden, output = values[0], values[1]
     for name, want in (("dead_fraction", dead), ("saturated_fraction", saturated)):
-        got = hidden[COLUMNS.index(name)].item()
+        got = hidden[columns().index(name)].item()
         if want is None:
             assert math.isnan(got), name
         else:
             assert got == pytest.approx(want, abs=1e-7), name
-        assert math.isnan(output[COLUMNS.index(name)].item())
+        assert math.isnan(output[columns().index(name)].item())
 
 
 @pytest.mark.parametrize("members", [1, 2])
@@ -125,7 +126,7 @@ def test_act_std_is_exact_where_the_mean_dwarfs_the_spread(members, mnist_batch)
     F.cross_entropy(logits.flatten(0, 1), y.expand(members, -1).flatten()).backward()
     values = Probe(model).before_step(trace, False)
     for k in range(members):
-        got = values[k, :, COLUMNS.index("act_std")].tolist()
+        got = values[k, :, columns().index("act_std")].tolist()
         wanted = [h[k].double().std().item() for h in trace.post]
         for l, (g, w) in enumerate(zip(got, wanted, strict=True)):
             assert g == pytest.approx(w, rel=1e-6, abs=0), f"member {k} layer {l + 1} act_std"

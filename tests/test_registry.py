@@ -9,6 +9,7 @@ import pytest
 from winit_cli.datasets import DATASETS
 from winit_cli.errors import ConfigError
 from winit_cli.inits import SCHEMES
+from winit_cli.measure.quantities import QUANTITIES
 from winit_cli.models import MODELS
 from winit_cli.registry import Registry
 from winit_cli.sweeps.executors import EXECUTORS, ExecutorOptions, make_executor
@@ -92,8 +93,8 @@ def test_a_registry_reads_as_a_mapping_in_registration_order() -> None:
     assert registry.remove("apple") == 1 and list(registry) == ["pear", "quince"]
 
 
-@pytest.mark.parametrize("registry", [SCHEMES, DATASETS, MODELS, EXECUTORS],
-                         ids=["schemes", "datasets", "models", "executors"])
+@pytest.mark.parametrize("registry", [SCHEMES, DATASETS, MODELS, EXECUTORS, QUANTITIES],
+                         ids=["schemes", "datasets", "models", "executors", "quantities"])
 def test_the_registries_are_built_with_the_helper(registry) -> None:
     assert isinstance(registry, Registry) and len(registry) > 0
 

@@ -168,16 +168,16 @@ def test_killed_sweep_resumes_with_nothing_lost_or_duplicated(tmp_path):
 
 
 def test_first_nonfinite_layer_follows_the_order_values_arise():
-    from winit_cli.measure.probes import COLUMNS
-    from winit_cli.training.loop import first_nonfinite_layer
+    from winit_cli.measure.assembler import first_nonfinite_layer
+    from winit_cli.measure.quantities import columns
 
-    values = torch.ones(6, len(COLUMNS), dtype=torch.float64)
+    values = torch.ones(6, len(columns()), dtype=torch.float64)
     assert first_nonfinite_layer(values) is None
     backward = values.clone()
-    backward[:4, COLUMNS.index("act_grad_norm")] = float("nan")  # overflow at 4, NaN below
+    backward[:4, columns().index("act_grad_norm")] = float("nan")  # overflow at 4, NaN below
     assert first_nonfinite_layer(backward) == 4
     forward = backward.clone()
-    forward[2:, COLUMNS.index("act_std")] = float("inf")  # the forward pass overflows at 3
+    forward[2:, columns().index("act_std")] = float("inf")  # the forward pass overflows at 3
     assert first_nonfinite_layer(forward) == 3
 
 

@@ -36,7 +36,7 @@ def test_which_statuses_count_as_done(status, tmp_path):
     s = spec(tmp_path, {"init.scheme": ["he_normal", "normal"]})
     first = planning.plan(s)
     config = first.members[0]
-    writer = RunWriter(config, group_environment([config]), None)
+    writer = RunWriter.for_config(config, group_environment([config]), None)
     if status is not Status.RUNNING:
         writer.finish(writer.record.model_copy(update={"status": status}), pd.DataFrame(),
                       pd.DataFrame())
@@ -56,7 +56,7 @@ def test_a_member_whose_summary_is_damaged_is_found_by_its_config_and_redone(tmp
     skipped over (which would leave two folders for the member)."""
     s = spec(tmp_path, {"init.scheme": ["he_normal", "normal"]})
     config = planning.plan(s).members[1]
-    writer = RunWriter(config, group_environment([config]), None)
+    writer = RunWriter.for_config(config, group_environment([config]), None)
     writer.finish(writer.record, pd.DataFrame(), pd.DataFrame())
     (writer.dir / "summary.json").write_text('{"status": "compl')  # cut off mid-write
     again = planning.plan(s)

@@ -20,7 +20,7 @@ import winit_cli as winit
 from winit_cli.cli import app
 from winit_cli.config import load_config
 from winit_cli.errors import ConfigError
-from winit_cli.measure.probes import COLUMNS
+from winit_cli.measure.quantities import columns
 
 QUICK = ["model.depth=3", "model.width=32", "train.steps=12", "train.batch_size=32",
          "data.subset=600", "data.val_size=100", "record.every=4", "record.eval_every=6"]
@@ -35,7 +35,7 @@ def scalars(folder: Path) -> dict[str, dict[int, float]]:
 
 
 def expected(layers: pd.DataFrame, metrics: pd.DataFrame, names,
-             quantities=COLUMNS) -> dict[str, dict[int, float]]:
+             quantities=columns()) -> dict[str, dict[int, float]]:
     """The series the tag layout promises, from the run's tables (finite cells only)."""
     want: dict[str, dict[int, float]] = {}
     for _, row in layers.iterrows():
@@ -114,7 +114,7 @@ def test_residual_runs_have_their_family_columns_live_and_exported(tmp_path, win
     row_keys = {"step", "epoch", "layer", "fan_in", "fan_out", "block", "role"}
     measured = [c for c in layers.columns
                 if c not in row_keys and not c.startswith("predicted_")]
-    assert set(COLUMNS) | set(family) <= set(measured)
+    assert set(columns()) | set(family) <= set(measured)
     want = expected(layers, metrics, lambda row: f"layer_{int(row.layer):02d}", measured)
     assert any(tag.startswith("stream_grad_norm/") for tag in want)
     assert_same(scalars(outcome.run_dir), want)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from winit_cli.config import Config, validate
 from winit_cli.datasets import make_splits
-from winit_cli.measure.probes import COLUMNS
+from winit_cli.measure.quantities import columns
 from winit_cli.runner.group import run_group
 from winit_cli.training.loop import train
 from winit_cli.training.step import setup
@@ -59,9 +59,9 @@ def test_step0_is_measured_on_the_initial_weights_before_any_update(splits):
         for name, want in (("weight_norm", weights[l].detach().double().norm()),
                            ("weight_grad_norm", weights[l].grad.double().norm()),
                            ("act_grad_norm", pre[l].grad.double().norm())):
-            got = step0[l, COLUMNS.index(name)].item()
+            got = step0[l, columns().index(name)].item()
             assert got == pytest.approx(want.item(), rel=1e-5), (l + 1, name)
-    moved = step1[:, COLUMNS.index("weight_norm")] / step0[:, COLUMNS.index("weight_norm")]
+    moved = step1[:, columns().index("weight_norm")] / step0[:, columns().index("weight_norm")]
     assert ((moved - 1).abs() > 1e-3).all(), "the premise: one update moves every layer"
     assert params  # (kept alive for autograd)
 

@@ -18,7 +18,7 @@ from torch import nn
 
 import winit_cli as winit
 from winit_cli.app.report import build_report
-from winit_cli.measure.probes import COLUMNS
+from winit_cli.measure.quantities import columns
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -223,7 +223,7 @@ def test_evaluation_under_no_grad_records_nothing(tmp_path, mnist_raw):
         assert probe.capture.calls == {}
         train_steps(model, [(x, y)], probe)
     a, b = probe.close().layers, plain.close().layers
-    np.testing.assert_array_equal(a[list(COLUMNS)].to_numpy(), b[list(COLUMNS)].to_numpy())
+    np.testing.assert_array_equal(a[list(columns())].to_numpy(), b[list(columns())].to_numpy())
 
 
 def test_gradient_accumulation_measures_the_whole_batch(tmp_path, mnist_raw):
@@ -240,7 +240,8 @@ def test_gradient_accumulation_measures_the_whole_batch(tmp_path, mnist_raw):
         (F.cross_entropy(halves(x[part]), y[part]) / 2).backward()
     two.step(0.0)
     a, b = one.close().layers, two.close().layers
-    np.testing.assert_allclose(b[list(COLUMNS)].to_numpy(float), a[list(COLUMNS)].to_numpy(float),
+    measured = list(columns())
+    np.testing.assert_allclose(b[measured].to_numpy(float), a[measured].to_numpy(float),
                                rtol=1e-5, equal_nan=True)
 
 

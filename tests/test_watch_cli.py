@@ -14,7 +14,7 @@ from torch import nn
 import winit_cli as winit
 from winit_cli.config import load_config
 from winit_cli.datasets import make_splits
-from winit_cli.measure.probes import COLUMNS
+from winit_cli.measure.quantities import columns
 from winit_cli.runner.group import SPLIT_SEED, input_second_moment, run_group
 from winit_cli.training.step import setup
 from winit_cli.watcher import WatchedRun
@@ -79,7 +79,7 @@ def test_watch_matches_the_cli_probes(tmp_path, mnist_raw, activation, scheme):
     # the watch takes ||W' - W|| (float32 rounding of the difference, ~1e-6); and the CLI trains
     # at the thread count it chose for the machine's load (train.threads: auto) with a foreach
     # SGD step, so later steps may differ from the twin's in the last bits.
-    for column in [*COLUMNS, "fan_in", "fan_out", "predicted_log10_grad_ratio"]:
+    for column in [*columns(), "fan_in", "fan_out", "predicted_log10_grad_ratio"]:
         np.testing.assert_allclose(ours[column].to_numpy(float), theirs[column].to_numpy(float),
                                    rtol=2e-5, atol=0, equal_nan=True, err_msg=column)
     ours_verdict, theirs_verdict = run.record.verdict.model_dump(), cli.record.verdict.model_dump()

@@ -178,10 +178,8 @@ class Config(Section):
         return self.model_dump(mode="json")
 
     def content_hash(self) -> str:
-        """Identifies a run by what it computes (the output folder and name don't change that)."""
+        """`content_hash` of the config, less what never changes a number it records."""
         d = self.to_dict()
-        for key in ("output_dir", "name"):
-            d.pop(key)
         d["data"].pop("dir")
         d["record"].pop("checkpoint_seconds")  # when files are saved, not what is computed
         if not d["record"]["jacobian"]:  # keeps the hashes of runs made before the option
@@ -194,7 +192,14 @@ class Config(Section):
             for key, default in defaults.items():
                 if d[section].get(key) == default:
                     d[section].pop(key)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+        return content_hash(d)
+
+
+def content_hash(config: dict[str, Any]) -> str:
+    """Identifies a run by what it computes, for CLI runs (`Config.content_hash`) and watched
+    ones alike: a hash of its config, less its name and output folder (which change nothing)."""
+    what = {k: v for k, v in config.items() if k not in ("name", "output_dir")}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def load_config(path: Path | None, overrides: list[str] = ()) -> Config:

@@ -4,7 +4,7 @@ A recorded training step hands the model's forward pass a `StepRecorder` (a `Tra
 each layer's z_l and phi(z_l) (views, no copies) and dL/dz_l by a tensor hook on z_l as the
 gradient flows down: a reference to the tensor autograd passes on unchanged, where `retain_grad`
 would copy every dL/dz. Everything is reduced once backward is done, in as few kernel calls as
-possible (measure/probes.py `assemble`): at these sizes a record costs calls and passes over
+possible (measure/assembler.py): at these sizes a record costs calls and passes over
 memory, not arithmetic, so reductions in the forward pass or in backward hooks, one call per
 tensor while it was in cache, were measured slower than batched calls afterwards.
 
@@ -26,11 +26,18 @@ from winit_cli.models.base import StackedModel, Trace
 
 @dataclass
 class LayerView:
-    weight: torch.Tensor  # [K, out, in]
+    """One layer of K members at a recorded step, as the quantities read it (a Linear: [K, out,
+    in]; `winit.watch` sees any module as K = 1, its tensors [1, ...]). None where the layer has
+    no such tensor or the step did not keep it (a norm layer has no z; `watch` keeps no h for a
+    z changed in place)."""
+
+    weight: torch.Tensor | None  # [K, out, in]
+    weight_grad: torch.Tensor | None  # dL/dW, like weight; None before backward
     bias: torch.Tensor | None  # [K, out]
-    pre: torch.Tensor  # z, [K, B, out]
+    bias_grad: torch.Tensor | None
+    pre: torch.Tensor | None  # z, [K, B, out]
     pre_grad: torch.Tensor | None  # dL/dz, [K, B, out]; None before backward
-    post: torch.Tensor  # phi(z) (logits on the output layer), [K, B, out]
+    post: torch.Tensor | None  # phi(z) (logits on the output layer), [K, B, out]
     activation: str | None  # None on the output layer
 
 
@@ -53,7 +60,8 @@ class StepRecorder(Trace):
 
     def views(self) -> list[LayerView]:
         """Every layer with what the step recorded for it, input side first."""
-        return [LayerView(layer.weight, layer.bias, pre,
+        return [LayerView(layer.weight, layer.weight.grad, layer.bias,
+                          None if layer.bias is None else layer.bias.grad, pre,
                           None if grad is None else grad.view(pre.shape), post, layer.activation)
                 for layer, pre, post, grad
                 in zip(self.layers, self.pre, self.post, self.pre_grads, strict=True)]

@@ -49,7 +49,7 @@ def cli_layer_names(depth: int) -> list[str]:
 
 
 def measured_columns(layers: pd.DataFrame) -> list[str]:
-    """The columns of a layers.csv that hold measurements (measure/probes.COLUMNS)."""
+    """The columns of a layers.csv that hold measurements (measure/quantities.py `columns()`)."""
     return [c for c in layers.columns if c not in IDENTITY and not c.startswith("predicted_")]
 
 

@@ -2,12 +2,15 @@
 
     results/<run-id>/config.yaml    the resolved config
                      metrics.csv    step, epoch, train/val loss and accuracy
-                     layers.csv     one row per recorded step and layer (see measure/probes.py)
+                     layers.csv     one row per recorded step and layer (see measure/quantities.py)
                      summary.json   the run record (records/schema.py)
                      spectrum.csv   with record.jacobian: value, weight per singular value
                      histograms.csv with record.histograms: per-layer weight and gradient
                                     histograms at recorded steps (measure/histograms.py)
     results/runs.csv                one line per run, appended
+
+A `winit.watch` run's folder is made by the same writer, with the first four files (its
+config.yaml says what was watched: watcher/run_config.py).
 
 summary.json says `"status": "running"` until the run ends; the CSVs are rewritten whole at
 checkpoints and at the end, so a crash leaves complete-looking files only for what was really
@@ -51,11 +54,6 @@ def utcnow() -> datetime:
 NAME_CHARS = 64  # of the run's name in its folder's name (the record keeps it whole)
 
 
-def new_run_dir(config: Config, started: datetime) -> Path:
-    """<output_dir>/<time>_<name>_<hash6>, with a numeric suffix if that exists already."""
-    return make_run_dir(Path(config.output_dir), config.name, config.content_hash(), started)
-
-
 def make_run_dir(root: Path, name: str, content_hash: str, started: datetime) -> Path:
     """<root>/<time>_<name>_<hash6>, with a numeric suffix if that exists already."""
     stem = f"{started:%Y%m%d-%H%M%S}_{name[:NAME_CHARS]}_{content_hash[:6]}"
@@ -96,29 +94,42 @@ def first_record(config: Config, run_id: str, started: datetime, env: Environmen
 
 
 class RunWriter:
-    """One run directory, from creation (status running) to the final record and index line.
+    """One run directory, from creation (status running) to the final record and index line:
+    a CLI run's (`for_config`) and a watched run's alike.
 
     Creating it either writes config.yaml and the first summary or leaves no folder behind.
     `finish` never loses a finished run to an OS error (disk full, read-only, removed folder):
     its files then go to `rescue_dir`, and `unsaved` says what happened and where they are.
     """
 
-    def __init__(self, config: Config, env: Environment, data_source: str | None,
+    def __init__(self, root: Path, config_yaml: str, start: RunRecord,
                  run_dir: Path | None = None):
-        self.config = config
+        """A folder <root>/<time>_<name>_<hash6> (or `run_dir`) for the run `start` begins,
+        named by its start time, name and config hash; `start`'s run_id becomes the folder's
+        name."""
+        self.root = Path(root)
+        self.config_yaml = config_yaml
         self.unsaved: str | None = None  # set by finish when the files could not be written here
         self.notes: list[str] = []  # what went wrong beside the run (its index line)
-        started = utcnow()
-        self.dir = run_dir if run_dir is not None else new_run_dir(config, started)
-        self.record = first_record(config, self.dir.name, started, env, data_source)
+        started = datetime.fromisoformat(start.started_at)
+        self.dir = run_dir if run_dir is not None else \
+            make_run_dir(self.root, start.name, start.config_hash, started)
+        self.record = start.model_copy(update={"run_id": self.dir.name})
         try:
-            atomic_write(self.dir / "config.yaml", dump_yaml(config), parents=False)
+            atomic_write(self.dir / "config.yaml", config_yaml, parents=False)
             self.write_summary(self.record)
         except OSError as e:
             if run_dir is None:
                 shutil.rmtree(self.dir, ignore_errors=True)
             raise ResultsError(f"{self.dir}: cannot write the run's files "
                                f"({e.strerror or e})") from None
+
+    @classmethod
+    def for_config(cls, config: Config, env: Environment, data_source: str | None,
+                   run_dir: Path | None = None) -> RunWriter:
+        """The run directory of a `winit run` config, under its output_dir."""
+        start = first_record(config, "", utcnow(), env, data_source)
+        return cls(config.output_dir, dump_yaml(config), start, run_dir)
 
     def write_summary(self, record: RunRecord) -> None:
         write_json(self.dir / "summary.json", record.to_json(), parents=False)
@@ -150,7 +161,7 @@ class RunWriter:
         except OSError as e:
             self.unsaved = self._rescue(record, layers, metrics, extra, e)
             return
-        note = append_index(self.config.output_dir, record, self.dir)
+        note = append_index(self.root, record, self.dir)
         if note:
             self.notes.append(note)
 
@@ -160,7 +171,7 @@ class RunWriter:
         rescue = rescue_dir(self.dir.name)
         try:
             rescue.mkdir(parents=True, exist_ok=True)
-            atomic_write(rescue / "config.yaml", dump_yaml(self.config))
+            atomic_write(rescue / "config.yaml", self.config_yaml)
             write_csv(rescue / "layers.csv", layers)
             write_csv(rescue / "metrics.csv", metrics)
             for name, table in extra.items():

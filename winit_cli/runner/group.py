@@ -78,7 +78,8 @@ def train_records(configs: list[Config], splits: Splits, *,
 
 def write_result(result: RunResult, config: Config) -> RunOutcome:
     """A run directory for records computed elsewhere (`train_records`)."""
-    writer = RunWriter(config, result.record.environment, result.record.data_source)
+    writer = RunWriter.for_config(config, result.record.environment,
+                                  result.record.data_source)
     record = result.record.model_copy(update={"run_id": writer.dir.name,
                                               "started_at": result.record.started_at})
     writer.finish(record, result.layers, result.metrics, result.spectrum, result.histograms)
@@ -94,7 +95,7 @@ def _start_writers(configs: list[Config], env: Environment, source: str | None
     writers: list[RunWriter] = []
     try:
         for c in configs:
-            writers.append(RunWriter(c, env, source))
+            writers.append(RunWriter.for_config(c, env, source))
     except BaseException:
         for w in writers:
             shutil.rmtree(w.dir, ignore_errors=True)

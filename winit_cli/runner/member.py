@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from winit_cli.diagnosis.predict import predict_run
@@ -19,6 +18,7 @@ from winit_cli.diagnosis.verdict import (
 )
 from winit_cli.measure.histograms import histogram_frame
 from winit_cli.records.files import finite, finite_values
+from winit_cli.records.layers import layers_frame as frame_of
 from winit_cli.records.schema import (
     FinalRecord,
     JacobianRecord,
@@ -42,23 +42,9 @@ class RunResult:
 
 
 def layers_frame(log: MemberLog) -> pd.DataFrame:
-    if not log.layer_values:
-        return pd.DataFrame(columns=["step", "epoch", "layer", "fan_in", "fan_out",
-                                     *log.layer_columns])
-    values = np.stack([v.numpy() for v in log.layer_values])  # [records, L, Q]
-    n, depth, _ = values.shape
-    fan_in, fan_out = zip(*log.layer_shapes, strict=True)  # from the model: one per layer
-    steps = np.array(log.layer_steps)
-    frame = pd.DataFrame({
-        "step": np.repeat(steps[:, 0], depth),
-        "epoch": np.repeat(steps[:, 1], depth),
-        "layer": np.tile(np.arange(1, depth + 1), n),
-        "fan_in": np.tile(fan_in, n),
-        "fan_out": np.tile(fan_out, n),
-    })
-    for j, name in enumerate(log.layer_columns):
-        frame[name] = values[:, :, j].reshape(-1)
-    return frame
+    """The member's layers.csv (records/layers.py) from what its log kept."""
+    return frame_of(log.layer_steps, [v.numpy() for v in log.layer_values], log.layer_shapes,
+                    log.layer_columns)
 
 
 def verdict_of(log: MemberLog, layers: pd.DataFrame) -> Verdict:

@@ -17,14 +17,16 @@ import torch
 from winit_cli.config import Config, dig
 from winit_cli.datasets import Splits
 from winit_cli.errors import ConfigError
+from winit_cli.measure.assembler import first_nonfinite_layer
 from winit_cli.measure.jacobian import JacobianSpectrum
-from winit_cli.measure.probes import COLUMNS
+from winit_cli.measure.quantities import columns
 from winit_cli.status import Status
 from winit_cli.training import ProgressFn
 from winit_cli.training.schedule import Schedule
 from winit_cli.training.spectrum import init_spectra, spectrum_reason
 from winit_cli.training.step import Group, StepResult, evaluate, run_step, setup
 from winit_cli.training.threads import ThreadControl
+from winit_cli.training.window import Window
 
 # What members of one batched group must share; everything else (scheme, seed, L2) may differ.
 SHARED_KEYS = ("model", "train.epochs", "train.steps", "train.batch_size", "train.optimizer",
@@ -39,7 +41,7 @@ class MemberLog:
 
     config: Config
     layer_shapes: list[tuple[int, int]] = field(default_factory=list)  # (fan_in, fan_out) each
-    layer_columns: tuple[str, ...] = COLUMNS  # the last axis of layer_values (probes.Probe)
+    layer_columns: tuple[str, ...] = field(default_factory=columns)  # of layer_values (Probe)
     layer_steps: list[tuple[int, int]] = field(default_factory=list)  # (step, epoch)
     layer_values: list[torch.Tensor] = field(default_factory=list)  # [L, Q] float64 each
     histograms: list[torch.Tensor] = field(default_factory=list)  # [L, 2, bins] at layer_steps
@@ -127,30 +129,6 @@ def train(configs: list[Config], splits: Splits, *, on_progress: ProgressFn | No
     return logs
 
 
-class Window:
-    """Training loss and accuracy per member, summed over the steps since the last metrics row."""
-
-    def __init__(self, members: int):
-        self.members = members
-        self.reset()
-
-    def add(self, result: StepResult) -> None:
-        # float64 sums of the float32 values; a diverged member's NaN is never read
-        self.loss = [a + b for a, b in zip(self.loss, result.losses, strict=True)]
-        self.accuracy = [a + b for a, b in zip(self.accuracy, result.accuracies, strict=True)]
-        self.steps += 1
-
-    def row(self, member: int, step: int, epoch: int) -> dict:
-        return {"step": step, "epoch": epoch,
-                "train_loss": self.loss[member] / self.steps,
-                "train_accuracy": self.accuracy[member] / self.steps}
-
-    def reset(self) -> None:
-        self.loss = [0.0] * self.members
-        self.accuracy = [0.0] * self.members
-        self.steps = 0
-
-
 def log_step(logs: list[MemberLog], plan: Schedule, step: int, result: StepResult,
              alive: list[bool], window: Window) -> None:
     """Append each live member's layer record and metrics row for this step, and its divergence.
@@ -199,7 +177,7 @@ def _train(logs, splits, device, threads, on_progress, on_checkpoint, checkpoint
         begun = time.perf_counter()
         result = run_step(group, step, alive)
         threads.after_step(time.perf_counter() - begun, ordinary=result.evaluation is None)
-        window.add(result)
+        window.add(train_loss=result.losses, train_accuracy=result.accuracies)
         log_step(logs, group.plan, step, result, alive, window)
         if on_record is not None:
             on_record(logs)
@@ -252,23 +230,6 @@ def finish(logs: list[MemberLog], group: Group, splits: Splits, device: torch.de
         }
         if log.status is Status.RUNNING:
             log.status = Status.COMPLETE
-
-
-def first_nonfinite_layer(values: torch.Tensor) -> int | None:
-    """1-based index of the first layer affected by non-finite values, in the order they arise.
-
-    The forward pass comes first: the lowest layer with non-finite weights or activations. If
-    the forward pass is finite, the overflow happened in the backward pass, which runs from the
-    output down and grows towards the input: the highest layer with a non-finite gradient (every
-    layer below it inherits the NaN).
-    """
-    forward = ("weight_norm", "act_mean", "act_std")
-    bad = ~torch.isfinite(values[:, [COLUMNS.index(c) for c in forward]]).all(dim=1)
-    if bad.any():
-        return int(bad.nonzero()[0]) + 1
-    backward = ("weight_grad_norm", "act_grad_norm")
-    bad = ~torch.isfinite(values[:, [COLUMNS.index(c) for c in backward]]).all(dim=1)
-    return int(bad.nonzero()[-1]) + 1 if bad.any() else None
 
 
 def _mean_alive(losses: list[float], alive: list[bool]) -> float:

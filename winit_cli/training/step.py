@@ -66,7 +66,7 @@ class StepResult:
     losses: list[float]  # [K], of the batch at the step's parameters
     accuracies: list[float]  # [K]
     finite: list[bool]  # [K]: loss and gradients finite
-    values: torch.Tensor | None  # [K, L, len(COLUMNS)] when the step was measured
+    values: torch.Tensor | None  # [K, L, len(probe.columns)] when the step was measured
     recorded: bool  # on the recording schedule
     evaluation: tuple[list[float], list[float]] | None  # validation (losses, accuracies)
     histograms: torch.Tensor | None = None  # [K, L, 2, bins] with record.histograms, when measured

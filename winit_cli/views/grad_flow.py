@@ -2,7 +2,7 @@
 bar of the largest |dL/dW| and in front of it a bar of the mean |dL/dW| over the layer's
 weights, at one step. Here on a log axis (the point is decades) and one panel per configuration
 with a shared axis, so that the panels compare. Drawn from layers.csv's weight_grad_abs_mean and
-weight_grad_abs_max columns (measure/probes.py).
+weight_grad_abs_max columns (measure/quantities.py).
 
 A layer whose weight gradient is exactly 0 has no bar on a log axis: it is marked with a black
 x at the bottom (the snippet's "zero-gradient" legend entry).

@@ -1,12 +1,8 @@
 """winit's probes on anyone's model and training loop: `watch(model, optimizer)` (api.py).
 
-    layers.py     which modules are recorded, and which parameters are not
-    hooks.py      forward and tensor hooks, armed only for recorded steps
-    measure.py    one step as layers.csv values, with measure/probes.py's quantities
-    structure.py  is the model an MLP winit's theory describes?
-    summary.py    layers.csv, the verdict and the theory at the end
-    folder.py     the run folder (config.yaml, tables, summary.json, runs.csv)
-    probe.py      the `Watch` object that `watch` returns: step(), close()
+Hooks find each recorded module's tensors; from there a watched run is recorded as a CLI run is:
+the same layer views and assembler (measure/assembler.py), loss window, update ratio, divergence
+check, layers.csv frame and run folder.
 """
 
 from winit_cli.watcher.api import watch

@@ -44,18 +44,20 @@ import warnings
 from pathlib import Path
 
 import torch
+import yaml
 from torch import nn
 
+from winit_cli.config import content_hash
 from winit_cli.errors import ConfigError
 from winit_cli.inits import get_scheme
-from winit_cli.measure.probes import COLUMNS
+from winit_cli.measure.assembler import Assembler
 from winit_cli.records.schema import RunRecord
 from winit_cli.records.tensorboard import EventWriter
-from winit_cli.records.writer import environment
+from winit_cli.records.writer import RunWriter, environment, utcnow
 from winit_cli.status import Status
-from winit_cli.watcher.folder import RunFolder, run_config
 from winit_cli.watcher.layers import find_layers
 from winit_cli.watcher.probe import Settings, Watch
+from winit_cli.watcher.run_config import run_config
 from winit_cli.watcher.summary import UNKNOWN
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # as config.Config.name: it becomes part of a folder name
@@ -103,11 +105,11 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, e
                         optimizer=optimizer, scheme=scheme, params=settings.scheme_params,
                         seed=seed, device=device, dataset=dataset, every=every,
                         tensorboard=tensorboard, thresholds=settings.thresholds, out=Path(out))
-    folder = RunFolder(Path(out), config)
-    start = _start_record(folder, config, device, seed)
-    folder.write_summary(start)
-    events = EventWriter(folder.dir, COLUMNS) if tensorboard else None
-    return Watch(model, optimizer, layers, unrecorded, folder, start, settings, events)
+    folder = RunWriter(Path(out), yaml.safe_dump(config, sort_keys=False),
+                       _start_record(config, device, seed))
+    assembler = Assembler()  # the quantities registered now are the run's columns
+    events = EventWriter(folder.dir, assembler.columns) if tensorboard else None
+    return Watch(model, optimizer, layers, unrecorded, folder, assembler, settings, events)
 
 
 def _check(model, optimizer, every, scheme) -> None:
@@ -138,10 +140,11 @@ def _flushes_subnormals(device: str) -> bool:
     return float(torch.tensor([1e-40], dtype=torch.float32) * 1.0) == 0.0
 
 
-def _start_record(folder: RunFolder, config: dict, device: str, seed: int) -> RunRecord:
+def _start_record(config: dict, device: str, seed: int) -> RunRecord:
+    """The record of the run just started; its folder gives it its run_id."""
     return RunRecord(
-        run_id=folder.dir.name, name=config["name"], config_hash=folder.config_hash,
-        started_at=folder.started.isoformat(timespec="seconds"), status=Status.RUNNING,
+        run_id="", name=config["name"], config_hash=content_hash(config),
+        started_at=utcnow().isoformat(timespec="seconds"), status=Status.RUNNING,
         scheme=config["init"]["scheme"], activation=UNKNOWN, depth=0, width=0, seed=seed,
         dataset=config["data"]["dataset"], model_kind=config["model"]["kind"],
         environment=environment(device, _flushes_subnormals(device)))

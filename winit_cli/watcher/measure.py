@@ -1,10 +1,8 @@
-"""One recorded step of a user's model as layers.csv values, with winit's own quantities.
+"""One recorded step of a user's model as layers.csv values: each recorded module as a
+`LayerView` of one member (K = 1), handed to the CLI's assembler (measure/assembler.py), so that
+every `QUANTITIES` column is computed by the same code as for a CLI run.
 
-The numbers come from the same functions as a CLI run's (measure/probes.py): `member_norms`
-(float32 norms, recomputed in float64 outside the safe band), `act_std`, and the act_mean,
-dead_fraction and saturated_fraction quantities, each applied to a layer seen as one member.
-
-How a layer's tensors are laid out for them ([1, examples, units]):
+How a layer's tensors are laid out in its view ([1, examples, units]; parameters [1, ...]):
 
 - Linear: z is [..., out_features]; every leading index (batch, and tokens or positions where
   there are some) is an example, the out_features are the units.
@@ -22,14 +20,13 @@ h was changed in place by anything but that activation, act_mean and act_std are
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from winit_cli.measure.probes import COLUMNS, QUANTITIES, LayerView, act_std, member_norms
+from winit_cli.measure.assembler import Assembler
+from winit_cli.measure.recorder import LayerView
 from winit_cli.watcher.hooks import Call
 from winit_cli.watcher.layers import Layer
-
-NORM_COLUMNS = ("weight_grad_norm", "bias_grad_norm", "act_grad_norm", "weight_norm")
-ACT_COLUMNS = ("act_mean", "act_std")
 
 
 def _rows(t: torch.Tensor, layer: Layer) -> torch.Tensor:
@@ -50,86 +47,39 @@ def _joined(tensors: list[torch.Tensor], layer: Layer) -> torch.Tensor:
     return torch.cat(rows)[None]
 
 
-def layer_view(layer: Layer, calls: list[Call]) -> LayerView | None:
-    """The layer's step as the LayerView the probe quantities read, or None when its
-    activation statistics cannot be measured (no call, or z changed in place)."""
-    if not calls or any(c.stale() for c in calls):
-        return None
-    # After an in-place activation z holds h: for the ReLU family h > 0 exactly where z > 0, so
-    # dead_fraction (a unit never positive), the one quantity that reads z, is the same.
-    pre = _joined([c.z for c in calls], layer)
-    post = _joined([c.post if c.post is not None else c.z for c in calls], layer)
-    names = {c.activation for c in calls}
-    activation = names.pop() if len(names) == 1 else None
-    return LayerView(layer.weight.detach()[None], None, pre, None, post, activation)
+def _member(t: torch.Tensor | None) -> torch.Tensor | None:
+    """A tensor as one member's: [1, ...], a view."""
+    return None if t is None else t.detach()[None]
 
 
-def _grad(calls: list[Call], layer: Layer) -> torch.Tensor | None:
+def layer_view(layer: Layer, calls: list[Call]) -> LayerView:
+    """The layer's step as one member: its weight and bias with their gradients, and for a
+    Linear or Conv dL/dz, and z and h unless no call ran or z was changed in place (then the
+    activation statistics cannot be measured)."""
+    w, b = layer.weight, layer.bias
+    view = LayerView(_member(w), _member(None if w is None else w.grad), _member(b),
+                     _member(None if b is None else b.grad), None, None, None, None)
+    if not layer.has_dz:
+        return view
     grads = [c.grad for c in calls]
-    return None if not grads or any(g is None for g in grads) else _joined(grads, layer)
+    if grads and all(g is not None for g in grads):
+        view.pre_grad = _joined(grads, layer)
+    if calls and not any(c.stale() for c in calls):
+        # After an in-place activation z holds h: for the ReLU family h > 0 exactly where z > 0,
+        # so dead_fraction (a unit never positive) is the same whichever it reads.
+        view.pre = _joined([c.z for c in calls], layer)
+        view.post = _joined([c.post if c.post is not None else c.z for c in calls], layer)
+        names = {c.activation for c in calls}
+        view.activation = names.pop() if len(names) == 1 else None
+    return view
 
 
 @torch.no_grad()
-def measure(layers: list[Layer], calls: dict[int, list[Call]], order: list[int]
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Values [L, len(COLUMNS)] (float64, CPU; update_ratio left NaN) for the layers in `order`,
-    and a mask of the cells that were measured (False: not applicable or no tensor to read)."""
-    ordered = [layers[i] for i in order]
-    views = [layer_view(layer, calls.get(i, [])) if layer.has_dz else None
-             for layer, i in zip(ordered, order, strict=True)]
-    tensors = []
-    for layer, i in zip(ordered, order, strict=True):
-        w, b = layer.weight, layer.bias
-        dz = _grad(calls.get(i, []), layer) if layer.has_dz else None
-        tensors += [None if w is None else w.grad, None if b is None else b.grad, dz, w]
-    posts = [v.post for v in views if v is not None]
-    norms = torch.from_numpy(member_norms(
-        [None if t is None else t.detach()[None] for t in tensors + posts])[:, 0])
-    values = torch.full((len(order), len(COLUMNS)), float("nan"), dtype=torch.float64)
-    norm_index = [COLUMNS.index(c) for c in NORM_COLUMNS]
-    values[:, norm_index] = norms[:len(tensors)].view(len(order), len(NORM_COLUMNS))
-    measured = torch.zeros_like(values, dtype=torch.bool)
-    measured[:, norm_index] = torch.tensor([t is not None for t in tensors]).view(len(order), -1)
-    _grad_flow_columns(values, measured, [layer.weight for layer in ordered])
-    rows = [l for l, v in enumerate(views) if v is not None]
-    if rows:
-        _activation_columns(values, measured, [views[l] for l in rows], rows,
-                            norms[len(tensors):])
-    return values, measured
-
-
-def _grad_flow_columns(values: torch.Tensor, measured: torch.Tensor,
-                       weights: list[torch.Tensor | None]) -> None:
-    """weight_grad_abs_mean and weight_grad_abs_max (plot_grad_flow's bars), in float64."""
-    columns = [COLUMNS.index("weight_grad_abs_mean"), COLUMNS.index("weight_grad_abs_max")]
-    for row, w in enumerate(weights):
-        if w is not None and w.grad is not None:
-            g = w.grad.detach().double().abs()
-            values[row, columns] = torch.stack([g.mean(), g.max()]).cpu()
-            measured[row, columns] = True
-
-
-def _activation_columns(values: torch.Tensor, measured: torch.Tensor, views: list[LayerView],
-                        rows: list[int], post_norms: torch.Tensor) -> None:
-    """act_mean, act_std, dead_fraction and saturated_fraction of the layers in `rows`: one
-    transfer from the device for all of them."""
-    computed = ("act_mean", "dead_fraction", "saturated_fraction")
-    stacked = torch.tensor([[_computed(QUANTITIES[q], v) for q in computed]
-                            for v in views], dtype=torch.float64)  # [layers, 3]
-    for j, q in enumerate(computed):
-        values[rows, COLUMNS.index(q)] = stacked[:, j]
-    means = stacked[:, :1]  # [layers, K = 1]
-    std = act_std(views, (post_norms[:, None] ** 2).numpy(), means.numpy())
-    values[rows, COLUMNS.index("act_std")] = torch.from_numpy(std[:, 0])
-    for q in ACT_COLUMNS:
-        measured[rows, COLUMNS.index(q)] = True
-
-
-def _computed(quantity, view: LayerView) -> float:
-    """A forward-pass quantity of one layer seen as one member (NaN where it does not apply):
-    the CLI's partial reduction, finished on the CPU as the CLI finishes it."""
-    partial = quantity.compute(view)
-    if partial is None:
-        return float("nan")
-    values = partial.detach().double().cpu().numpy()
-    return float((quantity.finish(values) if quantity.finish else values)[0])
+def measure(assembler: Assembler, layers: list[Layer], calls: dict[int, list[Call]],
+            order: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Values [L, len(assembler.columns)] (float64; update_ratio left NaN) for the layers in
+    `order`, and a mask of the cells that were measured (False: not applicable or no tensor to
+    read)."""
+    views = [layer_view(layers[i], calls.get(i, [])) for i in order]
+    values, measured = assembler(views, 1)
+    return values[0], measured

@@ -19,13 +19,18 @@ import torch
 from torch import nn
 
 from winit_cli.errors import ConfigError
-from winit_cli.measure.probes import COLUMNS, member_norms
+from winit_cli.measure.assembler import (
+    Assembler,
+    first_nonfinite_layer,
+    set_update_ratio,
+    weight_updates,
+)
 from winit_cli.records.schema import FinalRecord, RunRecord
 from winit_cli.records.tensorboard import EventWriter
+from winit_cli.records.writer import RunWriter
 from winit_cli.status import Status
-from winit_cli.training.loop import first_nonfinite_layer
+from winit_cli.training.window import Window
 from winit_cli.watcher import summary
-from winit_cli.watcher.folder import RunFolder
 from winit_cli.watcher.hooks import Capture
 from winit_cli.watcher.layers import Layer
 from winit_cli.watcher.measure import measure
@@ -67,19 +72,18 @@ class Watch:
     the last backward and before `optimizer.step()`, then `close()`. Also a context manager."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-                 layers: list[Layer], unrecorded: list[str], folder: RunFolder,
-                 start: RunRecord, settings: Settings, events: EventWriter | None):
+                 layers: list[Layer], unrecorded: list[str], folder: RunWriter,
+                 assembler: Assembler, settings: Settings, events: EventWriter | None):
         self.model, self.optimizer, self.layers = model, optimizer, layers
-        self.unrecorded, self.folder, self.start = unrecorded, folder, start
-        self.settings, self.events = settings, events
+        self.unrecorded, self.folder, self.start = unrecorded, folder, folder.record
+        self.assembler, self.settings, self.events = assembler, settings, events
         self.capture = Capture.of(model, layers)
         self.records: list[summary.Recorded] = []
         self.metrics: list[dict] = []
         self.structure: Structure | None = None
         self.steps = 0
         self.diverged: tuple[int, int | None] | None = None
-        self._loss_sum: torch.Tensor | float = 0.0
-        self._loss_steps = 0
+        self.window = Window(1)
         self._update: tuple[summary.Recorded, list[int], list[torch.Tensor]] | None = None
         self._emitted = 0  # records written to TensorBoard
         self._saved_at = time.perf_counter()
@@ -112,41 +116,32 @@ class Watch:
         return recorded
 
     def _add_loss(self, loss: torch.Tensor | float) -> None:
-        # Summed on the loss's device: no transfer, and so no wait for the GPU, until a record.
         if isinstance(loss, torch.Tensor):
             if loss.numel() != 1:
                 raise ConfigError(f"probe.step(loss): expected the scalar loss, got a tensor of "
                                   f"shape {tuple(loss.shape)}")
-            value = loss.detach().reshape(()).float()
-            if isinstance(self._loss_sum, torch.Tensor):
-                self._loss_sum.add_(value)
-            else:
-                self._loss_sum = value + self._loss_sum  # a new tensor, never the caller's
+            loss = loss.detach().reshape(()).float()  # summed on its device: see Window
         else:
-            self._loss_sum = self._loss_sum + float(loss)
-        self._loss_steps += 1
-
-    def _window_loss(self) -> float:
-        """The mean loss over the steps since the last row, as the CLI's train_loss."""
-        mean = float(self._loss_sum) / self._loss_steps
-        self._loss_sum, self._loss_steps = 0.0, 0
-        return mean
+            loss = float(loss)
+        self.window.add(train_loss=[loss])
 
     def _record(self, step: int, epoch: int | None) -> None:
         calls = self.capture.take()
         order = list(self.capture.order)
-        values, measured = measure(self.layers, calls, order)
+        values, measured = measure(self.assembler, self.layers, calls, order)
         if self.structure is None:
             self.structure = read_structure(self.layers, order, calls, self._input_moment(),
                                             self.unrecorded)
             self._warn_not_run(order)
         record = summary.Recorded(step, epoch, values, measured)
         self.records.append(record)
-        self.metrics.append({"step": step, "epoch": epoch, "train_loss": self._window_loss()})
+        self.metrics.append(self.window.row(0, step, epoch))
+        self.window.reset()
         self._check_divergence(record)
         if self.optimizer is not None:  # the update ratio waits for the optimizer's step
             rows = [r for r, i in enumerate(order) if self.layers[i].weight is not None]
-            weights = [self.layers[order[r]].weight.detach().clone() for r in rows]
+            # as one member's, [1, ...], as weight_updates reads them
+            weights = [self.layers[order[r]].weight.detach()[None].clone() for r in rows]
             self._update = (record, rows, weights)
         else:
             self._emit()
@@ -166,26 +161,22 @@ class Watch:
 
     def _check_divergence(self, record: summary.Recorded) -> None:
         """Diverged: the loss or a measured value is not finite (seen at recorded steps only,
-        so the step is known to within `every`)."""
+        so the step is known to within `every`), at the CLI's first non-finite layer."""
         if self.diverged is not None:
             return
-        bad = ~torch.isfinite(record.values) & record.measured
-        if math.isfinite(self.metrics[-1]["train_loss"]) and not bad.any():
-            return
-        masked = torch.where(record.measured, record.values, torch.zeros(()).double())
-        self.diverged = (record.step, first_nonfinite_layer(masked))
+        layer = first_nonfinite_layer(record.values, record.measured)
+        if layer is not None or not math.isfinite(self.metrics[-1]["train_loss"]):
+            self.diverged = (record.step, layer)
 
     def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
-        """update_ratio = ||W' - W|| / ||W|| of the update that followed a recorded step."""
+        """update_ratio of the update that followed a recorded step, as the CLI's."""
         if self._update is None:
             return
         record, rows, before = self._update
-        weights = [self.layers[self.capture.order[r]].weight.detach() for r in rows]
         if before:
-            torch._foreach_sub_(before, weights)  # -(the update), in place
-            norms = torch.from_numpy(member_norms([b[None] for b in before])[:, 0])
-            weight_norms = record.values[rows, COLUMNS.index("weight_norm")]
-            record.values[rows, COLUMNS.index("update_ratio")] = norms / weight_norms
+            weights = [self.layers[self.capture.order[r]].weight.detach()[None] for r in rows]
+            set_update_ratio(record.values[None], self.assembler.columns,
+                             weight_updates(before, weights), rows)
         self._update = None
         self._emit()
 
@@ -200,14 +191,15 @@ class Watch:
             for record, row in zip(self.records[self._emitted:], self.metrics[self._emitted:],
                                    strict=True):
                 names = [self.layers[i].name for i in self.capture.order[:len(record.values)]]
-                self.events.layers(record.step, names, record.values.numpy())
+                self.events.layers(record.step, names, record.values)
                 self.events.metrics(row)
         self._emitted = len(self.records)
 
     # --- the end --------------------------------------------------------------------------------
 
     def layers_frame(self) -> pd.DataFrame:
-        return summary.layers_frame(self.layers, self.capture.order, self.records)
+        return summary.layers_frame(self.layers, self.capture.order, self.records,
+                                    self.assembler.columns)
 
     def close(self, **final) -> WatchedRun:
         """Finish the run: its verdict, the theory where it applies, and the run folder.
@@ -243,10 +235,12 @@ class Watch:
             self._hook.remove()
         record, layers = self._final_record(status, error, final)
         metrics = pd.DataFrame(self.metrics, columns=["step", "epoch", "train_loss"])
-        record = self.folder.finish(record, layers, metrics)
+        self.folder.finish(record, layers, metrics)
+        for note in filter(None, [self.folder.unsaved, *self.folder.notes]):
+            warnings.warn(f"winit.watch: {note}", stacklevel=3)
         if self.events is not None:
             self.events.close()
-        self._run = WatchedRun(self.folder.dir, record, layers, metrics)
+        self._run = WatchedRun(self.folder.dir, self.folder.record, layers, metrics)
         return self._run
 
     def _final_record(self, status: Status, error: str | None, final: dict

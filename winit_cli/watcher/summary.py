@@ -7,22 +7,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from winit_cli.config import Config, InitConfig, ModelConfig
 from winit_cli.diagnosis.predict import PREDICTED, predict_run
 from winit_cli.diagnosis.verdict import Verdict, diagnose
 from winit_cli.errors import ConfigError
 from winit_cli.inits import check_scheme
-from winit_cli.measure.probes import COLUMNS
 from winit_cli.records.files import finite_values
+from winit_cli.records.layers import layers_frame as frame_of
 from winit_cli.records.schema import TheoryRecord, VerdictRecord
 from winit_cli.runner.member import verdict_record
 from winit_cli.watcher.layers import Layer
 from winit_cli.watcher.structure import THEORY_SCOPE, Structure
 
 UNKNOWN = "unknown"
-HEAD = ("step", "epoch", "layer", "name", "fan_in", "fan_out")
 
 
 @dataclass
@@ -32,27 +30,18 @@ class Recorded:
 
     step: int
     epoch: int | None
-    values: torch.Tensor  # [L, len(COLUMNS)] float64 on the CPU; update_ratio filled in later
-    measured: torch.Tensor  # [L, len(COLUMNS)] bool: False where nothing could be read
+    values: np.ndarray  # [L, len(columns)] float64; update_ratio filled in later
+    measured: np.ndarray  # [L, len(columns)] bool: False where nothing could be read
 
 
-def layers_frame(layers: list[Layer], order: list[int], records: list[Recorded]
-                 ) -> pd.DataFrame:
-    """layers.csv: the CLI's columns, plus the module's name after the layer number."""
-    if not records:
-        return pd.DataFrame(columns=[*HEAD, *COLUMNS])
-    fans = [layers[i].fans() for i in order]
-    frames = []
-    for r in records:
-        n = len(r.values)
-        head = pd.DataFrame({
-            "step": r.step, "epoch": np.nan if r.epoch is None else r.epoch,
-            "layer": np.arange(1, n + 1), "name": [layers[i].name for i in order[:n]],
-            "fan_in": [f[0] for f in fans[:n]], "fan_out": [f[1] for f in fans[:n]]})
-        frames.append(pd.concat([head, pd.DataFrame(r.values.numpy(), columns=COLUMNS)], axis=1))
-    frame = pd.concat(frames, ignore_index=True)
-    if frame.epoch.notna().all():
-        frame["epoch"] = frame.epoch.astype(int)
+def layers_frame(layers: list[Layer], order: list[int], records: list[Recorded],
+                 columns: tuple[str, ...]) -> pd.DataFrame:
+    """layers.csv: the CLI's frame (records/layers.py), plus the module's name after the layer
+    number."""
+    frame = frame_of([(r.step, r.epoch) for r in records], [r.values for r in records],
+                     [layers[i].fans() for i in order], columns)
+    names = np.array([layers[i].name for i in order], dtype=object)
+    frame.insert(3, "name", names[frame.layer.to_numpy(dtype=int) - 1])
     return frame
 
 

@@ -1,5 +1,7 @@
-"""The run folder a watched run writes: the four files of a CLI run, so that `winit report`,
-`winit export` and anything else that reads run folders read it like any other.
+"""What a watched run's folder says about it: config.yaml's content. The folder itself is a CLI
+run's (records/writer.py `RunWriter`, named by `config.content_hash` of this config), with its
+four files, so that `winit report`, `winit export` and anything else that reads run folders read
+it like any other.
 
     <out>/<time>_<name>_<hash6>/config.yaml    what is known of the run (below)
                                 metrics.csv    step, epoch, train_loss (mean since the last row)
@@ -23,19 +25,11 @@ config.yaml is not a `winit run` config (there is nothing to rerun): it says wha
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
-import yaml
 
-from winit_cli.records.files import atomic_write, write_csv, write_json
-from winit_cli.records.index import append_index
-from winit_cli.records.schema import RunRecord
-from winit_cli.records.writer import make_run_dir, utcnow
 from winit_cli.watcher.layers import Layer
 
 
@@ -73,37 +67,3 @@ def run_config(*, name: str, model: torch.nn.Module, layers: list[Layer], unreco
         "diagnose": {"vanish_decades": thresholds[0], "explode_decades": thresholds[1]},
         "output_dir": str(out),
     }
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """As `Config.content_hash`: what the run is, not where it was written or what it is called."""
-    what = {k: v for k, v in config.items() if k not in ("name", "output_dir")}
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
-
-
-class RunFolder:
-    """One run folder, from creation (config.yaml, then a summary saying `running`) to the final
-    tables, record and index line. Every file is written atomically."""
-
-    def __init__(self, root: Path, config: dict[str, Any]):
-        self.root = Path(root)
-        self.started = utcnow()
-        self.config_hash = config_hash(config)
-        self.dir = make_run_dir(self.root, config["name"], self.config_hash, self.started)
-        atomic_write(self.dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-
-    def write_summary(self, record: RunRecord) -> None:
-        write_json(self.dir / "summary.json", record.to_json())
-
-    def write_tables(self, layers: pd.DataFrame, metrics: pd.DataFrame) -> None:
-        write_csv(self.dir / "layers.csv", layers)
-        write_csv(self.dir / "metrics.csv", metrics)
-
-    def finish(self, record: RunRecord, layers: pd.DataFrame, metrics: pd.DataFrame
-               ) -> RunRecord:
-        """Tables first, then the record that points at them, then the index line."""
-        self.write_tables(layers, metrics)
-        record = record.model_copy(update={"finished_at": utcnow().isoformat(timespec="seconds")})
-        self.write_summary(record)
-        append_index(self.root, record, self.dir)
-        return record
