@@ -22,7 +22,7 @@ LEGEND = ("dz 1/L-1: predicted log10 ||dL/dz_1|| / ||dL/dz_(L-1)|| (a run's meas
 
 
 def _num(x: float | None, fmt: str = "{:.3g}") -> str:
-    if x is None:
+    if x is None or x != x:  # None or NaN
         return "-"
     if math.isinf(x):
         return "∞" if x > 0 else "-∞"
@@ -54,3 +54,44 @@ def advice_table(console: Console, advice) -> None:
     else:
         console.print(f"recommendation: [bold green]{escape(advice.recommendation)}[/]: "
                       f"{escape(advice.reason)}", highlight=False)
+
+
+MODULE_LEGEND = ("fwd: E[z_l^2] / E[z^2] of the layer feeding it (the input x for the first), "
+                 "1 = neither grows nor shrinks; dz: log10 ||dL/dz_l|| / ||dL/dz_L|| in "
+                 "decades; dead / sat: units off for the whole batch / within 0.01 of an "
+                 "asymptote; one forward and backward pass at init, nothing trained.")
+
+
+def _pct(x: float) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.0f}%"
+
+
+def module_advice(advice):
+    """`winit.advise`'s table and verdict as a rich renderable (a watcher.advise.ModuleAdvice:
+    its `table` and verdict); with fix_init's `*_before` columns, before and after."""
+    from rich.console import Group
+    from rich.text import Text
+
+    t = advice.table
+    fixed = "forward_gain_before" in t
+    columns = [("#", "num"), ("layer", "text")] + (
+        [("fwd\nbefore", "num"), ("fwd", "num"), ("dz\nbefore", "num"), ("dz", "num"),
+         ("scale", "num")] if fixed else
+        [("shape", "text"), ("fwd", "num"), ("dz", "num"), ("dead", "num"), ("sat", "num")]
+    ) + [("flags", "text")]
+    table = new_table("winit.fix_init: before and after" if fixed else "winit.advise at init",
+                      columns)
+    for r in t.itertuples():
+        middle = ([_num(r.forward_gain_before), _num(r.forward_gain),
+                   _num(r.backward_log10_before, "{:+.2f}"), _num(r.backward_log10, "{:+.2f}"),
+                   _num(r.scale)] if fixed else
+                  [f"{r.fan_in}→{r.fan_out}", _num(r.forward_gain),
+                   _num(r.backward_log10, "{:+.2f}"), _pct(r.dead_fraction),
+                   _pct(r.saturated_fraction)])
+        table.add_row(str(r.layer), escape(r.name), *middle, escape(r.flagged))
+    style = STYLE.get(advice.verdict, "default")
+    lines = [table, Text(MODULE_LEGEND, style="dim"),
+             Text.from_markup(f"verdict: [{style}]{escape(advice.describe())}[/]")]
+    if advice.not_recorded:
+        lines.append(Text("not recorded: " + "; ".join(advice.not_recorded), style="dim"))
+    return Group(*lines)

@@ -7,6 +7,7 @@
     summary.py    layers.csv, the verdict and the theory at the end
     folder.py     the run folder (config.yaml, tables, summary.json, runs.csv)
     probe.py      the `Watch` object that `watch` returns: step(), close()
+    advise.py     `advise` and `fix_init`: gradient flow at init from one pass, and its fix
 """
 
 from winit_cli.watcher.api import watch
