@@ -3,13 +3,16 @@ per-layer probes for anyone's own training loop:
 
     import winit_cli as winit
     probe = winit.watch(model, optimizer, every=10, out="results")
+    print(winit.advise(model, x))       # gradient flow at init, from one pass on a batch
+    winit.fix_init(model, x)            # LSUV-style rescaling until it is healthy
 
-`import winit_cli` stays cheap: torch is imported only when `watch` is first used.
+`import winit_cli` stays cheap: torch is imported only when `watch`, `advise` or `fix_init`
+is first used.
 """
 
 from winit_cli._version import __version__
 
-__all__ = ["__version__", "watch"]
+__all__ = ["__version__", "advise", "fix_init", "watch"]
 
 
 def __getattr__(name: str):
@@ -20,4 +23,9 @@ def __getattr__(name: str):
 
         globals()["watch"] = watch
         return watch
+    if name in ("advise", "fix_init"):
+        from winit_cli.watcher import advise as module
+
+        globals()["advise"], globals()["fix_init"] = module.advise, module.fix_init
+        return globals()[name]
     raise AttributeError(f"module 'winit_cli' has no attribute {name!r}")

@@ -8,7 +8,7 @@ the result's path.
 
 from __future__ import annotations
 
-from winit_cli.cli import experiment, results, sweeps  # noqa: F401  registers the commands
+from winit_cli.cli import advise, experiment, results, sweeps  # noqa: F401  registers them
 from winit_cli.cli.common import app
 
 __all__ = ["app", "main"]

@@ -19,7 +19,7 @@ import pandas as pd
 from winit_cli import theory
 from winit_cli.config import Config
 from winit_cli.diagnosis.predict_families import predict_family, theory_for, with_roles
-from winit_cli.diagnosis.verdict import measured_first_to_last_hidden
+from winit_cli.diagnosis.verdict import measured_first_to_last_hidden, predicted_verdict
 from winit_cli.errors import ConfigError
 from winit_cli.inits import Scheme, get_scheme
 from winit_cli.records.files import finite
@@ -45,34 +45,49 @@ def layer_variances(config: Config, step0: pd.DataFrame) -> tuple[list[float], l
 def predict_run(config: Config, layers: pd.DataFrame, input_second_moment: float
                 ) -> tuple[pd.DataFrame, dict]:
     """layers.csv with predicted columns on the step-0 rows (and, for resmlp, each layer's
-    block and role on every row), and summary.json's `theory`."""
+    block and role on every row), and summary.json's `theory`, which also holds the verdict
+    theory predicts (verdict.predicted_verdict: the measured verdict's rule and thresholds on
+    the predicted ratios)."""
     layers = with_roles(config, layers.copy())
     for column in PREDICTED:
         layers[column] = np.nan
     step0 = layers[layers.step == 0].sort_values("layer")
+    rows, summary = predict_rows(config, step0, input_second_moment)
+    _fill(layers, rows)
+    if rows is not None and summary.get("applicable"):
+        v = predicted_verdict(rows, vanish_decades=config.diagnose.vanish_decades,
+                              explode_decades=config.diagnose.explode_decades)
+        if v is not None:
+            summary.update(predicted_verdict=v.verdict, predicted_verdict_layer=v.layer)
+    return layers, summary
+
+
+def predict_rows(config: Config, step0: pd.DataFrame, input_second_moment: float
+                 ) -> tuple[pd.DataFrame | None, dict]:
+    """Theory's per-layer columns (indexed by layer; None where there are none) and the theory
+    summary, for a run's step-0 rows (layer, fan_in, fan_out, and for data-dependent schemes
+    weight_norm; act_grad_norm, where present, is set beside the prediction)."""
     scheme = get_scheme(config.init.scheme)
     if not len(step0):
-        return layers, {"applicable": False, "reason": "no step-0 record"}
+        return None, {"applicable": False, "reason": "no step-0 record"}
     if scheme.weight_mean(config.init.params) != 0:
-        return layers, {"applicable": False,
-                        "reason": f"{scheme.name} draws non-zero-mean weights; mean-field theory "
-                                  "assumes zero mean"}
+        return None, {"applicable": False,
+                      "reason": f"{scheme.name} draws non-zero-mean weights; mean-field theory "
+                                "assumes zero mean"}
     weight_var, bias_var, source = layer_variances(config, step0)
     family, reason = theory_for(config)
     if family is None:
-        return layers, {"applicable": False, "reason": reason}
+        return None, {"applicable": False, "reason": reason}
     if family != "plain":
         rows, summary = predict_family(family, config, step0, weight_var, bias_var,
                                        source == "scheme formula", input_second_moment)
-        _fill(layers, rows)
         summary.setdefault("applicable", True)
-        return layers, {"applicable": summary.pop("applicable"), "variance_source": source,
-                        "input_second_moment": input_second_moment, **summary}
+        return rows, {"applicable": summary.pop("applicable"), "variance_source": source,
+                      "input_second_moment": input_second_moment, **summary}
     prediction = theory.predict(
         config.model.activation, step0.fan_in.astype(int).tolist(), weight_var, bias_var,
         input_second_moment,
     )
-    _fill(layers, pd.DataFrame(prediction.to_rows()).set_index("layer"))
     measured = measured_first_to_last_hidden(step0)
     predicted = prediction.log10_first_to_last_hidden()
     summary = {
@@ -84,7 +99,7 @@ def predict_run(config: Config, layers: pd.DataFrame, input_second_moment: float
         "predicted_log10_ratio": finite(predicted), "measured_log10_ratio": finite(measured),
         "difference": finite(measured - predicted),
     }
-    return layers, summary
+    return pd.DataFrame(prediction.to_rows()).set_index("layer"), summary
 
 
 def _fill(layers: pd.DataFrame, rows: pd.DataFrame | None) -> None:

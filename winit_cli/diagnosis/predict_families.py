@@ -28,7 +28,7 @@ import pandas as pd
 
 from winit_cli import theory
 from winit_cli.config import Config
-from winit_cli.diagnosis.verdict import measured_first_to_last_hidden
+from winit_cli.diagnosis.verdict import STREAM_RATIO, measured_first_to_last_hidden
 from winit_cli.inits import get_scheme, initial_branch_scale, layer_factors
 from winit_cli.models.resmlp import layer_roles
 from winit_cli.records.files import finite
@@ -128,6 +128,10 @@ def _residual(config, step0, fan_in, weight_var, bias_var, formula, m0):
     rows["predicted_chi"] = np.nan
     out = rows.role == "branch_out"
     rows.loc[out, "predicted_chi"] = [b.grad_factor for b in pred.blocks]
+    # The stream's log10 ||dL/dh_b|| / ||dL/dz_L|| on the rows that carry h_b (the input
+    # projection's, each block's last), as layers.csv's stream_grad_norm: the verdict reads it.
+    rows[STREAM_RATIO] = np.nan
+    rows.loc[(rows.role == "input") | out, STREAM_RATIO] = pred.stream_log10_grad_ratio
     middle = pred.blocks[len(pred.blocks) // 2]
     predicted = pred.log10_input_to_last_block()
     measured = measured_first_to_last_hidden(step0)

@@ -30,6 +30,9 @@ import numpy as np
 import pandas as pd
 
 STREAM = "stream_grad_norm"  # measure/family_probes.py: ||dL/dh_b|| of a residual stream
+# diagnosis/predict_families.py: theory's log10 ||dL/dh_b|| / ||dL/dz_L|| of a residual stream
+STREAM_RATIO = "predicted_log10_stream_ratio"
+_LARGEST_DECADE = 300.0  # 10^r stays a finite float64 up to here (a measured inf is overflow)
 
 
 @dataclass(frozen=True)
@@ -119,3 +122,33 @@ def _summary_ratio(ratios: pd.DataFrame, first: bool) -> float | None:
     if not len(row):
         return None
     return float(row.loc[row.abs().idxmax()])
+
+
+def predicted_verdict(rows: pd.DataFrame, *, vanish_decades: float = 2.0,
+                      explode_decades: float = 2.0) -> Verdict | None:
+    """The verdict theory predicts: `diagnose`'s rule and thresholds, at step 0, on theory's
+    per-layer log10 ratios to the output layer (rows indexed by layer 1..L, as diagnosis.predict
+    gives them) rather than on measured norms; None where theory leaves a ratio undefined (nan).
+
+    The ratios are predicted_log10_grad_ratio, and for a residual net the stream's
+    (STREAM_RATIO), which the measured rule reads; where only a per-layer factor is predicted
+    (BatchNorm's rate, predicted_chi), r_l = 1/2 sum_{k=l}^{L-1} log10 chi_k, an unpredicted
+    factor counting as 1.
+    """
+    ratio = rows.get("predicted_log10_grad_ratio")
+    if ratio is None or ratio.isna().all():
+        half_log = 0.5 * np.log10(rows.predicted_chi.astype(float)).fillna(0.0)
+        ratio = half_log[::-1].cumsum()[::-1] - half_log.iloc[-1]
+    read = [ratio.iloc[:-1]] + ([rows[STREAM_RATIO].dropna()] if STREAM_RATIO in rows else [])
+    if any(r.isna().any() for r in read):
+        return None
+    frame = pd.DataFrame({"layer": rows.index.astype(int), "step": 0,
+                          "act_grad_norm": _norms(ratio)})
+    if STREAM_RATIO in rows:
+        frame[STREAM] = _norms(rows[STREAM_RATIO])
+    return diagnose(frame, vanish_decades=vanish_decades, explode_decades=explode_decades)
+
+
+def _norms(log10_ratio: pd.Series) -> np.ndarray:
+    """10^r, capped where 10^r would overflow (-inf gives 0: the extreme of vanishing)."""
+    return np.power(10.0, np.minimum(log10_ratio.to_numpy(float), _LARGEST_DECADE))

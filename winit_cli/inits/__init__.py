@@ -25,7 +25,8 @@ from winit_cli.inits.registry import (
     register,
     weight_decay,
 )
+from winit_cli.inits.structured import unit_variance_
 
 __all__ = ["COMMON_PARAMS", "SCHEMES", "Scheme", "activation_gain", "calibrate_member",
            "check_init_for_model", "check_scheme", "get_scheme", "initial_branch_scale",
-           "initialize", "layer_factors", "register", "weight_decay"]
+           "initialize", "layer_factors", "register", "unit_variance_", "weight_decay"]

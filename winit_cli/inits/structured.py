@@ -56,6 +56,32 @@ def _lsuv_variance(fan_in, fan_out, activation, **_):
 
 
 @torch.no_grad()
+def unit_variance_(weight: torch.Tensor, bias: torch.Tensor | None, z: torch.Tensor, *,
+                   tol: float = 0.1, max_iter: int = 10) -> float:
+    """LSUV's step for one layer: W <- W / sqrt(Var(z)) until |Var(z) - 1| < tol, at most
+    `max_iter` times, with z the layer's output on a batch; returns the factor applied to W.
+
+    The variance is over all of z's entries (batch, units, positions), as in the paper. z is
+    affine in W, z = (x W^T or a convolution of x by W) + b, so scaling W by s turns z into
+    b + s (z - b): z is updated in place without recomputing. `bias` must broadcast against z
+    (a Conv's [C] bias as [C, 1, 1]); it is not changed.
+    """
+    total = 1.0
+    for _ in range(max_iter):
+        var = z.double().var().item()
+        if abs(var - 1) < tol or not var > 0 or not math.isfinite(var):
+            break  # converged, or nothing to rescale (a dead or overflowing input)
+        scale = 1 / math.sqrt(var)
+        weight.mul_(scale)
+        total *= scale
+        if bias is None:
+            z.mul_(scale)
+        else:
+            z.sub_(bias).mul_(scale).add_(bias)
+    return total
+
+
+@torch.no_grad()
 def _lsuv_calibrate(model: StackedModel, member: int, data: torch.Tensor, *, tol: float,
                     max_iter: int, batch_size: int, **_) -> None:
     """Rescale member `member`'s Linear layers, input side first, to unit pre-activation variance.
@@ -74,16 +100,7 @@ def _lsuv_calibrate(model: StackedModel, member: int, data: torch.Tensor, *, tol
         w = layers[l].weight[member]  # a view: scaling it changes only this member
         b = None if layers[l].bias is None else layers[l].bias[member]
         mine = z.view(model.members, -1, z.shape[-1])[member]  # [B, fan_out], a view of z
-        for _ in range(max_iter):
-            var = mine.double().var().item()
-            if abs(var - 1) < tol or not var > 0 or not math.isfinite(var):
-                break  # converged, or nothing to rescale (a dead or overflowing input)
-            scale = 1 / math.sqrt(var)
-            w.mul_(scale)
-            if b is None:
-                mine.mul_(scale)
-            else:
-                mine.sub_(b).mul_(scale).add_(b)
+        unit_variance_(w, b, mine, tol=tol, max_iter=max_iter)
         return z
 
     x = data[:batch_size].to(layers[0].weight.device, layers[0].weight.dtype)  # [B, input]

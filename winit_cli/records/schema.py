@@ -55,6 +55,10 @@ class TheoryRecord(_Block):
     predicted_log10_ratio: float | None = None
     measured_log10_ratio: float | None = None
     difference: float | None = None
+    # The verdict rule (diagnose.*_decades) on the predicted ratios: healthy | vanishing |
+    # exploding, and the layer where it starts; None where theory leaves a ratio undefined.
+    predicted_verdict: str | None = None
+    predicted_verdict_layer: int | None = None
 
 
 class FinalRecord(_Block):

@@ -114,6 +114,7 @@ def run_report(console: Console, outcome, report_dir: Path | None = None) -> Non
     if v is not None:
         console.print(f"measured verdict: [{_style(v.verdict)}]{escape(r.verdict_text or '')}[/]",
                       highlight=False)
+        predicted_line(console, r.theory)
     elif r.verdict_text:
         console.print(f"verdict: [dim]{escape(r.verdict_text)}[/]")
     final = r.final
@@ -128,6 +129,21 @@ def run_report(console: Console, outcome, report_dir: Path | None = None) -> Non
     else:
         console.print(f"next: [cyan]winit report {escape(str(outcome.run_dir))}[/]  [dim](its "
                       "figures and a written account)[/]", highlight=False)
+
+
+def predicted_line(console: Console, theory) -> None:
+    """"theory predicted: vanishing from layer 15 (-4.2 decades first to last)", what
+    `winit advise` says of this network and scheme, beside the measured verdict; nothing
+    where theory made no prediction."""
+    predicted = getattr(theory, "predicted_verdict", None) if theory is not None else None
+    if predicted is None:
+        return
+    layer = getattr(theory, "predicted_verdict_layer", None)
+    where = f" from layer {layer}" if layer is not None else ""
+    ratio = theory.predicted_log10_ratio
+    decades = f" ({signed(ratio, 1)} decades first to last)" if ratio is not None else ""
+    console.print(f"theory predicted: [{_style(predicted)}]{predicted}{where}[/]{decades}",
+                  highlight=False)
 
 
 def comparison_table(console: Console, frame: pd.DataFrame, grid: list[str]) -> None:
