@@ -34,13 +34,13 @@ def test_forward_matches_a_plain_twin(options, members):
     # A norm divides by the batch's (or the units') std, which magnifies float32 rounding of the
     # stacked matmuls, summed in another order than the twin's: 1e-5 after a norm, as for its
     # output below (measured: 1.2e-6 on an AVX-512 + AMX Xeon, where 1e-6 failed).
-    logit_atol = 1e-5 if options.get("norm") else 1e-6
+    atol = 1e-5 if options.get("norm") else 1e-6
     for k, twin in enumerate(twins):
         expected, out = twin.forward(x[k])
-        torch.testing.assert_close(logits[k], expected, rtol=1e-5, atol=logit_atol)
+        torch.testing.assert_close(logits[k], expected, rtol=1e-5, atol=atol)
         for l, z in enumerate(out["z"]):
-            torch.testing.assert_close(trace.pre[l][k], z, rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(trace.post[l][k], out["post"][l], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(trace.pre[l][k], z, rtol=1e-5, atol=atol)
+            torch.testing.assert_close(trace.post[l][k], out["post"][l], rtol=1e-5, atol=atol)
         for i, y in enumerate(out["y"]):
             torch.testing.assert_close(trace.norm_post[i][k], y, rtol=1e-5, atol=1e-5)
         for module, norm in zip(net.norm_layers or [], twin.norms, strict=True):
