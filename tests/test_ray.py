@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from winit_cli.cli import app
 from winit_cli.errors import ConfigError
+from winit_cli.training.threads import set_cpu_share
 
 SWEEP = ["--schemes", "he_normal,normal", "--depths", "3,4", "--set", "model.width=32",
          "--set", "data.subset=2000", "--set", "data.val_size=500", "--set", "record.every=5"]
@@ -42,6 +43,14 @@ def compare_args(out: Path, steps: int, *extra: str) -> list[str]:
 def sweep_dir(out: Path) -> Path:
     (found,) = (out / "sweeps").iterdir()
     return found
+
+
+@pytest.fixture(autouse=True)
+def no_ray_of_the_machine(monkeypatch):
+    """The tests that run in this process see no RAY_ADDRESS or auth setting of the user's
+    either (the cluster's processes get their own environment: raycluster.isolated_env)."""
+    for name in [k for k in os.environ if k.startswith("RAY_")]:
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +74,14 @@ def drive(cluster: RayCluster, mnist: Path, out: Path, steps: int, **popen):
 def reference(mnist_path, tmp_path_factory) -> Path:
     """The same sweep on the in-process executor, in this process."""
     out = tmp_path_factory.mktemp("in-process")
-    result = CliRunner().invoke(app, compare_args(out, STEPS), env={
-        "WINIT_DATA_DIR": str(mnist_path), "XDG_CACHE_HOME": str(out / "cache")})
+    # one thread, as each Ray task has (train.threads: auto would follow the machine's load,
+    # and the last bits of a run's numbers follow its thread count)
+    set_cpu_share(1)
+    try:
+        result = CliRunner().invoke(app, compare_args(out, STEPS), env={
+            "WINIT_DATA_DIR": str(mnist_path), "XDG_CACHE_HOME": str(out / "cache")})
+    finally:
+        set_cpu_share(None)
     assert result.exit_code == 0, result.output
     return sweep_dir(out)
 
