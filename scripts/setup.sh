@@ -21,20 +21,20 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
 else
   say "torch $(.venv/bin/python -c 'import torch; print(torch.__version__)') is installed"
 fi
-# The ray extra (tests/test_ray.py runs a real cluster) adds ~300 MB and 10-25 s; the tensorboard
-# extra (TensorBoard event files; tests/test_tensorboard.py reads them back with it) a few tens
-# of MB. Leave ray out with WINIT_EXTRAS=dev,tensorboard.
+# The ray extra (tests/integration/test_ray.py runs a real cluster) adds ~300 MB and 10-25 s;
+# the tensorboard extra (TensorBoard event files; tests/integration/test_tensorboard.py reads
+# them back with it) a few tens of MB. Leave ray out with WINIT_EXTRAS=dev,tensorboard.
 # Add 'mutation' (cosmic-ray, for scripts/mutation.py; not needed by the tests) with
 # WINIT_EXTRAS=dev,ray,tensorboard,mutation.
 say "installing winit and its test tools (pip install -e '.[${WINIT_EXTRAS:-dev,ray,tensorboard}]')"
 pip install -e ".[${WINIT_EXTRAS:-dev,ray,tensorboard}]"
-# tests/test_report_browser.py looks at report.html in a real browser: Debian's Chromium,
-# installed with apt-get where it is missing and we may (root, apt present; ~300 MB, a minute or
+# tests/integration/test_report_browser.py looks at report.html in a real browser: Debian's
+# Chromium, installed with apt-get where it is missing and we may (root, apt present; ~300 MB, a minute or
 # two). Skip this with WINIT_CHROMIUM=0.
 if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then
   say "chromium is installed (the report's browser test uses it)"
 elif [ "${WINIT_CHROMIUM:-1}" = 0 ]; then
-  say "not installing chromium (WINIT_CHROMIUM=0): tests/test_report_browser.py will fail"
+  say "not installing chromium (WINIT_CHROMIUM=0): tests/integration/test_report_browser.py will fail"
 elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   say "installing Debian's chromium with apt-get, for the report's browser test (a minute or two)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium \
@@ -43,7 +43,7 @@ elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   say "chromium $(chromium --version 2>/dev/null | awk '{print $2}') installed"
 else
   say "chromium is missing and this is not a root shell with apt-get: install it yourself" \
-      "(sudo apt-get install chromium) for tests/test_report_browser.py"
+      "(sudo apt-get install chromium) for tests/integration/test_report_browser.py"
 fi
 # Machines without internet may hold verified copies of the datasets beside the checkout: use
 # them as the cache rather than trying to download. (winit still verifies every file it reads.)
