@@ -44,57 +44,58 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
 
 # The tests of batching before issue 16 moved them to test_batched_members.py (for --tests-ref).
-OLD_BATCHING = ["tests/test_sweep.py::test_batched_step0_equals_one_by_one",
-                "tests/test_sweep.py::test_a_diverging_member_changes_nothing_for_its_neighbours"]
+OLD_BATCHING = ["test_sweep.py::test_batched_step0_equals_one_by_one",
+                "test_sweep.py::test_a_diverging_member_changes_nothing_for_its_neighbours"]
 # Fastest first: with -x a killed mutant stops at the first failure.
-TRAINING = ["tests/test_sweep.py::test_first_nonfinite_layer_follows_the_order_values_arise",
-            "tests/test_training.py", "tests/test_training_schedule.py",
-            "tests/test_training_loop.py", "tests/test_training_reference.py",
-            "tests/test_batched_members.py", "tests/test_subnormals.py",
-            *OLD_BATCHING, "tests/test_golden.py"]
-INITS = ["tests/test_inits.py", "tests/test_schemes.py"]
-# module name -> (source file, the fast tests that exercise it); missing tests are left out, so
-# the same table serves an older checkout's tests (--tests-ref).
+TRAINING = ["test_sweep.py::test_first_nonfinite_layer_follows_the_order_values_arise",
+            "test_training.py", "test_training_schedule.py",
+            "test_training_loop.py", "test_training_reference.py",
+            "test_batched_members.py", "test_subnormals.py",
+            *OLD_BATCHING, "test_golden.py"]
+INITS = ["test_inits.py", "test_schemes.py"]
+# module name -> (source file, the fast tests that exercise it); tests are named by file name and
+# found wherever they sit under tests/ (`present`); missing tests are left out, so the same table
+# serves an older checkout's tests (--tests-ref).
 MODULES: dict[str, tuple[str, list[str]]] = {
     "probes": ("winit_cli/measure/probes.py",
-               ["tests/test_probes.py", "tests/test_probes_numerics.py"]),
+               ["test_probes.py", "test_probes_numerics.py"]),
     "recorder": ("winit_cli/measure/recorder.py",
-                 ["tests/test_probes.py", "tests/test_probes_numerics.py",
-                  "tests/test_training_reference.py"]),
-    "diagnose": ("winit_cli/diagnosis/verdict.py", ["tests/test_diagnose.py"]),
-    "theory": ("winit_cli/theory/mean_field.py", ["tests/test_theory.py"]),
-    "inits.registry": ("winit_cli/inits/registry.py", [*INITS, "tests/test_config.py"]),
+                 ["test_probes.py", "test_probes_numerics.py",
+                  "test_training_reference.py"]),
+    "diagnose": ("winit_cli/diagnosis/verdict.py", ["test_verdict.py"]),
+    "theory": ("winit_cli/theory/mean_field.py", ["test_theory.py"]),
+    "inits.registry": ("winit_cli/inits/registry.py", [*INITS, "test_config.py"]),
     "inits.classic": ("winit_cli/inits/classic.py", INITS),
     "inits.scaling": ("winit_cli/inits/scaling.py", INITS),
     "inits.structured": ("winit_cli/inits/structured.py",
-                         [*INITS, "tests/test_predict_lsuv.py"]),
+                         [*INITS, "test_predict_lsuv.py"]),
     "training.loop": ("winit_cli/training/loop.py", TRAINING),
     "training.step": ("winit_cli/training/step.py", TRAINING),
     "training.schedule": ("winit_cli/training/schedule.py", TRAINING),
-    "sweeps.plan": ("winit_cli/sweeps/plan.py", ["tests/test_sweep.py",
-                                                  "tests/test_sweep_resume.py"]),
-    "records.rows": ("winit_cli/records/rows.py", ["tests/test_report_grid.py",
-                                                    "tests/test_report.py"]),
+    "sweeps.plan": ("winit_cli/sweeps/plan.py", ["test_sweep.py",
+                                                  "test_sweep_resume.py"]),
+    "records.rows": ("winit_cli/records/rows.py", ["test_report_grid.py",
+                                                    "test_report.py"]),
 }
 # Tests too slow to run once per mutant (subprocesses, whole CLI runs); other tests cover them.
-DESELECT = ["tests/test_schemes.py::test_winit_run_with_lsuv",
-            "tests/test_sweep.py::test_killed_sweep_resumes_with_nothing_lost_or_duplicated",
-            "tests/test_sweep.py::test_process_executor_gives_the_in_process_results",
+DESELECT = ["test_schemes.py::test_winit_run_with_lsuv",
+            "test_sweep.py::test_killed_sweep_resumes_with_nothing_lost_or_duplicated",
+            "test_sweep.py::test_process_executor_gives_the_in_process_results",
             # whole reports with every figure (10-17 s each); rows are checked by the others
-            "tests/test_report.py::test_same_results_give_byte_identical_files",
-            "tests/test_report.py::test_figures_in_other_formats",
-            "tests/test_report.py::test_filters_select_runs",
-            "tests/test_report.py::test_a_run_directory_is_reported_beside_it_not_inside",
-            "tests/test_report.py::test_cli_report_writes_the_report",
-            "tests/test_report.py::test_cli_lists_incomplete_runs"]
+            "test_report.py::test_same_results_give_byte_identical_files",
+            "test_report.py::test_figures_in_other_formats",
+            "test_report.py::test_filters_select_runs",
+            "test_report.py::test_a_run_directory_is_reported_beside_it_not_inside",
+            "test_report.py::test_cli_report_writes_the_report",
+            "test_report.py::test_cli_lists_incomplete_runs"]
 # Arithmetic turned into a shift or bitwise operator: a TypeError on floats, so trivially killed.
 NOISE = re.compile(r"core/ReplaceBinaryOperator_(Add|Sub|Mul|Div|FloorDiv|Mod|Pow)_"
                    r"(LShift|RShift|BitAnd|BitOr|BitXor)$")
 
 
-# With --tests-ref, these stay as they are here: they set up how the tests run (torch threads),
-# not what they check.
-INFRASTRUCTURE = ("tests/conftest.py", "tests/test_golden.py")
+# With --tests-ref, these stay as they are here: they set up how the tests run (torch threads,
+# tiers), not what they check. By file name: an older tests/ may be laid out otherwise.
+INFRASTRUCTURE = ("conftest.py", "test_golden.py")
 
 
 def copy_checkout(dest: Path, tests_ref: str | None) -> None:
@@ -107,7 +108,7 @@ def copy_checkout(dest: Path, tests_ref: str | None) -> None:
             tar.extractall(dest, filter="data", members=[m for m in tar if keep(m.name)])
 
     def replaced(name: str) -> bool:
-        return name.startswith("tests/") and name not in INFRASTRUCTURE
+        return name.startswith("tests/") and Path(name).name not in INFRASTRUCTURE
 
     extract("HEAD", [], lambda name: not (tests_ref and replaced(name)))
     if tests_ref:
@@ -115,13 +116,15 @@ def copy_checkout(dest: Path, tests_ref: str | None) -> None:
 
 
 def present(tests: list[str], root: Path) -> list[str]:
-    """The test files and node ids that exist under `root`."""
+    """The test files and node ids that exist under `root`, as paths from `root`: each test file
+    is named by its file name and found wherever it sits under tests/ (once, or it is not)."""
     kept = []
     for t in tests:
-        path, _, name = t.partition("::")
-        if (root / path).is_file() and (not name or re.search(
-                rf"^def {re.escape(name)}\(", (root / path).read_text(), re.M)):
-            kept.append(t)
+        file, sep, name = t.partition("::")
+        found = sorted((root / "tests").rglob(file))
+        if len(found) == 1 and (not name or re.search(
+                rf"^def {re.escape(name)}\(", found[0].read_text(), re.M)):
+            kept.append(found[0].relative_to(root).as_posix() + sep + name)
     return kept
 
 

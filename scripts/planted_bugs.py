@@ -3,7 +3,7 @@
 Each plant is a textual edit of one module in a private copy of the committed tree (HEAD: commit
 first); the tests named for it must then fail, and pass again once it is undone (the copy is
 restored before the next). These are the plausible bugs that every test passed before the tests
-in tests/test_training_loop.py, test_training_reference.py, test_batched_members.py,
+in test_training_loop.py, test_training_reference.py, test_batched_members.py,
 test_probes_numerics.py, test_sweep_resume.py, test_report_grid.py, test_atomic_writes.py,
 test_predict_lsuv.py and test_subnormals.py were written.
 
@@ -35,7 +35,7 @@ class Plant(NamedTuple):
     bug: str
     module: str
     edits: list[tuple[str, str]]  # (text in the module, what it becomes)
-    tests: list[str]
+    tests: list[str]  # test files, by file name: found wherever they sit under tests/ (`located`)
 
 
 STEP, LOOP = "winit_cli/training/step.py", "winit_cli/training/loop.py"
@@ -44,55 +44,55 @@ SCHEDULE = "winit_cli/training/schedule.py"
 PLANTS = [
     Plant("float64 recompute of norms outside float32's range removed", NORMS,
           [("    for i in rows[wrong.any(axis=1)]:", "    for i in rows[:0]:")],
-          ["tests/test_probes_numerics.py"]),
+          ["test_probes_numerics.py"]),
     Plant("act_std's recompute from centred values removed", "winit_cli/measure/quantities.py",
           [("        redo = np.flatnonzero(((means**2 > 10 * var) | out_of_band(std))"
-            ".any(axis=1))", "        redo = []")], ["tests/test_probes_numerics.py"]),
+            ".any(axis=1))", "        redo = []")], ["test_probes_numerics.py"]),
     Plant("weight decay (and a scheme's L2) never applied", STEP,
           [("decay if bool((decay != 0).any()) else None", "None")],
-          ["tests/test_training_reference.py", "tests/test_batched_members.py"]),
+          ["test_training_reference.py", "test_batched_members.py"]),
     Plant("no redo with a trace for a divergence between recorded steps", STEP,
           [("    if trace is None and any(a and not f", "    if False and any(a and not f")],
-          ["tests/test_training_loop.py"]),
+          ["test_training_loop.py"]),
     Plant("resume treats only 'complete' as done", "winit_cli/status.py",
           [("return self in (Status.COMPLETE, Status.DIVERGED)",
-            "return self in (Status.COMPLETE,)")], ["tests/test_sweep_resume.py"]),
+            "return self in (Status.COMPLETE,)")], ["test_sweep_resume.py"]),
     Plant("report aggregation ignores grid keys", "winit_cli/records/rows.py",
           [('return [*GROUP, "scheme", *map(column_name, grid)]', 'return [*GROUP, "scheme"]')],
-          ["tests/test_report_grid.py"]),
+          ["test_report_grid.py"]),
     Plant("plain non-atomic writes", "winit_cli/records/files.py",
           [("    fd, tmp = tempfile.mkstemp(",
             "    path.write_bytes(text if isinstance(text, bytes) else text.encode())\n"
             "    return\n"
-            "    fd, tmp = tempfile.mkstemp(")], ["tests/test_atomic_writes.py"]),
+            "    fd, tmp = tempfile.mkstemp(")], ["test_atomic_writes.py"]),
     Plant("LSUV's theory from the formula variance, not the measured one",
           "winit_cli/diagnosis/predict.py",
           [("    if scheme.data_dependent:\n        w = (step0",
-            "    if False:\n        w = (step0")], ["tests/test_predict_lsuv.py"]),
+            "    if False:\n        w = (step0")], ["test_predict_lsuv.py"]),
     Plant("train-metrics window never reset", LOOP,
-          [("        window.reset()", "        pass")], ["tests/test_training_loop.py"]),
+          [("        window.reset()", "        pass")], ["test_training_loop.py"]),
     Plant("Adam with other betas", STEP,
           [("torch.optim.Adam(params, lr=t.lr, fused=True)",
             "torch.optim.Adam(params, lr=t.lr, fused=True, betas=(0.9, 0.99))")],
-          ["tests/test_training_reference.py"]),
+          ["test_training_reference.py"]),
     Plant("validation on the recording interval instead of its own", SCHEDULE,
           [("return (step > 0 and step % self.eval_every == 0) or step == self.steps",
             "return (step > 0 and step % self.record_every == 0) or step == self.steps")],
-          ["tests/test_training_loop.py"]),
+          ["test_training_loop.py"]),
     Plant("subnormals never flushed", LOOP,
           [("        torch.set_flush_denormal(True)", "        pass")],
-          ["tests/test_subnormals.py"]),
+          ["test_subnormals.py"]),
     Plant("checkpoints never written", LOOP,
           [("        if on_checkpoint and time.perf_counter()",
-            "        if False and time.perf_counter()")], ["tests/test_training_loop.py"]),
+            "        if False and time.perf_counter()")], ["test_training_loop.py"]),
     Plant("step 0 not recorded", SCHEDULE,
           [("return step % self.record_every == 0 or step == self.steps",
             "return (step > 0 and step % self.record_every == 0) or step == self.steps")],
-          ["tests/test_training_loop.py"]),
+          ["test_training_loop.py"]),
     Plant("batched members all take the first member's weight decay", STEP,
           [("                          for c in configs], device=device)",
             "                          for c in configs[:1] * len(configs)], device=device)")],
-          ["tests/test_batched_members.py"]),
+          ["test_batched_members.py"]),
 ]
 
 def copy_head(dest: Path) -> None:
@@ -102,8 +102,20 @@ def copy_head(dest: Path) -> None:
         tar.extractall(dest, filter="data")
 
 
+def located(root: Path, names: list[str]) -> list[str]:
+    """Test files named by file name, as paths from `root`; each must be under tests/ once."""
+    paths = []
+    for name in names:
+        found = sorted((root / "tests").rglob(name))
+        if len(found) != 1:
+            raise SystemExit(f"{name}: {len(found)} files of that name under {root / 'tests'}")
+        paths.append(found[0].relative_to(root).as_posix())
+    return paths
+
+
 def failing(copy: Path, tests: list[str]) -> list[str]:
     """The tests that fail in `copy` (stopping at the first), as pytest names them."""
+    tests = located(copy, tests)
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",
            "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
@@ -148,7 +160,7 @@ def main() -> None:
             raise SystemExit("the tests fail with nothing planted")
         for plant in PLANTS:
             failed = check(plant, copy)
-            caught = failed[0].replace("tests/", "") if failed else "NOT CAUGHT"
+            caught = re.sub(r"^\S*?/(?=test_)", "", failed[0]) if failed else "NOT CAUGHT"
             print(f"{plant.bug}: {caught}", flush=True)
             rows.append(f"| {plant.bug} | `{plant.module.removeprefix('winit_cli/')}` "
                         f"| `{caught}` |")

@@ -8,8 +8,8 @@ Prints the page's layout as JSON: the viewport's width (`client`), the page's sc
 (`scroll`: wider than `client` means the reader must scroll sideways) and the elements whose
 right edge lies past the viewport (`over`, outside boxes that scroll on their own: a wide table
 scrolls in its `.wide` box, which must itself fit; `scrolling` counts the tables that do),
-`images` and `unloaded` (figures that did not display). tests/test_report_browser.py checks
-these.
+`images` and `unloaded` (figures that did not display). tests/integration/test_report_browser.py
+checks these.
 
 How: a copy of the page with a small script that, once everything (the embedded figures too)
 has loaded, measures the layout and writes it into the page as JSON; `chromium --dump-dom`

@@ -16,6 +16,16 @@ process in its namespace (Ray's daemons included: `ray start` detaches them) and
 run leaves a cluster behind, and nothing outside the namespace is ever signalled: `ray stop`
 would stop every Ray process on the machine, other people's too.
 
+Nothing of the machine's Ray state reaches the cluster or its drivers: every process started
+here sees an environment with no inherited `RAY_*` variable (no RAY_ADDRESS, RAY_AUTH_*,
+RAY_TMPDIR of the user's), a HOME of its own (Ray reads and writes `~/.ray/auth_token`: a local
+`ray.init()`, as `winit compare --executor ray` does, writes one, and a `ray start` that finds
+it turns token authentication on, so a user's token would otherwise decide how the test's
+nodes and drivers authenticate), token authentication on with a token made for this cluster
+(RAY_AUTH_MODE=token, RAY_AUTH_TOKEN_PATH: what a user's Ray does by default), and one
+temporary folder (--temp-dir on every node, RAY_TMPDIR) for sessions, sockets and logs, not
+/tmp/ray, which other clusters on the machine share.
+
 Needs root (or CAP_SYS_ADMIN) for `unshare -n` and `nsenter`, both from util-linux.
 """
 
@@ -24,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -51,8 +62,7 @@ class RayCluster:
         # Unix socket paths are limited to 107 bytes and Ray nests sessions/<id>/sockets under
         # its temp dir: keep that short (not under pytest's deep tmp_path).
         self.temp = Path(tempfile.mkdtemp(prefix="winit-ray-"))
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {}),
-                    "RAY_ADDRESS": self.address}
+        self.env = {**isolated_env(self.temp), **(env or {}), "RAY_ADDRESS": self.address}
         self.holder: subprocess.Popen | None = None
         self.start_seconds: float | None = None
 
@@ -84,8 +94,9 @@ class RayCluster:
         common = ["--node-ip-address", "127.0.0.1", "--num-cpus", str(self.cpus),
                   "--num-gpus", "0", "--object-store-memory", str(OBJECT_STORE_BYTES),
                   "--disable-usage-stats"]
+        common += ["--temp-dir", str(self.temp / "ray")]  # the head's; said on every node
         self._ray_start(["--head", "--port", str(HEAD_PORT), "--include-dashboard", "false",
-                         "--temp-dir", str(self.temp), *common])
+                         *common])
         for i in range(self.workers):
             self._ray_start(["--address", self.address,
                              "--node-manager-port", str(WORKER_PORT_BASE + i), *common])
@@ -168,6 +179,21 @@ class RayCluster:
         for pid in victims:
             _kill(pid)
         return victims
+
+
+def isolated_env(root: Path) -> dict[str, str]:
+    """This process's environment without the machine's Ray state, for a cluster under `root`:
+    no inherited RAY_* variable; HOME, Ray's temp folder and a fresh auth token under `root`;
+    token authentication on (Ray's default for a local cluster), from that token only."""
+    home, token = root / "home", root / "auth_token"
+    home.mkdir(exist_ok=True)
+    (root / "ray").mkdir(exist_ok=True)
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    return {**kept, "HOME": str(home), "RAY_TMPDIR": str(root / "ray"),
+            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
+            "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def _netns(pid: int) -> str:

@@ -60,14 +60,19 @@ def train_group(group: list[Config], splits: Any, threads: int, steps: Any = Non
     import torch
 
     from winit_cli.runner.group import train_records
+    from winit_cli.training.threads import set_cpu_share
 
     torch.set_num_threads(threads)
+    # train.threads: auto would otherwise take every idle CPU of the machine, not the task's
+    set_cpu_share(threads)
     try:
         return train_records(group, splits, on_progress=_reporter(steps))
     except Exception as e:
         if len(group) == 1:
             return [f"{type(e).__name__}: {e}"]
         return [train_group([c], splits, threads, steps)[0] for c in group]
+    finally:
+        set_cpu_share(None)
 
 
 def _reporter(steps: Any) -> ProgressFn | None:
