@@ -13,7 +13,7 @@ across bins instead of piling up in the one next to zero. Sign is not kept.
 
 The edges 10^e are the float32 numbers nearest to them (`THRESHOLDS`), and |x| is compared with
 them in the tensor's own precision, so that the counts are exact: numpy.histogram on the same
-values with the same edges gives the same numbers (tests/test_histograms.py).
+values with the same edges gives the same numbers (tests/unit/views/test_layer_views.py).
 
 histograms.csv: one row per recorded step, layer and tensor (`weight`: W_l before that step's
 update; `grad`: dL/dW_l, the data loss's, as weight_grad_norm in layers.csv), with the columns

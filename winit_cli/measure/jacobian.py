@@ -12,7 +12,7 @@ are the square roots of the eigenvalues of J J^T: n_{L-1} of them per input (zer
 mean(s^2) = tr(J J^T) / n_{L-1}, the squared gain of backpropagation from z_{L-1} to z_1 along a
 random direction, which mean-field theory predicts as prod_{l=1}^{L-2} chi_l.
 
-Two methods, pooled over the inputs (measured accuracy: see tests/test_jacobian.py):
+Two methods, pooled over the inputs (measured accuracy: see tests/unit/measure/test_jacobian.py):
 - exact: J materialised in float64 by products of column-scaled weights, then svdvals. Costs
   ~2 B n^3 flops per layer plus B SVDs of n x n (0.4 s of one core for 30 layers of 256 and
   16 inputs); memory B n^2 float64.
