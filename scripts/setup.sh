@@ -32,9 +32,9 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   say "installing torch 2.13.0${TORCH_INDEX:+ from $TORCH_INDEX} (the big download; a minute or more)"
   pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==2.13.0"
 fi
-# Extras (pyproject.toml): dev (pytest, ruff), ray (tests/integration/test_ray.py runs a real cluster; ~300
-# MB), tensorboard (tests read event files back; tens of MB), docs (mkdocs and Material: CI builds
-# the site; ~120 MB). WINIT_EXTRAS overrides the list; add 'mutation' for scripts/mutation.py.
+# Extras (pyproject.toml): dev (pytest, ruff), ray (tests/integration/test_ray.py runs a real
+# cluster; ~300 MB), tensorboard (tests read event files back; tens of MB), docs (mkdocs and
+# Material: CI builds the site; ~120 MB). WINIT_EXTRAS overrides the list; add 'mutation' for scripts/mutation.py.
 if [ "$tests" = 1 ]; then
   extras=${WINIT_EXTRAS:-dev,ray,tensorboard,docs}
   say "installing winit and what the tests need (pip install -e '.[$extras]')"

@@ -34,7 +34,8 @@ Derivation (the paper's mean-field setting, restated so that each step can be ch
 The paper obtains its rates with Laplace/Gegenbauer machinery. Its text (and so its equation
 numbers) could not be consulted when this was written: the formulas here were derived anew in
 the paper's setting, from the eigenvector above, and are checked against Monte Carlo of the same
-expectation and against simulated wide BN nets (tests/unit/theory/test_theory_batchnorm.py: within 1-2%).
+expectation and against simulated wide BN nets (within 1-2%:
+tests/unit/theory/test_theory_batchnorm.py).
 The rate is reached once the Gram matrix has converged (a few layers in from the input); residual
 connections, LayerNorm or dropout beside BN are outside it: no prediction.
 """

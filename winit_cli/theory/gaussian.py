@@ -67,9 +67,9 @@ def gauss_expect(f: ArrayFn, q: float) -> float:
 # (Takahasi & Mori 1974): its nodes crowd the arc's ends double-exponentially, where a large q
 # puts the features (tanh' is a spike of angular width ~1 / (sqrt(q) r) beside each ray) that
 # evenly spaced or Gauss-Legendre nodes step over (24 Gauss-Legendre nodes per arc were 9% off
-# for E[tanh'^2] at q = 1e4). Accuracy (tests/unit/theory/test_correlation.py): ~1e-13 relative against
-# the closed forms (ReLU's arc-cosine kernels, erf' and linear ones) for q up to 100, and
-# tanh'^2 within 3e-13 of the one-dimensional rule at c = 1 for q up to 1e6.
+# for E[tanh'^2] at q = 1e4). Accuracy (tests/unit/theory/test_correlation.py): ~1e-13
+# relative against the closed forms (ReLU's arc-cosine kernels, erf' and linear ones) for q up
+# to 100, and tanh'^2 within 3e-13 of the one-dimensional rule at c = 1 for q up to 1e6.
 
 _ARC_STEP, _ARC_SPAN = 0.08, 3.3  # tanh-sinh step and half-range: 83 nodes per arc, the tail
 # weight at the ends ~1e-18; at step 0.1 the rule was 2e-9 off for erf' at c = -1, here 2e-14
