@@ -8,7 +8,7 @@ the result's path.
 
 from __future__ import annotations
 
-from winit_cli.cli import experiment, results, sweeps  # noqa: F401  registers the commands
+from winit_cli.cli import common, experiment, results, sweeps  # noqa: F401  registers the commands
 from winit_cli.cli.common import app
 
 __all__ = ["app", "main"]
@@ -22,4 +22,5 @@ def main() -> None:
     # `timeout`, `kill`, batch schedulers and closed terminals stop a run as Ctrl-C does: what
     # was measured is saved and the run is marked interrupted.
     raise_on(signal.SIGTERM, signal.SIGHUP)
+    common.started_by_main = True
     app()

@@ -100,15 +100,25 @@ def print_json(data: dict) -> None:
 
 
 def dry_run(shown: Console, as_json: bool, config, title: str, groups: list,
-            payload: dict) -> None:
-    """The config, then the cost: steps, and minutes from a per-step time measured here."""
+            payload: dict, data_dir: Path | None = None) -> None:
+    """The config, then the cost: each part of the run's wall time measured here or counted."""
     from winit_cli.app.estimate import estimate
+    from winit_cli.views import progress  # noqa: F401  imported by a real run: part of start-up
     from winit_cli.views.terminal import cost_lines, show_config
 
     show_config(shown, config, title)
-    with shown.status("timing a few steps of each model on random data"):
-        cost = estimate(groups)
+    with shown.status("timing a few steps of each model"):
+        # This process's age is a run's start-up only when it is the `winit` command (main()),
+        # not a test or a library caller.
+        cost = estimate(groups, data_dir, measure_startup=started_by_main)
     if as_json:
-        print_json({**payload, "steps": cost.steps, "estimated_seconds": cost.seconds})
+        from winit_cli.views.json_out import cost_estimate
+
+        print_json({**payload, "steps": cost.steps, "estimated_seconds": cost.seconds,
+                    "estimate": cost_estimate(cost)})
     else:
         cost_lines(shown, cost)
+
+
+# Set by cli.main(): this process is the `winit` command, so its age is its start-up.
+started_by_main = False

@@ -38,7 +38,8 @@ def run(
         cfg = load_config(config, set_ or [])
         if dry_run:
             common.dry_run(common.shown(quiet, as_json), as_json, cfg,
-                           "config (dry run: nothing trained)", [[cfg]], {"config": cfg.to_dict()})
+                           "config (dry run: nothing trained)", [[cfg]], {"config": cfg.to_dict()},
+                           data_dir)
             return
         outcome = run_experiment(cfg, data_dir, RunProgress(common.shown(quiet, as_json)))
         report_dir = None

@@ -82,7 +82,7 @@ def _sweep(spec, dry_run, jobs, executor, address, data_dir, quiet, as_json) -> 
         common.dry_run(shown, as_json, plan.members[0], "base config, as its first run resolves it "
                  f"(the grid varies {', '.join(spec.grid) or 'nothing'})", groups(plan.todo),
                  {"sweep_dir": str(plan.directory), "runs": len(plan.members),
-                  "to_run": len(plan.todo)})
+                  "to_run": len(plan.todo)}, data_dir)
         return
     options = ExecutorOptions(jobs, data_dir, download_progress(shown), address,
                               on_note=lambda text: terminal.executor_note(shown, text))
