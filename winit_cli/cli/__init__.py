@@ -11,6 +11,8 @@ from __future__ import annotations
 from winit_cli.cli import common, experiment, results, sweeps  # noqa: F401  registers the commands
 from winit_cli.cli.common import app
 
+common.tidy_help(app)  # every command registered: their help as paragraphs the terminal wraps
+
 __all__ = ["app", "main"]
 
 

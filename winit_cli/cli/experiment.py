@@ -14,6 +14,7 @@ from winit_cli.errors import ResultsError
 @common.app.command()
 def run(
     config: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                           metavar="CONFIG",
                                            help="Experiment YAML (see configs/).")],
     set_: common.SetOption = None,
     data_dir: common.DataDirOption = None,
