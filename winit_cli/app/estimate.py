@@ -151,8 +151,8 @@ def recorded_steps(steps: int, every: int) -> int:
 
 
 def evaluations(steps: int, every: int) -> int:
-    """Validation passes: at steps 1..S that are multiples of `every`, and at S."""
-    return steps // every + (steps % every != 0)
+    """Validation passes: at steps 1..S that are multiples of `every`, and at S (even S = 0)."""
+    return steps // every + (steps % every != 0 or steps == 0)
 
 
 def _random_splits(config: Config, train: int, held_out: int) -> Splits:
