@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -107,6 +108,30 @@ class GroupCost:
 
 
 @dataclass(frozen=True)
+class Contention:
+    """Other processes' demand for the CPUs, and what it does to a long run's steps.
+
+    Steps are timed by their median: a typical step, run while this process held its CPUs. A run
+    of minutes beside `others` runnable threads of other processes gets its fair share of the
+    `cpus` it may use: min(1, cpus / (others + threads)) of each of its `threads` (the kernel's
+    fair scheduler), so its steps and evaluations take 1 / share times longer. Setup, data and
+    writing are timed whole, interruptions included, and are not scaled."""
+
+    others: float  # runnable threads of other processes, on average while timing
+    threads: int
+    cpus: int
+
+    @property
+    def fair_share(self) -> float:
+        return min(1.0, self.cpus / (self.others + self.threads))
+
+    def scale(self, timing: Timing) -> Timing:
+        f = 1 / self.fair_share
+        return replace(timing, plain=timing.plain * f, recorded=timing.recorded * f,
+                       eval_example=timing.eval_example * f)
+
+
+@dataclass(frozen=True)
 class CostEstimate:
     """The wall time of training `groups` one after another in one process (`--jobs 1`)."""
 
@@ -115,6 +140,7 @@ class CostEstimate:
     data: float  # reading the data found on this machine
     missing: list[str]  # datasets not on this machine: their download is not counted
     threads: int  # torch threads the timed steps ran with
+    contention: Contention | None = None
 
     @property
     def steps(self) -> int:
@@ -212,8 +238,10 @@ def _load(config: Config, data_dir: Path | None) -> tuple[_Data, float, str | No
 
 
 def _time_steps(configs: list[Config], splits: Splits, budget: float
-                ) -> tuple[Timing, int, int]:
-    """Timing of these configs trained as one group; the torch threads used; the layer count."""
+                ) -> tuple[Timing, list[int], int, int]:
+    """Timing of these configs trained as one group (the median of each kind of step, the
+    median of three evaluations: a typical step, not one another process interrupted); the
+    runnable threads on the machine after each step; the torch threads used; the layers."""
     from winit_cli.training.loop import (
         MemberLog,
         flushes_subnormals,
@@ -239,13 +267,14 @@ def _time_steps(configs: list[Config], splits: Splits, budget: float
         group.plan = Schedule(10**9, 10**9, 2, 10**9)
         spent: dict[bool, list[float]] = {True: [], False: []}
         alive = [True] * len(configs)
-        begun, step = time.perf_counter(), 0
+        begun, step, runnable = time.perf_counter(), 0, []
         while step < 2 * MAX_STEPS + 1:
             threads.before_step(step)
             tic = time.perf_counter()
             result = run_step(group, step, alive)
             if step >= 1:  # step 0 warms up the allocator and the thread pool
                 spent[result.recorded].append(time.perf_counter() - tic)
+                runnable += _runnable()
             alive = [a and f for a, f in zip(alive, result.finite, strict=True)]
             step += 1
             if min(len(v) for v in spent.values()) >= MIN_STEPS and \
@@ -254,17 +283,30 @@ def _time_steps(configs: list[Config], splits: Splits, budget: float
         x = splits.x_val if len(splits.x_val) else splits.x_train
         n = EVAL_EXAMPLES
         x, y = x[:n].to(device), (splits.y_val if len(splits.x_val) else splits.y_train)[:n]
-        tic = time.perf_counter()
-        evaluate(group.model, x, y.to(device))
-        per_example = (time.perf_counter() - tic) / len(x)
+        evaluations = []
+        for _ in range(3):
+            tic = time.perf_counter()
+            evaluate(group.model, x, y.to(device))
+            evaluations.append((time.perf_counter() - tic) / len(x))
         layers = len(group.model.layer_shapes())
         used = torch.get_num_threads()
     finally:
         threads.restore()
         if flush:
             torch.set_flush_denormal(False)
-    mean = {k: sum(v) / len(v) for k, v in spent.items()}
-    return Timing(built, mean[False], mean[True], per_example), used, layers
+    typical = {k: statistics.median(v) for k, v in spent.items()}
+    return (Timing(built, typical[False], typical[True], statistics.median(evaluations)),
+            runnable, used, layers)
+
+
+def _runnable(stat: Path = Path("/proc/stat")) -> list[int]:
+    """Threads running or ready to run on the machine now, this one included ([] where
+    /proc/stat cannot be read)."""
+    try:
+        return [int(line.split()[1]) for line in stat.read_text().splitlines()
+                if line.startswith("procs_running")]
+    except (OSError, ValueError, IndexError):
+        return []
 
 
 def _seconds_per_row(layers_columns: int, rows: int = 2000) -> float:
@@ -330,47 +372,62 @@ def _shape_key(group: list[Config]) -> tuple:
             c.train.threads, c.record.jacobian, len(group), _data_key(c))
 
 
+@dataclass(frozen=True)
+class _Shape:
+    timing: Timing  # as timed (extrapolated where `extrapolated`)
+    runnable: list[int]  # runnable threads on the machine after each timed step
+    extrapolated: bool
+    threads: int
+    layers: int
+
+
 def estimate(groups: list[list[Config]], data_dir: Path | None = None,
              measure_startup: bool = False) -> CostEstimate:
     """The cost of training `groups` (lists of configs that train together) one after another;
     groups of one shape and size are timed once. `measure_startup`: this process is the
     `winit` command, whose age is a run's start-up (`startup_seconds`)."""
     from winit_cli.measure.probes import COLUMNS
+    from winit_cli.training.threads import usable_cpus
 
     startup = startup_seconds(measure_startup)
     shapes = {_shape_key(g): g for g in groups}
     measurements = sum(1 if len(g) <= EXACT_UP_TO else 2 for g in shapes.values())
     budget = min(STEP_BUDGET, TOTAL_BUDGET / max(1, measurements))
     loaded: dict[tuple, _Data] = {}
-    timed: dict[tuple, tuple[Timing, bool, int, int]] = {}
     data_seconds, missing = 0.0, []
-    costs = []
-    per_row = _seconds_per_row(5 + len(COLUMNS)) if groups else 0.0
-    for group, label in zip(groups, group_labels(groups), strict=True):
+    for group in groups:
         key = _data_key(group[0])
         if key not in loaded:
             loaded[key], seconds, absent = _load(group[0], data_dir)
             data_seconds += seconds
             missing += [absent] if absent and absent not in missing else []
-        shape = _shape_key(group)
-        if shape not in timed:
-            timed[shape] = _timing(group, loaded[key].splits, budget)
-        timing, extrapolated, threads, layers = timed[shape]
-        costs.append(_group_cost(label, group, loaded[key], timing, extrapolated, layers,
-                                 per_row))
-    return CostEstimate(costs, startup, data_seconds, missing,
-                        next(iter(timed.values()))[2] if timed else torch.get_num_threads())
+    timed = {shape: _Shape(*_timing(g, loaded[_data_key(g[0])].splits, budget))
+             for shape, g in shapes.items()}
+    threads = next(iter(timed.values())).threads if timed else torch.get_num_threads()
+    runnable = [n for shape in timed.values() for n in shape.runnable]
+    # after a step this thread runs, and torch's other threads may still spin: not others
+    others = max(0.0, statistics.mean(runnable) - threads) if runnable else 0.0
+    contention = Contention(others, threads, usable_cpus())
+    per_row = _seconds_per_row(5 + len(COLUMNS)) if groups else 0.0
+    costs = []
+    for group, label in zip(groups, group_labels(groups), strict=True):
+        shape = timed[_shape_key(group)]
+        costs.append(_group_cost(label, group, loaded[_data_key(group[0])],
+                                 contention.scale(shape.timing),
+                                 shape.extrapolated, shape.layers, per_row))
+    return CostEstimate(costs, startup, data_seconds, missing, threads, contention)
 
 
 def _timing(group: list[Config], splits: Splits, budget: float
-            ) -> tuple[Timing, bool, int, int]:
-    """The group's Timing: timed whole when small, else at 1 and 2 members and extrapolated."""
+            ) -> tuple[Timing, list[int], bool, int, int]:
+    """The group's Timing (timed whole when small, else at 1 and 2 members and extrapolated),
+    runnable-thread samples, whether extrapolated, threads, layers."""
     if len(group) <= EXACT_UP_TO:
-        timing, threads, layers = _time_steps(group, splits, budget)
-        return timing, False, threads, layers
-    one, threads, layers = _time_steps(group[:1], splits, budget)
-    two, _, _ = _time_steps(group[:2], splits, budget)
-    return _extrapolate(one, two, len(group)), True, threads, layers
+        timing, runnable, threads, layers = _time_steps(group, splits, budget)
+        return timing, runnable, False, threads, layers
+    one, runnable_one, threads, layers = _time_steps(group[:1], splits, budget)
+    two, runnable_two, _, _ = _time_steps(group[:2], splits, budget)
+    return _extrapolate(one, two, len(group)), runnable_one + runnable_two, True, threads, layers
 
 
 def _group_cost(label: str, group: list[Config], data: _Data, timing: Timing,

@@ -73,6 +73,8 @@ def cost_estimate(cost) -> dict[str, Any]:
     return {
         "seconds_by_part": cost.parts(), "startup_measured": cost.startup is not None,
         "data_not_on_machine": list(cost.missing), "threads": cost.threads,
+        "other_runnable_threads": cost.contention.others if cost.contention else None,
+        "fair_cpu_share": cost.contention.fair_share if cost.contention else None,
         "groups": [{"label": g.label, "runs": g.members, "steps": g.steps,
                     "recorded_steps": g.recorded, "evaluated_examples": g.evaluated,
                     "step_seconds": g.timing.plain, "recorded_step_seconds": g.timing.recorded,

@@ -247,6 +247,11 @@ def cost_lines(console: Console, cost) -> None:
     if cost.missing:
         notes.append(f"not on this machine, download not counted: {', '.join(cost.missing)}")
     notes.append(f"{cost.threads} torch thread{'s' if cost.threads != 1 else ''}")
+    if cost.contention is not None:
+        c = cost.contention
+        notes.append(f"{c.others:.1f} threads of other processes ready to run on {c.cpus} "
+                     f"CPUs: a long run gets about {c.fair_share:.0%} of its CPUs, and step "
+                     "times are scaled to it")
     console.print(
         f"cost: {runs} run{'s' if runs != 1 else ''} in {len(cost.groups)} group"
         f"{'s' if len(cost.groups) != 1 else ''} (members of a group train together), "
