@@ -95,3 +95,19 @@ def test_extrapolation_in_members_is_bounded() -> None:
     assert est._extrapolate(timing(5), timing(14), 8).plain == pytest.approx(56)
     # noise making t(2) below t(1): never below the 2-member time
     assert est._extrapolate(timing(5), timing(4), 8).plain == pytest.approx(4)
+
+
+def test_steps_are_scaled_to_the_fair_cpu_share(tmp_path: Path) -> None:
+    """Two other runnable threads beside one of ours on 2 CPUs: a long run gets 2/3 of a CPU,
+    so its steps and evaluations take 3/2 as long as a typical timed one; setup is not scaled.
+    """
+    c = est.Contention(others=2.0, threads=1, cpus=2)
+    assert c.fair_share == pytest.approx(2 / 3)
+    scaled = c.scale(est.Timing(setup=1.0, plain=0.01, recorded=0.02, eval_example=1e-5))
+    assert (scaled.setup, scaled.plain, scaled.recorded, scaled.eval_example) == \
+        pytest.approx((1.0, 0.015, 0.03, 1.5e-5))
+    assert est.Contention(others=0.5, threads=1, cpus=2).fair_share == 1.0
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  1 2 3 4\nprocs_running 3\nprocs_blocked 0\n")
+    assert est._runnable(stat) == [3]
+    assert est._runnable(tmp_path / "absent") == []

@@ -2,9 +2,10 @@
 part either measured here and now or counted from the run's schedule. Machines are shared and
 their speed drifts, so nothing is looked up; the estimate is a guide, not a promise.
 
-    start-up     this process's own age when the estimate begins, once it has imported what a
-                 run imports (torch, pandas, the records): a real run pays the same (measured
-                 only in a `winit` process: `startup` is passed in by the command line)
+    start-up     this process's own age once it has imported what a run imports (torch,
+                 pandas, the records) and made a first optimizer (which imports torch._dynamo,
+                 1.5 to 3 s here): a real run pays the same. Measured only in a `winit`
+                 process (`measure_startup`), not in a test or a library caller
     data         reading, verifying and splitting the dataset, timed by doing it (files already
                  on this machine; a download is not counted, and said so)
     per group    (members of a group train together as one stacked model)
@@ -14,7 +15,9 @@ their speed drifts, so nothing is looked up; the estimate is a guide, not a prom
                  inputs, timed on one 8,192-row chunk and scaled by the rows
       steps      steps 0..S (S = train.steps, or epochs of batches): the recorded ones
                  (record.every, step 0 and S: probes measure every layer) and the others,
-                 each kind timed on the group's model, counted from the schedule
+                 counted from the schedule, each kind timed on the group's model (the median
+                 step), then scaled to the CPU share a long run gets beside the machine's
+                 other runnable threads (`Contention`)
       evaluation validation passes (record.eval_every, else once an epoch, and at S) and the
                  final test pass, as examples times a timed per-example cost
       writing    layers.csv rows (recorded steps x layers, plus the checkpoints every
@@ -30,7 +33,9 @@ multiplied by the member count. Timing runs on the real data where it is on this
 on random data of its shape; a member that diverges there is timed on regardless (NaN costs what
 finite numbers cost), and since a real run whose members all diverge stops early, the estimate
 is then an upper bound. Not counted: assembling each run's record (theory and diagnosis, about
-20 ms a run) and drawing progress.
+10 ms a run here), drawing progress, the thread tuner's trials of a neighbouring thread count
+(7 steps at each, 3 s into a run and every 60 s after: 0.2 to 1.5 s a trial here, the most when
+another process holds a CPU) and, for sweeps, `--jobs N` (the estimate is for one process).
 """
 
 from __future__ import annotations
