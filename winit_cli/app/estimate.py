@@ -35,7 +35,9 @@ finite numbers cost), and since a real run whose members all diverge stops early
 is then an upper bound. Not counted: assembling each run's record (theory and diagnosis, about
 10 ms a run here), drawing progress, the thread tuner's trials of a neighbouring thread count
 (7 steps at each, 3 s into a run and every 60 s after: 0.2 to 1.5 s a trial here, the most when
-another process holds a CPU) and, for sweeps, `--jobs N` (the estimate is for one process).
+another process holds a CPU), what a command does once its runs are trained (compare's
+comparison.csv and table; phase's theory per sigma_w^2 and heatmap, a few seconds here) and,
+for sweeps, `--jobs N` (the estimate is for one process).
 """
 
 from __future__ import annotations
