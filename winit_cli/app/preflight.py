@@ -33,7 +33,9 @@ GB = 1e9
 
 
 @dataclass(frozen=True)
-class Estimate:
+class MemoryEstimate:
+    """Bytes a group needs while training, by part (app.estimate.CostEstimate is its time)."""
+
     parameters: int  # bytes of weights + gradients
     optimizer: int
     activations: int
@@ -74,13 +76,13 @@ def parameter_count(config: Config) -> int:
     return _shape(config)[0]
 
 
-def estimate(config: Config, members: int = 1) -> Estimate:
+def estimate(config: Config, members: int = 1) -> MemoryEstimate:
     """The memory a group of `members` configs shaped like `config` needs while training."""
     params, widths, train, pixels = _shape(config)
     weights = params * FLOAT * members
     batch = min(config.train.batch_size, train)
     activations = FLOAT * members * (6 * batch * sum(widths) + 3 * EVAL_CHUNK * max(widths))
-    return Estimate(parameters=2 * weights,
+    return MemoryEstimate(parameters=2 * weights,
                     optimizer=OPTIMIZER_COPIES[config.train.optimizer] * weights,
                     activations=activations, data=pixels * (1 + FLOAT))
 
@@ -145,7 +147,7 @@ def available() -> tuple[int | None, str]:
 
 
 def check(config: Config, members: int = 1, concurrent: int = 1,
-          free: tuple[int | None, str] | None = None) -> Estimate:
+          free: tuple[int | None, str] | None = None) -> MemoryEstimate:
     """Refuse (ConfigError) a group that will not fit, with `concurrent` groups of its size
     training at once (--jobs)."""
     need = estimate(config, members)

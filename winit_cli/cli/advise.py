@@ -24,12 +24,18 @@ def advise(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the advice as JSON on stdout, nothing else.")] = False,
 ) -> None:
-    """Say which init scheme to use for a network, from theory, in a second: nothing trains and no data is read.
+    """Say which init scheme to use for a network, from theory, in a second: nothing trains
+    and no data is read.
 
-    For the config's network (kind, depth, width, activation, norm, dropout, branches) and each init scheme: the predicted verdict (healthy, vanishing or exploding, by the same rule and thresholds as a run's measured verdict), the predicted first-to-last dz ratio in decades (a run's log10_first_to_last), the per-layer gradient factor chi, and the trainable depth 6 xi_c; or why theory cannot say. Then one recommendation with its reason.
+    For the config's network (kind, depth, width, activation, norm, dropout, branches) and each
+    init scheme: the predicted verdict (healthy, vanishing or exploding, by the same rule and
+    thresholds as a run's measured verdict), the predicted first-to-last dz ratio in decades (a
+    run's log10_first_to_last), the per-layer gradient factor chi, and the trainable depth
+    6 xi_c; or why theory cannot say. Then one recommendation with its reason.
 
-    The mean-field length map starts from a standardized input's second moment, 1. For a model of your own, winit.advise(model, inputs) measures the same on one batch.
-    """  # noqa: E501  one line per paragraph: Typer keeps a docstring's line breaks
+    The mean-field length map starts from a standardized input's second moment, 1. For a model
+    of your own, winit.advise(model, inputs) measures the same on one batch.
+    """
     from winit_cli.app.advise import advise_config
 
     with common.user_errors():

@@ -5,6 +5,7 @@ of errors to exit codes. Commands print through `console` read from this module 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -34,6 +35,42 @@ typer.core.TyperOption.display_type_rich = \
     lambda self, ctx: None if self.is_flag and self.metavar is None else _option_type(self, ctx)
 typer.core.TyperArgument.display_type_rich = lambda self, ctx: None
 
+
+def _usage_name(self: typer.core.TyperArgument) -> str:
+    """An argument on the usage line as usage lines name them: CONFIG when required, [PATHS]
+    when optional, then ... when repeatable; not Typer's `{config}`."""
+    name = self.metavar or self.name.upper()
+    return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
+
+
+typer.core.TyperArgument._usage_display_name = _usage_name
+
+
+def as_paragraphs(text: str) -> str:
+    """Help text as paragraphs that the terminal wraps: the lines within each paragraph
+    (paragraphs are separated by blank lines) joined with spaces. Docstrings are wrapped at the
+    source's width, and Typer's rich mode keeps those breaks after the first paragraph, which
+    leaves ragged lines on any other width. A paragraph that starts with Click's \\b keeps
+    its line breaks."""
+    parts = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in parts)
+
+
+def tidy_help(typer_app: typer.Typer) -> None:
+    """Every command's and group's help text (docstring or help=) as paragraphs, in place,
+    for this app and the apps added to it. Called once every command is registered."""
+    if isinstance(typer_app.info.help, str):
+        typer_app.info.help = as_paragraphs(typer_app.info.help)
+    infos = [*typer_app.registered_commands, *typer_app.registered_groups,
+             *([typer_app.registered_callback] if typer_app.registered_callback else [])]
+    for info in infos:
+        if isinstance(info.help, str):
+            info.help = as_paragraphs(info.help)
+        if info.callback is not None and info.callback.__doc__:
+            info.callback.__doc__ = as_paragraphs(info.callback.__doc__)
+        if isinstance(getattr(info, "typer_instance", None), typer.Typer):
+            tidy_help(info.typer_instance)
+
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", metavar="KEY=VALUE",
@@ -50,8 +87,9 @@ QuietOption = Annotated[bool, typer.Option(
 JsonOption = Annotated[bool, typer.Option(
     "--json", help="Print the result as JSON on stdout, nothing else (progress on stderr).")]
 DryRunOption = Annotated[bool, typer.Option(
-    "--dry-run", help="Show the config and the cost (steps, and minutes from a per-step time "
-                      "measured here on random data); train nothing.")]
+    "--dry-run", help="Show the config and the wall time it will take, by part (start-up, "
+                      "data, setup, steps, evaluation, writing), each timed here on the "
+                      "group's model or counted from its schedule; train nothing.")]
 
 
 def _version(value: bool) -> None:
@@ -100,15 +138,25 @@ def print_json(data: dict) -> None:
 
 
 def dry_run(shown: Console, as_json: bool, config, title: str, groups: list,
-            payload: dict) -> None:
-    """The config, then the cost: steps, and minutes from a per-step time measured here."""
+            payload: dict, data_dir: Path | None = None) -> None:
+    """The config, then the cost: each part of the run's wall time measured here or counted."""
     from winit_cli.app.estimate import estimate
+    from winit_cli.views import progress  # noqa: F401  imported by a real run: part of start-up
     from winit_cli.views.terminal import cost_lines, show_config
 
     show_config(shown, config, title)
-    with shown.status("timing a few steps of each model on random data"):
-        cost = estimate(groups)
+    with shown.status("timing a few steps of each model"):
+        # This process's age is a run's start-up only when it is the `winit` command (main()),
+        # not a test or a library caller.
+        cost = estimate(groups, data_dir, measure_startup=started_by_main)
     if as_json:
-        print_json({**payload, "steps": cost.steps, "estimated_seconds": cost.seconds})
+        from winit_cli.views.json_out import cost_estimate
+
+        print_json({**payload, "steps": cost.steps, "estimated_seconds": cost.seconds,
+                    "estimate": cost_estimate(cost)})
     else:
         cost_lines(shown, cost)
+
+
+# Set by cli.main(): this process is the `winit` command, so its age is its start-up.
+started_by_main = False

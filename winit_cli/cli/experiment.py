@@ -14,6 +14,7 @@ from winit_cli.errors import ResultsError
 @common.app.command()
 def run(
     config: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                           metavar="CONFIG",
                                            help="Experiment YAML (see configs/).")],
     set_: common.SetOption = None,
     data_dir: common.DataDirOption = None,
@@ -38,7 +39,8 @@ def run(
         cfg = load_config(config, set_ or [])
         if dry_run:
             common.dry_run(common.shown(quiet, as_json), as_json, cfg,
-                           "config (dry run: nothing trained)", [[cfg]], {"config": cfg.to_dict()})
+                           "config (dry run: nothing trained)", [[cfg]], {"config": cfg.to_dict()},
+                           data_dir)
             return
         outcome = run_experiment(cfg, data_dir, RunProgress(common.shown(quiet, as_json)))
         report_dir = None

@@ -13,6 +13,7 @@ from winit_cli.cli import common
 @common.app.command()
 def report(
     paths: Annotated[list[Path] | None, typer.Argument(
+        metavar="PATHS",
         help="Run directories, sweep directories or folders of them (default: results/).",
         show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(
@@ -56,7 +57,7 @@ def report(
 @common.app.command()
 def schemes(
     name: Annotated[str | None, typer.Argument(
-        help="Show this scheme's full docstring.", show_default=False)] = None,
+        metavar="SCHEME", help="Show this scheme's full docstring.", show_default=False)] = None,
     activation: Annotated[str, typer.Option(
         metavar="NAME", help="Activation for sigma_w^2 and chi, as in model.activation.")]
     = "relu",
@@ -83,7 +84,7 @@ common.app.add_typer(index_app, name="index")
 @index_app.command("rebuild")
 def index_rebuild(
     path: Annotated[Path, typer.Argument(
-        exists=True, file_okay=False, help="Results folder.")] = Path("results"),
+        exists=True, file_okay=False, metavar="PATH", help="Results folder.")] = Path("results"),
 ) -> None:
     """Rewrite every runs.csv under PATH from the run folders themselves."""
     from winit_cli.app.index import rebuild
@@ -100,9 +101,10 @@ common.app.add_typer(export_app, name="export")
 @export_app.command("tensorboard")
 def export_tensorboard(
     paths: Annotated[list[Path], typer.Argument(
-        help="Run directories, sweep directories or folders of them.", show_default=False)],
+        metavar="PATHS", help="Run directories, sweep directories or folders of them.",
+        show_default=False)],
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", file_okay=False,
+        "--out", "-o", file_okay=False, metavar="DIR",
         help="Folder for the event files (default: tensorboard/ beside the runs).")] = None,
 ) -> None:
     """Write TensorBoard event files for finished runs, read from their folders (one chart per

@@ -82,7 +82,7 @@ def _sweep(spec, dry_run, jobs, executor, address, data_dir, quiet, as_json) -> 
         common.dry_run(shown, as_json, plan.members[0], "base config, as its first run resolves it "
                  f"(the grid varies {', '.join(spec.grid) or 'nothing'})", groups(plan.todo),
                  {"sweep_dir": str(plan.directory), "runs": len(plan.members),
-                  "to_run": len(plan.todo)})
+                  "to_run": len(plan.todo)}, data_dir)
         return
     options = ExecutorOptions(jobs, data_dir, download_progress(shown), address,
                               on_note=lambda text: terminal.executor_note(shown, text))
@@ -130,7 +130,7 @@ def phase(
                             "chance).")] = 0.2,
     set_: common.SetOption = None,
     name: Annotated[str, typer.Option(metavar="NAME", help="Sweep name.")] = "phase",
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs only.")] = False,
+    dry_run: common.DryRunOption = False,
     jobs: Annotated[int, typer.Option(min=1, metavar="N", help="Worker processes.")] = 1,
     data_dir: common.DataDirOption = None,
     as_json: common.JsonOption = False,
@@ -166,7 +166,13 @@ def _phase(options, dry_run: bool, jobs: int, data_dir, as_json: bool) -> None:
     spec, plan = planned = app_phase.plan_phase(options)
     terminal.sweep_header(shown, spec, plan)
     if dry_run:
+        from winit_cli.sweeps.plan import groups
+
         terminal.dry_run_table(shown, spec, plan, grid_value)
+        common.dry_run(shown, as_json, plan.members[0], "base config, as its first cell "
+                       "resolves it", groups(plan.todo),
+                       {"sweep_dir": str(plan.directory), "runs": len(plan.members),
+                        "to_run": len(plan.todo)}, data_dir)
         return
     executor_options = ExecutorOptions(jobs, data_dir, download_progress(shown),
                                        on_note=lambda text: terminal.executor_note(shown, text))

@@ -66,3 +66,17 @@ def report_result(report) -> dict[str, Any]:
     return {"out": str(report.out), "files": [str(f) for f in report.files], "groups": groups,
             "runs": records(report.summary),
             "not_included": [{"path": s.path, "reason": s.reason} for s in report.skipped]}
+
+
+def cost_estimate(cost) -> dict[str, Any]:
+    """An app.estimate.CostEstimate: seconds by part, and each group's counts and timings."""
+    return {
+        "seconds_by_part": cost.parts(), "startup_measured": cost.startup is not None,
+        "data_not_on_machine": list(cost.missing), "threads": cost.threads,
+        "other_runnable_threads": cost.contention.others if cost.contention else None,
+        "fair_cpu_share": cost.contention.fair_share if cost.contention else None,
+        "groups": [{"label": g.label, "runs": g.members, "steps": g.steps,
+                    "recorded_steps": g.recorded, "evaluated_examples": g.evaluated,
+                    "step_seconds": g.timing.plain, "recorded_step_seconds": g.timing.recorded,
+                    "extrapolated": g.extrapolated, "seconds": g.seconds}
+                   for g in cost.groups]}

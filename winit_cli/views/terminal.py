@@ -230,15 +230,46 @@ def show_config(console: Console, config, title: str) -> None:
 
 
 def cost_lines(console: Console, cost) -> None:
-    """An app.estimate.Estimate in words: steps, measured time per step, minutes."""
+    """An app.estimate.CostEstimate: one row per group (labelled by what sets it apart), then
+    the total and its parts."""
     if not cost.groups:
         console.print("cost: nothing to train")
         return
-    per_step = ", ".join(sorted({f"{g.seconds_per_step * 1000:.1f} ms" for g in cost.groups}))
+    table = new_table("cost, measured here just now", [
+        ("group", "text"), ("groups", "num"), ("runs", "num"), ("steps\neach", "num"),
+        ("ms/step\nplain", "num"), ("ms/step\nrecorded", "num"), ("min", "num")])
+    rows: list[list] = []  # alike groups (a grid point split into MAX_GROUP-sized groups) merged
+    for g in cost.groups:
+        if rows and (rows[-1][0].label, rows[-1][0].members, rows[-1][0].timing) == \
+                (g.label, g.members, g.timing):
+            rows[-1].append(g)
+        else:
+            rows.append([g])
+    for alike in rows:
+        g, mark = alike[0], "*" if alike[0].extrapolated else ""
+        table.add_row(escape(g.label), str(len(alike)), str(g.members * len(alike)),
+                      f"{g.steps:,}", f"{g.timing.plain * 1000:.1f}{mark}",
+                      f"{g.timing.recorded * 1000:.1f}{mark}",
+                      f"{sum(a.seconds for a in alike) / 60:.1f}")
+    console.print(table)
     runs = sum(g.members for g in cost.groups)
+    parts = ", ".join(f"{name} {seconds:,.1f} s" for name, seconds in cost.parts().items()
+                      if seconds or name != "start-up")
+    notes = []
+    if any(g.extrapolated for g in cost.groups):
+        notes.append("*: timed at 1 and 2 members, extrapolated linearly")
+    if cost.startup is None:
+        notes.append("process start-up not measured")
+    if cost.missing:
+        notes.append(f"not on this machine, download not counted: {', '.join(cost.missing)}")
+    notes.append(f"{cost.threads} torch thread{'s' if cost.threads != 1 else ''}")
+    if cost.contention is not None:
+        c = cost.contention
+        notes.append(f"{c.others:.1f} threads of other processes ready to run on {c.cpus} "
+                     f"CPUs: a long run gets about {c.fair_share:.0%} of its CPUs, and step "
+                     "times are scaled to it")
     console.print(
         f"cost: {runs} run{'s' if runs != 1 else ''} in {len(cost.groups)} group"
         f"{'s' if len(cost.groups) != 1 else ''} (members of a group train together), "
-        f"{cost.steps:,} optimizer steps at {per_step} per step measured here just now: about "
-        f"[bold]{cost.seconds / 60:.1f} minutes[/] [dim](training and recording; validation "
-        "passes add a few percent)[/]", highlight=False)
+        f"{cost.steps:,} optimizer steps: about [bold]{cost.seconds / 60:.1f} minutes[/] "
+        f"({cost.seconds:,.0f} s) [dim]= {parts}; {'; '.join(notes)}[/]", highlight=False)
