@@ -83,6 +83,26 @@ def _verdict_counts(agg: pd.Series) -> str:
     return f"{words[0]} of {agg.runs} runs" + "".join(f", {w}" for w in words[1:])
 
 
+def _against_prediction(members: pd.DataFrame) -> str:
+    """Where theory's verdict at init (the measured verdict's rule on the predicted ratios, as
+    `winit advise` gives it) differs from the measured one, how often and how; nothing where they
+    agree or theory made no prediction. A measured verdict that began after step 0 arose in
+    training, which the prediction at init does not speak of: the step says so."""
+    if "theory_predicted_verdict" not in members:
+        return ""
+    predicted = members[members.theory_predicted_verdict.notna() & members.verdict.notna()]
+    differ = predicted[predicted.theory_predicted_verdict != predicted.verdict]
+    if not len(differ):
+        return ""
+    cases = []
+    for r in differ.itertuples():
+        when = f" from step {int(r.verdict_step)}" if finite(r.verdict_step) else ""  # 0: none
+        case = f"{r.theory_predicted_verdict} predicted, {r.verdict} measured{when}"
+        cases += [] if case in cases else [case]
+    return (f" Theory's verdict at init differs from the measured one in {len(differ)} of "
+            f"{len(predicted)} run{'s' if len(predicted) > 1 else ''} ({'; '.join(cases)}).")
+
+
 def describe(label: str, members: pd.DataFrame, agg: pd.Series) -> str:
     """What happened to one configuration, every claim with its number."""
     n = len(members)
@@ -115,7 +135,7 @@ def describe(label: str, members: pd.DataFrame, agg: pd.Series) -> str:
     if zeros:
         text += (f" At init ||dL/dz|| underflowed to exactly 0 in {zeros:g} layer"
                  f"{'s' if zeros != 1 else ''}{' (mean over seeds)' if n > 1 else ''}.")
-    text += _expectation(members)
+    text += _expectation(members) + _against_prediction(members)
     spread = f" ± {100 * agg.test_accuracy_std:.1f}" if finite(agg.test_accuracy_std) else ""
     return text + f" Test accuracy {_pct(agg.test_accuracy_mean)}{spread}{_over_seeds(agg)}."
 
