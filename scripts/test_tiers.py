@@ -24,22 +24,26 @@ from pathlib import Path
 from docblocks import results_markers, rewrite_block  # beside this script
 
 REPO = Path(__file__).resolve().parents[1]
-TIERS = [("unit", "-m unit"), ("mnist", "-m mnist"), ("slow", "-m slow"),
-         ("cluster", "-m cluster"), ("browser", "-m browser"), ("all tiers (CI)", "")]
+TIERS = [("unit", "-m unit"), ("integration", "-m integration"), ("mnist", "-m mnist"),
+         ("slow", "-m slow"), ("cluster", "-m cluster"), ("browser", "-m browser"),
+         ("all tiers (CI)", "")]
 
 
 def run_tier(selection: str, empty: Path | None) -> tuple[float, str]:
-    """Wall seconds and pytest's closing line for one tier."""
+    """Wall seconds and pytest's closing line for one tier; its failures are printed."""
     env = dict(os.environ)
     if empty is not None:
         env.update({"WINIT_DATA_DIR": str(empty), "WINIT_TEST_MNIST": str(empty),
                     "WINIT_TEST_FASHION_MNIST": str(empty), "HOME": str(empty),
                     "XDG_CACHE_HOME": str(empty)})
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           *selection.split()], cwd=REPO, env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfE", "-p",
+                           "no:cacheprovider", *selection.split()], cwd=REPO, env=env,
+                          capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    for line in proc.stdout.splitlines():
+        if line.startswith(("FAILED ", "ERROR ")):
+            print(f"  {line}", flush=True)
     closing = [line for line in proc.stdout.splitlines() if re.search(r"\d+ (passed|failed)",
                                                                       line)]
     summary = closing[-1].strip("= ") if closing else f"exit {proc.returncode}"
