@@ -6,6 +6,7 @@ Drawn from the tables read from the run files (records/), never from a live mode
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -29,12 +30,19 @@ def init_rows(layers: pd.DataFrame) -> pd.DataFrame:
     return layers[layers.step == 0].drop_duplicates("layer").sort_values("layer")
 
 
+MAX_SLUG = 80  # characters: a figure's name stays well under a file name's 255 bytes
+
+
 def _slug(key: tuple) -> str:
-    """A group key as a file name: mnist_mlp_relu_d8_w64, then any other settings' values."""
+    """A group key as a file name: mnist_mlp_relu_d8_w64, then any other settings' values. A
+    key too long for that (a watched run's class, layer list and optimizer settings) keeps its
+    readable start and ends in a hash of the whole, so that names stay bounded and distinct."""
     dataset, kind, activation, depth, width, *rest = key
-    text = f"{dataset}_{kind}_{activation}_d{depth}_w{width}" + "".join(
-        f"_{number(v)}" for v in rest)
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
+    text = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{dataset}_{kind}_{activation}_d{depth}_w{width}"
+                  + "".join(f"_{number(v)}" for v in rest))
+    if len(text) <= MAX_SLUG:
+        return text
+    return f"{text[:MAX_SLUG - 9]}_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 def _geomean(arrays: list[np.ndarray]) -> np.ndarray:
