@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from dataset_folders import isolated_env, seed_folder  # noqa: F401  isolated_env: autouse
 
 from winit_cli.datasets import (
     RawDataset,
@@ -26,22 +27,6 @@ MNIST = get_dataset("mnist")
 FASHION = get_dataset("fashion_mnist")
 NAMES = [file.name for file in MNIST.files]
 SMALL = "train-labels-idx1-ubyte.gz"  # 28 KB: the file most download tests fetch
-
-
-@pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never read or write the real user cache, whatever the environment says."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.delenv("WINIT_DATA_DIR", raising=False)
-
-
-def _seed(dest: Path, source: Path, skip: tuple[str, ...] = ()) -> Path:
-    """Symlink the four files from `source` into `dest`, except those in `skip`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in NAMES:
-        if name not in skip:
-            (dest / name).symlink_to(source / name)
-    return dest
 
 
 # --- a loopback mirror ----------------------------------------------------------------------
@@ -161,7 +146,7 @@ def test_download_goes_to_the_datasets_folder_under_winit_data_dir(
     """With $WINIT_DATA_DIR set, a download lands in $WINIT_DATA_DIR/<cache folder>, fetches only
     the files missing there, and leaves the user cache alone."""
     root = tmp_path / "data"
-    _seed(root / "mnist", mnist_path, skip=(SMALL,))
+    seed_folder(root / "mnist", mnist_path, skip=(SMALL,))
     monkeypatch.setenv("WINIT_DATA_DIR", str(root))
     mirror = serve(official)
     assert load_dataset("mnist", mirrors=[mirror.url]).source == root / "mnist"
@@ -173,7 +158,7 @@ def test_download_goes_to_the_datasets_folder_under_winit_data_dir(
 def test_missing_on_first_mirror_falls_through(serve, official, mnist_path, tmp_path) -> None:
     """A mirror that answers 404 is skipped for the next one."""
     empty, good = serve({}), serve(official)
-    _seed(tmp_path, mnist_path, skip=(SMALL,))
+    seed_folder(tmp_path, mnist_path, skip=(SMALL,))
     download_files(MNIST, tmp_path, [empty.url, good.url])
     assert empty.names() == [SMALL] and good.names() == [SMALL]
     assert (tmp_path / SMALL).read_bytes() == official[SMALL]
@@ -184,7 +169,7 @@ def test_corrupted_mirror_never_leaves_a_final_file(serve, official, mnist_path,
                                                     tmp_path) -> None:
     """Bytes that fail verification never appear under the final name, nor as a .part."""
     bad = serve({SMALL: _flipped(official[SMALL])})
-    _seed(tmp_path, mnist_path, skip=(SMALL,))
+    seed_folder(tmp_path, mnist_path, skip=(SMALL,))
     with pytest.raises(DataError, match=f"{SMALL}.*corrupted download"):
         download_files(MNIST, tmp_path, [bad.url])
     assert not (tmp_path / SMALL).exists() and not (tmp_path / (SMALL + ".part")).exists()
@@ -199,7 +184,7 @@ def test_mirror_serving_another_dataset_is_refused(serve, fashion_files, mnist_p
     """A mirror that serves Fashion-MNIST's labels under MNIST's name fails verification, and
     the failure says whose file it was."""
     wrong = serve(fashion_files)
-    _seed(tmp_path, mnist_path, skip=(SMALL,))
+    seed_folder(tmp_path, mnist_path, skip=(SMALL,))
     with pytest.raises(DataError, match=f"md5 mismatch: it is Fashion-MNIST's {SMALL}"):
         download_files(MNIST, tmp_path, [wrong.url])
     assert not (tmp_path / SMALL).exists()
@@ -210,7 +195,7 @@ def test_resume_requests_only_the_rest(serve, official, mnist_path, tmp_path) ->
     """A .part left behind is continued with a Range request, and progress starts from it."""
     body = official[SMALL]
     half = len(body) // 2
-    _seed(tmp_path, mnist_path, skip=(SMALL,))
+    seed_folder(tmp_path, mnist_path, skip=(SMALL,))
     (tmp_path / (SMALL + ".part")).write_bytes(body[:half])
     mirror = serve(official)
     progress: list[tuple[str, int, int | None]] = []
@@ -226,7 +211,7 @@ def test_resume_requests_only_the_rest(serve, official, mnist_path, tmp_path) ->
 def test_server_ignoring_range_restarts(serve, official, mnist_path, tmp_path) -> None:
     """A 200 answer to a Range request replaces the .part instead of being appended to it."""
     body = official[SMALL]
-    _seed(tmp_path, mnist_path, skip=(SMALL,))
+    seed_folder(tmp_path, mnist_path, skip=(SMALL,))
     (tmp_path / (SMALL + ".part")).write_bytes(body[:1000])
     mirror = serve(official, honour_range=False)
     download_files(MNIST, tmp_path, [mirror.url])
@@ -238,7 +223,7 @@ def test_server_ignoring_range_restarts(serve, official, mnist_path, tmp_path) -
 def test_stale_part_is_discarded_and_refetched(serve, official, mnist_path, tmp_path) -> None:
     """A resumed file that fails verification is fetched once more from scratch."""
     body = official[SMALL]
-    _seed(tmp_path, mnist_path, skip=(SMALL,))
+    seed_folder(tmp_path, mnist_path, skip=(SMALL,))
     # Byte 1000 is compressed data (a flip in the gzip header's file name would be harmless:
     # the payload, which is what gets verified, would be intact).
     (tmp_path / (SMALL + ".part")).write_bytes(_flipped(body[:5000], at=1000))
@@ -252,7 +237,7 @@ def test_stale_part_is_discarded_and_refetched(serve, official, mnist_path, tmp_
 def test_overlong_part_gets_416_and_restarts(serve, official, mnist_path, tmp_path) -> None:
     """A .part longer than the file (416) is dropped and the file fetched whole."""
     body = official[SMALL]
-    _seed(tmp_path, mnist_path, skip=(SMALL,))
+    seed_folder(tmp_path, mnist_path, skip=(SMALL,))
     (tmp_path / (SMALL + ".part")).write_bytes(body + b"junk")
     mirror = serve(official)
     download_files(MNIST, tmp_path, [mirror.url])
@@ -267,7 +252,7 @@ def test_dropped_connection_resumes_on_next_mirror(serve, official, mnist_path,
     body = official[SMALL]
     cut = 10000
     dropping, good = serve(official, cut_after=cut), serve(official)
-    _seed(tmp_path, mnist_path, skip=(SMALL,))
+    seed_folder(tmp_path, mnist_path, skip=(SMALL,))
     download_files(MNIST, tmp_path, [dropping.url, good.url])
     assert [h.get("Range") for _, h in good.requests] == [f"bytes={cut}-"]
     assert (tmp_path / SMALL).read_bytes() == body
@@ -277,7 +262,7 @@ def test_dropped_connection_resumes_on_next_mirror(serve, official, mnist_path,
 def test_progress_counts_increase_to_the_total(serve, official, mnist_path, tmp_path) -> None:
     """Progress reports rise strictly from 0 to the announced length."""
     name = "t10k-images-idx3-ubyte.gz"  # 1.6 MB: many chunks
-    _seed(tmp_path, mnist_path, skip=(name,))
+    seed_folder(tmp_path, mnist_path, skip=(name,))
     progress: list[tuple[str, int, int | None]] = []
     download_files(MNIST, tmp_path, [serve(official).url],
                    on_progress=lambda *a: progress.append(a))
@@ -326,7 +311,7 @@ def test_fashion_download_rejects_an_altered_payload(serve, fashion_files, fashi
                                                      tmp_path) -> None:
     """A well-formed gzip whose payload differs by one pixel is refused by the payload md5."""
     name = "t10k-images-idx3-ubyte.gz"
-    _seed(tmp_path, fashion_path, skip=(name,))
+    seed_folder(tmp_path, fashion_path, skip=(name,))
     altered = {name: gzip.compress(_flipped(gzip.decompress(fashion_files[name]), at=5000))}
     with pytest.raises(DataError, match=f"{name}.*md5 mismatch"):
         download_files(FASHION, tmp_path, [serve(altered).url])

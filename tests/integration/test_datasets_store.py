@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from dataset_folders import isolated_env, seed_folder  # noqa: F401  isolated_env: autouse
 
 from winit_cli.datasets import default_cache_dir, download_dir, find_dir, get_dataset
 from winit_cli.datasets import load_dataset as load
@@ -15,24 +16,7 @@ from winit_cli.errors import DataError
 
 MNIST = get_dataset("mnist")
 FASHION = get_dataset("fashion_mnist")
-NAMES = [file.name for file in MNIST.files]
 SMALL = "train-labels-idx1-ubyte.gz"
-
-
-@pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never read or write the real user cache, whatever the environment says."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.delenv("WINIT_DATA_DIR", raising=False)
-
-
-def _seed(dest: Path, source: Path, skip: tuple[str, ...] = ()) -> Path:
-    """Symlink the four files from `source` into `dest`, except those in `skip`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in NAMES:
-        if name not in skip:
-            (dest / name).symlink_to(source / name)
-    return dest
 
 
 def test_default_cache_dir_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,9 +38,9 @@ def test_download_dir_is_the_datasets_own_folder(tmp_path: Path, monkeypatch) ->
 @pytest.mark.mnist
 def test_lookup_order(mnist_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--data-dir, then data.dir, then $WINIT_DATA_DIR/mnist, $WINIT_DATA_DIR, then the cache."""
-    data, config, env = (_seed(tmp_path / n, mnist_path) for n in ("data", "config", "env"))
-    env_sub = _seed(env / "mnist", mnist_path)
-    cache = _seed(default_cache_dir(MNIST), mnist_path)
+    data, config, env = (seed_folder(tmp_path / n, mnist_path) for n in ("data", "config", "env"))
+    env_sub = seed_folder(env / "mnist", mnist_path)
+    cache = seed_folder(default_cache_dir(MNIST), mnist_path)
     monkeypatch.setenv("WINIT_DATA_DIR", str(env))
     assert find_dir(MNIST, data, config) == data
     assert find_dir(MNIST, None, config) == config
@@ -74,8 +58,8 @@ def test_one_data_root_serves_both_datasets(mnist_path: Path, fashion_path: Path
                                             tmp_path: Path, monkeypatch) -> None:
     """A $WINIT_DATA_DIR holding mnist/ and fashion-mnist/ serves each from its own folder."""
     root = tmp_path / "data"
-    _seed(root / "mnist", mnist_path)
-    _seed(root / "fashion-mnist", fashion_path)
+    seed_folder(root / "mnist", mnist_path)
+    seed_folder(root / "fashion-mnist", fashion_path)
     monkeypatch.setenv("WINIT_DATA_DIR", str(root))
     assert find_dir(MNIST) == root / "mnist"
     assert find_dir(FASHION) == root / "fashion-mnist"
@@ -87,7 +71,7 @@ def test_mnist_files_are_not_taken_for_fashion(mnist_path: Path, fashion_path: P
     """Folders holding MNIST under the shared file names are passed over when Fashion-MNIST is
     asked for, and the next place that really holds it is used."""
     monkeypatch.setenv("WINIT_DATA_DIR", str(mnist_path))  # holds MNIST itself
-    cache = _seed(default_cache_dir(FASHION), fashion_path)
+    cache = seed_folder(default_cache_dir(FASHION), fashion_path)
     assert find_dir(FASHION, mnist_path, mnist_path) == cache
     assert find_dir(MNIST, mnist_path) == mnist_path
 
@@ -97,7 +81,7 @@ def test_nothing_found_says_why_each_place_did_not_qualify(mnist_path: Path, tmp
                                                            monkeypatch) -> None:
     """The error lists every place looked in with its reason, including another dataset's files,
     and says where the files would go."""
-    partial = _seed(tmp_path / "partial", mnist_path, skip=("t10k-images-idx3-ubyte.gz",))
+    partial = seed_folder(tmp_path / "partial", mnist_path, skip=("t10k-images-idx3-ubyte.gz",))
     missing = tmp_path / "nowhere"
     monkeypatch.setenv("WINIT_DATA_DIR", str(mnist_path))
     with pytest.raises(DataError) as err:
@@ -118,15 +102,15 @@ def test_nothing_found_says_why_each_place_did_not_qualify(mnist_path: Path, tmp
 @pytest.mark.mnist
 def test_incomplete_directories_are_skipped(mnist_path: Path, tmp_path: Path) -> None:
     """A folder missing a file is passed over for the next complete one."""
-    partial = _seed(tmp_path / "partial", mnist_path, skip=("t10k-images-idx3-ubyte.gz",))
-    cache = _seed(default_cache_dir(MNIST), mnist_path)
+    partial = seed_folder(tmp_path / "partial", mnist_path, skip=("t10k-images-idx3-ubyte.gz",))
+    cache = seed_folder(default_cache_dir(MNIST), mnist_path)
     assert find_dir(MNIST, partial, tmp_path / "nowhere") == cache
 
 
 @pytest.mark.mnist
 def test_mixed_gzip_and_plain_directory_counts(mnist_path: Path, tmp_path: Path) -> None:
     """Each file may be gzip'd or plain; a folder mixing both is complete."""
-    _seed(tmp_path, mnist_path, skip=(SMALL,))
+    seed_folder(tmp_path, mnist_path, skip=(SMALL,))
     (tmp_path / SMALL[:-3]).write_bytes(gzip.decompress((mnist_path / SMALL).read_bytes()))
     assert find_dir(MNIST, tmp_path) == tmp_path
 
@@ -135,9 +119,9 @@ def test_mixed_gzip_and_plain_directory_counts(mnist_path: Path, tmp_path: Path)
 def test_corrupted_labels_do_not_hide_a_folder(mnist_path: Path, tmp_path: Path) -> None:
     """A folder whose labels file is unreadable is still chosen, so that loading names the bad
     file instead of silently using (or downloading) another copy."""
-    folder = _seed(tmp_path / "data", mnist_path, skip=(SMALL,))
+    folder = seed_folder(tmp_path / "data", mnist_path, skip=(SMALL,))
     (folder / SMALL).write_bytes(b"\x1f\x8bnot gzip")
-    cache = _seed(default_cache_dir(MNIST), mnist_path)
+    cache = seed_folder(default_cache_dir(MNIST), mnist_path)
     assert cache.is_dir()
     assert find_dir(MNIST, folder) == folder
     with pytest.raises(DataError, match="bad gzip data") as err:
@@ -151,7 +135,7 @@ def test_mixed_datasets_in_one_folder_name_the_stranger(mnist_path: Path, fashio
     """Fashion-MNIST labels with MNIST images: the folder is used (its labels are Fashion's) and
     the MNIST file is named as such."""
     name = "t10k-images-idx3-ubyte.gz"
-    folder = _seed(tmp_path / "mixed", fashion_path, skip=(name,))
+    folder = seed_folder(tmp_path / "mixed", fashion_path, skip=(name,))
     (folder / name).symlink_to(mnist_path / name)
     with pytest.raises(DataError) as err:
         load("fashion_mnist", folder, download=False)
