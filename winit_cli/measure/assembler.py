@@ -115,6 +115,9 @@ class Assembler:
         self.columns = self.plan.columns
         self.absolute = AbsStats()
         self.layouts: dict[tuple, _Layout] = {}
+        # what `measured_cells` needs of the last record: asked for by watch() only, so the
+        # CLI's record does not pay for it
+        self._last: tuple[_Layout, list[tuple[str, int]], int] | None = None
 
     def layout(self, wanted: list[torch.Tensor | None], depth: int, k: int) -> _Layout:
         # Which rows share a tensor follows from the quantities' definitions: the rows without
@@ -124,10 +127,9 @@ class Assembler:
             self.layouts[pattern] = _layout(self.plan, wanted, depth, k)
         return self.layouts[pattern]
 
-    def __call__(self, views: list[LayerView], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The step's record, float64 [K, L, len(columns)], update_ratio left NaN, and which of
-        its cells were measured ([L, len(columns)] bool: False where a quantity does not apply
-        or the view lacks its tensor). From the views of L layers of K members each: the
+    def __call__(self, views: list[LayerView], k: int) -> np.ndarray:
+        """The step's record, float64 [K, L, len(columns)], update_ratio left NaN (which of its
+        cells were measured: `measured_cells`). From the views of L layers of K members each: the
         2-norms in one `_foreach_norm` call, the sums and maxima of |x| from one absolute copy
         of each tensor, and the computed partials, moved off the device in one transfer; then
         float64 where float32 may have failed, each `finish`, and act_std from ||h|| and the
@@ -155,15 +157,17 @@ class Assembler:
         record[:, :, -1] = np.nan
         for c, name in enumerate(plan.columns[:-1]):
             record[:, :, c] = values[name].T
-        return record, self._mask(layout, partials, depth)
+        self._last = layout, [(name, l) for name, l, _ in partials], depth
+        return record
 
-    def _mask(self, layout: _Layout, partials: list[tuple[str, int, torch.Tensor]],
-              depth: int) -> np.ndarray:
-        plan = self.plan
+    def measured_cells(self) -> np.ndarray:
+        """Which cells of the last record were measured ([L, len(columns)] bool: False where a
+        quantity does not apply or the view lacks its tensor)."""
+        plan, (layout, partials, depth) = self.plan, self._last
         has = dict(zip(plan.norms, layout.present, strict=True))
         for name in plan.computed:
             has[name] = np.zeros(depth, dtype=bool)
-        for name, l, _ in partials:
+        for name, l in partials:
             has[name][l] = True
         has["act_std"] = has["act_mean"] & has["act_norm"]
         has["update_ratio"] = np.zeros(depth, dtype=bool)

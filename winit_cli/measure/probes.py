@@ -54,7 +54,7 @@ class Probe:
             recorder = trace
         else:
             recorder = StepRecorder.of(self.model, trace)
-        record = torch.from_numpy(self._assemble(recorder.views(), recorder.members)[0])
+        record = torch.from_numpy(self._assemble(recorder.views(), recorder.members))
         if will_update and self._sgd is None:
             self._before = [layer.weight.detach().clone() for layer in recorder.layers]
         if self._family is not None:

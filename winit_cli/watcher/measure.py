@@ -81,5 +81,5 @@ def measure(assembler: Assembler, layers: list[Layer], calls: dict[int, list[Cal
     `order`, and a mask of the cells that were measured (False: not applicable or no tensor to
     read)."""
     views = [layer_view(layers[i], calls.get(i, [])) for i in order]
-    values, measured = assembler(views, 1)
-    return values[0], measured
+    values = assembler(views, 1)
+    return values[0], assembler.measured_cells()
