@@ -78,7 +78,7 @@ def test_disk_full_at_the_end_loses_no_measurement(env, monkeypatch):
     line = error_line(result)
     assert "No space left on device" in line and "its files are in" in line
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    rescue = env / "tmp" / "winit-rescued" / run_dir.name
+    rescue = env / "tmp" / f"winit-rescued-{os.geteuid()}" / run_dir.name
     assert str(rescue) in line.replace(" ", "") or str(rescue) in line
     layers = pd.read_csv(rescue / "layers.csv")
     assert sorted(set(layers.step)) == [0, 2, 4, 6] and len(layers) == 4 * 3
@@ -185,7 +185,7 @@ def test_tiny_real_filesystem_full_and_read_only(winit_data_dir, tmp_path):
     assert facts["rc_full"] == ["2"], full_err
     assert "No space left on device" in full_err and "Traceback" not in full_err
     (run_id,) = facts["listing"]
-    rescue = tmp_path / "tmp" / "winit-rescued" / run_id
+    rescue = tmp_path / "tmp" / f"winit-rescued-{os.geteuid()}" / run_id
     layers = pd.read_csv(rescue / "layers.csv")
     assert sorted(set(layers.step)) == list(range(61)) and len(layers) == 61 * 3
     assert json.loads((rescue / "summary.json").read_text())["status"] == "complete"

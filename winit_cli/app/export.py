@@ -6,7 +6,9 @@
                                               lists the runs by name
 
 <out> defaults to `tensorboard/` beside the runs (never inside a run folder: a run's folder
-stays its record). Exporting again replaces the event files of the runs exported.
+stays its record). Exporting again replaces the event folders of the runs exported, each
+whole: written aside, then swapped in (records/folders.py), so an interrupted export leaves the
+previous event files as they were. A folder holding files winit did not write is refused.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from winit_cli.errors import ResultsError
-from winit_cli.records.reader import RUN_MARKERS, Run, Skipped, find_run_dirs, load_run
+from winit_cli.records.folders import check_replaceable, staged
+from winit_cli.records.reader import RUN_MARKERS, Skipped, find_run_dirs, load_run
 from winit_cli.records.tensorboard import write_tables
-
-EVENT_FILES = "events.out.tfevents.*"
 
 
 @dataclass
@@ -46,20 +47,16 @@ def export_tensorboard(paths: list[Path], out: Path | None = None) -> Export:
     if not dirs:
         raise ResultsError(f"{', '.join(map(str, paths))}: no run directories found")
     out = Path(out) if out is not None else root / "tensorboard"
-    written, skipped = [], []
+    runs, skipped = [], []
     for d in dirs:
         run = load_run(d, root)
-        if isinstance(run, Skipped):
-            skipped.append(run)
-            continue
+        (skipped if isinstance(run, Skipped) else runs).append(run)
+    for run in runs:  # all refused before any is written
+        check_replaceable(out / run.path, "--out")
+    written = []
+    for run in runs:
         target = out / run.path
-        _replace(target, run)
+        with staged(target, "winit export tensorboard", "event files") as staging:
+            write_tables(staging, run.layers, run.metrics)
         written.append((run.path, target))
     return Export(out, written, skipped)
-
-
-def _replace(target: Path, run: Run) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    for old in target.glob(EVENT_FILES):  # a second export would double every series
-        old.unlink()
-    write_tables(target, run.layers, run.metrics)

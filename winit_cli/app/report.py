@@ -37,10 +37,6 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +46,7 @@ import pandas as pd
 from winit_cli.app.spectrum_theory import report_curves
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, write_csv
+from winit_cli.records.folders import staged
 from winit_cli.records.reader import RUN_MARKERS, Run, Skipped, find_run_dirs, load_run
 from winit_cli.records.rows import (
     FINAL,
@@ -240,8 +237,9 @@ def build_report(paths: list[Path], out: Path | None = None, filters: list[str] 
     if wanted:
         runs, skipped = _filtered(runs, skipped, wanted, list(filters))
     # Whole or not at all: everything is written into a staging folder beside `out`, which then
-    # takes its place; an error half way leaves the previous report as it was.
-    with staged(out) as staging:
+    # takes its place; an error half way leaves the previous report as it was. A folder that
+    # holds anything winit's manifest does not list is refused, never replaced.
+    with staged(out, "winit report", "report") as staging:
         report = _write(staging, runs, skipped, root, wanted, output)
     return dataclasses.replace(
         report, out=out, files=[out / f.relative_to(staging) for f in report.files])
@@ -277,41 +275,6 @@ def _write(out: Path, runs: list[Run], skipped: list[Skipped], root: Path,
     ranked_groups = {titles[k]: ranked(g, labels) for k, g in groups.items()}
     return Report(out, summary, configs.drop(columns="members"), not_included,
                   recommendations, files, ranked_groups, labels)
-
-
-REPORT_FILES = {"summary.csv", "aggregate.csv", "report.md", "report.html", "plots"}
-
-
-@contextmanager
-def staged(out: Path) -> Iterator[Path]:
-    """A fresh folder beside `out` to write a report into; on success it replaces `out`. A
-    folder holding anything but a report's files is never replaced (it is not ours to delete)."""
-    if out.exists():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in REPORT_FILES) \
-            if out.is_dir() else [out.name]
-        if foreign:
-            raise ResultsError(f"{out}: holds other files ({', '.join(foreign[:3])}); give "
-                               "--out an empty folder or a previous report's")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        staging.chmod(0o755)  # mkdtemp makes 0700; a report is an ordinary readable folder
-    except OSError as e:
-        raise ResultsError(f"{out}: cannot write the report there ({e.strerror or e})") from None
-    old = out.parent / f"{staging.name}.old"
-    try:
-        yield staging
-        if out.exists():
-            out.rename(old)
-        staging.rename(out)
-    except OSError as e:
-        if old.exists() and not out.exists():
-            old.rename(out)
-        raise ResultsError(f"{out}: cannot write the report there ({e.strerror or e}); "
-                           "the previous report, if any, is unchanged") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _unranked(summary: pd.DataFrame) -> list[Skipped]:

@@ -2,13 +2,18 @@
 folders at any time (`winit index rebuild`).
 
 The index is a convenience derived from the run folders, which are the record: it never fails a
-run. An index that cannot be appended to (not UTF-8, another header, a damaged line) is rebuilt
-from the folders; one that cannot be written at all is reported, not raised.
+run. Before a line is appended the index is read back and checked line by line; one that cannot
+take a line (not UTF-8, another header, a damaged line anywhere) is rebuilt from the folders,
+its damaged lines kept in runs.csv.damaged beside it. One that cannot be written at all (a link,
+a FIFO, a read-only file: records/files.py refuses them without blocking) is reported, not
+raised.
 """
 
 from __future__ import annotations
 
+import csv
 import fcntl
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -17,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from winit_cli.errors import ResultsError
-from winit_cli.records.files import atomic_write
+from winit_cli.records.files import atomic_write, csv_text, open_regular, read_regular
 from winit_cli.records.reader import find_run_dirs, read_record
 from winit_cli.records.schema import RunRecord
 from winit_cli.status import Status
@@ -26,14 +31,21 @@ INDEX = "runs.csv"
 INDEX_COLUMNS = ("run_id", "name", "started_at", "status", "verdict", "scheme", "activation",
                  "depth", "width", "seed", "test_accuracy", "config_hash", "path")
 HEADER = ",".join(INDEX_COLUMNS) + "\n"
+DAMAGED = f"{INDEX}.damaged"  # an index's damaged lines, kept beside it when it is rebuilt
+MAX_INDEX_BYTES = 256 << 20  # 10,000 runs take about 3 MB
 
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
+    """The index's lock: its lock file opened read-only (nothing written, nothing truncated),
+    never through a link, never a FIFO (records/files.py open_regular)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    fd = open_regular(path.parent / f".{path.name}.lock", os.O_RDONLY | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def index_row(record: RunRecord, run_dir: Path) -> dict:
@@ -47,20 +59,52 @@ def index_row(record: RunRecord, run_dir: Path) -> dict:
 
 
 def _lines(rows: list[dict]) -> str:
-    return pd.DataFrame(rows, columns=list(INDEX_COLUMNS)).to_csv(index=False, header=False)
+    """One line per row: a line break inside a cell (a path may hold one) becomes a space."""
+    rows = [{k: " ".join(v.splitlines()) if isinstance(v, str) else v for k, v in r.items()}
+            for r in rows]
+    return csv_text(pd.DataFrame(rows, columns=list(INDEX_COLUMNS)), header=False)
 
 
-def _appendable(path: Path) -> str | None:
-    """The index's text, ending in a newline, if a line can be appended to it; else None."""
-    if not path.exists():
-        return HEADER
+def damaged_lines(text: str) -> list[str]:
+    """The lines of an index's rows that are not one whole row (a field per INDEX_COLUMNS)
+    (winit writes no line break inside a cell, so each line is checked on its own: a quote left
+    open in the middle of the file is that line's damage, not the rest of the file's)."""
+    damaged = []
+    for line in text.splitlines()[1:]:
+        try:
+            fields = next(csv.reader([line], strict=True), [])
+        except csv.Error:
+            fields = []
+        if len(fields) != len(INDEX_COLUMNS):
+            damaged.append(line)
+    return damaged
+
+
+def _read(path: Path) -> tuple[str | None, list[str]]:
+    """(the index's text, ending in a newline, if a line can be appended to it, else None;
+    its damaged lines). An index that is not a regular file raises OSError (nothing is
+    written in its place: it is not winit's)."""
+    if not os.path.lexists(path):
+        return HEADER, []
+    data = read_regular(path, MAX_INDEX_BYTES)
     try:
-        text = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    if not text.startswith(HEADER):
-        return None
-    return text if text.endswith("\n") else text + "\n"  # no row glued onto the last one
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, []
+    if len(data) > MAX_INDEX_BYTES or not text.startswith(HEADER):
+        return None, []
+    text = text if text.endswith("\n") else text + "\n"  # no row glued onto the last one
+    damaged = damaged_lines(text)
+    return (None if damaged else text), damaged
+
+
+def _set_aside(root: Path, lines: list[str]) -> Path:
+    """Add damaged index lines to runs.csv.damaged beside the index (kept, not thrown away)."""
+    aside = root / DAMAGED
+    kept = read_regular(aside, MAX_INDEX_BYTES).decode("utf-8", "replace") \
+        if os.path.lexists(aside) else ""
+    atomic_write(aside, kept + "".join(f"{line}\n" for line in lines))
+    return aside
 
 
 def append_index(root: Path, record: RunRecord, run_dir: Path) -> str | None:
@@ -70,10 +114,12 @@ def append_index(root: Path, record: RunRecord, run_dir: Path) -> str | None:
     path = Path(root) / INDEX
     try:
         with _locked(path):
-            text = _appendable(path)
+            text, damaged = _read(path)
             if text is None:
+                aside = "" if not damaged else \
+                    f"; its damaged lines ({len(damaged)}) are in {_set_aside(Path(root), damaged)}"
                 _write_rebuilt(Path(root))
-                return f"{path} was damaged and has been rebuilt from the run folders"
+                return f"{path} was damaged and has been rebuilt from the run folders{aside}"
             atomic_write(path, text + _lines([index_row(record, run_dir)]))
     except OSError as e:
         return (f"{path}: not updated ({e.strerror or e}); `winit index rebuild {root}` "

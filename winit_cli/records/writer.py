@@ -19,6 +19,7 @@ measured, and a status that says the run did not finish.
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import sys
@@ -33,6 +34,7 @@ from winit_cli._version import __version__
 from winit_cli.config import Config, dump_yaml
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, write_csv, write_json
+from winit_cli.records.folders import private_folder
 from winit_cli.records.index import append_index
 from winit_cli.records.schema import Environment, RunRecord
 from winit_cli.status import Status
@@ -74,9 +76,16 @@ def make_run_dir(root: Path, name: str, content_hash: str, started: datetime) ->
     raise ResultsError(f"{root}: cannot create a run directory named {stem}")
 
 
+RESCUE = "winit-rescued"
+
+
 def rescue_dir(run_id: str) -> Path:
-    """Where a finished run's files go when its own folder cannot take them."""
-    return Path(tempfile.gettempdir()) / "winit-rescued" / run_id
+    """Where a finished run's files go when its own folder cannot take them: $TMPDIR is shared,
+    so the folder is this user's own, winit-rescued-<uid> (records/folders.py private_folder),
+    and the run's folder in it is made fresh."""
+    root = private_folder(Path(tempfile.gettempdir()), RESCUE)
+    return Path(tempfile.mkdtemp(prefix=f"{run_id}.", dir=root)) if os.path.lexists(
+        root / run_id) else root / run_id
 
 
 def first_record(config: Config, run_id: str, started: datetime, env: Environment,
@@ -168,9 +177,9 @@ class RunWriter:
     def _rescue(self, record: RunRecord, layers: pd.DataFrame, metrics: pd.DataFrame,
                 extra: dict[str, pd.DataFrame], error: OSError) -> str:
         why = error.strerror or str(error)
-        rescue = rescue_dir(self.dir.name)
         try:
-            rescue.mkdir(parents=True, exist_ok=True)
+            rescue = rescue_dir(self.dir.name)
+            rescue.mkdir(exist_ok=True)
             atomic_write(rescue / "config.yaml", self.config_yaml)
             write_csv(rescue / "layers.csv", layers)
             write_csv(rescue / "metrics.csv", metrics)

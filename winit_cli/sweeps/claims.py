@@ -11,8 +11,11 @@ files themselves stay (removing one would race with a process about to lock it).
 from __future__ import annotations
 
 import fcntl
+import os
 from pathlib import Path
 from typing import IO
+
+from winit_cli.records.files import open_regular
 
 CLAIMS = ".claims"
 
@@ -28,8 +31,9 @@ class Claims:
         return self.dir / f"{config_hash[:32]}.lock"
 
     def _open(self, config_hash: str) -> IO:
+        """The member's lock file, read-only: never through a link, never a FIFO."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        return open(self._path(config_hash), "a")
+        return os.fdopen(open_regular(self._path(config_hash), os.O_RDONLY | os.O_CREAT), "rb")
 
     def take(self, config_hash: str) -> bool:
         """Claim a member if no live process holds it; True if this process now holds it."""

@@ -153,7 +153,7 @@ def test_report_never_replaces_a_folder_that_is_not_a_report(corpus, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    with pytest.raises(ResultsError, match="holds other files"):
+    with pytest.raises(ResultsError, match="holds files winit did not write"):
         build_report([corpus / "good"], out=out)
     assert (out / "notes.txt").read_text() == "keep me"
 
