@@ -52,7 +52,8 @@ def check_target(path: Path) -> None:
                                         else None)
     if kind:
         raise refusal(path, kind)
-    if not os.access(path, os.W_OK, follow_symlinks=False):
+    # the mode bits too: root may write any file, but a file made read-only was meant to stay
+    if not st.st_mode & 0o222 or not os.access(path, os.W_OK, follow_symlinks=False):
         raise refusal(path, "a read-only file")
 
 
