@@ -333,3 +333,104 @@ def test_a_killed_reports_staging_folder_is_cleaned(finished_run, tmp_path):
     assert invoke("report", results).exit_code == 0
     assert sorted(p.name for p in results.iterdir() if p.name.startswith(".")) == [users.name]
     assert (users / "keep.txt").read_text() == "mine\n"
+
+
+# --- every file winit writes, against a planted link, a FIFO and a read-only file ---------------
+
+SWEEP = ["compare", "schemes", "--schemes", "he_normal", "--name", "s", *TINY,
+         "--set", "output_dir=out"]
+
+
+@pytest.fixture(scope="module")
+def sweep_layout(mnist_path, tmp_path_factory) -> dict[str, str]:
+    """Where a tiny sweep writes, relative to the folder it is started in (a sweep's folder is
+    named by its content, which holds output_dir: every test starts it from its own folder with
+    output_dir=out, so the names are the same): its folder and its member's claim file."""
+    here = tmp_path_factory.mktemp("sweep")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WINIT_DATA_DIR", str(mnist_path))
+        mp.setenv("XDG_CACHE_HOME", str(here / "xdg-cache"))
+        mp.chdir(here)
+        result = invoke(*SWEEP)
+    assert result.exit_code == 0, result.output
+    (sweep_dir,) = (here / "out" / "sweeps").iterdir()
+    (claim,) = (sweep_dir / ".claims").iterdir()
+    return {"sweep": sweep_dir.relative_to(here).as_posix(), "claim": claim.name}
+
+
+# (command, the path winit writes, relative to the folder the command is given); {sweep},
+# {claim} and {run} are filled in per test. A folder winit writes whole (a report, a run's
+# event files) is planted as itself and as a file in it.
+WRITES = [
+    ("run", "R/runs.csv"), ("run", "R/.runs.csv.lock"),
+    ("sweep", "{sweep}/sweep.yaml"), ("sweep", "{sweep}/comparison.csv"),
+    ("sweep", "{sweep}/runs/runs.csv"), ("sweep", "{sweep}/runs/.runs.csv.lock"),
+    ("sweep", "{sweep}/.claims/{claim}"),
+    ("report", "R/report"), ("report", "R/report/summary.csv"),
+    ("report", "R/report/plots/accuracy_vs_depth.png"),
+    ("index", "R/runs.csv"), ("index", "R/.runs.csv.lock"),
+    ("export", "R/tensorboard/{run}"), ("export", "R/tensorboard/{run}/events.out.tfevents.0"),
+]
+LOCKS = (".runs.csv.lock", ".lock")  # opened read-only: a read-only one serves as well
+
+
+def plant(path: Path, kind: str, outside: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "symlink":
+        path.symlink_to(outside)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_text("MINE\n")
+        path.chmod(0o444)
+
+
+def snapshot(path: Path) -> tuple:
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return ("link", os.readlink(path))
+    if stat.S_ISFIFO(st.st_mode):
+        return ("fifo",)
+    return ("file", path.read_bytes(), stat.S_IMODE(st.st_mode))
+
+
+def tree(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "readonly"])
+@pytest.mark.parametrize(("command", "where"), WRITES, ids=[f"{c}:{w}" for c, w in WRITES])
+def test_every_write_path_refuses_what_is_not_its_own(command, where, kind, winit_data_dir,
+                                                      finished_run, sweep_layout, tmp_path,
+                                                      monkeypatch):
+    """Whatever stands at a path winit writes: the command ends (no FIFO hangs it), with exit 0
+    and a note (the index never fails a run) or one error line and exit 2, never a traceback;
+    the planted thing is as it was, and nothing outside the results folder is touched."""
+    monkeypatch.chdir(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "v").write_text(PRECIOUS)
+    if command in ("report", "index", "export"):
+        copy_run(finished_run, tmp_path / "R")
+    target = tmp_path / where.format(run=finished_run.name, **sweep_layout)
+    is_folder = target.name in ("report", finished_run.name)
+    plant(target, kind, outside if is_folder else outside / "v")
+    before = snapshot(target)
+
+    args = {"run": ["run", QUICK, *TINY, "--set", "output_dir=R"], "sweep": SWEEP,
+            "report": ["report", "R"], "index": ["index", "rebuild", "R"],
+            "export": ["export", "tensorboard", "R"]}[command]
+    if command == "export":
+        pytest.importorskip("tensorboard")
+    result = invoke(*args)
+    out = " ".join(text_of(result).split())
+    assert result.exit_code in (0, 2), out
+    assert result.exception is None or isinstance(result.exception, SystemExit), out
+    assert "Traceback" not in out
+    if result.exit_code == 2:
+        assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) == 1, out
+    elif not (kind == "readonly" and target.name.endswith(LOCKS)):
+        assert {"symlink": "a symbolic link", "fifo": "a FIFO",
+                "readonly": "a read-only file"}[kind] in out, out
+    assert snapshot(target) == before
+    assert tree(outside) == {Path("v"): PRECIOUS.encode()}

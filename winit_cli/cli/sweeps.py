@@ -15,6 +15,12 @@ compare_app = typer.Typer(
 common.app.add_typer(compare_app, name="compare")
 
 
+def index_notes(outcome) -> None:
+    """What went wrong beside a member's run (its runs index line), as `winit run` says it."""
+    for note in getattr(outcome, "notes", None) or []:
+        common.errors.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+
+
 @compare_app.command("schemes")
 def compare_schemes(
     base: Annotated[Path | None, typer.Option(
@@ -93,6 +99,7 @@ def _sweep(spec, dry_run, jobs, executor, address, data_dir, quiet, as_json) -> 
             def on_member(outcome) -> None:
                 advance()
                 terminal.member_line(shown, outcome)
+                index_notes(outcome)
 
             result = compare(spec, plan, executor=executor, options=options,
                              on_progress=on_progress, on_member=on_member,
@@ -179,7 +186,8 @@ def _phase(options, dry_run: bool, jobs: int, data_dir, as_json: bool) -> None:
     with sweep_progress(shown, len(plan.todo)) as (on_progress, advance):
         diagram = app_phase.run_phase(
             options, executor_options=executor_options,
-            on_progress=on_progress, on_member=lambda _: advance(), planned=planned)
+            on_progress=on_progress, on_member=lambda o: (advance(), index_notes(o)),
+            planned=planned)
     line = app_phase.agreement_line(diagram.grid, options)
     if as_json:
         common.print_json(json_out.phase_result(

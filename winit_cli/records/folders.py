@@ -56,16 +56,22 @@ def manifest_files(folder: Path) -> set[str] | None:
 
 
 def foreign_files(folder: Path) -> list[str]:
-    """What in `folder` winit did not write (by its manifest): empty if it may be replaced."""
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        return [folder.name]
-    if not folder.exists():
-        return []
+    """What in the folder `folder` winit did not write (by its manifest)."""
     listed = manifest_files(folder) or set()
     return [f for f in _files(folder) if f not in listed and f.split("/")[0] not in OWN]
 
 
 def check_replaceable(folder: Path, what: str) -> None:
+    """Raise unless `folder` is absent or a folder winit wrote whole (its manifest lists every
+    file in it): only then may it be replaced."""
+    try:
+        mode = os.lstat(folder).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a folder"
+        raise ResultsError(f"{folder}: {kind}, not a folder winit wrote; give {what} another "
+                           "folder")
     foreign = foreign_files(folder)
     if foreign:
         raise ResultsError(f"{folder}: holds files winit did not write ({', '.join(foreign[:3])}"

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import IO
 
+from winit_cli.errors import ResultsError
 from winit_cli.records.files import open_regular
 
 CLAIMS = ".claims"
@@ -32,8 +33,13 @@ class Claims:
 
     def _open(self, config_hash: str) -> IO:
         """The member's lock file, read-only: never through a link, never a FIFO."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        return os.fdopen(open_regular(self._path(config_hash), os.O_RDONLY | os.O_CREAT), "rb")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = open_regular(self._path(config_hash), os.O_RDONLY | os.O_CREAT)
+        except OSError as e:
+            raise ResultsError(f"{self._path(config_hash)}: cannot claim this sweep member "
+                               f"({e.strerror or e})") from None
+        return os.fdopen(fd, "rb")
 
     def take(self, config_hash: str) -> bool:
         """Claim a member if no live process holds it; True if this process now holds it."""

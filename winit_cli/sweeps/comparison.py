@@ -34,8 +34,11 @@ def run_sweep(sweep_plan: SweepPlan, spec: SweepSpec, executor: Executor,
     holds are waited for, then taken over if that process stopped before finishing them.
     comparison.csv is written after every member and at the end, interrupted or not."""
     directory = sweep_plan.directory
-    directory.mkdir(parents=True, exist_ok=True)
-    atomic_write(directory / "sweep.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write(directory / "sweep.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    except OSError as e:
+        raise ResultsError(f"{directory}: cannot write sweep.yaml ({e.strerror or e})") from None
     claims = Claims(directory)
     failures: list[MemberFailure] = []
     todo = sweep_plan.todo
@@ -154,5 +157,6 @@ def write_comparison(sweep_plan: SweepPlan, spec: SweepSpec,
     try:
         write_csv(sweep_plan.directory / "comparison.csv", frame)
     except OSError as e:
-        raise ResultsError(f"{sweep_plan.directory}: cannot write comparison.csv ({e})") from e
+        raise ResultsError(f"{sweep_plan.directory}: cannot write comparison.csv "
+                           f"({e.strerror or e})") from e
     return frame
