@@ -94,10 +94,11 @@ def clean_stale(target: Path) -> list[Path]:
     """Delete the staging folders of `target` left by dead processes (only winit's: a folder of
     this user's named as `staged` names them, holding a lock file no process holds); a previous
     folder caught half way through a swap is put back first. Returns those deleted."""
-    removed = []
+    removed: list[Path] = []
+    candidates: list[Path] = []
     with suppress(OSError):
         candidates = sorted(target.parent.glob(f".{target.name}.*"))
-    for folder in candidates if target.parent.is_dir() else []:
+    for folder in candidates:
         try:
             st = os.lstat(folder)
             if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
