@@ -8,6 +8,7 @@ in the middle of runs.csv; the staging folder of a report killed with SIGKILL.""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -121,7 +122,8 @@ def test_a_symlinked_index_lock_empties_no_file_outside(winit_data_dir, finished
 def test_report_keeps_a_users_own_files(finished_run, tmp_path):
     """A user's R/report/plots/fig.pdf was deleted by the next `winit report R`, and a
     hand-written report.md replaced: the check read only top-level names. Now the folder is
-    replaced only when its manifest lists every file in it; otherwise one line, exit 2."""
+    replaced only when its manifest lists every file in it, as winit wrote it (SHA-256);
+    otherwise one line, exit 2."""
     results = tmp_path / "R"
     copy_run(finished_run, results)
     first = invoke("report", results)
@@ -131,7 +133,15 @@ def test_report_keeps_a_users_own_files(finished_run, tmp_path):
     on_disk = sorted(p.relative_to(report).as_posix() for p in report.rglob("*")
                      if p.is_file() and p.name != MANIFEST)
     assert sorted(manifest["files"]) == on_disk and "summary.csv" in on_disk
+    assert manifest["files"]["report.md"] == hashlib.sha256(
+        (report / "report.md").read_bytes()).hexdigest()
     assert invoke("report", results).exit_code == 0  # its own report: replaced
+    (report / "report.md").write_text("rewritten by hand\n")  # listed, but not what winit wrote
+    refused = invoke("report", results)
+    assert refused.exit_code == 2 and "(report.md)" in text_of(refused)
+    assert (report / "report.md").read_text() == "rewritten by hand\n"
+    (report / "report.md").unlink()  # gone: nothing of the user's left to lose
+    assert invoke("report", results).exit_code == 0
 
     (report / "plots" / "fig.pdf").write_bytes(b"%PDF mine")
     refused = invoke("report", results)

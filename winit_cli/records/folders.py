@@ -1,8 +1,9 @@
 """Folders winit writes whole (a report, an exported run's event files) and the rescue folder.
 
 A folder is winit's only if its manifest (MANIFEST, a JSON file inside it) says so and lists
-every file in it: only such a folder is ever replaced, so a user's own file put beside a
-report (plots/fig.pdf, a hand-written report.md) is never deleted; winit refuses instead.
+every file in it with the SHA-256 of what winit wrote: only such a folder is ever replaced, so
+a user's own file put beside a report (plots/fig.pdf) or a file edited since (a report.md
+rewritten by hand) is never deleted; winit refuses instead.
 
 `staged` builds the new folder aside, in a staging folder beside the target made by mkdtemp,
 then swaps it in: the previous folder moves into the staging folder (STAGING/PREVIOUS), the
@@ -16,6 +17,7 @@ putting back a previous folder caught half way through the swap.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import stat
@@ -44,21 +46,31 @@ def _files(folder: Path) -> list[str]:
     return sorted(found)
 
 
-def manifest_files(folder: Path) -> set[str] | None:
-    """The files winit wrote in `folder` by its manifest, or None if it has none it wrote."""
+def _digest(path: Path) -> str | None:
+    """The SHA-256 of the regular file `path` (never through a link), or None."""
+    try:
+        with os.fdopen(open_regular(path), "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def manifest_files(folder: Path) -> dict[str, str]:
+    """{file: SHA-256} of what winit wrote in `folder`, by its manifest; {} if it has none."""
     try:
         manifest = read_json(folder / MANIFEST) if not (folder / MANIFEST).is_symlink() else None
     except ResultsError:
-        return None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
-        return None
-    return {f for f in manifest["files"] if isinstance(f, str)}
+        return {}
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    return {k: v for k, v in files.items() if isinstance(v, str)} \
+        if isinstance(files, dict) else {}
 
 
 def foreign_files(folder: Path) -> list[str]:
-    """What in the folder `folder` winit did not write (by its manifest)."""
-    listed = manifest_files(folder) or set()
-    return [f for f in _files(folder) if f not in listed and f.split("/")[0] not in OWN]
+    """What in the folder `folder` winit did not write, or changed since (by its manifest)."""
+    listed = manifest_files(folder)
+    return [f for f in _files(folder) if f.split("/")[0] not in OWN
+            and (f not in listed or _digest(folder / f) != listed[f])]
 
 
 def check_replaceable(folder: Path, what: str) -> None:
@@ -136,7 +148,7 @@ def staged(target: Path, written_by: str, noun: str, what: str = "--out") -> Ite
             from None
     try:
         yield staging
-        files = [f for f in _files(staging) if f not in OWN]
+        files = {f: _digest(staging / f) for f in _files(staging) if f.split("/")[0] not in OWN}
         write_json(staging / MANIFEST, {"written_by": written_by, "files": files})
         check_replaceable(target, what)  # nothing put there while we wrote
         if os.path.lexists(target):
