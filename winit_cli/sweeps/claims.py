@@ -14,6 +14,8 @@ import fcntl
 from pathlib import Path
 from typing import IO
 
+from winit_cli import interrupts
+
 CLAIMS = ".claims"
 
 
@@ -56,7 +58,7 @@ class Claims:
     def wait(self, config_hashes: list[str]) -> None:
         """Block until no process holds these members (Ctrl-C still interrupts the wait)."""
         for config_hash in config_hashes:
-            with self._open(config_hash) as lock:
+            with self._open(config_hash) as lock, interrupts.interruptible():
                 fcntl.flock(lock, fcntl.LOCK_EX)  # granted once the holder ends or dies
 
     def held_elsewhere(self, config_hash: str) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from winit_cli import interrupts
 from winit_cli.config import Config, dig
 from winit_cli.datasets import Splits
 from winit_cli.errors import ConfigError
@@ -173,6 +174,7 @@ def _train(logs, splits, device, threads, on_progress, on_checkpoint, checkpoint
     window = Window(len(logs))
     started = last_checkpoint = time.perf_counter()
     for step in range(steps + 1):
+        interrupts.check()  # a stop signal ends the run between steps, never inside one
         threads.before_step(step)
         begun = time.perf_counter()
         result = run_step(group, step, alive)
