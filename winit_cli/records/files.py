@@ -10,13 +10,13 @@ import json
 import math
 import numbers
 import os
-import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from winit_cli.bounded import Unreadable, read_bytes
 from winit_cli.errors import ResultsError
 
 _FILE_MODE = 0o644
@@ -61,15 +61,9 @@ def read_json(path: Path) -> Any:
         return ResultsError(f"{path}: unreadable ({why})")
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise unreadable("not a regular file")
-            data = f.read(MAX_JSON_BYTES + 1)
-    except OSError as e:
-        raise unreadable(e.strerror or str(e)) from None
-    if len(data) > MAX_JSON_BYTES:
-        raise unreadable(f"larger than {MAX_JSON_BYTES >> 20} MB")
+        data = read_bytes(path, MAX_JSON_BYTES)
+    except Unreadable as e:
+        raise unreadable(f"larger than {MAX_JSON_BYTES >> 20} MB" if e.size else e.why) from None
     try:
         return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
