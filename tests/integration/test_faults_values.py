@@ -108,3 +108,112 @@ def test_a_name_in_mathtext_is_drawn_as_written(tmp_path):
     for text in (ax.title, ax.get_legend().get_texts()[0]):
         # matplotlib's own step from a Text's string to what it draws: no mathtext, the raw name
         assert text._preprocess_math(text.get_text()) == (raw, False)
+
+
+def _layers_edit(edit):
+    def apply(run: Path) -> None:
+        import pandas as pd
+
+        frame = pd.read_csv(run / "layers.csv")
+        edit(frame)
+        frame.to_csv(run / "layers.csv", index=False)
+    return apply
+
+
+def _set(key: str, value):
+    def edit(summary: dict) -> None:
+        block, _, name = key.rpartition(".")
+        (summary[block] if block else summary)[name] = value
+    return edit
+
+
+def _duplicate_first_row(frame):
+    frame.loc[len(frame)] = frame.iloc[0]
+
+
+# A damaged copy of the healthy run -> (summary edit, layers.csv edit, the reason it is left out)
+IMPOSSIBLE = {
+    "accuracy_7": (_set("final.test_accuracy", 7.0), None,
+                   "final.test_accuracy: Input should be less than or equal to 1"),
+    "steps_negative": (_set("final.steps", -3), None,
+                       "final.steps: Input should be greater than or equal to 0"),
+    "width_negative": (_set("width", -8), None, "width -8 (positive)"),
+    "depth_50": (_set("depth", 50), None, "rows for layers 1 to 3 (3 of them), but depth is 50"),
+    "norm_negative": (None, _layers_edit(lambda f: f.__setitem__(
+        "act_grad_norm", -f["act_grad_norm"])), "act_grad_norm -0.138"),
+    "step_negative": (None, _layers_edit(lambda f: f.__setitem__("step", f["step"] - 1)),
+                      "layers.csv line 2: step -1 is negative"),
+    "row_twice": (None, _layers_edit(_duplicate_first_row),
+                  "layers.csv line 11: a second row for step 0, layer 1"),
+    "dead_fraction_2": (None, _layers_edit(lambda f: f.__setitem__("dead_fraction", 2.0)),
+                        "dead_fraction 2 is not a fraction in [0, 1]"),
+}
+
+
+def test_impossible_records_are_left_out_with_their_reason(tmp_path):
+    """Each impossible record is skipped with why, never tabulated or recommended (a test
+    accuracy of 7.0 showed as 700.0% and was recommended; width -8 formed its own group)."""
+    root = tmp_path / "runs"
+    copy_good(root, "good")
+    for name, (summary_edit, layers_edit, _) in IMPOSSIBLE.items():
+        run = copy_good(root, name, summary_edit)
+        if layers_edit is not None:
+            layers_edit(run)
+    result = invoke("report", str(root), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    skipped = {s["path"]: s["reason"] for s in report["not_included"]}
+    assert set(skipped) == set(IMPOSSIBLE)
+    for name, (_, _, reason) in IMPOSSIBLE.items():
+        assert reason in skipped[name], (name, skipped[name])
+    summary = (root / "report" / "summary.csv").read_text()
+    assert all(f",{name}," not in summary for name in IMPOSSIBLE)
+
+
+def _watched(tmp_path):
+    import torch
+    from torch import nn
+
+    import winit_cli as winit
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    probe = winit.watch(model, every=1, out=tmp_path / "results", dataset="mnist")
+    return torch, model, probe
+
+
+def _train(torch, model, probe, steps: int, backward: bool = True) -> None:
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 6)),
+                                                 torch.tensor([0, 1, 2, 0]))
+        if backward:
+            loss.backward()
+        probe.step(loss)
+        model.zero_grad(set_to_none=True)
+
+
+def test_close_refuses_impossible_final_values_and_keeps_the_real_step_count(tmp_path):
+    """`probe.close(test_accuracy=7.0)` and `close(steps=-3)` are refused before anything is
+    written (steps=-3 replaced the real count); the probe then closes with what it counted."""
+    from winit_cli.errors import ConfigError
+
+    torch, model, probe = _watched(tmp_path)
+    _train(torch, model, probe, 3)
+    with pytest.raises(ConfigError, match=r"test_accuracy=7\.0: input should be less than"):
+        probe.close(test_accuracy=7.0)
+    with pytest.raises(ConfigError, match="steps is counted by the probe"):
+        probe.close(steps=-3)
+    run = probe.close(test_accuracy=0.5)
+    summary = json.loads((run.dir / "summary.json").read_text())
+    assert summary["final"]["steps"] == 3 and summary["final"]["test_accuracy"] == 0.5
+
+
+def test_close_with_a_nan_accuracy_finishes_the_run_with_null(tmp_path):
+    """NaN is a number that could not be measured: written as null (JSON has no NaN; the
+    write raised and the run stayed 'running' for ever)."""
+    torch, model, probe = _watched(tmp_path)
+    _train(torch, model, probe, 2)
+    run = probe.close(test_accuracy=float("nan"), test_loss=float("inf"))
+    summary = json.loads((run.dir / "summary.json").read_text())
+    assert summary["status"] == "complete"
+    assert summary["final"]["test_accuracy"] is None and summary["final"]["test_loss"] is None

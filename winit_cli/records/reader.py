@@ -19,6 +19,7 @@ import pandas as pd
 from winit_cli.bounded import Unreadable, opened
 from winit_cli.errors import ResultsError, WinitError, shorten
 from winit_cli.records.files import read_json
+from winit_cli.records.plausible import layers_problem, record_problem, table_problem
 from winit_cli.records.schema import RunRecord, parse_record
 from winit_cli.status import Status
 from winit_cli.yamlfile import read_yaml
@@ -195,9 +196,12 @@ def load_run(run_dir: Path, root: Path, *, tables: bool = True) -> Run | Skipped
         layers, why = read_table(run_dir / "layers.csv", LAYER_COLUMNS, ("step", "layer"))
         if why is None and not len(layers):
             why = "layers.csv has no records"
+        why = why or table_problem("layers.csv", layers) or layers_problem(record, layers)
         if why is None and (run_dir / "metrics.csv").exists():
             run.__dict__["metrics"], why = read_table(run_dir / "metrics.csv")
+            why = why or table_problem("metrics.csv", run.metrics)
         if why is not None:
             return Skipped(rel, why, fields)
         run.__dict__["layers"] = layers  # checked: the cached_property serves this frame
-    return run
+    why = record_problem(record)
+    return Skipped(rel, why, fields) if why else run

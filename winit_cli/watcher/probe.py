@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from winit_cli.errors import ConfigError
@@ -223,11 +224,7 @@ class Watch:
     def _finish(self, status: Status, error: str | None, final: dict) -> WatchedRun:
         if self._run is not None:
             return self._run
-        known = set(FinalRecord.model_fields)
-        unknown = sorted(set(final) - known)
-        if unknown:
-            raise ConfigError(f"probe.close: unknown final value {unknown[0]!r}; known: "
-                              f"{', '.join(sorted(known))}")
+        check_final(final)
         self._settle()
         self.capture.disarm()
         self.capture.take()
@@ -265,3 +262,26 @@ class Watch:
             "depth": len(dz), "width": hidden[0] if len(set(hidden)) == 1 else hidden,
             "error": error}
         return self.start.model_copy(update=update), frame
+
+
+# Final numbers the probe counts itself: a value given to close() would replace the truth.
+COUNTED = ("steps", "train_window_steps")
+
+
+def check_final(final: dict) -> None:
+    """The final numbers given to `close()`, refused in one line before anything is written if
+    unknown, counted by the probe, or impossible (an accuracy of 7.0, a negative count)."""
+    known = sorted(set(FinalRecord.model_fields) - set(COUNTED))
+    for key in final:
+        if key in COUNTED:
+            raise ConfigError(f"probe.close: {key} is counted by the probe; give only "
+                              f"{', '.join(known)}")
+        if key not in known:
+            raise ConfigError(f"probe.close: unknown final value {key!r}; known: "
+                              f"{', '.join(known)}")
+    try:
+        FinalRecord(**final)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"probe.close: {first['loc'][0]}={first['input']!r}: "
+                          f"{first['msg'].lower()}") from None
