@@ -217,3 +217,47 @@ def test_close_with_a_nan_accuracy_finishes_the_run_with_null(tmp_path):
     summary = json.loads((run.dir / "summary.json").read_text())
     assert summary["status"] == "complete"
     assert summary["final"]["test_accuracy"] is None and summary["final"]["test_loss"] is None
+
+
+def test_steps_without_backward_get_no_verdict(tmp_path):
+    """`probe.step(loss)` with no backward(): no gradient reached the model, so nothing can be
+    said about gradient flow (its NaN gradients once read 'healthy'). Warned once, the gradient
+    columns empty, the run complete with no verdict and the reason."""
+    torch, model, probe = _watched(tmp_path)
+    with pytest.warns(UserWarning, match="step 0: no gradient reached the recorded layers"):
+        _train(torch, model, probe, 3, backward=False)
+    run = probe.close()
+    summary = json.loads((run.dir / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["verdict"] is None
+    assert "no gradient reached the model at 3 of 3 recorded steps" in summary["verdict_text"]
+    assert run.layers["act_grad_norm"].isna().all()
+
+
+def test_a_module_used_twice_and_a_shared_weight_are_warned(tmp_path):
+    """A Linear applied twice per forward pass, and two Linears tied to one weight: each is
+    named in a warning saying what its rows hold (it was recorded as one layer, silently)."""
+    import torch
+    from torch import nn
+
+    import winit_cli as winit
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.first, self.last = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+            self.last.weight = nn.Parameter(torch.randn(3, 6))
+            self.tied = nn.Linear(6, 3)
+            self.tied.weight = self.last.weight  # one weight, two layers
+
+        def forward(self, x):
+            h = torch.tanh(self.inner(torch.tanh(self.inner(self.first(x)))))
+            return self.last(h) + self.tied(h)
+
+    model = Twice()
+    with pytest.warns(UserWarning, match="last and tied share one weight"):
+        probe = winit.watch(model, every=1, out=tmp_path / "results", dataset="mnist")
+    loss = nn.functional.cross_entropy(model(torch.randn(4, 6)), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    with pytest.warns(UserWarning, match="inner ran more than once in a forward pass"):
+        probe.step(loss)
+    probe.close()
