@@ -29,6 +29,7 @@ from winit_cli.errors import ConfigError, shorten
 MAX_BYTES = 1 << 20  # 1 MiB: a config is a few hundred bytes, a large sweep a few kB
 MAX_NODES = 100_000  # scalars, sequences and mappings after alias expansion
 MAX_DEPTH = 64
+MAX_INT_DIGITS = 100
 
 
 class Refused(yaml.YAMLError):
@@ -59,6 +60,18 @@ class _Loader(yaml.SafeLoader):
                 raise Refused(f"duplicate key {shorten(key)} (first on line "
                               f"{first.start_mark.line + 1})", key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        # Python refuses to convert more than 4,300 digits with a bare ValueError (a traceback
+        # where one line is promised); no setting is a number of more than MAX_INT_DIGITS.
+        digits = sum(c.isdigit() for c in str(node.value))
+        if digits > MAX_INT_DIGITS:
+            raise Refused(f"an integer of {digits:,} digits; at most {MAX_INT_DIGITS}",
+                          node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
 _Loader.add_implicit_resolver(

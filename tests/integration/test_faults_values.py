@@ -261,3 +261,48 @@ def test_a_module_used_twice_and_a_shared_weight_are_warned(tmp_path):
     with pytest.warns(UserWarning, match="inner ran more than once in a forward pass"):
         probe.step(loss)
     probe.close()
+
+
+BIG = "1" * 5000  # Python refuses to read an int of more than 4,300 digits (ValueError)
+
+
+@pytest.mark.parametrize("where", ["file", "set", "sweep", "grid", "summary"])
+def test_an_integer_of_5000_digits_is_one_line_and_exit_2(where, tmp_path):
+    """In a config file, a --set, a sweep file, a --grid value: one line, exit 2 (a ValueError
+    traceback). In a run's summary.json: the run is left out with the reason."""
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  depth: 3\n")
+    if where == "summary":
+        root = tmp_path / "runs"
+        copy_good(root, "ok")
+        run = copy_good(root, "big")
+        (run / "summary.json").write_text((run / "summary.json").read_text().replace(
+            '"seed": 0', f'"seed": {BIG}'))
+        result = invoke("report", str(root))
+        assert result.exit_code == 0, result.output
+        assert "big" in result.output and "not JSON" in result.output
+        return
+    args = {
+        "file": ["run", str(config)],
+        "set": ["run", str(config), "--set", f"train.seed={BIG}"],
+        "sweep": ["compare", "schemes", "--sweep", str(tmp_path / "s.yaml"), "--dry-run"],
+        "grid": ["compare", "schemes", "--grid", f"train.seed={BIG},1", "--dry-run"],
+    }[where]
+    if where == "file":
+        config.write_text(f"model:\n  depth: {BIG}\n")
+    (tmp_path / "s.yaml").write_text(f"name: s\nbase: {config}\ngrid:\n  model.depth: [{BIG}]\n")
+    result = invoke(*args, "--set", f"output_dir={tmp_path / 'out'}")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error:") and "5,000 digits" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+def test_a_sweep_name_of_300_characters_is_refused_in_one_line(dry_run, tmp_path):
+    """`compare --name` of 300 characters: the sweep folder's name is too long for the file
+    system (an OSError traceback), and --dry-run accepted it."""
+    result = invoke("compare", "schemes", "--name", "a" * 300, *(["--dry-run"] * dry_run),
+                    "--set", f"output_dir={tmp_path / 'out'}")
+    assert result.exit_code == 2, result.output
+    assert "300 characters; at most 100" in result.output and len(result.output.splitlines()) <= 2
+    assert not (tmp_path / "out").exists()

@@ -68,7 +68,7 @@ def read_json(path: Path) -> Any:
         return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise unreadable(f"not UTF-8: byte 0x{data[e.start]:02x} at offset {e.start}") from None
-    except (json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError; an integer of 4,300+ digits
         raise unreadable(f"not JSON: {str(e)[:80]}") from None
 
 
