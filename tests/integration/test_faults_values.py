@@ -306,3 +306,66 @@ def test_a_sweep_name_of_300_characters_is_refused_in_one_line(dry_run, tmp_path
     assert result.exit_code == 2, result.output
     assert "300 characters; at most 100" in result.output and len(result.output.splitlines()) <= 2
     assert not (tmp_path / "out").exists()
+
+
+def _run(mnist_path: Path, tmp_path: Path, *sets: str) -> dict:
+    """A small real `winit run` of the quickstart config with `sets`; its summary.json."""
+    config = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
+    out = tmp_path / "out"
+    args = ["run", str(config), "--set", f"output_dir={out}", "--set", f"data.dir={mnist_path}"]
+    for item in sets:
+        args += ["--set", item]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    (summary,) = out.glob("*/summary.json")
+    return json.loads(summary.read_text())
+
+
+@pytest.mark.mnist
+def test_samples_per_second_counts_the_examples_a_batch_holds(mnist_path, tmp_path):
+    """A batch of 128 over 100 examples holds 100 (it was counted as 128: up to 32x high)."""
+    summary = _run(mnist_path, tmp_path, "data.subset=100", "train.batch_size=128",
+                   "train.steps=6", "model.depth=2", "model.width=8")
+    final = summary["final"]
+    assert final["samples_per_second"] * final["group_seconds"] == pytest.approx(
+        final["steps"] * 100)
+
+
+@pytest.mark.mnist
+def test_depth_1_gets_no_verdict_for_want_of_a_hidden_layer(mnist_path, tmp_path):
+    """One Linear layer: no ratio to the output layer exists (it printed +0.00 and healthy)."""
+    summary = _run(mnist_path, tmp_path, "model.depth=1", "train.steps=4", "data.subset=200")
+    assert summary["verdict"] is None
+    assert "no hidden layer to compare with the output layer" in summary["verdict_text"]
+
+
+@pytest.mark.mnist
+def test_a_loss_10000_times_its_first_value_is_diverged(mnist_path, tmp_path):
+    """Adam at lr 1e6 (tanh keeps every value finite) drives the loss to ~1e8 from 2.3: that
+    is a divergence, not 'exploding' or 'vanishing' gradients."""
+    summary = _run(mnist_path, tmp_path, "model.activation=tanh", "train.optimizer=adam",
+                   "train.lr=1e6", "train.steps=30", "data.subset=500")
+    assert summary["status"] == "diverged" and summary["verdict"]["verdict"] == "diverged"
+    assert "the training loss reached" in summary["verdict_text"]
+
+
+@pytest.mark.parametrize("value", ["a\nb", "a\x1b[31mred", "\x1b]0;title\x07"])
+def test_control_characters_in_a_set_value_are_echoed_escaped(value, tmp_path):
+    """A newline or a terminal escape typed into --set comes back as its escape, on one line
+    (it was echoed raw: a second line, or a recoloured terminal)."""
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  depth: 3\n")
+    result = invoke("run", str(config), "--set", f"mo{value}del.depth=3")
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1
+    assert not any(c in result.output for c in "\x1b\x07") and repr(value)[1:-1] in result.output
+
+
+def test_an_empty_config_file_is_refused(tmp_path):
+    """An empty file (or only comments) trained the defaults without a word: most likely not
+    the file meant. `{}` still asks for the defaults on purpose."""
+    config = tmp_path / "c.yaml"
+    config.write_text("# nothing here yet\n")
+    result = invoke("run", str(config), "--set", f"output_dir={tmp_path / 'out'}")
+    assert result.exit_code == 2 and "empty" in result.output and "write {}" in result.output
+    assert not (tmp_path / "out").exists()

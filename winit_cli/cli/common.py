@@ -16,7 +16,7 @@ import typer.core
 from rich.console import Console
 from rich.markup import escape
 
-from winit_cli.errors import WinitError
+from winit_cli.errors import WinitError, printable
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=True, rich_markup_mode="rich",
@@ -120,7 +120,8 @@ def user_errors() -> Iterator[None]:
         interrupts.check()
     except WinitError as e:
         # escaped: a message may hold brackets (`pip install 'winit[ray]'`) that are not markup
-        errors.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/] {escape(printable(str(e)))}", highlight=False,
+                     soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP turned into one by main()
         from winit_cli.interrupts import Terminated, exit_code

@@ -19,6 +19,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from winit_cli.diagnosis.verdict import NO_HIDDEN_LAYER
 from winit_cli.errors import ConfigError
 from winit_cli.measure.assembler import (
     Assembler,
@@ -276,6 +277,8 @@ class Watch:
         if status is Status.FAILED or not len(frame):  # as for CLI runs: nothing to judge
             verdict, text = None, (f"no verdict: the run failed ({error})" if error else
                                    "no verdict: nothing was recorded")
+        elif len(dz) < 2:
+            verdict, text = None, NO_HIDDEN_LAYER
         elif self.gradless:
             verdict, text = None, (
                 f"no verdict: no gradient reached the model at {len(self.gradless)} of "
