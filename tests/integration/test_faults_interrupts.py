@@ -98,3 +98,33 @@ def test_a_signal_during_a_blocking_wait_raises_at_once():
     finally:
         signal.signal(signal.SIGHUP, previous)
         interrupts.received = None
+
+
+def test_sigterm_while_waiting_for_a_held_index_lock_stops_the_wait(tmp_path):
+    """Another process holds runs.csv's lock and hangs (a FIFO, a stopped process): SIGTERM
+    still ends the wait for it (a flag alone would leave the kernel wait blocked for ever)."""
+    import threading
+
+    from winit_cli.records.index import _locked
+
+    index = tmp_path / "runs.csv"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, sys, time
+        lock = open({str(tmp_path / '.runs.csv.lock')!r}, "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        print("held", flush=True)
+        time.sleep(600)
+    """)], stdout=subprocess.PIPE, text=True)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        interrupts.stop_on(signal.SIGTERM)
+        # Before or during the wait, the outcome is the same: the wait ends with Terminated.
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        with pytest.raises(interrupts.Terminated), _locked(index):
+            pytest.fail("the lock was granted while another process held it")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        interrupts.received = None
+        holder.kill()
+        holder.wait()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from winit_cli import interrupts
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write
 from winit_cli.records.reader import find_run_dirs, read_record
@@ -32,7 +33,8 @@ HEADER = ",".join(INDEX_COLUMNS) + "\n"
 def _locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.parent / f".{path.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        with interrupts.interruptible():  # a holder that hangs must not make SIGTERM wait
+            fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
