@@ -72,7 +72,7 @@ class TheoryRecord(_Block):
 
 Fraction = Annotated[float, Field(ge=0, le=1)]  # an accuracy: a test accuracy of 7.0 is no result
 Count = Annotated[int, Field(ge=0)]
-Seconds = Annotated[float, Field(ge=0)]
+NotNegative = Annotated[float, Field(ge=0)]  # seconds, rates
 
 
 class FinalRecord(_Block):
@@ -85,9 +85,9 @@ class FinalRecord(_Block):
     test_accuracy: Fraction | None = None
     steps: Count = 0
     group_size: Annotated[int, Field(ge=1)] | None = None
-    group_seconds: Seconds | None = None
-    train_seconds: Seconds | None = None
-    samples_per_second: Seconds | None = None
+    group_seconds: NotNegative | None = None
+    train_seconds: NotNegative | None = None
+    samples_per_second: NotNegative | None = None
 
 
 class JacobianRecord(_Block):
