@@ -207,7 +207,10 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> Config:
     source = str(path) if path is not None else "<defaults>"
     raw: dict[str, Any] = {}
     if path is not None:
-        raw = read_yaml(Path(path), "config") or {}
+        raw = read_yaml(Path(path), "config")
+        if raw is None:  # an empty file (or only comments): most likely not the file meant
+            raise ConfigError(f"{source}: empty; a config sets what it changes from the "
+                              "defaults (write {} to train the defaults on purpose)")
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: expected a mapping of sections at the top level")
     for item in overrides:

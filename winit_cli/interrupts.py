@@ -1,10 +1,15 @@
 """Signals as interruptions: SIGTERM and SIGHUP (what `timeout`, `kill`, a batch scheduler and a
 closed terminal send) take the path Ctrl-C takes.
 
-`raise_on` makes each of them raise `Terminated`, a KeyboardInterrupt, so every
-`except KeyboardInterrupt` that saves what was measured runs for them too; the CLI then exits
-with 128 + the signal's number (143 for SIGTERM, 129 for SIGHUP, 130 for Ctrl-C), as a shell
-reports a process killed by it.
+The handler `stop_on` installs only records the signal: Python runs a handler between any two
+bytecodes, inside a weakref callback or a `__del__` too, where an exception raised is printed as
+"Exception ignored" and dropped (a SIGTERM during `winit report` was once swallowed so, about 1 try
+in 20, and the report exited 0). The signal becomes `Terminated`, a KeyboardInterrupt, at the next
+safe point, `check()` (every training step, every run a report reads, every wait of a sweep), so
+every `except KeyboardInterrupt` that saves what was measured runs for it too; a wait that blocks
+in the kernel (a lock) is marked `interruptible()` and raises at once. The CLI then exits with
+128 + the signal's number (143 for SIGTERM, 129 for SIGHUP, 130 for Ctrl-C), as a shell reports a
+process killed by it.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from contextlib import contextmanager
 
 STOPPING = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
-# The last signal turned into an interruption in this process (None: none, or Ctrl-C), so that
-# worker processes can be stopped with the signal that stopped their parent.
+# The signal that stopped this process (None: none, or Ctrl-C), so that worker processes can be
+# stopped with the signal that stopped their parent, and the CLI exits with its code.
 received: int | None = None
+_pending = False  # received and not yet raised at a safe point
+_blocking = 0  # depth of interruptible() blocks the main thread is in
 
 
 class Terminated(KeyboardInterrupt):
@@ -28,19 +35,44 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def raise_on(*signums: int) -> None:
-    """From now on each of `signums` raises Terminated in the main thread, once: repeats are
-    ignored while what was measured is being saved (SIGKILL still stops the process)."""
+def stop_on(*signums: int) -> None:
+    """From now on the first of `signums` to arrive raises Terminated at the next `check()`
+    (at once inside `interruptible()`); repeats are ignored while what was measured is being
+    saved (SIGKILL still stops the process)."""
+    global received, _pending
+    received, _pending = None, False
 
     def handler(signum: int, frame) -> None:
-        global received
-        received = signum
-        for s in signums:
-            signal.signal(s, signal.SIG_IGN)
-        raise Terminated(signum)
+        global received, _pending
+        if received is not None:
+            return
+        received, _pending = signum, True
+        if _blocking:
+            check()
 
     for s in signums:
         signal.signal(s, handler)
+
+
+def check() -> None:
+    """A safe point: raise the interruption a signal asked for, once."""
+    global _pending
+    if _pending:
+        _pending = False
+        raise Terminated(received)
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """A block that waits in the kernel (a lock held by another process): a signal raises at
+    once inside it rather than waiting for the next safe point after it."""
+    global _blocking
+    check()
+    _blocking += 1
+    try:
+        yield
+    finally:
+        _blocking -= 1
 
 
 def reason(interruption: BaseException) -> str:

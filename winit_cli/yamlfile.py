@@ -17,19 +17,19 @@ YAML 1.2 does, so `lr: 1e-3` and `--set init.params.std=1e-2` mean what they say
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from winit_cli.bounded import Unreadable, read_bytes
 from winit_cli.errors import ConfigError, shorten
 
 MAX_BYTES = 1 << 20  # 1 MiB: a config is a few hundred bytes, a large sweep a few kB
 MAX_NODES = 100_000  # scalars, sequences and mappings after alias expansion
 MAX_DEPTH = 64
+MAX_INT_DIGITS = 100
 
 
 class Refused(yaml.YAMLError):
@@ -60,6 +60,18 @@ class _Loader(yaml.SafeLoader):
                 raise Refused(f"duplicate key {shorten(key)} (first on line "
                               f"{first.start_mark.line + 1})", key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        # Python refuses to convert more than 4,300 digits with a bare ValueError (a traceback
+        # where one line is promised); no setting is a number of more than MAX_INT_DIGITS.
+        digits = sum(c.isdigit() for c in str(node.value))
+        if digits > MAX_INT_DIGITS:
+            raise Refused(f"an integer of {digits:,} digits; at most {MAX_INT_DIGITS}",
+                          node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
 _Loader.add_implicit_resolver(
@@ -135,23 +147,14 @@ def parse_yaml(text: str, source: str) -> Any:
 def read_text(path: Path, what: str = "file") -> str:
     """A regular file's text, at most MAX_BYTES of UTF-8, or a one-line ConfigError."""
     try:
-        # O_NONBLOCK: opening a FIFO with no writer returns at once, so it can be refused.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read {what} ({e.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{path}: not a regular file; give the {what} as a file")
-        if info.st_size > MAX_BYTES:
-            raise ConfigError(f"{path}: {info.st_size:,} bytes; a {what} may be at most "
-                              f"{MAX_BYTES:,}")
-        try:
-            data = f.read(MAX_BYTES + 1)  # the file may have grown since fstat
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read {what} ({e.strerror})") from None
-    if len(data) > MAX_BYTES:
-        raise ConfigError(f"{path}: a {what} may be at most {MAX_BYTES:,} bytes")
+        data = read_bytes(path, MAX_BYTES)
+    except Unreadable as e:
+        if e.why == "not a regular file":
+            raise ConfigError(f"{path}: not a regular file; give the {what} as a file") from None
+        if e.size is not None:
+            raise ConfigError(f"{path}: {e.size:,} bytes; a {what} may be at most "
+                              f"{MAX_BYTES:,}") from None
+        raise ConfigError(f"{path}: cannot read {what} ({e.why})") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from winit_cli.app import preflight
 from winit_cli.config import Config, apply_override
-from winit_cli.errors import ConfigError
+from winit_cli.errors import ConfigError, shorten
 from winit_cli.sweeps.comparison import run_sweep
 from winit_cli.sweeps.executors import ExecutorOptions, ProgressFn, make_executor
 from winit_cli.sweeps.plan import SweepPlan, groups, plan
@@ -57,7 +57,7 @@ def split_option(text: str | None, kind: type = str, option: str = "") -> list:
         return [kind(v) for v in values]
     except ValueError:
         raise ConfigError(
-            f"{option}: expected comma-separated {kind.__name__}s (got {text!r})") from None
+            f"{option}: expected comma-separated {kind.__name__}s (got {shorten(text)})") from None
 
 
 def only_set_beside_sweep(**given) -> None:

@@ -43,6 +43,7 @@ from typing import Any
 
 import pandas as pd
 
+from winit_cli import interrupts
 from winit_cli.app.spectrum_theory import report_curves
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, write_csv
@@ -231,7 +232,7 @@ def build_report(paths: list[Path], out: Path | None = None, filters: list[str] 
     """The report of the runs under `paths`; figures as PNG plus `output.formats`."""
     wanted = parse_filters(list(filters))
     dirs, root, out = _locate([Path(p) for p in paths] or [Path("results")], out, list(filters))
-    loaded = [load_run(d, root) for d in dirs]
+    loaded = [_load(d, root) for d in dirs]
     runs = [r for r in loaded if isinstance(r, Run)]
     skipped = [s for s in loaded if isinstance(s, Skipped)]
     if wanted:
@@ -243,6 +244,11 @@ def build_report(paths: list[Path], out: Path | None = None, filters: list[str] 
         report = _write(staging, runs, skipped, root, wanted, output)
     return dataclasses.replace(
         report, out=out, files=[out / f.relative_to(staging) for f in report.files])
+
+
+def _load(run_dir: Path, root: Path) -> Run | Skipped:
+    interrupts.check()  # a stop signal ends a report between runs (thousands may be read)
+    return load_run(run_dir, root)
 
 
 def _write(out: Path, runs: list[Run], skipped: list[Skipped], root: Path,
@@ -261,6 +267,7 @@ def _write(out: Path, runs: list[Run], skipped: list[Skipped], root: Path,
 
     figures = draw(out, summary, configs, {r.path: r for r in runs}, labels, output, grid,
                    report_curves(runs)) if len(configs) else {}
+    interrupts.check()
     thresholds = ["/".join(sorted({f"{r.config.get(f'diagnose.{k}_decades', 2.0):g}"
                                    for r in runs}) or {"2"}) for k in ("vanish", "explode")]
     not_included = [*skipped, *_unranked(summary)]

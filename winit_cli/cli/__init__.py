@@ -19,10 +19,16 @@ __all__ = ["app", "main"]
 def main() -> None:
     import signal
 
-    from winit_cli.interrupts import raise_on
+    from winit_cli import interrupts
 
-    # `timeout`, `kill`, batch schedulers and closed terminals stop a run as Ctrl-C does: what
-    # was measured is saved and the run is marked interrupted.
-    raise_on(signal.SIGTERM, signal.SIGHUP)
+    # First, before any command's imports (torch: seconds): `timeout`, `kill`, batch schedulers
+    # and closed terminals stop a run as Ctrl-C does (what was measured is saved, the run is
+    # marked interrupted), with exit 143 / 129 whenever they arrive. (Before this line the
+    # default action kills the process, which a shell also reports as 143 / 129.)
+    interrupts.stop_on(signal.SIGTERM, signal.SIGHUP)
     common.started_by_main = True
-    app()
+    try:
+        app()
+    except SystemExit as e:
+        common.exit_interrupted(e.code)
+        raise

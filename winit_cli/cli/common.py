@@ -16,7 +16,7 @@ import typer.core
 from rich.console import Console
 from rich.markup import escape
 
-from winit_cli.errors import WinitError
+from winit_cli.errors import WinitError, printable
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=True, rich_markup_mode="rich",
@@ -110,20 +110,43 @@ def _group(version: Annotated[bool | None, typer.Option(
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """A WinitError is the user's to fix: one red line, exit code 2. Anything else is a bug."""
+    """A WinitError is the user's to fix: one red line, exit code 2. Anything else is a bug.
+    A stop signal received during the block (see interrupts) stops it at its end at the latest."""
+    from winit_cli import interrupts
+
     try:
+        interrupts.check()
         yield
+        interrupts.check()
     except WinitError as e:
         # escaped: a message may hold brackets (`pip install 'winit[ray]'`) that are not markup
-        errors.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/] {escape(printable(str(e)))}", highlight=False,
+                     soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP turned into one by main()
         from winit_cli.interrupts import Terminated, exit_code
 
-        how = f" by {e}" if isinstance(e, Terminated) else ""
-        with suppress(OSError):  # after SIGHUP the terminal may be gone
-            errors.print(f"[yellow]interrupted{how}: what was measured so far is saved[/]")
+        _say_interrupted(f" by {e}" if isinstance(e, Terminated) else "")
         raise typer.Exit(exit_code(e)) from None
+
+
+def _say_interrupted(how: str) -> None:
+    with suppress(OSError):  # after SIGHUP the terminal may be gone
+        errors.print(f"[yellow]interrupted{how}: what was measured so far is saved[/]")
+
+
+def exit_interrupted(code: object) -> None:
+    """At the `winit` command's exit: if a stop signal arrived and no command turned it into its
+    exit code (it came outside every safe point, or before a command started), exit with that
+    code now: a signalled process never reports success, nor 130 (Typer's Ctrl-C) for SIGTERM."""
+    import signal
+
+    from winit_cli import interrupts
+
+    if interrupts.received is None or code == 128 + interrupts.received:
+        return
+    _say_interrupted(f" by {signal.Signals(interrupts.received).name}")
+    raise SystemExit(128 + interrupts.received)
 
 
 def shown(quiet: bool, as_json: bool) -> Console:

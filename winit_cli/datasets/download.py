@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from winit_cli import interrupts
 from winit_cli._version import __version__
 from winit_cli.datasets.idx import BadFile, read_checked
 from winit_cli.datasets.registry import DatasetSpec, IdxFile
@@ -68,6 +69,7 @@ def _fetch(url: str, part: Path, name: str, on_progress: ProgressFn | None, time
             if on_progress:
                 on_progress(name, done, total)
             while chunk := response.read(_CHUNK):
+                interrupts.check()  # a stop signal ends a download between chunks
                 f.write(chunk)
                 done += len(chunk)
                 if on_progress:

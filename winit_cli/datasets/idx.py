@@ -11,7 +11,6 @@ prints rests on these bytes and a silently corrupted copy is worse than a loud f
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import math
 import zlib
@@ -19,11 +18,13 @@ from pathlib import Path
 
 import torch
 
+from winit_cli.bounded import Unreadable, read_bytes
 from winit_cli.datasets.registry import DatasetSpec, IdxFile, owner_of
 from winit_cli.errors import DataError
 
 _IDX_MAGIC = {0x00000801: 1, 0x00000803: 3}  # magic number -> number of dimensions (uint8 data)
 _GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20  # decompressed bytes at a time: what a refused bomb costs beyond its cap
 
 
 class BadFile(DataError):
@@ -43,26 +44,53 @@ def md5_hex(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def read_stored(path: Path) -> bytes:
-    """The file's bytes as stored (gzip'd or not)."""
+# What a file whose dataset is not known may decompress to (the largest known, Fashion-MNIST's
+# training images, is 47 MB).
+MAX_PAYLOAD_BYTES = 1 << 30
+
+
+def payload_size(expected: IdxFile) -> int:
+    """The bytes of `expected`'s IDX payload: magic, one uint32 per dimension, then the values."""
+    return 4 + 4 * len(expected.shape) + math.prod(expected.shape)
+
+
+def read_stored(path: Path, payload_limit: int = MAX_PAYLOAD_BYTES) -> bytes:
+    """The file's bytes as stored (gzip'd or not): a regular file, no larger than a payload of
+    `payload_limit` bytes can be stored in (gzip adds at most a few bytes per 16 kB)."""
     try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise DataError(f"Cannot read {path}: {err.strerror}.") from err
+        return read_bytes(Path(path), payload_limit + payload_limit // 256 + 4096)
+    except Unreadable as err:
+        if err.size is not None:
+            raise corrupt(path, f"{err.why}: larger than its dataset's file") from None
+        raise DataError(f"Cannot read {path}: {err.why}.") from None
 
 
 def is_gzip(stored: bytes) -> bool:
     return stored[:2] == _GZIP_MAGIC
 
 
-def payload_of(stored: bytes, path: Path) -> bytes:
-    """The IDX bytes: `stored` decompressed if it is gzip'd, else `stored` itself."""
+def payload_of(stored: bytes, path: Path, limit: int = MAX_PAYLOAD_BYTES) -> bytes:
+    """The IDX bytes: `stored` decompressed if it is gzip'd, else `stored` itself. Decompressed
+    as a stream that stops past `limit` bytes (the dataset's payload size): a gzip bomb (14 MB
+    that inflate to 3 GB) is refused having used `limit` bytes, not 3 GB."""
     if not is_gzip(stored):
         return stored
+    out, data = bytearray(), stored
     try:
-        return gzip.decompress(stored)
-    except (OSError, EOFError, zlib.error) as err:
+        while data:  # one gzip member after another, as gzip.decompress reads them
+            stream = zlib.decompressobj(wbits=31)
+            while data and not stream.eof:
+                out += stream.decompress(data, min(_CHUNK, limit + 1 - len(out)))
+                data = stream.unconsumed_tail
+                if len(out) > limit:
+                    raise corrupt(path, f"it decompresses to more than {limit:,} bytes, the "
+                                        "size of its dataset's file")
+            if not stream.eof:
+                raise corrupt(path, "bad gzip data: it ends before the end-of-stream marker")
+            data = stream.unused_data
+    except zlib.error as err:
         raise corrupt(path, f"bad gzip data: {err}") from err
+    return bytes(out)
 
 
 def decode(payload: bytes, path: Path) -> torch.Tensor:
@@ -98,8 +126,9 @@ def read_checked(path: Path, spec: DatasetSpec, expected: IdxFile) -> torch.Tens
     (gzip's own CRC has checked the decompression).
     """
     path = Path(path)
-    stored = read_stored(path)
-    payload = payload_of(stored, path)
+    size = payload_size(expected)
+    stored = read_stored(path, size)
+    payload = payload_of(stored, path, size)
     tensor = decode(payload, path)
     if tuple(tensor.shape) != expected.shape:
         why = f"shape {tuple(tensor.shape)}, expected {expected.shape}"

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from winit_cli.datasets.idx import md5_hex, payload_of, read_stored
+from winit_cli.datasets.idx import md5_hex, payload_of, payload_size, read_stored
 from winit_cli.datasets.registry import DatasetSpec, owner_of
 from winit_cli.errors import DataError
 
@@ -93,7 +93,8 @@ def other_dataset(files: dict[str, Path], spec: DatasetSpec) -> DatasetSpec | No
     """
     path = files[spec.train_labels.name]
     try:
-        owner = owner_of(md5_hex(payload_of(read_stored(path), path)))
+        size = payload_size(spec.train_labels)
+        owner = owner_of(md5_hex(payload_of(read_stored(path, size), path, size)))
     except DataError:
         return None
     return owner[0] if owner is not None and owner[0].name != spec.name else None

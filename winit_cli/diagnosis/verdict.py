@@ -11,7 +11,9 @@ At each recorded step, for every layer l below the output layer L:
 - vanishing: some r_l < -vanish_decades (default 2: the gradient reaching layer l is 100x smaller
   than at the output). It starts at the layer nearest the output where that holds.
 - exploding: some r_l > +explode_decades, likewise.
-- diverged: the loss or a gradient became non-finite (the step and the first layer affected).
+- diverged: the loss or a gradient became non-finite (the step and the first layer affected),
+  or the training loss rose past LOSS_BLOWUP times its first value (Adam at lr 1e6 reached
+  4e20, finite: no gradient ratio says anything about such a run).
 - healthy: none of these at any recorded step.
 In a residual MLP (layers.csv has stream_grad_norm) the hidden layers read are the residual
 stream's, r_b = log10( ||dL/dh_b|| / ||dL/dz_L|| ) on the input projection's row (b = 0) and on
@@ -43,6 +45,7 @@ class Verdict:
     fraction_of_steps: float | None  # of recorded steps showing it
     log10_ratio_init: float | None  # the most extreme finite r_l (largest |r_l|) at step 0
     log10_ratio_end: float | None  # the same at the last recorded step
+    cause: str | None = None  # for a divergence that is not a non-finite value: what happened
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,7 +55,7 @@ class Verdict:
             return "healthy: backpropagated gradients stay within the thresholds at every layer"
         where = f"from layer {self.layer}" if self.layer else "at an unknown layer"
         if self.verdict == "diverged":
-            return f"diverged at step {self.step}: non-finite values {where}"
+            return f"diverged at step {self.step}: {self.cause or f'non-finite values {where}'}"
         return f"{self.verdict} {where}, from step {self.step}"
 
 
@@ -92,8 +95,16 @@ def zero_gradient_layers(step0: pd.DataFrame) -> int:
     return int((step0.act_grad_norm == 0).sum())
 
 
+# A training loss this many times its first is a run that diverged, finite or not: cross-entropy
+# starts near ln(classes), and 10,000 times that is no longer learning anything.
+LOSS_BLOWUP = 1e4
+NO_HIDDEN_LAYER = ("no verdict: there is no hidden layer to compare with the output layer "
+                   "(a single layer), so nothing can vanish or explode")
+
+
 def diagnose(layers: pd.DataFrame, *, vanish_decades: float = 2.0, explode_decades: float = 2.0,
-             diverged_step: int | None = None, diverged_layer: int | None = None) -> Verdict:
+             diverged_step: int | None = None, diverged_layer: int | None = None,
+             diverged_cause: str | None = None) -> Verdict:
     ratios = log10_ratios(layers) if len(layers) else pd.DataFrame()
     finite = ratios.replace([np.inf, -np.inf], np.nan) if len(ratios) else ratios
     # A zero gradient (flushed to 0 from a subnormal) is the extreme of vanishing: r = -inf.
@@ -102,7 +113,8 @@ def diagnose(layers: pd.DataFrame, *, vanish_decades: float = 2.0, explode_decad
     init_ratio = _summary_ratio(finite, first=True)
     end_ratio = _summary_ratio(finite.dropna(how="all"), first=False)
     if diverged_step is not None:
-        return Verdict("diverged", diverged_layer, diverged_step, None, init_ratio, end_ratio)
+        return Verdict("diverged", diverged_layer, diverged_step, None, init_ratio, end_ratio,
+                       diverged_cause)
     for step in ratios.index:
         for name, hits in (("vanishing", vanish), ("exploding", explode)):
             row = hits.loc[step]

@@ -18,28 +18,21 @@ import json
 import math
 import numbers
 import os
-import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from winit_cli.bounded import Unreadable, kind_of, read_bytes
 from winit_cli.errors import ResultsError
 
 _FILE_MODE = 0o644
-_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
-          (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISDIR, "a folder"))
 
 
 def refusal(path: Path | str, why: str) -> OSError:
     """The OSError of a target winit will not write: callers report `strerror` as for any other."""
     return OSError(errno.EPERM, f"{why}: not a file winit wrote, left as it is", str(path))
-
-
-def _not_regular(mode: int) -> str | None:
-    return next((kind for test, kind in _KINDS if test(mode)), None)
 
 
 def check_target(path: Path) -> None:
@@ -48,8 +41,7 @@ def check_target(path: Path) -> None:
         st = os.lstat(path)
     except FileNotFoundError:
         return
-    kind = _not_regular(st.st_mode) or ("not a regular file" if not stat.S_ISREG(st.st_mode)
-                                        else None)
+    kind = kind_of(st.st_mode)
     if kind:
         raise refusal(path, kind)
     # the mode bits too: root may write any file, but a file made read-only was meant to stay
@@ -66,20 +58,14 @@ def open_regular(path: Path, flags: int = os.O_RDONLY) -> int:
         fd = os.open(path, flags, _FILE_MODE)
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.ENXIO):  # a link; a FIFO with no reader (O_WRONLY)
-            raise refusal(path, _not_regular(os.lstat(path).st_mode) or "not a regular file") \
+            raise refusal(path, kind_of(os.lstat(path).st_mode) or "not a regular file") \
                 from None
         raise
     mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    if kind_of(mode):
         os.close(fd)
-        raise refusal(path, _not_regular(mode) or "not a regular file")
+        raise refusal(path, kind_of(mode))
     return fd
-
-
-def read_regular(path: Path, max_bytes: int) -> bytes:
-    """At most `max_bytes` + 1 bytes of the regular file `path` (open_regular's rules)."""
-    with os.fdopen(open_regular(path), "rb") as f:
-        return f.read(max_bytes + 1)
 
 
 def atomic_write(path: Path, text: str | bytes, *, parents: bool = True) -> None:
@@ -151,20 +137,14 @@ def read_json(path: Path) -> Any:
         return ResultsError(f"{path}: unreadable ({why})")
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise unreadable("not a regular file")
-            data = f.read(MAX_JSON_BYTES + 1)
-    except OSError as e:
-        raise unreadable(e.strerror or str(e)) from None
-    if len(data) > MAX_JSON_BYTES:
-        raise unreadable(f"larger than {MAX_JSON_BYTES >> 20} MB")
+        data = read_bytes(path, MAX_JSON_BYTES)
+    except Unreadable as e:
+        raise unreadable(f"larger than {MAX_JSON_BYTES >> 20} MB" if e.size else e.why) from None
     try:
         return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise unreadable(f"not UTF-8: byte 0x{data[e.start]:02x} at offset {e.start}") from None
-    except (json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError; an integer of 4,300+ digits
         raise unreadable(f"not JSON: {str(e)[:80]}") from None
 
 

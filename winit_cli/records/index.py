@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from winit_cli import interrupts
+from winit_cli.bounded import Unreadable, read_bytes
 from winit_cli.errors import ResultsError
-from winit_cli.records.files import atomic_write, csv_text, open_regular, read_regular
+from winit_cli.records.files import atomic_write, csv_text, open_regular, refusal
 from winit_cli.records.reader import find_run_dirs, read_record
 from winit_cli.records.schema import RunRecord
 from winit_cli.status import Status
@@ -42,7 +44,8 @@ def _locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = open_regular(path.parent / f".{path.name}.lock", os.O_RDONLY | os.O_CREAT)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        with interrupts.interruptible():  # a holder that hangs must not make SIGTERM wait
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
@@ -86,12 +89,17 @@ def _read(path: Path) -> tuple[str | None, list[str]]:
     written in its place: it is not winit's)."""
     if not os.path.lexists(path):
         return HEADER, []
-    data = read_regular(path, MAX_INDEX_BYTES)
+    try:
+        data = read_bytes(path, MAX_INDEX_BYTES, follow_links=False)
+    except Unreadable as e:
+        if e.size is not None:  # too large to be winit's: rebuilt from the folders
+            return None, []
+        raise refusal(path, e.why) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None, []
-    if len(data) > MAX_INDEX_BYTES or not text.startswith(HEADER):
+    if not text.startswith(HEADER):
         return None, []
     text = text if text.endswith("\n") else text + "\n"  # no row glued onto the last one
     damaged = damaged_lines(text)
@@ -101,8 +109,11 @@ def _read(path: Path) -> tuple[str | None, list[str]]:
 def _set_aside(root: Path, lines: list[str]) -> Path:
     """Add damaged index lines to runs.csv.damaged beside the index (kept, not thrown away)."""
     aside = root / DAMAGED
-    kept = read_regular(aside, MAX_INDEX_BYTES).decode("utf-8", "replace") \
-        if os.path.lexists(aside) else ""
+    try:
+        kept = read_bytes(aside, MAX_INDEX_BYTES, follow_links=False).decode("utf-8", "replace") \
+            if os.path.lexists(aside) else ""
+    except Unreadable as e:
+        raise refusal(aside, e.why) from None
     atomic_write(aside, kept + "".join(f"{line}\n" for line in lines))
     return aside
 

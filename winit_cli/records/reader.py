@@ -16,8 +16,10 @@ from typing import Any
 
 import pandas as pd
 
+from winit_cli.bounded import Unreadable, opened
 from winit_cli.errors import ResultsError, WinitError, shorten
 from winit_cli.records.files import read_json
+from winit_cli.records.plausible import layers_problem, record_problem, table_problem
 from winit_cli.records.schema import RunRecord, parse_record
 from winit_cli.status import Status
 from winit_cli.yamlfile import read_yaml
@@ -95,6 +97,10 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 # residual MLP's layer role (input, branch_inner, branch_out, output; records/rows.py), and
 # which tensor a row of histograms.csv counts.
 TEXT_COLUMNS = ("name", "role", "tensor")
+# The largest table a run could honestly hold (a depth-100 run recorded at every one of 30,000
+# steps writes about 1 GB of layers.csv), and what pandas can parse without filling the memory;
+# a larger one (a sparse 3 GB file) is refused before it is read.
+MAX_TABLE_BYTES = 1 << 30
 
 
 def read_table(path: Path, required: tuple[str, ...] = ("step",), keys: tuple[str, ...] = ("step",)
@@ -109,10 +115,13 @@ def read_table(path: Path, required: tuple[str, ...] = ("step",), keys: tuple[st
     if not path.is_file():  # a FIFO named layers.csv would block read_csv forever
         return None, f"{name} is missing" + (" (not a regular file)" if path.exists() else "")
     try:
-        with open(path, "rb") as f:
+        with opened(path, MAX_TABLE_BYTES) as f:
             if f.seek(0, os.SEEK_END) and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
                 return None, f"{name} is truncated (it ends mid-line)"
-        frame = pd.read_csv(path)
+            f.seek(0)
+            frame = pd.read_csv(f)
+    except Unreadable as e:
+        return None, f"{name} is unreadable ({e.why})"
     except pd.errors.EmptyDataError:
         return None, f"{name} is empty"
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as e:
@@ -187,9 +196,12 @@ def load_run(run_dir: Path, root: Path, *, tables: bool = True) -> Run | Skipped
         layers, why = read_table(run_dir / "layers.csv", LAYER_COLUMNS, ("step", "layer"))
         if why is None and not len(layers):
             why = "layers.csv has no records"
+        why = why or table_problem("layers.csv", layers) or layers_problem(record, layers)
         if why is None and (run_dir / "metrics.csv").exists():
             run.__dict__["metrics"], why = read_table(run_dir / "metrics.csv")
+            why = why or table_problem("metrics.csv", run.metrics)
         if why is not None:
             return Skipped(rel, why, fields)
         run.__dict__["layers"] = layers  # checked: the cached_property serves this frame
-    return run
+    why = record_problem(record)
+    return Skipped(rel, why, fields) if why else run

@@ -12,7 +12,8 @@ guess. Numbers that could not be measured (NaN, inf) are null: JSON has neither.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -26,6 +27,14 @@ class _Block(BaseModel):
     # Tolerate keys written by a newer winit in nested blocks; the top level is strict.
     model_config = ConfigDict(extra="allow")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _unmeasured(cls, v: Any) -> Any:
+        """NaN and inf are numbers that could not be measured: null, as JSON (which has
+        neither) writes them; a NaN handed to `probe.close` once failed the write and left the
+        run 'running'."""
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
 
 class VerdictRecord(_Block):
     """diagnosis.verdict.Verdict, plus the step-0 gradient summary the views show."""
@@ -33,7 +42,7 @@ class VerdictRecord(_Block):
     verdict: str  # healthy | vanishing | exploding | diverged
     layer: int | None = None
     step: int | None = None
-    fraction_of_steps: float | None = None
+    fraction_of_steps: Fraction | None = None
     log10_ratio_init: float | None = None
     log10_ratio_end: float | None = None
     # log10 ||dL/dz_1|| / ||dL/dz_{L-1}|| at step 0 (first over last hidden layer), measured
@@ -61,19 +70,24 @@ class TheoryRecord(_Block):
     predicted_verdict_layer: int | None = None
 
 
+Fraction = Annotated[float, Field(ge=0, le=1)]  # an accuracy: a test accuracy of 7.0 is no result
+Count = Annotated[int, Field(ge=0)]
+NotNegative = Annotated[float, Field(ge=0)]  # seconds, rates
+
+
 class FinalRecord(_Block):
     train_loss: float | None = None
-    train_accuracy: float | None = None
-    train_window_steps: int | None = None
+    train_accuracy: Fraction | None = None
+    train_window_steps: Count | None = None
     val_loss: float | None = None
-    val_accuracy: float | None = None
+    val_accuracy: Fraction | None = None
     test_loss: float | None = None
-    test_accuracy: float | None = None
-    steps: int = 0
-    group_size: int | None = None
-    group_seconds: float | None = None
-    train_seconds: float | None = None
-    samples_per_second: float | None = None
+    test_accuracy: Fraction | None = None
+    steps: Count = 0
+    group_size: Annotated[int, Field(ge=1)] | None = None
+    group_seconds: NotNegative | None = None
+    train_seconds: NotNegative | None = None
+    samples_per_second: NotNegative | None = None
 
 
 class JacobianRecord(_Block):

@@ -11,6 +11,7 @@ import pandas as pd
 from winit_cli.diagnosis.predict import predict_run
 from winit_cli.diagnosis.predict_families import explain
 from winit_cli.diagnosis.verdict import (
+    NO_HIDDEN_LAYER,
     Verdict,
     diagnose,
     measured_first_to_last_hidden,
@@ -50,7 +51,8 @@ def layers_frame(log: MemberLog) -> pd.DataFrame:
 def verdict_of(log: MemberLog, layers: pd.DataFrame) -> Verdict:
     d = log.config.diagnose
     return diagnose(layers, vanish_decades=d.vanish_decades, explode_decades=d.explode_decades,
-                    diverged_step=log.diverged_step, diverged_layer=log.diverged_layer)
+                    diverged_step=log.diverged_step, diverged_layer=log.diverged_layer,
+                    diverged_cause=log.diverged_cause)
 
 
 def verdict_record(verdict: Verdict, layers: pd.DataFrame) -> VerdictRecord:
@@ -122,6 +124,8 @@ def _verdict_fields(log: MemberLog, layers: pd.DataFrame, status: Status,
     if not len(layers):
         return {"verdict": None, "verdict_text": "no verdict: nothing was recorded (stopped "
                                                  "before the gradients at step 0 were measured)"}
+    if layers.layer.nunique() < 2:
+        return {"verdict": None, "verdict_text": NO_HIDDEN_LAYER}
     found = verdict_of(log, layers)
     verdict = verdict_record(found, layers)
     return {"verdict": verdict,

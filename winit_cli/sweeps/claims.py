@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import IO
 
+from winit_cli import interrupts
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import open_regular
 
@@ -66,7 +67,7 @@ class Claims:
     def wait(self, config_hashes: list[str]) -> None:
         """Block until no process holds these members (Ctrl-C still interrupts the wait)."""
         for config_hash in config_hashes:
-            with self._open(config_hash) as lock:
+            with self._open(config_hash) as lock, interrupts.interruptible():
                 fcntl.flock(lock, fcntl.LOCK_EX)  # granted once the holder ends or dies
 
     def held_elsewhere(self, config_hash: str) -> bool:

@@ -123,6 +123,7 @@ class ProcessExecutor:
                 yield from here.run([mine], progress)
             elif helpers.busy():
                 helpers.wait(self.POLL_SECONDS)
+                interrupts.check()
 
     def _decide(self, seconds_per_step: float, current: list[Config], state: dict,
                 ahead: Callable[[], list[list[Config]]], helpers: _Helpers) -> None:
@@ -292,7 +293,7 @@ def _work(group: list[Config], data_dir: Path | None, steps: Any) -> list[Any]:
             steps.put((step, total, {"loss": info.get("loss", float("nan"))}))
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    interrupts.raise_on(signal.SIGTERM, signal.SIGHUP)
+    interrupts.stop_on(signal.SIGTERM, signal.SIGHUP)
     try:
         return list(InProcessExecutor(_WORKER_SPLITS["splits_for"]).run([group], report))
     finally:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from winit_cli import interrupts
 from winit_cli.config import Config
 from winit_cli.errors import ConfigError
 from winit_cli.sweeps.executors import EXECUTORS, ExecutorOptions, MemberFailure, cached_splits
@@ -119,6 +120,7 @@ class RayExecutor:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
                 steps = _drain(steps, on_progress)
+                interrupts.check()
                 for ref in ready:
                     yield from self._collect(ray, ref, submitted[ref])
         finally:

@@ -31,6 +31,9 @@ DEFAULT_BASE: dict[str, Any] = {
 }
 
 MAX_MEMBERS = 10_000  # runs in one sweep: a typo in a grid should not plan a billion
+# A sweep's name is its folder's (with a 7-character digest) and starts each member's run name:
+# well within the 255 bytes a file name may have.
+MAX_NAME_CHARS = 100
 
 
 @dataclass
@@ -39,6 +42,13 @@ class SweepSpec:
     base: dict[str, Any]
     grid: dict[str, list[Any]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"sweep name {shorten(self.name)}: expected a name")
+        if len(self.name) > MAX_NAME_CHARS:
+            raise ConfigError(f"sweep name {shorten(self.name)}: {len(self.name):,} characters; "
+                              f"at most {MAX_NAME_CHARS} (it names the sweep's folder)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "base": self.base, "grid": self.grid, "seeds": self.seeds}

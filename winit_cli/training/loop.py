@@ -7,6 +7,7 @@ last step S has no update: it is recorded (and evaluated) as the trained network
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,15 +15,17 @@ from typing import Any
 
 import torch
 
+from winit_cli import interrupts
 from winit_cli.config import Config, dig
 from winit_cli.datasets import Splits
+from winit_cli.diagnosis.verdict import LOSS_BLOWUP
 from winit_cli.errors import ConfigError
 from winit_cli.measure.assembler import first_nonfinite_layer
 from winit_cli.measure.jacobian import JacobianSpectrum
 from winit_cli.measure.quantities import columns
 from winit_cli.status import Status
 from winit_cli.training import ProgressFn
-from winit_cli.training.schedule import Schedule
+from winit_cli.training.schedule import Schedule, samples_in
 from winit_cli.training.spectrum import init_spectra, spectrum_reason
 from winit_cli.training.step import Group, StepResult, evaluate, run_step, setup
 from winit_cli.training.threads import ThreadControl
@@ -49,6 +52,8 @@ class MemberLog:
     status: Status = Status.RUNNING
     diverged_step: int | None = None
     diverged_layer: int | None = None
+    diverged_cause: str | None = None  # a divergence with finite values (the loss blew up)
+    first_loss: float | None = None  # the training loss at step 0 (see step.blown_up)
     final: dict = field(default_factory=dict)  # final train/val/test loss and accuracy
     jacobian: JacobianSpectrum | None = None  # at step 0, with record.jacobian
     jacobian_reason: str | None = None  # why record.jacobian measured nothing
@@ -149,6 +154,13 @@ def log_step(logs: list[MemberLog], plan: Schedule, step: int, result: StepResul
         if newly_diverged[i]:
             log.status, log.diverged_step = Status.DIVERGED, step
             log.diverged_layer = first_nonfinite_layer(result.values[i])
+            loss = result.losses[i]
+            if log.diverged_layer is None and math.isfinite(loss) and log.first_loss:
+                log.diverged_cause = (f"the training loss reached {loss:.3g}, over "
+                                      f"{LOSS_BLOWUP:,.0f} times its first value "
+                                      f"({log.first_loss:.3g})")
+        if step == 0:
+            log.first_loss = result.losses[i]
         if result.recorded or result.evaluation or newly_diverged[i]:
             row = window.row(i, step, epoch)
             if result.evaluation:
@@ -173,6 +185,7 @@ def _train(logs, splits, device, threads, on_progress, on_checkpoint, checkpoint
     window = Window(len(logs))
     started = last_checkpoint = time.perf_counter()
     for step in range(steps + 1):
+        interrupts.check()  # a stop signal ends the run between steps, never inside one
         threads.before_step(step)
         begun = time.perf_counter()
         result = run_step(group, step, alive)
@@ -210,6 +223,7 @@ def finish(logs: list[MemberLog], group: Group, splits: Splits, device: torch.de
     """Evaluate on the test split; fill each member's final numbers and close its status."""
     test = evaluate(group.model, splits.x_test.to(device), splits.y_test.to(device))
     k, batch_size = len(logs), logs[0].config.train.batch_size
+    n_train = len(splits.x_train)
     for i, log in enumerate(logs):
         last = log.metrics[-1] if log.metrics else {}
         steps = last.get("step", 0)
@@ -226,7 +240,7 @@ def finish(logs: list[MemberLog], group: Group, splits: Splits, device: torch.de
             "steps": steps, "group_size": k, "group_seconds": elapsed,
             # Members of a group train together: each is charged an equal share of the time.
             "train_seconds": elapsed / k,
-            "samples_per_second": steps * batch_size * k / elapsed,
+            "samples_per_second": samples_in(steps, n_train, batch_size) * k / elapsed,
         }
         if log.status is Status.RUNNING:
             log.status = Status.COMPLETE

@@ -43,6 +43,15 @@ def planned_steps(config: Config) -> int:
     return config.train.epochs * math.ceil(min(n_train, TRAIN_EXAMPLES) / config.train.batch_size)
 
 
+def samples_in(steps: int, n_train: int, batch_size: int) -> int:
+    """The training examples the first `steps` batches hold: an epoch is ceil(n / batch_size)
+    batches, the last one short, and a batch larger than the data holds all of it, not
+    batch_size examples."""
+    per_epoch = math.ceil(n_train / batch_size)
+    epochs, batches = divmod(steps, per_epoch)
+    return epochs * n_train + min(batches * batch_size, n_train)
+
+
 def schedule(config: Config, n_train: int) -> Schedule:
     per_epoch = math.ceil(n_train / config.train.batch_size)
     steps = config.train.steps or config.train.epochs * per_epoch

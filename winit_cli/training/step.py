@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from winit_cli.config import Config
 from winit_cli.datasets import Splits
+from winit_cli.diagnosis.verdict import LOSS_BLOWUP
 from winit_cli.inits import calibrate_member, initialize, weight_decay
 from winit_cli.measure.histograms import layer_histograms
 from winit_cli.measure.probes import Probe
@@ -34,6 +35,7 @@ class Group:
     y_val: torch.Tensor
     sentinel: torch.Tensor  # whose gradient tells if a member's are finite (`step_scalars`)
     histograms: bool = False  # record.histograms: count weights and gradients at recorded steps
+    first_losses: list[float] | None = None  # each member's training loss at step 0
 
 
 def setup(configs: list[Config], splits: Splits, device: torch.device) -> Group:
@@ -65,7 +67,7 @@ def setup(configs: list[Config], splits: Splits, device: torch.device) -> Group:
 class StepResult:
     losses: list[float]  # [K], of the batch at the step's parameters
     accuracies: list[float]  # [K]
-    finite: list[bool]  # [K]: loss and gradients finite
+    finite: list[bool]  # [K]: loss and gradients finite, the loss not blown up (`blown_up`)
     values: torch.Tensor | None  # [K, L, len(probe.columns)] when the step was measured
     recorded: bool  # on the recording schedule
     evaluation: tuple[list[float], list[float]] | None  # validation (losses, accuracies)
@@ -84,6 +86,10 @@ def run_step(group: Group, step: int, alive: list[bool]) -> StepResult:
     trace = group.probe.trace() if recorded else None
     losses, accs = _forward_backward(model, optimizer, xb, yb, trace)
     losses, accs, finite = step_scalars(group.sentinel, losses, accs)
+    if group.first_losses is None:
+        group.first_losses = list(losses)
+    finite = [f and not blown_up(loss, first)
+              for f, loss, first in zip(finite, losses, group.first_losses, strict=True)]
     if trace is None and any(a and not f for a, f in zip(alive, finite, strict=True)):
         # Redo this step with a trace, to find the first layer affected.
         trace = group.probe.trace()
@@ -178,6 +184,12 @@ def sentinel(model: StackedModel) -> torch.Tensor:
     makes the weights non-finite, which the next step's loss shows."""
     first = model.linears()[0]
     return first.weight if first.bias is None else first.bias
+
+
+def blown_up(loss: float, first: float) -> bool:
+    """A finite loss past LOSS_BLOWUP times the first: the run has diverged as surely as if it
+    were non-finite, and is stopped and measured at this step as one."""
+    return math.isfinite(first) and first > 0 and loss > LOSS_BLOWUP * first
 
 
 def step_scalars(sentinel: torch.Tensor, losses: torch.Tensor, accuracies: torch.Tensor

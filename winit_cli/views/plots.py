@@ -23,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter
 
 from winit_cli.records.files import atomic_write
@@ -59,6 +60,7 @@ def save(fig: Figure, path: Path, output: Output = Output()) -> Path:
     """Write the figure atomically (temp file, then rename) as `path` (a PNG) and beside it in
     the other formats asked for; returns the PNG's path."""
     FigureCanvasAgg(fig)
+    as_written(fig)
     for fmt in dict.fromkeys(("png", *output.formats)):
         buffer = io.BytesIO()
         # No creation date or software version in the files: the same runs give the same bytes.
@@ -67,6 +69,17 @@ def save(fig: Figure, path: Path, output: Output = Output()) -> Path:
         fig.savefig(buffer, format=fmt, dpi=output.dpi, metadata=metadata)
         atomic_write(path.with_suffix(f".{fmt}"), buffer.getvalue())
     return path
+
+
+def as_written(fig: Figure) -> None:
+    """Every text of the figure drawn as written: titles, legends and labels hold names from
+    the runs' files (a scheme, a run name), and a `$` pair there would start matplotlib's
+    mathtext (`$\\frac{1}{$` raised and took the whole report down). Every figure passes through
+    `save`, which calls this once; tick labels, which matplotlib writes while drawing (its
+    log-axis `10^-3` is mathtext), keep theirs."""
+    for text in fig.findobj(Text):
+        if "$" in text.get_text():
+            text.set_text(text.get_text().replace("$", r"\$"))
 
 
 def _axes_grid(n: int, max_cols: int, cell: tuple[float, float],

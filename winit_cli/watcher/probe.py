@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from pydantic import ValidationError
 from torch import nn
 
+from winit_cli.diagnosis.verdict import NO_HIDDEN_LAYER
 from winit_cli.errors import ConfigError
 from winit_cli.measure.assembler import (
     Assembler,
@@ -83,6 +85,7 @@ class Watch:
         self.structure: Structure | None = None
         self.steps = 0
         self.diverged: tuple[int, int | None] | None = None
+        self.gradless: list[int] = []  # recorded steps that no gradient reached
         self.window = Window(1)
         self._update: tuple[summary.Recorded, list[int], list[torch.Tensor]] | None = None
         self._emitted = 0  # records written to TensorBoard
@@ -91,6 +94,7 @@ class Watch:
         self._hook = optimizer.register_step_post_hook(self._after_optimizer_step) \
             if optimizer is not None else None
         self.capture.arm()  # step 0 is always recorded
+        _warn_shared(layers)
 
     @property
     def dir(self) -> Path:
@@ -129,15 +133,19 @@ class Watch:
         calls = self.capture.take()
         order = list(self.capture.order)
         values, measured = measure(self.assembler, self.layers, calls, order)
+        gradless = bool(calls) and all(c.grad is None for cs in calls.values() for c in cs)
+        if gradless:
+            self._no_gradient(step)
         if self.structure is None:
             self.structure = read_structure(self.layers, order, calls, self._input_moment(),
                                             self.unrecorded)
             self._warn_not_run(order)
+            self._warn_reused(calls)
         record = summary.Recorded(step, epoch, values, measured)
         self.records.append(record)
         self.metrics.append(self.window.row(0, step, epoch))
         self.window.reset()
-        self._check_divergence(record)
+        self._check_divergence(record, gradless)
         if self.optimizer is not None:  # the update ratio waits for the optimizer's step
             rows = [r for r, i in enumerate(order) if self.layers[i].weight is not None]
             # as one member's, [1, ...], as weight_updates reads them
@@ -159,12 +167,32 @@ class Watch:
             warnings.warn(f"winit.watch: {', '.join(missing)} did not run in step 0's forward "
                           "pass; they have rows from the first step they run in", stacklevel=4)
 
-    def _check_divergence(self, record: summary.Recorded) -> None:
+    def _no_gradient(self, step: int) -> None:
+        """A recorded step whose backward never reached the model: its gradient columns are
+        empty, not measured, and the run gets no verdict (NaN gradients once read 'healthy')."""
+        if not self.gradless:
+            warnings.warn(f"winit.watch: step {step}: no gradient reached the recorded layers; "
+                          "call probe.step(loss) after loss.backward(). Such steps' gradient "
+                          "columns are empty and the run gets no verdict", stacklevel=4)
+        self.gradless.append(step)
+
+    def _warn_reused(self, calls: dict) -> None:
+        """A module run more often than the others in a step (used twice in one forward pass,
+        not gradient accumulation, which runs every layer as often)."""
+        counts = {i: len(c) for i, c in calls.items()}
+        reused = [self.layers[i].name for i, n in counts.items() if n > min(counts.values())]
+        if reused:
+            warnings.warn(f"winit.watch: {', '.join(reused)} ran more than once in a forward "
+                          "pass (a module used twice): each of its rows pools every use (dL/dz "
+                          "over all of them; dL/dW, their summed gradient)", stacklevel=5)
+
+    def _check_divergence(self, record: summary.Recorded, gradless: bool = False) -> None:
         """Diverged: the loss or a measured value is not finite (seen at recorded steps only,
-        so the step is known to within `every`), at the CLI's first non-finite layer."""
+        so the step is known to within `every`), at the CLI's first non-finite layer. A step
+        that no gradient reached is judged by its loss alone."""
         if self.diverged is not None:
             return
-        layer = first_nonfinite_layer(record.values, record.measured)
+        layer = None if gradless else first_nonfinite_layer(record.values, record.measured)
         if layer is not None or not math.isfinite(self.metrics[-1]["train_loss"]):
             self.diverged = (record.step, layer)
 
@@ -223,11 +251,7 @@ class Watch:
     def _finish(self, status: Status, error: str | None, final: dict) -> WatchedRun:
         if self._run is not None:
             return self._run
-        known = set(FinalRecord.model_fields)
-        unknown = sorted(set(final) - known)
-        if unknown:
-            raise ConfigError(f"probe.close: unknown final value {unknown[0]!r}; known: "
-                              f"{', '.join(sorted(known))}")
+        check_final(final)
         self._settle()
         self.capture.disarm()
         self.capture.take()
@@ -253,6 +277,13 @@ class Watch:
         if status is Status.FAILED or not len(frame):  # as for CLI runs: nothing to judge
             verdict, text = None, (f"no verdict: the run failed ({error})" if error else
                                    "no verdict: nothing was recorded")
+        elif len(dz) < 2:
+            verdict, text = None, NO_HIDDEN_LAYER
+        elif self.gradless:
+            verdict, text = None, (
+                f"no verdict: no gradient reached the model at {len(self.gradless)} of "
+                f"{len(self.records)} recorded steps (first: step {self.gradless[0]}); "
+                "probe.step(loss) was called before loss.backward(), or without it")
         frame, theory = summary.theory(frame, self.structure, s.scheme, s.scheme_params,
                                        s.input_second_moment)
         widths = [self.layers[self.capture.order[n - 1]].width() for n in dz]
@@ -265,3 +296,40 @@ class Watch:
             "depth": len(dz), "width": hidden[0] if len(set(hidden)) == 1 else hidden,
             "error": error}
         return self.start.model_copy(update=update), frame
+
+
+def _warn_shared(layers: list[Layer]) -> None:
+    """Layers that share one weight tensor (tied weights): the gradient torch leaves on it is
+    the sum over all of them, so each one's dL/dW, weight norm and update ratio are the shared
+    tensor's, not its own."""
+    owners: dict[int, list[str]] = {}
+    for layer in layers:
+        if layer.weight is not None:
+            owners.setdefault(id(layer.weight), []).append(layer.name)
+    for names in (n for n in owners.values() if len(n) > 1):
+        warnings.warn(f"winit.watch: {' and '.join(names)} share one weight: each row's dL/dW, "
+                      "weight norm and update ratio are the shared weight's (its gradient "
+                      "summed over every layer that uses it)", stacklevel=4)
+
+
+# Final numbers the probe counts itself: a value given to close() would replace the truth.
+COUNTED = ("steps", "train_window_steps")
+
+
+def check_final(final: dict) -> None:
+    """The final numbers given to `close()`, refused in one line before anything is written if
+    unknown, counted by the probe, or impossible (an accuracy of 7.0, a negative count)."""
+    known = sorted(set(FinalRecord.model_fields) - set(COUNTED))
+    for key in final:
+        if key in COUNTED:
+            raise ConfigError(f"probe.close: {key} is counted by the probe; give only "
+                              f"{', '.join(known)}")
+        if key not in known:
+            raise ConfigError(f"probe.close: unknown final value {key!r}; known: "
+                              f"{', '.join(known)}")
+    try:
+        FinalRecord(**final)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"probe.close: {first['loc'][0]}={first['input']!r}: "
+                          f"{first['msg'].lower()}") from None

@@ -182,8 +182,9 @@ def test_missing_file(tmp_path: Path):
     assert str(tmp_path / "nope.yaml") in message and "cannot read" in message
 
 
-def test_empty_file_gives_defaults(tmp_path: Path):
-    assert load_config(write(tmp_path, "")) == Config()
+def test_an_empty_mapping_gives_defaults(tmp_path: Path):
+    """`{}` asks for the defaults on purpose; an empty file is refused (test_faults_values)."""
+    assert load_config(write(tmp_path, "{}\n")) == Config()
 
 
 def test_exponent_floats_are_numbers(tmp_path: Path):

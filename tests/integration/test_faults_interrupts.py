@@ -1,0 +1,130 @@
+"""Stop signals that arrive where raising is unsafe or before a command starts: exit 143 (SIGTERM)
+whenever they come, never swallowed, never reported as success or as Ctrl-C's 130. Each signal
+is sent by the process to itself at a chosen point, so nothing depends on timing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from winit_cli import interrupts
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _winit_with(patch: str, *args: str) -> subprocess.CompletedProcess:
+    """`winit ARGS` through its real entry point, after `patch` (Python) has run."""
+    script = textwrap.dedent(patch) + textwrap.dedent(f"""
+        import sys
+        from winit_cli.cli import main
+        sys.argv = ["winit", *{list(args)!r}]
+        main()
+    """)
+    return subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "COLUMNS": "200"}, timeout=120)
+
+
+def test_sigterm_inside_a_weakref_callback_is_not_swallowed():
+    """The signal lands while a weakref callback runs (where an exception raised is printed as
+    'Exception ignored' and dropped: the command once ran on and exited 0)."""
+    proc = _winit_with("""
+        import os, signal, weakref
+        import winit_cli.app.schemes as schemes
+        real = schemes.scheme_rows
+
+        class Box:
+            pass
+
+        def signalled(_):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # a loop: Python runs the handler here, inside the callback
+                pass
+
+        def rows(*args):
+            box = Box()
+            ref = weakref.ref(box, signalled)
+            del box
+            return real(*args)
+
+        schemes.scheme_rows = rows
+    """, "schemes")
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert "Exception ignored" not in proc.stderr
+    assert "interrupted by SIGTERM" in proc.stderr
+
+
+def test_sigterm_before_a_command_starts_exits_143_with_a_message():
+    """Before the command's body (while it imports torch): Typer turned the interruption into
+    its Ctrl-C code, 130, with no message."""
+    proc = _winit_with("""
+        import os, signal
+        import winit_cli.cli.common as common
+        real = common.user_errors
+
+        def signalled_first():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                pass
+            return real()
+
+        common.user_errors = signalled_first
+    """, "schemes")
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert "interrupted by SIGTERM" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_signal_during_a_blocking_wait_raises_at_once():
+    """Inside `interruptible()` (a lock wait in the kernel) the signal raises in the handler:
+    a flag alone would leave the wait blocked until another process let go."""
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        interrupts.stop_on(signal.SIGHUP)
+        with pytest.raises(interrupts.Terminated) as raised, interrupts.interruptible():
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(1000):
+                pass
+            pytest.fail("the wait went on after the signal")
+        assert raised.value.signum == signal.SIGHUP
+        interrupts.check()  # raised once: the saving that follows is not interrupted again
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+        interrupts.received = None
+
+
+def test_sigterm_while_waiting_for_a_held_index_lock_stops_the_wait(tmp_path):
+    """Another process holds runs.csv's lock and hangs (a FIFO, a stopped process): SIGTERM
+    still ends the wait for it (a flag alone would leave the kernel wait blocked for ever)."""
+    import threading
+
+    from winit_cli.records.index import _locked
+
+    index = tmp_path / "runs.csv"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, sys, time
+        lock = open({str(tmp_path / '.runs.csv.lock')!r}, "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        print("held", flush=True)
+        time.sleep(600)
+    """)], stdout=subprocess.PIPE, text=True)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        interrupts.stop_on(signal.SIGTERM)
+        # Before or during the wait, the outcome is the same: the wait ends with Terminated.
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        with pytest.raises(interrupts.Terminated), _locked(index):
+            pytest.fail("the lock was granted while another process held it")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        interrupts.received = None
+        holder.kill()
+        holder.wait()

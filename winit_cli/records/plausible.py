@@ -1,0 +1,73 @@
+"""What no honest run record holds: a record is read back only if its values could have been
+measured. summary.json's schema types every field; this checks what types cannot: accuracies
+are fractions, counts and norms are not negative, a width is positive, an MLP's layer rows are
+its depth's, a (step, layer) row is written once. A run that fails is left out with the reason
+(`winit report`, `compare`), never reported: a test accuracy of 7.0 once showed as 700.0% and was
+recommended.
+
+Non-finite values are not implausible: winit writes an unmeasurable number as null (an empty
+cell), and a diverged run's norms may be inf; both are shown as such, never ranked.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from winit_cli.records.schema import RunRecord
+
+# Columns of layers.csv and metrics.csv that are fractions of something, and those that are
+# counts or norms (every `*_norm` column too).
+FRACTIONS = ("dead_fraction", "saturated_fraction", "train_accuracy", "val_accuracy",
+             "test_accuracy")
+NOT_NEGATIVE = ("step", "epoch", "fan_in", "fan_out", "update_ratio", "act_std")
+
+
+def record_problem(record: RunRecord) -> str | None:
+    """Why summary.json's values cannot be true, or None (its schema bounds the final numbers:
+    accuracies in [0, 1], counts and seconds not negative)."""
+    widths = record.width if isinstance(record.width, list) else [record.width]
+    if record.depth < 1:
+        return f"summary.json: depth {record.depth} (at least 1)"
+    if not widths or min(widths) < 1:
+        return f"summary.json: width {record.width_label} (positive)"
+    return None
+
+
+def table_problem(name: str, frame: pd.DataFrame) -> str | None:
+    """Why a run's table (layers.csv, metrics.csv) cannot be true, or None."""
+    for column in frame.columns:
+        if column in frame.select_dtypes("number"):
+            values = frame[column]
+            low = 0 if column in FRACTIONS or column in NOT_NEGATIVE \
+                or column.endswith("_norm") or "_abs_" in column else None
+            bad = values < low if low is not None else pd.Series(False, index=frame.index)
+            if column in FRACTIONS:
+                bad |= values > 1
+            if bad.any():
+                row = int(bad.to_numpy().nonzero()[0][0])
+                what = "a fraction in [0, 1]" if column in FRACTIONS else "negative"
+                verb = "is not" if column in FRACTIONS else "is"
+                return f"{name} line {row + 2}: {column} {values.iloc[row]:g} {verb} {what}"
+    keys = [k for k in ("step", "layer") if k in frame.columns]
+    if keys:
+        twice = frame.duplicated(keys)
+        if twice.any():
+            row = int(twice.to_numpy().nonzero()[0][0])
+            where = ", ".join(f"{k} {frame[k].iloc[row]}" for k in keys)
+            return f"{name} line {row + 2}: a second row for {where}"
+    return None
+
+
+def layers_problem(record: RunRecord, layers: pd.DataFrame) -> str | None:
+    """Why layers.csv cannot be this record's: a layer numbered below 1, or an MLP whose
+    layer rows are not its depth's (layers 1 to depth, as many as its Linear layers)."""
+    if (layers["layer"] < 1).any():
+        return f"layers.csv: layer {int(layers['layer'].min())} (numbered from 1)"
+    if record.model_kind == "mlp":
+        found = sorted(int(v) for v in layers["layer"].unique() if not math.isnan(v))
+        if found != list(range(1, record.depth + 1)):
+            return f"layers.csv: rows for layers {found[0]} to {found[-1]} " \
+                   f"({len(found)} of them), but depth is {record.depth}"
+    return None
