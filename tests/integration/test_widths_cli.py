@@ -40,3 +40,11 @@ def test_widths_writes_coord_and_lr_transfer(tmp_path: Path, winit_data_dir: Pat
     assert len(out["verdicts"]) == 2
     again = json.loads(_invoke(*args).stdout)
     assert again["slopes"] == out["slopes"]
+    report = CliRunner().invoke(app, ["report", str(sweep), "--out", str(tmp_path / "report")],
+                                catch_exceptions=False)
+    assert report.exit_code == 0, report.output
+    drawn = sorted(p.name for p in (tmp_path / "report" / "plots").glob("widths_*.png"))
+    assert drawn == [f"widths_{sweep.name}_coord.png", f"widths_{sweep.name}_lr_transfer.png"]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "Width: coordinate check and learning-rate transfer" in text
+    assert "best lr moves" in text

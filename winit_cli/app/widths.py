@@ -37,7 +37,7 @@ from winit_cli.sweeps.executors import ExecutorOptions, ProgressFn
 from winit_cli.sweeps.plan import SweepPlan, plan
 from winit_cli.sweeps.spec import SweepSpec
 from winit_cli.theory.width import PARAMETRIZATIONS, predicted_slopes
-from winit_cli.views.plots import save
+from winit_cli.views.plots import Output, save
 from winit_cli.views.widths import coord_figure, lr_figure
 
 COORD_EVERY_STEP = 20
@@ -169,17 +169,17 @@ def lr_frame(frame: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
     table = (runs.groupby(["parametrization", "width", "lr"], sort=True)
              .agg(train_loss=("train_loss", "mean"), test_accuracy=("test_accuracy", "mean"))
              .reset_index())
-    table["best"] = False
+    table["best"] = 0  # 1 on each width's best lr (a number: tidy CSV, read back as numbers)
     for _, cell in table.groupby(["parametrization", "width"]):
         if cell.train_loss.notna().any():
-            table.loc[cell.train_loss.idxmin(), "best"] = True
+            table.loc[cell.train_loss.idxmin(), "best"] = 1
     return table[list(LR_COLUMNS)]
 
 
 def lr_spread(table: pd.DataFrame) -> dict[str, float]:
     """Per parametrization, log2(largest best lr / smallest best lr) across widths: 0 when the
     best lr is the same at every width (on the grid measured)."""
-    best = table[table.best]
+    best = table[table.best == 1]
     return {p: float(np.log2(cell.lr.max() / cell.lr.min()))
             for p, cell in best.groupby("parametrization")}
 
@@ -209,7 +209,7 @@ def verdicts(slopes: pd.DataFrame) -> dict[str, str]:
 def spread_lines(table: pd.DataFrame) -> list[str]:
     lines = []
     for p, spread in lr_spread(table).items():
-        best = table[table.best & (table.parametrization == p)].sort_values("width")
+        best = table[(table.best == 1) & (table.parametrization == p)].sort_values("width")
         each = ", ".join(f"{int(r.width)}: {r.lr:.3g}" for r in best.itertuples())
         lines.append(f"{p}: best lr moves {spread:.1f} octaves across widths ({each})")
     return lines
@@ -217,11 +217,48 @@ def spread_lines(table: pd.DataFrame) -> list[str]:
 
 def draw(study: WidthStudy) -> list[Path]:
     """coord.png (and lr_transfer.png with --lrs) in the sweep folder."""
-    d = study.directory
-    paths = [save(coord_figure(study.coord, study.slopes), d / "coord.png")]
-    if study.lr_transfer is not None and len(study.lr_transfer):
-        paths.append(save(lr_figure(study.lr_transfer), d / "lr_transfer.png"))
+    return draw_files(study.directory, study.coord, study.slopes, study.lr_transfer)
+
+
+def draw_files(directory: Path, coord: pd.DataFrame, slopes: pd.DataFrame,
+               lr_transfer: pd.DataFrame | None, prefix: str = "",
+               output: Output = Output()) -> list[Path]:
+    paths = [save(coord_figure(coord, slopes), directory / f"{prefix}coord.png", output)]
+    if lr_transfer is not None and len(lr_transfer):
+        paths.append(save(lr_figure(lr_transfer), directory / f"{prefix}lr_transfer.png",
+                          output))
     return paths
+
+
+def read_study(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None] | None:
+    """(coord, slopes, lr_transfer or None) as `winit widths` wrote them in `sweep_dir`, or None
+    where it holds no (readable) coord.csv and coord_slopes.csv."""
+    coord, _ = read_table(sweep_dir / "coord.csv", COORD_COLUMNS, ("width", "layer", "step"))
+    slopes, _ = read_table(sweep_dir / "coord_slopes.csv", SLOPE_COLUMNS, ("layer", "step"))
+    if coord is None or slopes is None:
+        return None
+    lr, _ = read_table(sweep_dir / "lr_transfer.csv", LR_COLUMNS, ("width", "lr"))
+    return coord, slopes, lr
+
+
+def report_figures(run_dirs: list[Path], plot_dir: Path,
+                   output: Output = Output()) -> list[tuple[str, Path]]:
+    """For `winit report`: the width figures of every `winit widths` sweep the runs belong
+    to, redrawn from its CSV files into plot_dir, each with its verdicts as alt text."""
+    sweeps = sorted({d.parent.parent for d in run_dirs if d.parent.name == "runs"})
+    made = []
+    for sweep in sweeps:
+        study = read_study(sweep)
+        if study is None:
+            continue
+        coord, slopes, lr = study
+        lines = list(verdicts(slopes).values()) if len(slopes) else []
+        if lr is not None:
+            lines += spread_lines(lr)
+        paths = draw_files(plot_dir, coord, slopes, lr, prefix=f"widths_{sweep.name}_",
+                           output=output)
+        made += [(f"{sweep.name}: {'; '.join(lines)}", p) for p in paths]
+    return made
 
 
 def run_widths(options: WidthOptions, *, executor: str = "local",

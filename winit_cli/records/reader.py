@@ -94,7 +94,7 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 # The columns that hold text: the module's name, in layers.csv of runs of `winit.watch`, a
 # residual MLP's layer role (input, branch_inner, branch_out, output; records/rows.py), and
 # which tensor a row of histograms.csv counts.
-TEXT_COLUMNS = ("name", "role", "tensor")
+TEXT_COLUMNS = ("name", "role", "tensor", "parametrization")  # the last: winit widths' CSVs
 
 
 def read_table(path: Path, required: tuple[str, ...] = ("step",), keys: tuple[str, ...] = ("step",)

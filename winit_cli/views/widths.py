@@ -83,7 +83,7 @@ def lr_figure(table: pd.DataFrame) -> Figure:
             line = mine[mine.width == width].sort_values("lr")
             ax.plot(np.log2(line.lr), line.train_loss, marker="o", ms=3, color=colour,
                     label=f"width {width}")
-            best = line[line.best]
+            best = line[line.best == 1]
             ax.plot(np.log2(best.lr), best.train_loss, marker="*", ms=12, color=colour,
                     markeredgecolor="black", linestyle="none")
         ax.set_ylim(top=top)
