@@ -104,3 +104,19 @@ def test_mup_output_layer_against_plain_torch():
 def test_combinations_that_do_not_exist_are_refused(change, message):
     with pytest.raises(ConfigError, match=message):
         validate({"model": {"depth": 4, "width": 64, **change}})
+
+
+@pytest.mark.parametrize("kind", ["mlp", "resmlp"])
+def test_stacked_members_take_the_multiplier_as_one_does(kind):
+    """K members batched compute what each computes alone (the stacked forward path)."""
+    config = _config("mup", 64, 16, kind=kind)
+    stacked, alone = build_model(config.model, IN, CLASSES, 2), build_model(config.model, IN,
+                                                                             CLASSES)
+    for net in (stacked, alone):
+        net.output_multiplier = multiplier(net, config.model)
+    assert stacked.output_multiplier == pytest.approx(1 / 4)
+    for member in (0, 1):
+        initialize(stacked, member, "he_normal", {}, torch.Generator().manual_seed(member))
+    initialize(alone, 0, "he_normal", {}, torch.Generator().manual_seed(1))
+    x = torch.randn(5, IN)
+    torch.testing.assert_close(stacked(x.expand(2, 5, IN))[1], alone(x.unsqueeze(0))[0])
