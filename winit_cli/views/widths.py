@@ -41,6 +41,9 @@ def coord_figure(coord: pd.DataFrame, slopes: pd.DataFrame) -> Figure:
                            margin=(1.0, 0.9))
     depth = int(coord.layer.max())
     colours = colormaps["viridis"](np.linspace(0.0, 0.9, depth))
+    # one y range for every panel, so that a flat line and a steep one look it side by side
+    shown = coord.coord[coord.step.isin(steps) & np.isfinite(coord.coord) & (coord.coord > 0)]
+    limits = (shown.min() / 1.3, shown.max() * 1.3) if len(shown) else None
     i = 0
     for p in parametrizations:
         mine = coord[coord.parametrization == p]
@@ -60,6 +63,8 @@ def coord_figure(coord: pd.DataFrame, slopes: pd.DataFrame) -> Figure:
                         color=colours[int(layer) - 1], label=label)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
+            if limits is not None:
+                ax.set_ylim(*limits)
             ax.set_title(f"{p}, step {step} (lr {lr:.3g})", fontsize=8.5)
             ax.set_xlabel("width")
             ax.set_ylabel("mean |z_l|")
