@@ -513,7 +513,9 @@ def spectra(s: Sweep) -> str:
         reach = ("never reaches 90%" if target.isna().all() else
                  f"reaches 90% at step {target.mean():.0f}")
         parts.append(
-            f"**{label}**: spread {_jacobian(s, rows, 'spread'):.2f} (theory at q\\*: "
+            f"**{label}**: var(s^2)/mean(s^2)^2 {_jacobian(s, rows, 'var_ratio'):.3g} (theory "
+            f"at q\\*: {theory.var_sq:.3g}), median s {_jacobian(s, rows, 'sv_q50'):.2g}; "
+            f"spread {_jacobian(s, rows, 'spread'):.2f} over s > 1e-6 max (theory at q\\*: "
             f"{theory.spread:.2f}), mean s^2 {_jacobian(s, rows, 'mean_sq'):.3g} (prod chi "
             f"{_jacobian(s, rows, 'predicted_mean_sq'):.3g}), largest s "
             f"{_jacobian(s, rows, 'max'):.2g}; validation accuracy {_val_at(s, rows, 25)} at "

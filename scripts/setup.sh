@@ -3,7 +3,7 @@
 #
 #   bash scripts/setup.sh           winit and torch only: what `winit run` needs
 #   bash scripts/setup.sh --tests   also what the test suite needs: pytest and ruff, Ray, the
-#                                   TensorBoard reader, MkDocs, and Debian's Chromium
+#                                   TensorBoard reader, MkDocs, mup, and Debian's Chromium
 #
 # Safe to rerun: an existing .venv is reused and only what is missing is installed.
 set -euo pipefail
@@ -34,9 +34,10 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
 fi
 # Extras (pyproject.toml): dev (pytest, ruff), ray (tests/integration/test_ray.py runs a real
 # cluster; ~300 MB), tensorboard (tests read event files back; tens of MB), docs (mkdocs and
-# Material: CI builds the site; ~120 MB). WINIT_EXTRAS overrides the list; add 'mutation' for scripts/mutation.py.
+# Material: CI builds the site; ~120 MB), mup (the muP cross-check test; small, pure Python).
+# WINIT_EXTRAS overrides the list; add 'mutation' for scripts/mutation.py.
 if [ "$tests" = 1 ]; then
-  extras=${WINIT_EXTRAS:-dev,ray,tensorboard,docs}
+  extras=${WINIT_EXTRAS:-dev,ray,tensorboard,docs,mup}
   say "installing winit and what the tests need (pip install -e '.[$extras]')"
   pip install -e ".[$extras]"
 else

@@ -51,6 +51,14 @@ class ModelConfig(Section):
     )
     branch_scale: float = Field(1.0, description="resmlp: alpha in h_b = h_{b-1} + alpha F_b")
     learnable_scale: bool = Field(False, description="resmlp: train alpha (one per block)")
+    parametrization: Literal["standard", "ntk", "mup"] = Field(
+        "standard", description="how init, an output multiplier and per-layer learning rates "
+                                "scale with width (mlp, resmlp): standard, ntk or mup (Yang et "
+                                "al. 2021); all three agree at model.base_width")
+    base_width: PositiveInt | None = Field(
+        None, description="ntk, mup: the width at which the parametrization is the standard "
+                          "one (its learning rate transfers from there; default: model.width); "
+                          "standard ignores it")
 
     @model_validator(mode="after")
     def _widths_match_depth(self) -> ModelConfig:
@@ -82,8 +90,10 @@ class InitConfig(Section):
 # config that does not use them keeps its hash (and its sweep's resume) from before they existed.
 _LATER_DEFAULTS = {
     "model": {k: ModelConfig.model_fields[k].default
-              for k in ("norm", "dropout", "branch_layers", "branch_scale", "learnable_scale")},
-    "init": {"zero_last": InitConfig.model_fields["zero_last"].default}}
+              for k in ("norm", "dropout", "branch_layers", "branch_scale", "learnable_scale",
+                        "parametrization", "base_width")},
+    "init": {"zero_last": InitConfig.model_fields["zero_last"].default},
+    "record": {"coord": False}}
 # The same as dotted keys: what a run's config.yaml from before these keys means by them.
 LATER_DEFAULTS = {f"{section}.{k}": v for section, d in _LATER_DEFAULTS.items()
                   for k, v in d.items()}
@@ -142,6 +152,11 @@ class RecordConfig(Section):
     tensorboard: bool = Field(
         False, description="also write TensorBoard event files into the run folder while "
                            "training (needs: pip install 'winit[tensorboard]')"
+    )
+    coord: bool = Field(
+        False, description="also record each layer's coordinate size, mean |z_l| over batch "
+                           "and units (the mup package's l1; logits for the output layer), "
+                           "as layers.csv's coord column (winit widths turns it on)"
     )
     histograms: bool = Field(
         False, description="also write histograms of each layer's weights and gradients at "

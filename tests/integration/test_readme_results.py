@@ -24,7 +24,8 @@ def test_every_results_block_has_its_markers():
     other page holds a second copy that would go stale."""
     pages = {RESULTS_PAGE: ("timing", "relu30", "tanh20", "mean1", "l2", "phase", "spectra",
                             "bn50", "resmlp100", "norm_rescue"),
-             README: ("quickstart", "headline")}
+             README: ("quickstart", "headline"),
+             REPO / "docs" / "widths.md": ("widths",)}  # scripts/width_results.py
     every = [*(REPO / "docs").rglob("*.md"), README]
     for page, names in pages.items():
         text = page.read_text()
@@ -86,8 +87,8 @@ def test_every_name_the_script_writes_has_markers_and_figures(monkeypatch):
 @pytest.mark.slow
 def test_phase_and_spectra_texts_are_their_runs_numbers(tmp_path: Path, mnist_path: Path):
     """The phase diagram and the depth-32 spectra, made tiny (--set), rerun and printed: the
-    agreement count is phase.csv's own, and each spread is the mean of the runs' summary.json
-    values (each quantity recomputed here from the files)."""
+    agreement count is phase.csv's own, and each spread and var ratio is the mean of the runs'
+    summary.json values (each quantity recomputed here from the files)."""
     import json
 
     env = {**os.environ, "WINIT_DATA_DIR": str(mnist_path), "PYTHONPATH": str(REPO)}
@@ -105,8 +106,11 @@ def test_phase_and_spectra_texts_are_their_runs_numbers(tmp_path: Path, mnist_pa
     spectra_text = " ".join(proc.stdout.split("--- spectra")[1].split("spectra: ")[0].split())
     for label, activation, orthogonal in (("tanh, orthogonal", "tanh", True),
                                           ("ReLU, Gaussian (He)", "relu", False)):
-        spreads = [json.loads(p.read_text())["jacobian"]["spread"]
-                   for p in tmp_path.glob(f"sweeps/spectra32-*/runs/*_{activation}_"
-                                          f"{orthogonal}_s*/summary.json")]
-        assert len(spreads) == 2
-        assert f"**{label}**: spread {sum(spreads) / 2:.2f}" in spectra_text
+        blocks = [json.loads(p.read_text())["jacobian"]
+                  for p in tmp_path.glob(f"sweeps/spectra32-*/runs/*_{activation}_"
+                                         f"{orthogonal}_s*/summary.json")]
+        assert len(blocks) == 2
+        var_ratio = sum(b["var_ratio"] for b in blocks) / 2
+        spread = sum(b["spread"] for b in blocks) / 2
+        assert f"**{label}**: var(s^2)/mean(s^2)^2 {var_ratio:.3g}" in spectra_text
+        assert f"spread {spread:.2f} over s > 1e-6 max" in spectra_text

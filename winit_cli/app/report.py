@@ -45,6 +45,7 @@ import pandas as pd
 
 from winit_cli import interrupts
 from winit_cli.app.spectrum_theory import report_curves
+from winit_cli.app.widths import report_figures
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, write_csv
 from winit_cli.records.folders import staged
@@ -268,6 +269,9 @@ def _write(out: Path, runs: list[Run], skipped: list[Skipped], root: Path,
     figures = draw(out, summary, configs, {r.path: r for r in runs}, labels, output, grid,
                    report_curves(runs)) if len(configs) else {}
     interrupts.check()
+    widths = report_figures([r.dir for r in runs], out / "plots", output)
+    if widths:  # `winit widths` sweeps: the coordinate check and lr transfer, from their CSVs
+        figures["widths"] = [(alt, p.relative_to(out).as_posix()) for alt, p in widths]
     thresholds = ["/".join(sorted({f"{r.config.get(f'diagnose.{k}_decades', 2.0):g}"
                                    for r in runs}) or {"2"}) for k in ("vanish", "explode")]
     not_included = [*skipped, *_unranked(summary)]

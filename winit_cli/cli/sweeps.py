@@ -1,4 +1,4 @@
-"""`winit compare` and `winit phase`: sweeps, on the shared sweep machinery."""
+"""`winit compare`, `winit phase` and `winit widths`: sweeps, on the shared sweep machinery."""
 
 from __future__ import annotations
 
@@ -196,3 +196,94 @@ def _phase(options, dry_run: bool, jobs: int, data_dir, as_json: bool) -> None:
     common.console.print(line)
     common.console.print(f"grid: [bold]{diagram.grid_path}[/]\n"
                          f"figure: [bold]{diagram.figure_path}[/]")
+
+
+@common.app.command()
+def widths(
+    widths_: Annotated[str, typer.Option(
+        "--widths", metavar="N,N", help="Comma-separated hidden widths.")] = "128,256,512,1024",
+    parametrizations: Annotated[str, typer.Option(
+        metavar="A,B", help="standard, ntk, mup (model.parametrization).")] = "standard,mup",
+    lrs: Annotated[str | None, typer.Option(
+        metavar="X,Y", help="Learning rates: adds learning-rate transfer (lr_transfer.csv); "
+                            "default: train.lr alone.")] = None,
+    steps: Annotated[int, typer.Option(min=1, metavar="N", help="Training steps per run (the "
+                                       "coordinate check records steps 0..N).")] = 3,
+    seeds: Annotated[int, typer.Option(min=1, metavar="N", help="Seeds per cell.")] = 1,
+    set_: common.SetOption = None,
+    name: Annotated[str, typer.Option(metavar="NAME", help="Sweep name.")] = "widths",
+    dry_run: common.DryRunOption = False,
+    jobs: Annotated[int, typer.Option(min=1, metavar="N", help="Worker processes.")] = 1,
+    executor: Annotated[str, typer.Option(
+        metavar="NAME", help="Where runs train: local, or ray (a Ray cluster).")] = "local",
+    address: Annotated[str | None, typer.Option(
+        metavar="ADDRESS", help="The cluster's address for --executor ray.")] = None,
+    data_dir: common.DataDirOption = None,
+    as_json: common.JsonOption = False,
+) -> None:
+    """Coordinate check and learning-rate transfer across widths, per parametrization.
+
+    Trains an MLP (depth 4, ReLU, Adam, lr 1e-3, 10,000 MNIST examples; change any of it with
+    --set) at every width under each parametrization (base width: the smallest), recording each
+    layer's mean |z_l| at steps 0..N. Writes coord.csv and coord_slopes.csv (slope of
+    coordinate size vs width per layer and step, beside the theory's: 0 is stable) and
+    coord.png; with --lrs, lr_transfer.csv and lr_transfer.png (train loss vs lr per width, the
+    best lr per width and its spread). Yang et al. 2021 (Tensor Programs V). Rerun to resume.
+    """
+    from winit_cli.app.compare import split_option
+    from winit_cli.app.widths import WidthOptions
+
+    with common.user_errors():
+        options = WidthOptions(
+            split_option(widths_, int, "--widths"), split_option(parametrizations),
+            split_option(lrs, float, "--lrs") if lrs else None, steps, seeds, name=name,
+            overrides=set_ or [])
+        _widths(options, dry_run, jobs, executor, address, data_dir, as_json)
+
+
+def _widths(options, dry_run: bool, jobs: int, executor: str, address, data_dir,
+            as_json: bool) -> None:
+    from winit_cli.app import widths as app_widths
+    from winit_cli.sweeps.executors import ExecutorOptions
+    from winit_cli.sweeps.spec import grid_value
+    from winit_cli.views import json_out, terminal
+    from winit_cli.views.progress import download_progress, sweep_progress
+    from winit_cli.views.widths import slope_table
+
+    shown = common.shown(False, as_json)
+    spec, plan = planned = app_widths.plan_widths(options)
+    terminal.sweep_header(shown, spec, plan)
+    if dry_run:
+        from winit_cli.sweeps.plan import groups
+
+        terminal.dry_run_table(shown, spec, plan, grid_value)
+        common.dry_run(shown, as_json, plan.members[0], "base config, as its first run "
+                       "resolves it", groups(plan.todo),
+                       {"sweep_dir": str(plan.directory), "runs": len(plan.members),
+                        "to_run": len(plan.todo)}, data_dir)
+        return
+    executor_options = ExecutorOptions(jobs, data_dir, download_progress(shown), address,
+                                       on_note=lambda text: terminal.executor_note(shown, text))
+    with sweep_progress(shown, len(plan.todo)) as (on_progress, advance):
+        study = app_widths.run_widths(
+            options, executor=executor, executor_options=executor_options,
+            on_progress=on_progress, on_member=lambda _: advance(), planned=planned)
+    verdicts = list(app_widths.verdicts(study.slopes).values()) if len(study.slopes) else []
+    spreads = app_widths.spread_lines(study.lr_transfer) \
+        if study.lr_transfer is not None else []
+    d = study.directory
+    files = [d / "coord.csv", d / "coord_slopes.csv", d / "coord.png"]
+    if study.lr_transfer is not None:
+        files += [d / "lr_transfer.csv", d / "lr_transfer.png"]
+    if as_json:
+        common.print_json({"sweep_dir": str(d), "files": [str(f) for f in files],
+                           "verdicts": verdicts, "lr_spread": spreads,
+                           "slopes": json_out.records(study.slopes),
+                           "lr_transfer": json_out.records(study.lr_transfer)
+                           if study.lr_transfer is not None else None})
+        return
+    if len(study.slopes):
+        common.console.print(slope_table(study.slopes))
+    for line in [*verdicts, *spreads]:
+        common.console.print(line, highlight=False)
+    common.console.print("\n".join(f"[bold]{f}[/]" for f in files), highlight=False)

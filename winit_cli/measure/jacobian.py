@@ -33,14 +33,19 @@ Two methods, pooled over the inputs (measured accuracy: see tests/unit/measure/t
 Zeros: singular values at or below zero_rtol (default 1e-6) times the pooled maximum count as
 zero (ReLU's dead units give exact zeros; products of many layers give values below float64's
 reach). They enter mean(s^2) and zero_fraction, and are left out of the spread, the std of ln s
-over the rest; compare spreads only at the same zero_rtol.
+over the rest; compare spreads only at the same zero_rtol. For a product of Gaussian matrices
+the lower tail reaches far below any such cutoff, so the spread is set by the cutoff (for a
+critical tanh net of depth 32, width 256, about twice as large in float64 at 1e-12). The
+summaries that need no cutoff come with it: var_ratio = var(s^2) / mean(s^2)^2 (the normalized
+variance of J J^T's eigenvalues, zeros included; free probability predicts it exactly,
+theory/spectra.py's var_sq) and the 10th, 50th and 90th percentiles of s, zeros included.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -66,6 +71,10 @@ class JacobianSpectrum:
     spread: float  # std of ln s over nonzero s; nan when all are zero
     zero_fraction: float  # share of singular values at or below zero_rtol * max
     spread_uncertainty: float  # lanczos: |spread(m) - spread(m / 2)|; exact: 0
+    # Needing no cutoff (module docstring): var(s^2) / mean(s^2)^2, and s's percentiles
+    var_ratio: float = math.nan
+    quantiles: dict[str, float] = field(default_factory=dict)  # {"q10": ..., "q50", "q90"}
+    zero_rtol: float = 1e-6  # the cutoff of `spread` and `zero_fraction`
 
     def to_summary(self) -> dict[str, float | str]:
         """Flat snake_case fields for a run's summary.json."""
@@ -76,7 +85,32 @@ class JacobianSpectrum:
             "jacobian_spread_log_sv": self.spread,
             "jacobian_spread_uncertainty": self.spread_uncertainty,
             "jacobian_zero_fraction": self.zero_fraction,
+            "jacobian_spread_zero_rtol": self.zero_rtol,
+            "jacobian_var_ratio_sq": self.var_ratio,
+            **{f"jacobian_sv_{k}": v for k, v in self.quantiles.items()},
         }
+
+
+QUANTILES = {"q10": 0.1, "q50": 0.5, "q90": 0.9}
+
+
+def cutoff_free(values: torch.Tensor, weights: torch.Tensor) -> tuple[float, dict[str, float]]:
+    """(var(s^2) / mean(s^2)^2, {q10, q50, q90 of s}) of a weighted spectrum, zeros included:
+    the summaries no zero cutoff moves. A percentile is the smallest s whose cumulative
+    weight reaches it."""
+    lam = values.double() ** 2
+    w = weights.double() / weights.double().sum()
+    mean = float((w * lam).sum())
+    var = float((w * (lam - mean) ** 2).sum())
+    order = torch.argsort(values)
+    cumulative = torch.cumsum(w[order], 0)
+    sorted_values = values.double()[order]
+    quantiles = {}
+    for name, q in QUANTILES.items():
+        i = min(int(torch.searchsorted(cumulative, torch.tensor(q, dtype=cumulative.dtype))),
+                len(sorted_values) - 1)
+        quantiles[name] = float(sorted_values[i])
+    return (var / mean**2 if mean > 0 else math.nan), quantiles
 
 
 def _layer_slopes(
@@ -260,7 +294,9 @@ def jacobian_spectrum(
     if method == "auto":
         method = "exact" if widest <= EXACT_MAX_WIDTH else "lanczos"
     if method == "exact" or not weights:  # no layers: J = I, nothing to estimate
-        return _exact_spectrum(weights, biases, activation, z1, zero_rtol)
-    return _lanczos_spectrum(
-        weights, biases, activation, z1, lanczos_steps, probes_per_input, seed, zero_rtol
-    )
+        spectrum = _exact_spectrum(weights, biases, activation, z1, zero_rtol)
+    else:
+        spectrum = _lanczos_spectrum(
+            weights, biases, activation, z1, lanczos_steps, probes_per_input, seed, zero_rtol)
+    var_ratio, quantiles = cutoff_free(spectrum.singular_values, spectrum.weights)
+    return replace(spectrum, var_ratio=var_ratio, quantiles=quantiles, zero_rtol=zero_rtol)

@@ -18,8 +18,10 @@ class Probe:
     """Measures all quantities for every layer and member at one step: `before_step`, then
     `after_step` once the optimizer has updated the weights."""
 
-    def __init__(self, model: StackedModel, optimizer: torch.optim.Optimizer | None = None):
+    def __init__(self, model: StackedModel, optimizer: torch.optim.Optimizer | None = None,
+                 coord: bool = False):
         self.model = model
+        self.coord = coord
         self._before: list[torch.Tensor] = []
         self._assemble = Assembler()
         # Plain SGD and heavy-ball momentum apply W' = W - lr * buf (buf = the gradient without
@@ -35,7 +37,9 @@ class Probe:
         # the plain MLP. `columns` names the last axis of what before_step returns.
         family = FamilyColumns(model, member_norms)
         self._family = family if family.columns else None
-        self.columns = self._assemble.columns + family.columns
+        # record.coord: the coordinate size mean |z_l| (the `mup` package's "l1" of a Linear
+        # layer's output), last; only when asked, so that other runs keep their columns.
+        self.columns = self._assemble.columns + family.columns + (("coord",) if coord else ())
 
     def trace(self) -> StepRecorder:
         """The Trace for a recorded step's forward pass: dL/dz is kept without a copy (see
@@ -60,6 +64,8 @@ class Probe:
         if self._family is not None:
             record = torch.cat([record, self._family.before_step(
                 trace, len(recorder.layers), will_update)], dim=2)
+        if self.coord:
+            record = torch.cat([record, coordinate_sizes(recorder.pre)], dim=2)
         return record
 
     @torch.no_grad()
@@ -77,3 +83,10 @@ class Probe:
         self._before = []
         if self._family is not None:
             self._family.after_step(record[:, :, len(self._assemble.columns):])
+
+
+def coordinate_sizes(pre: list[torch.Tensor]) -> torch.Tensor:
+    """mean |z_l| over batch and units per member, float64 [K, L, 1], from each layer's z
+    ([K, B, out]): summed in float64, so that a coordinate of 1e30 or 1e-30 is as exact."""
+    sizes = [z.detach().double().abs().mean(dim=(1, 2)).cpu() for z in pre]
+    return torch.stack(sizes, dim=1).unsqueeze(2)

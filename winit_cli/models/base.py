@@ -178,6 +178,9 @@ class StackedModel(nn.Module, ABC):
     activation: str  # the hidden activation; init schemes take their gain from it
     has_branches: bool = False  # residual branches: schemes such as Fixup need them
     noise: MemberDropout | None = None  # set by kinds with dropout
+    # The output layer's forward multiplier, W_eff = multiplier x W (model.parametrization mup,
+    # set by training/parametrization.py); None: no multiplier, the weights as they are.
+    output_multiplier: float | None = None
 
     @classmethod
     @abstractmethod
@@ -256,3 +259,11 @@ class ParameterLayers:
         if self.norm_layers is None:
             return []
         return [NormView(n.weight, n.bias, n.kind) for n in self.norm_layers]
+
+
+def with_output_multiplier(model: StackedModel, weights: list[nn.Parameter]) -> list:
+    """The weights a forward pass uses: the output layer's times the model's output
+    multiplier (a new tensor, in the graph), the list itself when there is none."""
+    if model.output_multiplier is None:
+        return weights
+    return [*weights[:-1], weights[-1] * model.output_multiplier]

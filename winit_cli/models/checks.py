@@ -22,7 +22,8 @@ def check_no_branches(config: Any) -> None:
 
 
 def check_common(config: Any) -> None:
-    """What norm and dropout need, whatever the kind."""
+    """What norm, dropout and the parametrization need, whatever the kind."""
+    check_parametrization(config)
     if config.model.norm == "batch" and config.train.batch_size < 2:
         raise ConfigError(
             f"model.norm: batch needs train.batch_size >= 2 (got {config.train.batch_size}): "
@@ -45,3 +46,25 @@ def check_residual_layout(config: Any) -> None:
         raise ConfigError(
             f"model.widths: a residual MLP adds every block's output to one stream, so its "
             f"hidden widths must be equal (got {m.widths}); use model.width")
+
+
+PARAMETRIZED_KINDS = ("mlp", "resmlp")
+
+
+def check_parametrization(config: Any) -> None:
+    """ntk and mup exist for the mlp and resmlp kinds without normalization layers (a norm's
+    gain has no width rule here). base_width is allowed with standard, where it changes
+    nothing, so that one sweep can cross parametrizations at one base width."""
+    m = config.model
+    if m.parametrization == "standard":
+        return
+    if m.kind not in PARAMETRIZED_KINDS:
+        raise ConfigError(f"model.parametrization: {m.parametrization} is built for model.kind "
+                          f"{' and '.join(PARAMETRIZED_KINDS)}, not {m.kind}")
+    if m.norm != "none":
+        raise ConfigError(f"model.parametrization: {m.parametrization} with model.norm "
+                          f"{m.norm} is not built (no width rule for the norm's gain); use "
+                          "model.norm: none or model.parametrization: standard")
+    if m.depth < 2:
+        raise ConfigError(f"model.parametrization: {m.parametrization} needs a hidden layer "
+                          "(model.depth >= 2): there is no width to scale")

@@ -27,6 +27,7 @@ from winit_cli.models.base import (
     ParameterLayers,
     StackedModel,
     Trace,
+    with_output_multiplier,
 )
 from winit_cli.models.registry import MODELS
 from winit_cli.models.stacked import MemberDropout, StackedNorm
@@ -79,6 +80,7 @@ class StackedMLP(ParameterLayers, StackedModel):
         # every step); a [1, out] bias broadcasts as it is.
         h = x.squeeze(0)
         weights, biases = self.parameter_lists()
+        weights = with_output_multiplier(self, weights)
         for l, (w, b) in enumerate(zip(weights, biases, strict=True)):
             z = F.linear(h, w.squeeze(0), b)
             h = self._activate(l, z, trace)
@@ -91,6 +93,7 @@ class StackedMLP(ParameterLayers, StackedModel):
         autograd would copy it every step. Members fed the same batch (x expanded, stride 0)
         share the first layer's input: one GEMM [K * out, in] x [in, B] for all of them."""
         weights, biases = self.parameter_lists()
+        weights = with_output_multiplier(self, weights)
         k = self.members
         h_t = x.transpose(1, 2)  # [K, in, B]
         for l, (w, b) in enumerate(zip(weights, biases, strict=True)):

@@ -31,7 +31,14 @@ import torch
 from torch import nn
 
 from winit_cli.models import checks
-from winit_cli.models.base import ACTIVATIONS, LinearView, ParameterLayers, StackedModel, Trace
+from winit_cli.models.base import (
+    ACTIVATIONS,
+    LinearView,
+    ParameterLayers,
+    StackedModel,
+    Trace,
+    with_output_multiplier,
+)
 from winit_cli.models.registry import MODELS
 from winit_cli.models.stacked import MemberDropout, StackedNorm, linear
 
@@ -99,6 +106,7 @@ class StackedResMLP(ParameterLayers, StackedModel):
         """x: [K, B, input] -> logits [K, B, classes]."""
         single = self.members == 1
         weights, biases = self.parameter_lists()
+        weights = with_output_multiplier(self, weights)
         norms = list(self.norm_layers) if self.norm_layers is not None else None
         if self.noise is not None and self.training:
             self.noise.start(x.device)

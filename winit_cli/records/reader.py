@@ -96,7 +96,7 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 # The columns that hold text: the module's name, in layers.csv of runs of `winit.watch`, a
 # residual MLP's layer role (input, branch_inner, branch_out, output; records/rows.py), and
 # which tensor a row of histograms.csv counts.
-TEXT_COLUMNS = ("name", "role", "tensor")
+TEXT_COLUMNS = ("name", "role", "tensor", "parametrization")  # the last: winit widths' CSVs
 # The largest table a run could honestly hold (a depth-100 run recorded at every one of 30,000
 # steps writes about 1 GB of layers.csv), and what pandas can parse without filling the memory;
 # a larger one (a sparse 3 GB file) is refused before it is read.

@@ -98,10 +98,17 @@ class JacobianRecord(_Block):
     inputs: int  # training inputs the Jacobian was taken at (values pooled over them)
     mean_sq: float | None = None  # mean of s^2, zeros included
     max: float | None = None
-    spread: float | None = None  # std of ln s over nonzero s
+    spread: float | None = None  # std of ln s over s > spread_zero_rtol * max
     spread_uncertainty: float | None = None  # 0 for the exact method
-    zero_fraction: float | None = None
+    zero_fraction: float | None = None  # s <= spread_zero_rtol * max
+    spread_zero_rtol: float | None = None  # the cutoff of spread and zero_fraction
+    # needing no cutoff: var(s^2) / mean(s^2)^2 and percentiles of s, zeros included
+    var_ratio: float | None = None
+    sv_q10: float | None = None
+    sv_q50: float | None = None
+    sv_q90: float | None = None
     predicted_mean_sq: float | None = None  # prod_{l=1}^{L-2} chi_l from the run's theory
+    predicted_var_ratio: float | None = None  # free probability's, where its theory applies
     reason: str | None = None  # why nothing was measured
 
 

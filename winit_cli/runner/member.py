@@ -10,6 +10,7 @@ import pandas as pd
 
 from winit_cli.diagnosis.predict import predict_run
 from winit_cli.diagnosis.predict_families import explain
+from winit_cli.diagnosis.spectrum import predicted_for
 from winit_cli.diagnosis.verdict import (
     NO_HIDDEN_LAYER,
     Verdict,
@@ -20,6 +21,7 @@ from winit_cli.diagnosis.verdict import (
 from winit_cli.measure.histograms import histogram_frame
 from winit_cli.records.files import finite, finite_values
 from winit_cli.records.layers import layers_frame as frame_of
+from winit_cli.records.reader import flatten
 from winit_cli.records.schema import (
     FinalRecord,
     JacobianRecord,
@@ -81,10 +83,15 @@ def jacobian_record(log: MemberLog, theory: dict) -> tuple[JacobianRecord | None
     ratio = theory.get("predicted_log10_ratio")
     # predicted log10 ||dL/dz_1|| / ||dL/dz_{L-1}|| is half the sum of log10 chi_l, l = 1..L-2
     predicted = 10.0 ** (2 * ratio) if ratio is not None else None
+    theory_spectrum = predicted_for(flatten(log.config.to_dict()))
     record = JacobianRecord(**finite_values({
         "mean_sq": summary.mean_sq, "max": summary.max, "spread": summary.spread,
         "spread_uncertainty": summary.spread_uncertainty,
-        "zero_fraction": summary.zero_fraction, "predicted_mean_sq": predicted}),
+        "zero_fraction": summary.zero_fraction, "spread_zero_rtol": summary.zero_rtol,
+        "var_ratio": summary.var_ratio,
+        **{f"sv_{k}": v for k, v in summary.quantiles.items()},
+        "predicted_mean_sq": predicted,
+        "predicted_var_ratio": theory_spectrum.var_sq if theory_spectrum else None}),
         method=summary.method, inputs=config.jacobian_inputs)
     frame = pd.DataFrame({"value": summary.singular_values.numpy(),
                           "weight": summary.weights.numpy()})

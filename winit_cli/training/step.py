@@ -18,6 +18,7 @@ from winit_cli.inits import calibrate_member, initialize, weight_decay
 from winit_cli.measure.histograms import layer_histograms
 from winit_cli.measure.probes import Probe
 from winit_cli.models import StackedModel, build_model
+from winit_cli.training.parametrization import multiplier, param_groups, rescale_init
 from winit_cli.training.schedule import Batches, Schedule, schedule
 
 
@@ -44,19 +45,22 @@ def setup(configs: list[Config], splits: Splits, device: torch.device) -> Group:
     x_train, y_train = splits.x_train.to(device), splits.y_train.to(device)
     torch.manual_seed(base.train.seed)
     model = build_model(base.model, splits.input_size, splits.classes, len(configs))
+    model.output_multiplier = multiplier(model, base.model)
     for i, c in enumerate(configs):
         initialize(model, i, c.init.scheme, c.init.params,
                    torch.Generator().manual_seed(c.train.seed), zero_last=c.init.zero_last)
         # Data-dependent schemes (LSUV) then calibrate member i on the first examples of
         # x_train, a fixed random sample of the dataset; the others do nothing here.
         calibrate_member(model, i, c.init.scheme, c.init.params, splits.x_train)
+        # model.parametrization's init factors, on what the scheme drew and calibrated
+        rescale_init(model, i, c)
     model.to(device)
     model.seed_members([c.train.seed for c in configs])  # dropout: each member's own masks
     decay = torch.tensor([c.train.weight_decay + weight_decay(c.init.scheme, c.init.params)
                           for c in configs], device=device).view(-1, 1, 1)
-    optimizer = make_optimizer(base, model.parameters())
+    optimizer = make_optimizer(base, param_groups(model, base) or model.parameters())
     seeds = [c.train.seed for c in configs]
-    return Group(model, optimizer, Probe(model, optimizer),
+    return Group(model, optimizer, Probe(model, optimizer, coord=base.record.coord),
                  Batches(x_train, y_train, seeds, base.train.batch_size),
                  schedule(base, len(x_train)), decay if bool((decay != 0).any()) else None,
                  splits.x_val.to(device), splits.y_val.to(device), sentinel(model),
@@ -109,8 +113,10 @@ def run_step(group: Group, step: int, alive: list[bool]) -> StepResult:
 
 
 def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
-    """The configured optimizer. Adam fused (one kernel per tensor for its four elementwise
-    updates: 0.9 ms less a step at depth 10, width 256 on the CPU, equal to rounding); SGD
+    """The configured optimizer, over `params` or parameter groups with their own learning
+    rates (model.parametrization, training/parametrization.py). Adam fused (one kernel per
+    tensor for its four elementwise updates: 0.9 ms less a step at depth 10, width 256 on the
+    CPU, equal to rounding); SGD
     with foreach (three calls over all tensors instead of three per tensor, the same bits as
     the per-tensor loop), where fused was measured no faster on the CPU and rounds differently.
     """

@@ -127,8 +127,9 @@ def _spectrum_figure(configs, summary, runs, labels, colors, title, slug, theory
         spectra = [runs[p].spectrum for p in paths]
         spectra = [f for f in spectra if f is not None and len(f)]
         if spectra:
+            jacobian = runs[paths[0]].record.jacobian
             lines.append(SpectrumLine(labels[i].replace("`", ""), colors[labels[i]], spectra,
-                                      theory.get(paths[0])))
+                                      theory.get(paths[0]), jacobian))
     if not lines:
         return []
     return [("Jacobian spectrum at init", spectrum_density(

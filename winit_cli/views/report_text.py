@@ -222,6 +222,11 @@ def write_text(summary, groups, titles, not_included, grid, labels, figures, int
     if None in figures:
         doc.add("h", 2, "Test accuracy vs depth")
         doc.add("img", figures[None][0][1], figures[None][0][0])
+    if "widths" in figures:  # winit widths: alt text is the sweep's verdicts
+        doc.add("h", 2, "Width: coordinate check and learning-rate transfer")
+        for alt, path in figures["widths"]:
+            doc.add("p", alt)
+            doc.add("img", path, alt)
     if len(groups) > MAX_GROUPS:
         doc.add("p", f"Plots are drawn for the first {MAX_GROUPS} of "
                      f"{len(groups)} groups; the tables cover all of them.")
