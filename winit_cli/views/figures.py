@@ -17,10 +17,11 @@ from winit_cli.records.reader import Run
 from winit_cli.records.rows import by_group, group_keys
 from winit_cli.views import plots
 from winit_cli.views.grad_flow import Bars, grad_flow_bars, has_columns
+from winit_cli.views.heatmaps import Panel, gradient_heatmaps
 from winit_cli.views.histograms_plot import histogram_figure
 from winit_cli.views.quantities import quantities_over_time
 from winit_cli.views.spectrum_plot import SpectrumLine, spectrum_density
-from winit_cli.views.words import group_title, number
+from winit_cli.views.words import group_title, missing, number
 
 MAX_QUANTITY_FIGURES = 4  # configurations per group with a per-layer-quantities figure
 
@@ -39,7 +40,7 @@ def _slug(key: tuple) -> str:
     readable start and ends in a hash of the whole, so that names stay bounded and distinct."""
     dataset, kind, activation, depth, width, *rest = key
     text = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{dataset}_{kind}_{activation}_d{depth}_w{width}"
-                  + "".join(f"_{number(v)}" for v in rest))
+                  + "".join(f"_{number(v)}" for v in rest if not missing(v)))
     if len(text) <= MAX_SLUG:
         return text
     return f"{text[:MAX_SLUG - 9]}_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
@@ -51,17 +52,26 @@ def _geomean(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 def _flow_line(label: str, color: str, runs: list[Run]) -> plots.FlowLine:
-    init = [init_rows(r.layers) for r in runs]
+    """Step 0's gradients of a configuration, the geometric mean over its runs; norm layers
+    (a watched model's BatchNorm: no dL/dz) kept apart from the Linear and Conv layers."""
+    placed = [plots.with_positions(init_rows(r.layers)) for r in runs]
+    norms = [f[f.position % 1 != 0] for f in placed]
+    init = [f[f.position % 1 == 0] for f in placed]
     depth = min(len(f) for f in init)
     init = [f.iloc[:depth] for f in init]
+    norm_count = min(len(f) for f in norms)
     predicted = None
     if all("predicted_log10_grad_ratio" in f for f in init):
         # predicted norm = measured output-layer norm x 10^(predicted log10 ratio to it)
         predicted = _geomean([f.act_grad_norm.iloc[-1] * 10 ** f.predicted_log10_grad_ratio
                               .to_numpy(float) for f in init])
-    return plots.FlowLine(label, color, init[0].layer.to_numpy(),
-                          _geomean([f.act_grad_norm.to_numpy(float) for f in init]),
-                          _geomean([f.weight_grad_norm.to_numpy(float) for f in init]), predicted)
+    return plots.FlowLine(
+        label, color, init[0].position.to_numpy(),
+        _geomean([f.act_grad_norm.to_numpy(float) for f in init]),
+        _geomean([f.weight_grad_norm.to_numpy(float) for f in init]), predicted,
+        plots.layer_names(init[0]), norms[0].position.to_numpy()[:norm_count],
+        _geomean([f.weight_grad_norm.to_numpy(float)[:norm_count] for f in norms])
+        if norm_count else None)
 
 
 def _heatmap_title(row: pd.Series, label: str) -> str:
@@ -85,7 +95,10 @@ def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.Da
         curves.append(plots.Curve(label, colors[labels[i]],
                                   [m.metrics for m in members if m.metrics is not None]))
         if len(panels) < plots.MAX_PANELS:
-            panels.append(plots.Panel(_heatmap_title(first, labels[i]), runs[first.path].layers))
+            config = runs[first.path].config
+            panels.append(Panel(_heatmap_title(first, labels[i]), runs[first.path].layers,
+                                (config.get("diagnose.vanish_decades", 2.0),
+                                 config.get("diagnose.explode_decades", 2.0))))
             if has_columns(runs[first.path].layers):
                 bars.append(Bars(f"{label}, seed {first.seed}", colors[labels[i]],
                                  runs[first.path].layers))
@@ -102,7 +115,7 @@ def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.Da
     made = [
         ("gradient flow at init", plots.gradient_flow(
             flows, f"Gradient flow at initialization (step 0): {title}"), f"gradient_flow_{slug}"),
-        ("gradient heatmaps", plots.gradient_heatmaps(
+        ("gradient heatmaps", gradient_heatmaps(
             panels, f"log10 ||dL/dz_l|| / ||dL/dz_L|| by layer and step: {title}"),
          f"heatmaps_{slug}"),
         ("training curves", plots.training_curves(
