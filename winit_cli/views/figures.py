@@ -16,6 +16,7 @@ import pandas as pd
 from winit_cli.records.reader import Run
 from winit_cli.records.rows import by_group, group_keys
 from winit_cli.views import plots
+from winit_cli.views.depth_plot import accuracy_vs_depth, dz_ratio_vs_depth
 from winit_cli.views.grad_flow import Bars, grad_flow_bars, has_columns
 from winit_cli.views.heatmaps import Panel, gradient_heatmaps
 from winit_cli.views.histograms_plot import histogram_figure
@@ -153,8 +154,9 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
          labels: dict, output: plots.Output = plots.Output(), grid: list[str] = (),
          spectrum_theory: dict[str, tuple] | None = None
          ) -> dict[tuple | None, list[tuple[str, str]]]:
-    """All figures, as {group: [(alt text, PNG path relative to out)]}; None holds accuracy vs
-    depth. Figures left from an earlier report in the same folder are removed first.
+    """All figures, as {group: [(alt text, PNG path relative to out)]}; None holds the figures
+    across depths (dz ratio and accuracy vs depth). Figures left from an earlier report in the
+    same folder are removed first.
     spectrum_theory: {run path: (log10 s, density)}, the predicted spectra drawn beside them."""
     plot_dir = out / "plots"
     for stale in (f for fmt in plots.FORMATS for f in plot_dir.glob(f"*.{fmt}")) \
@@ -173,7 +175,10 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
     if (depths > 1).any():
         varied = aggregate.set_index(panel).index.isin(depths[depths > 1].index)
         scheme_colors = {row.scheme: colors[labels[i]] for i, row in aggregate.iterrows()}
-        path = plots.save(plots.accuracy_vs_depth(aggregate[varied], scheme_colors),
-                          plot_dir / "accuracy_vs_depth.png", output)
-        figures[None] = [("test accuracy vs depth", path.relative_to(out).as_posix())]
+        figures[None] = [(alt, plots.save(fig, plot_dir / name, output).relative_to(out)
+                          .as_posix()) for alt, fig, name in (
+            ("dz ratio at init vs depth: measured, and theory's prediction",
+             dz_ratio_vs_depth(aggregate[varied], scheme_colors), "dz_ratio_vs_depth.png"),
+            ("test accuracy vs depth", accuracy_vs_depth(aggregate[varied], scheme_colors),
+             "accuracy_vs_depth.png"))]
     return figures

@@ -226,7 +226,7 @@ def training_curves(curves: Sequence[Curve], title: str) -> Figure:
     ax_loss.tick_params(axis="y", which="minor", labelsize=7)
     ax_loss.set_ylabel("cross-entropy loss")
     ax_acc.set_ylabel("accuracy (%)")
-    _zoom_percent(ax_acc)
+    zoom_percent(ax_acc)
     for ax in (ax_loss, ax_acc):
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)
@@ -240,7 +240,7 @@ def training_curves(curves: Sequence[Curve], title: str) -> Figure:
     return fig
 
 
-def _zoom_percent(ax) -> None:
+def zoom_percent(ax) -> None:
     """Zoom a percent axis to where the curves are (and differ), within 0-100."""
     ys = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()]
                         or [np.array([0.0, 100.0])])
@@ -248,27 +248,3 @@ def _zoom_percent(ax) -> None:
     lo, hi = (float(ys.min()), float(ys.max())) if ys.size else (0.0, 100.0)
     pad = max(2.0, 0.05 * (hi - lo))
     ax.set_ylim(max(0.0, lo - pad), min(100.0, hi + pad))
-
-
-def accuracy_vs_depth(aggregate: pd.DataFrame, colors: dict[str, str]) -> Figure:
-    """Final test accuracy against depth, one panel per (dataset, model kind, activation,
-    width), one line per scheme; error bars are the std over seeds where there are several."""
-    keys = ["dataset", "model_kind", "activation", "width"]
-    panels = list(aggregate.groupby(keys, sort=True, dropna=False))
-    fig, axes = axes_grid(len(panels), 3, cell=(5, 3.9), margin=(0, 0.5))
-    for ax, ((dataset, kind, activation, width), frame) in zip(axes, panels, strict=True):
-        for scheme, rows in frame.groupby("scheme", sort=True):
-            rows = rows.groupby("depth", sort=True).agg(
-                acc=("test_accuracy_mean", "mean"), std=("test_accuracy_std", "mean"))
-            ax.errorbar(rows.index.to_numpy(), 100 * rows.acc.to_numpy(),
-                        yerr=100 * rows["std"].fillna(0).to_numpy(), marker="o", ms=4,
-                        capsize=3, lw=1.5, color=colors.get(scheme, "black"), label=scheme)
-        ax.set_title(f"{dataset}, {kind} {activation}, width {width}", fontsize=10)
-        ax.set_xlabel("depth (Linear layers)")
-        ax.set_ylabel("test accuracy (%)")
-        _zoom_percent(ax)
-        ax.grid(True, alpha=0.3)
-        ax.set_xticks(sorted(frame.depth.dropna().unique()))
-        ax.legend(fontsize=8, loc="best")
-    fig.suptitle("Final test accuracy vs depth, per init scheme", fontsize=11)
-    return fig

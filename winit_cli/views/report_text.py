@@ -220,8 +220,9 @@ def write_text(summary, groups, titles, not_included, grid, labels, figures, int
     doc.add("h", 2, "What happened")
     doc.blocks += sections
     if None in figures:
-        doc.add("h", 2, "Test accuracy vs depth")
-        doc.add("img", figures[None][0][1], figures[None][0][0])
+        doc.add("h", 2, "Across depths")
+        for alt, path in figures[None]:
+            doc.add("img", path, alt)
     if len(groups) > MAX_GROUPS:
         doc.add("p", f"Plots are drawn for the first {MAX_GROUPS} of "
                      f"{len(groups)} groups; the tables cover all of them.")
