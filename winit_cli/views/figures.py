@@ -131,6 +131,43 @@ def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.Da
     return [(alt, plots.save(fig, plot_dir / f"{name}.png", output)) for alt, fig, name in made]
 
 
+# What each kind of figure shows, under it in the report (keyed by its file name's start).
+CAPTIONS = {
+    "gradient_flow": "The gradient at initialization, per layer: ||dL/dz_l|| backpropagated to "
+                     "the pre-activations (left) and ||dL/dW_l|| (right), the geometric mean "
+                     "over seeds, one line per configuration; dashed, theory's prediction. A "
+                     "left panel falling towards the input side is a vanishing gradient.",
+    "heatmaps": "One panel per configuration (its first seed): log10 of each layer's "
+                "||dL/dz_l|| over the output layer's, by step. Blue: smaller (vanishing), red: "
+                "larger (exploding), white: the same. The colour scale is clipped at twice the "
+                "verdict's threshold (each panel's title gives its own range); the dashed "
+                "contour is the threshold itself.",
+    "curves": "Loss and accuracy during training: solid, the running mean over training "
+              "batches; dashed, validation; the mean over seeds.",
+    "quantities": "Every per-layer quantity recorded, against step, one line per layer "
+                  "(dark: input side, yellow: output side).",
+    "histograms": "Histograms of |W| and |dL/dW| per layer at the recorded steps.",
+    "grad_flow_bars": "Mean (dark) and largest (light) |dL/dW| per layer, one panel per "
+                      "configuration; a cross marks a gradient that is exactly 0.",
+    "spectrum": "The density of the input-output Jacobian's singular values at "
+                "initialization, per configuration, with theory's where it predicts one.",
+    "dz_ratio_vs_depth": "The dz ratio at initialization (log10 ||dL/dz_1|| / "
+                         "||dL/dz_{L-1}||) against depth, one panel per activation: points "
+                         "measured (mean over seeds, the std as error bars), dashed lines "
+                         "mean-field theory's prediction. A line that falls with depth is an "
+                         "init whose gradient vanishes in deeper nets.",
+    "accuracy_vs_depth": "Final test accuracy against depth, one line per scheme (the std over "
+                         "seeds as error bars).",
+}
+
+
+def caption(path: str) -> str:
+    """What a report figure shows, from its file name."""
+    name = Path(path).stem
+    return next(text for start, text in sorted(CAPTIONS.items(), key=lambda kv: -len(kv[0]))
+                if name.startswith(start))
+
+
 def _spectrum_figure(configs, summary, runs, labels, colors, title, slug, theory
                      ) -> list[tuple]:
     """The Jacobian spectrum density per configuration, where the runs recorded spectrum.csv,
