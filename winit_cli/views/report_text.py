@@ -167,7 +167,37 @@ def recommend(title: str, order: pd.DataFrame, summary: pd.DataFrame, labels: di
     if best.name != pick.name and finite(best.test_accuracy_mean) is not None:
         text += (f" {labels[best.name]} scored higher, {_pct(best.test_accuracy_mean)}, but its "
                  f"gradients were not healthy ({best.verdicts}).")
-    return text + _theory_clause(summary.loc[pick.members], pick)
+    return text + _theory_clause(summary.loc[pick.members], pick) + basis(order, pick, labels)
+
+
+SEEDS_TO_TRUST = 3  # seeds per configuration before a ranking is more than one draw
+
+
+def basis(order: pd.DataFrame, pick: pd.Series, labels: dict) -> str:
+    """What a recommendation rests on: how many candidates, how many seeds, and whether the
+    runner-up is within the spread over seeds; with what to run to firm it up."""
+    seeds = sorted({int(n) for n in order.n_seeds})
+    seeds_text = f"{seeds[0]} seed{'s' if seeds[0] != 1 else ''}" if len(seeds) == 1 \
+        else f"{seeds[0]}-{seeds[-1]} seeds"
+    if len(order) == 1:
+        return (f" *Rests on 1 candidate, {seeds_text}: nothing was compared; train other inits "
+                "beside it (`winit compare schemes`, or `watch(..., scheme=)`) to rank it.*")
+    text = f" *Rests on {len(order)} candidates, {seeds_text} each"
+    rest = order.drop(index=pick.name)
+    runner = rest.iloc[0]
+    gap = pick.test_accuracy_mean - runner.test_accuracy_mean \
+        if finite(runner.test_accuracy_mean) is not None else None
+    stds = [x for x in (pick.test_accuracy_std, runner.test_accuracy_std) if finite(x) is not None]
+    if gap is not None:
+        text += f"; {labels[runner.name]} next, {100 * gap:.1f} points behind"
+        if stds and abs(gap) <= max(stds):
+            text += (f", within the spread over seeds (std up to {100 * max(stds):.1f} points): "
+                     "the order between them is not settled")
+    text += "."
+    if seeds[0] < SEEDS_TO_TRUST:
+        one = "One seed" if seeds[0] == 1 else f"{seeds[0]} seeds"
+        text += f" {one}: rerun with --seeds {SEEDS_TO_TRUST} before trusting this ranking."
+    return text + "*"
 
 
 def intro_paragraphs(summary, titles, not_included, root, wanted, thresholds) -> list[str]:
