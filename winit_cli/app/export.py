@@ -62,4 +62,4 @@ def _replace(target: Path, run: Run) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for old in target.glob(EVENT_FILES):  # a second export would double every series
         old.unlink()
-    write_tables(target, run.layers, run.metrics)
+    write_tables(target, run.layers, run.metrics, run.record, run.config)
