@@ -36,7 +36,7 @@ fi
 # cluster; ~300 MB), tensorboard (tests read event files back; tens of MB), docs (mkdocs and
 # Material: CI builds the site; ~120 MB). WINIT_EXTRAS overrides the list; add 'mutation' for scripts/mutation.py.
 if [ "$tests" = 1 ]; then
-  extras=${WINIT_EXTRAS:-dev,ray,tensorboard,docs}
+  extras=${WINIT_EXTRAS:-dev,ray,tensorboard,docs,lightning}
   say "installing winit and what the tests need (pip install -e '.[$extras]')"
   pip install -e ".[$extras]"
 else

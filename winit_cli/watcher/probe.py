@@ -98,6 +98,11 @@ class Watch:
     def dir(self) -> Path:
         return self.folder.dir
 
+    @property
+    def run(self) -> WatchedRun | None:
+        """The finished run, once closed (by close(), or on leaving a `with` block)."""
+        return self._run
+
     # --- each step ------------------------------------------------------------------------------
 
     def step(self, loss: torch.Tensor | float, epoch: int | None = None) -> bool:
