@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from winit_cli.errors import ConfigError, clip, shorten
 from winit_cli.yamlfile import Refused, describe_error, load_yaml, read_yaml
@@ -51,6 +58,12 @@ class ModelConfig(Section):
     )
     branch_scale: float = Field(1.0, description="resmlp: alpha in h_b = h_{b-1} + alpha F_b")
     learnable_scale: bool = Field(False, description="resmlp: train alpha (one per block)")
+
+    @field_validator("activation", "norm", mode="before")
+    @classmethod
+    def _case_folded(cls, value: Any) -> Any:
+        """`Relu`, `TANH`: names are matched whatever their case (they are all lower case)."""
+        return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _widths_match_depth(self) -> ModelConfig:
