@@ -42,6 +42,10 @@ except ImportError:  # the older package name, where only that is installed
     except ImportError:
         raise ImportError("winit_cli.lightning needs PyTorch Lightning: "
                           "pip install 'winit[lightning]'") from None
+except RuntimeError as e:  # installed, but a package it imports is broken (a CUDA torchvision)
+    raise ImportError(f"winit_cli.lightning: PyTorch Lightning is installed but does not import "
+                      f"({e}); reinstall it and torchvision to match torch: pip install "
+                      "'winit[lightning]'") from e
 
 from winit_cli.watcher import Watch, WatchedRun, watch
 

@@ -26,7 +26,7 @@ def _lightning():
         import lightning.pytorch as pl
     except ImportError:
         pytest.skip("lightning is not installed: pip install 'winit[lightning]'")
-    except RuntimeError as e:  # pragma: no cover - depends on the environment
+    except RuntimeError as e:
         pytest.skip(f"lightning does not import here (torchvision broken: {e}); install "
                     "torchvision matching torch, or none")
     return pl
