@@ -74,7 +74,7 @@ def gradient_heatmaps(panels: Sequence[Panel], title: str) -> Figure:
             levels = [-p.thresholds[0], p.thresholds[1]]
             drawn = ax.contour(steps, positions, np.ma.masked_invalid(z), levels=levels,
                                colors="black", linestyles="--", linewidths=1.0)
-            contoured |= bool(drawn.allsegs and any(len(s) for s in drawn.allsegs))
+            contoured |= any(len(seg) for level in drawn.allsegs for seg in level)
         ax.set_xlim(*x_range)
         # Wrapped: long configuration labels would run into the neighbouring panel's title.
         heading = "\n".join(textwrap.fill(line, 44) for line in p.title.splitlines())

@@ -86,3 +86,10 @@ def test_colour_bar_ticks_are_whole_decades():
     bar = fig.axes[-1]
     ticks = bar.get_yticks()
     assert len(ticks) and np.allclose(ticks, np.round(ticks))
+
+
+def test_the_contour_is_mentioned_only_where_drawn():
+    flat = gradient_heatmaps([Panel("p", _layers([-0.4, -0.2, 0.0]))], "t")
+    assert "dashed" not in flat._suptitle.get_text()
+    steep = gradient_heatmaps([Panel("p", _layers([-3.0, -1.0, 0.0]))], "t")
+    assert "dashed: the verdict's thresholds" in steep._suptitle.get_text()
