@@ -122,11 +122,16 @@ def _breakable(text: str) -> str:
     return re.sub(r"(?<=[A-Za-z0-9][_/-])(?=[A-Za-z0-9])", "<wbr>", _inline(text))
 
 
+# *italic*: an asterisk that opens one follows a space (or the start) and a closing one is
+# followed by one, so that chi* in "chi* = 1" is the quantity's name, not markup.
+ITALIC = re.compile(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])")
+
+
 def _inline(text: str) -> str:
     text = html.escape(text)
     text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
     text = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
-    text = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", text)
+    text = ITALIC.sub(r"<em>\1</em>", text)
     # 10^-0.22 as a power that never breaks across lines
     return re.sub(r"10\^([+-]?[0-9]+(?:\.[0-9]+)?|x)", r'<span class="pow">10<sup>\1</sup></span>',
                   text)

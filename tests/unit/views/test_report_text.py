@@ -78,3 +78,11 @@ def test_a_single_candidate_says_nothing_was_compared():
     order = _order([("mine", 0.87, math.nan, 1)])
     text = basis(order, order.iloc[0], {"mine": "user's init"})
     assert "Rests on 1 candidate, 1 seed: nothing was compared" in text
+
+
+def test_chi_star_is_not_taken_for_italics():
+    """chi* in a theory sentence and a *caveat* in one line: only the caveat is italic."""
+    from winit_cli.views.doc import _inline
+
+    text = _inline("Theory: chi* = 2 per layer. *Rests on 1 candidate.*")
+    assert text == "Theory: chi* = 2 per layer. <em>Rests on 1 candidate.</em>"
