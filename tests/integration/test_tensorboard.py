@@ -221,3 +221,25 @@ def test_outcome_verdict_and_hparams_live_and_exported(tmp_path, mnist_raw):
         last = record["final"]["steps"] - 1
         assert got["outcome/dz_ratio_init"][last] == pytest.approx(
             record["verdict"]["log10_first_to_last"], rel=1e-6)
+
+
+@pytest.mark.mnist
+def test_a_cli_run_writes_its_verdict_and_hparams_live(tmp_path, winit_data_dir):
+    """record.tensorboard: true: once the run has finished, its verdict text and hparams are in
+    its event files, as summary.json and config.yaml have them."""
+    import json
+
+    from winit_cli.app.run import run_experiment
+
+    config = load_config(None, [*QUICK, "record.tensorboard=true", "init.scheme=xavier_normal",
+                                f"output_dir={tmp_path}"])
+    outcome = run_experiment(config)
+    record = json.loads((outcome.run_dir / "summary.json").read_text())
+    text, hparams, metrics = verdict_and_hparams(outcome.run_dir)
+    assert record["verdict_text"] in text
+    assert hparams["init.scheme"] == hparams["scheme"] == "xavier_normal"
+    assert hparams["model.depth"] == 3 and hparams["verdict"] == record["verdict"]["verdict"]
+    assert {"outcome/test_accuracy", "outcome/dz_ratio_predicted"} <= metrics
+    got = scalars(outcome.run_dir, outcome=True)
+    assert got["outcome/test_accuracy"][record["final"]["steps"] - 1] == pytest.approx(
+        record["final"]["test_accuracy"], rel=1e-6)
