@@ -8,8 +8,11 @@ Prints the page's layout as JSON: the viewport's width (`client`), the page's sc
 (`scroll`: wider than `client` means the reader must scroll sideways) and the elements whose
 right edge lies past the viewport (`over`, outside boxes that scroll on their own: a wide table
 scrolls in its `.wide` box, which must itself fit; `scrolling` counts the tables that do),
-`images` and `unloaded` (figures that did not display). tests/integration/test_report_browser.py
-checks these.
+`images` and `unloaded` (figures that did not display), `broken` (words in table cells that the
+layout split across lines: "xavier_nor mal"; a break after _ - / is between words), `figures`
+and `uncaptioned` (figures without a caption), and `enlarges` (whether a click on the widest
+figure, shown smaller than it is, shows it at its full size).
+tests/integration/test_report_browser.py checks these.
 
 How: a copy of the page with a small script that, once everything (the embedded figures too)
 has loaded, measures the layout and writes it into the page as JSON; `chromium --dump-dom`
@@ -40,10 +43,38 @@ PROBE = """<script>addEventListener('load', () => {
     if (r.right > width + 0.5) over.push(e.tagName.toLowerCase() + ' ends at ' +
       Math.round(r.right) + 'px: ' + (e.textContent || e.alt || '').trim().slice(0, 40));
   }
+  // Words (letters, digits, dots) in table cells that the layout broke across lines.
+  const broken = [];
+  for (const cell of document.querySelectorAll('td, th')) {
+    const walk = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node; (node = walk.nextNode());) {
+      for (const m of node.textContent.matchAll(/[A-Za-z0-9.]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        if (tops.size > 1) broken.push(m[0]);
+      }
+    }
+  }
+  const figures = [...document.querySelectorAll('figure')];
+  const uncaptioned = figures.filter(f => !(f.querySelector('figcaption')?.textContent.trim()))
+    .length;
+  // A click on a figure shown smaller than it is shows it at full size; a second click puts
+  // it back. Tried on the widest figure (null: none is shown smaller).
+  let enlarges = null;
+  const widest = [...document.querySelectorAll('figure img')]
+    .sort((a, b) => b.naturalWidth - a.naturalWidth)[0];
+  if (widest && widest.getBoundingClientRect().width < widest.naturalWidth - 1) {
+    widest.click();
+    enlarges = Math.abs(widest.getBoundingClientRect().width - widest.naturalWidth) < 1;
+    widest.click();
+  }
   const out = document.createElement('pre');
   out.id = 'winit-layout';
   out.textContent = JSON.stringify({client: width, scroll: root.scrollWidth,
-    over: over.slice(0, 20), images: document.images.length,
+    over: over.slice(0, 20), images: document.images.length, broken: broken.slice(0, 20),
+    figures: figures.length, uncaptioned, enlarges,
     scrolling: [...document.querySelectorAll('.wide')].filter(w => w.scrollWidth > w.clientWidth)
       .length,
     unloaded: [...document.images].filter(i => !i.complete || !i.naturalWidth).length});

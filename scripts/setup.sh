@@ -37,7 +37,7 @@ fi
 # Material: CI builds the site; ~120 MB), mup (the muP cross-check test; small, pure Python).
 # WINIT_EXTRAS overrides the list; add 'mutation' for scripts/mutation.py.
 if [ "$tests" = 1 ]; then
-  extras=${WINIT_EXTRAS:-dev,ray,tensorboard,docs,mup}
+  extras=${WINIT_EXTRAS:-dev,ray,tensorboard,docs,mup,lightning}
   say "installing winit and what the tests need (pip install -e '.[$extras]')"
   pip install -e ".[$extras]"
 else

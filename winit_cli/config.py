@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from winit_cli.errors import ConfigError, clip, shorten
 from winit_cli.yamlfile import Refused, describe_error, load_yaml, read_yaml
@@ -59,6 +66,12 @@ class ModelConfig(Section):
         None, description="ntk, mup: the width at which the parametrization is the standard "
                           "one (its learning rate transfers from there; default: model.width); "
                           "standard ignores it")
+
+    @field_validator("activation", "norm", mode="before")
+    @classmethod
+    def _case_folded(cls, value: Any) -> Any:
+        """`Relu`, `TANH`: names are matched whatever their case (they are all lower case)."""
+        return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _widths_match_depth(self) -> ModelConfig:

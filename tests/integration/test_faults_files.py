@@ -264,7 +264,7 @@ def test_an_interrupted_export_keeps_the_previous_event_files(finished_run, tmp_
     import winit_cli.app.export as export_module
     real = export_module.write_tables
 
-    def interrupted(log_dir, layers, metrics):
+    def interrupted(log_dir, layers, metrics, *outcome):
         real(log_dir, layers.head(1), None)  # a first, partial event file, then Ctrl-C
         raise KeyboardInterrupt
 

@@ -166,7 +166,8 @@ def test_plots_exist_and_are_not_blank(report):
     names = {p.name for p in report.files if p.suffix == ".png"}
     assert {"gradient_flow_mnist_mlp_relu_d8_w64.png", "heatmaps_mnist_mlp_relu_d8_w64.png",
             "curves_mnist_mlp_relu_d8_w64.png", "gradient_flow_mnist_mlp_tanh_d8_w64.png",
-            "accuracy_vs_depth.png", "quantities_mnist_mlp_relu_d8_w64_1.png",
+            "accuracy_vs_depth.png", "dz_ratio_vs_depth.png",
+            "quantities_mnist_mlp_relu_d8_w64_1.png",
             "quantities_mnist_mlp_tanh_d8_w64_1.png"} <= names
     for path in report.files:
         if path.suffix != ".png":

@@ -55,6 +55,21 @@ def test_report_fits_the_window(report_html: Path, width: int):
     assert found["scrolling"] == 0, found
     assert found["images"] == report_html.read_text().count("<img") > 0
     assert found["unloaded"] == 0
+    assert found["broken"] == [], found  # no word split across lines in the runs tables
+    assert found["figures"] == found["images"] and found["uncaptioned"] == 0, found
+    assert found["enlarges"] is True  # a click shows a figure at its full size
+
+
+def test_the_check_sees_a_word_broken_and_a_figure_uncaptioned(tmp_path: Path):
+    """The measurement can fail: a narrow cell that may break anywhere splits a word, and a
+    figure with no caption is counted."""
+    page = tmp_path / "page.html"
+    page.write_text("<!doctype html><html><body><table><tr><td style='width:3em;"
+                    "overflow-wrap:anywhere'>xavier_normal_initialisation</td></tr></table>"
+                    "<figure><img alt='a' src='data:image/gif;base64,R0lGODlhAQABAAAAACw="
+                    "'></figure></body></html>")
+    found = report_browser.layout(page, 800)
+    assert found["broken"] and found["uncaptioned"] == 1, found
 
 
 def test_the_check_sees_overflow(tmp_path: Path):

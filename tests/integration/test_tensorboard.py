@@ -26,12 +26,32 @@ QUICK = ["model.depth=3", "model.width=32", "train.steps=12", "train.batch_size=
          "data.subset=600", "data.val_size=100", "record.every=4", "record.eval_every=6"]
 
 
-def scalars(folder: Path) -> dict[str, dict[int, float]]:
-    """Every scalar series in a folder's event files: tag -> {step: value}."""
+def scalars(folder: Path, outcome: bool = False) -> dict[str, dict[int, float]]:
+    """Every scalar series in a folder's event files: tag -> {step: value}; the outcome/ tags
+    (a finished run's numbers, test_outcome_... below) only if `outcome`."""
     events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
     events.Reload()
     return {tag: {e.step: e.value for e in events.Scalars(tag)}
-            for tag in events.Tags()["scalars"]}
+            for tag in events.Tags()["scalars"] if outcome or not tag.startswith("outcome/")}
+
+
+def verdict_and_hparams(folder: Path) -> tuple[str, dict, dict]:
+    """The winit/verdict text, and the HParams plugin's session: hparams and metric tags,
+    read with TensorBoard's own reader and protobufs."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    events.Reload()
+    text = events.Tensors("winit/verdict/text_summary")[-1].tensor_proto.string_val[0].decode()
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]).session_start_info
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/experiment"]).experiment
+    hparams = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+               for k, v in start.hparams.items()}
+    metrics = {m.name.tag for m in experiment.metric_infos}
+    return text, hparams, metrics
 
 
 def expected(layers: pd.DataFrame, metrics: pd.DataFrame, names,
@@ -161,3 +181,65 @@ def test_missing_tensorboard_is_a_config_error(monkeypatch):
                         lambda name, *a: None if name == "tensorboard" else real(name, *a))
     with pytest.raises(ConfigError, match=r"pip install 'winit\[tensorboard\]'"):
         load_config(None, ["record.tensorboard=true"])
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@pytest.mark.mnist
+def test_outcome_verdict_and_hparams_live_and_exported(tmp_path, mnist_raw):
+    """A finished run's verdict is text and its config hparams, written live by watch and by
+    `winit export`: the text is summary.json's verdict_text, the hparams config.yaml's keys
+    with their values, and outcome/dz_ratio_init summary.json's dz ratio."""
+    import json
+
+    import yaml
+
+    run = watched_run(tmp_path / "results", mnist_raw, tensorboard=True)
+    record = json.loads((run.dir / "summary.json").read_text())
+    config = _flat(yaml.safe_load((run.dir / "config.yaml").read_text()))
+    result = CliRunner().invoke(app, ["export", "tensorboard", str(tmp_path / "results")])
+    assert result.exit_code == 0, result.output
+    for folder in (run.dir, tmp_path / "results" / "tensorboard" / run.dir.name):
+        text, hparams, metrics = verdict_and_hparams(folder)
+        assert record["verdict_text"] in text and record["verdict"]["verdict"] in text
+        assert hparams["verdict"] == record["verdict"]["verdict"]
+        assert hparams["scheme"] == "unknown" and hparams["model.kind"] == "Sequential"
+        assert hparams["train.lr"] == pytest.approx(0.05)
+        assert hparams["train.optimizer"] == "SGD"
+        assert json.loads(hparams["model.layers"]) == config["model.layers"]
+        assert "output_dir" not in hparams
+        assert {"outcome/dz_ratio_init", "outcome/dz_ratio_end"} <= metrics
+        got = scalars(folder, outcome=True)
+        last = record["final"]["steps"] - 1
+        assert got["outcome/dz_ratio_init"][last] == pytest.approx(
+            record["verdict"]["log10_first_to_last"], rel=1e-6)
+
+
+@pytest.mark.mnist
+def test_a_cli_run_writes_its_verdict_and_hparams_live(tmp_path, winit_data_dir):
+    """record.tensorboard: true: once the run has finished, its verdict text and hparams are in
+    its event files, as summary.json and config.yaml have them."""
+    import json
+
+    from winit_cli.app.run import run_experiment
+
+    config = load_config(None, [*QUICK, "record.tensorboard=true", "init.scheme=xavier_normal",
+                                f"output_dir={tmp_path}"])
+    outcome = run_experiment(config)
+    record = json.loads((outcome.run_dir / "summary.json").read_text())
+    text, hparams, metrics = verdict_and_hparams(outcome.run_dir)
+    assert record["verdict_text"] in text
+    assert hparams["init.scheme"] == hparams["scheme"] == "xavier_normal"
+    assert hparams["model.depth"] == 3 and hparams["verdict"] == record["verdict"]["verdict"]
+    assert {"outcome/test_accuracy", "outcome/dz_ratio_predicted"} <= metrics
+    got = scalars(outcome.run_dir, outcome=True)
+    assert got["outcome/test_accuracy"][record["final"]["steps"] - 1] == pytest.approx(
+        record["final"]["test_accuracy"], rel=1e-6)

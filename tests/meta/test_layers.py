@@ -20,7 +20,8 @@ ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 
 # Top to bottom. A unit is a subpackage or a top-level module of winit_cli.
 LAYERS: list[tuple[str, ...]] = [
-    ("__init__", "__main__"),  # `import winit_cli` (winit.watch) and `python -m winit_cli`
+    # `import winit_cli` (winit.watch), `python -m winit_cli`, watch as a Lightning callback
+    ("__init__", "__main__", "lightning"),
     ("cli",),  # parse, call the application, render, map errors to exit codes
     ("app",),  # run, compare, report, phase, schemes: orchestration and executor choice
     ("sweeps", "watcher"),  # many runs of a grid; winit.watch on a user's own loop

@@ -147,14 +147,19 @@ def test_models_depend_on_nothing_above_them():
 @pytest.mark.slow
 def test_every_module_imports_first_in_a_fresh_interpreter():
     """An import cycle can work from one side and fail from the other (a partially initialised
-    module): each module is imported with no winit_cli module loaded before it."""
+    module): each module is imported with no winit_cli module loaded before it. A module of an
+    optional extra (winit_cli.lightning) may fail only with its ImportError naming the extra."""
     names = sorted(m for m in MODULES if not m.endswith("__main__"))
     script = (
         "import importlib, sys\n"
         f"for name in {names!r}:\n"
         "    for loaded in [m for m in sys.modules if m.startswith('winit_cli')]:\n"
         "        del sys.modules[loaded]\n"
-        "    importlib.import_module(name)\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ImportError as e:\n"
+        "        if \"pip install 'winit[\" not in str(e):\n"
+        "            raise\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             cwd=PACKAGE.parent, check=False)

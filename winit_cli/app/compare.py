@@ -13,6 +13,7 @@ import pandas as pd
 from winit_cli.app import preflight
 from winit_cli.config import Config, apply_override
 from winit_cli.errors import ConfigError, shorten
+from winit_cli.inits import get_scheme
 from winit_cli.sweeps.comparison import run_sweep
 from winit_cli.sweeps.executors import ExecutorOptions, ProgressFn, make_executor
 from winit_cli.sweeps.plan import SweepPlan, groups, plan
@@ -58,6 +59,15 @@ def split_option(text: str | None, kind: type = str, option: str = "") -> list:
     except ValueError:
         raise ConfigError(
             f"{option}: expected comma-separated {kind.__name__}s (got {shorten(text)})") from None
+
+
+def scheme_option(text: str | None) -> list[str]:
+    """--schemes as a list; an unknown name is a user error that names --schemes (with the
+    known names and a did-you-mean)."""
+    names = split_option(text)
+    for name in names:
+        get_scheme(name, where="--schemes")
+    return names
 
 
 def only_set_beside_sweep(**given) -> None:

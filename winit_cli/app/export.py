@@ -57,6 +57,6 @@ def export_tensorboard(paths: list[Path], out: Path | None = None) -> Export:
     for run in runs:
         target = out / run.path
         with staged(target, "winit export tensorboard", "event files") as staging:
-            write_tables(staging, run.layers, run.metrics)
+            write_tables(staging, run.layers, run.metrics, run.record, run.config)
         written.append((run.path, target))
     return Export(out, written, skipped)

@@ -61,6 +61,7 @@ from winit_cli.records.rows import (
     compared_columns,
     group_keys,
     incidental_columns,
+    is_watched,
     ranked,
     rows_frame,
     run_row,
@@ -97,8 +98,12 @@ def effective(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def grid_keys(runs: list[Run]) -> list[str]:
-    """Config keys (beyond the usual columns) that tell these runs apart, plus sweep grid axes."""
-    known = [effective(r.config) for r in runs if r.config]  # no config.yaml: tells nothing
+    """Config keys (beyond the usual columns) that tell these runs apart, plus sweep grid axes.
+    A `winit.watch` run's config adds none: what groups it is its model class, its Linear/Conv
+    layer count and width and its dataset (the usual columns); its scheme, where the user named
+    one, is the compared axis; the optimizer's settings are not part of its group."""
+    # no config.yaml: tells nothing
+    known = [effective(r.config) for r in runs if r.config and not is_watched(r.config)]
     keys = {k for r in runs for k in r.sweep_grid if any(k in c for c in known)}
     for key in {k for c in known for k in c}:
         if len({json.dumps(c.get(key), default=str) for c in known}) > 1:
@@ -107,7 +112,8 @@ def grid_keys(runs: list[Run]) -> list[str]:
 
 
 def summary_rows(runs: list[Run], grid: list[str]) -> list[dict[str, Any]]:
-    return [run_row(r, {k: effective(r.config).get(k) for k in grid}) for r in runs]
+    return [run_row(r, {k: None if is_watched(r.config) else effective(r.config).get(k)
+                        for k in grid}) for r in runs]
 
 
 # --- filters ------------------------------------------------------------------------------------

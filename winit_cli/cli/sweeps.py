@@ -58,13 +58,18 @@ def compare_schemes(
     as_json: common.JsonOption = False,
 ) -> None:
     """Compare init schemes (x activations x depths x widths x seeds); resumes if rerun."""
-    from winit_cli.app.compare import only_set_beside_sweep, split_option, sweep_spec
+    from winit_cli.app.compare import (
+        only_set_beside_sweep,
+        scheme_option,
+        split_option,
+        sweep_spec,
+    )
 
     with common.user_errors():
         if sweep_file is not None:
             only_set_beside_sweep(base=base, schemes=schemes, activations=activations,
                                   depths=depths, widths=widths, grid=grid, seeds=seeds != 1)
-        axes = {"init.scheme": split_option(schemes), "model.activation":
+        axes = {"init.scheme": scheme_option(schemes), "model.activation":
                 split_option(activations), "model.depth": split_option(depths, int, "--depths"),
                 "model.width": split_option(widths, int, "--widths")}
         spec = sweep_spec(sweep_file, base, axes, grid or [], set_ or [], seeds, name)

@@ -43,6 +43,16 @@ DZ_RATIO = (f"dz ratio = {DZ_FORMULA}: the gradient backpropagated to the first 
             "over the last hidden layer's (what mean-field theory predicts)")
 
 
+# config.yaml's `source` in a `winit.watch` run's folder: its config says what was watched (the
+# class, its modules, the optimizer's settings), not what to train, so it adds no grid column.
+WATCH_SOURCE = "winit.watch"
+
+
+def is_watched(config: dict[str, Any]) -> bool:
+    """Whether a run's (flattened) config is a `winit.watch` run's."""
+    return config.get("source") == WATCH_SOURCE
+
+
 def column_name(key: str) -> str:
     """A config key as a column: model.depth -> model_depth."""
     return key.replace(".", "_")

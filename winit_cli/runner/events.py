@@ -1,12 +1,13 @@
 """TensorBoard scalars for CLI runs (`record.tensorboard: true`): each member's new layer
 records and metrics rows go to event files in its run folder as training adds them, so that
-`tensorboard --logdir results` shows the curves while a run trains. Tags:
-records/tensorboard.py."""
+`tensorboard --logdir results` shows the curves while a run trains, and once it has finished
+its verdict and hparams. Tags: records/tensorboard.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from winit_cli.records.schema import RunRecord
 from winit_cli.records.tensorboard import EventWriter, cli_layer_names, write_tables
 from winit_cli.training.loop import MemberLog
 
@@ -35,11 +36,15 @@ class LiveEvents:
                 writer.metrics(row)
             self._layers[k], self._metrics[k] = len(log.layer_steps), len(log.metrics)
 
-    def finish(self, logs: list[MemberLog], notes: list[str]) -> None:
-        """The last records, then the files closed. Event files are a copy of the tables: a
-        failure here is noted and never costs the run its records."""
+    def finish(self, logs: list[MemberLog], notes: list[str],
+               outcomes: list[tuple[RunRecord, dict]] | None = None) -> None:
+        """The last records, each member's verdict and hparams (`outcomes`: its finished
+        record and flattened config), then the files closed. Event files are a copy of the
+        tables: a failure here is noted and never costs the run its records."""
         try:
             self.update(logs)
+            for writer, (record, config) in zip(self.writers, outcomes or [], strict=False):
+                writer.outcome(record, config)
         except Exception as e:
             notes.append(f"TensorBoard events not completed ({type(e).__name__}: {e})")
         for writer in self.writers:
@@ -49,10 +54,12 @@ class LiveEvents:
                 notes.append(f"TensorBoard events not closed ({type(e).__name__}: {e})")
 
 
-def write_events(run_dir: Path, layers, metrics, notes: list[str]) -> None:
-    """Event files for records computed elsewhere (remote executors), once the run is written."""
+def write_events(run_dir: Path, layers, metrics, notes: list[str],
+                 record: RunRecord | None = None, config: dict | None = None) -> None:
+    """Event files for records computed elsewhere (remote executors), once the run is written;
+    with its record and flattened config, its verdict and hparams too."""
     try:
-        write_tables(run_dir, layers, metrics)
+        write_tables(run_dir, layers, metrics, record, config)
     except Exception as e:
         notes.append(f"{run_dir}: TensorBoard events not written ({type(e).__name__}: {e})")
 

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from winit_cli import interrupts
 from winit_cli.config import Config
 from winit_cli.datasets import ProgressFn as DownloadProgress
 from winit_cli.datasets import Splits, load_dataset, make_splits
+from winit_cli.records.reader import flatten
 from winit_cli.records.schema import Environment, RunRecord
 from winit_cli.records.writer import RunWriter, environment, first_record, utcnow
 from winit_cli.runner.events import LiveEvents, write_events
@@ -84,8 +86,14 @@ def write_result(result: RunResult, config: Config) -> RunOutcome:
                                               "started_at": result.record.started_at})
     writer.finish(record, result.layers, result.metrics, result.spectrum, result.histograms)
     if config.record.tensorboard:
-        write_events(writer.dir, result.layers, result.metrics, writer.notes)
+        write_events(writer.dir, result.layers, result.metrics, writer.notes, writer.record,
+                     flat_config(writer))
     return RunOutcome(writer.dir, writer.record, result.layers, writer.unsaved, writer.notes)
+
+
+def flat_config(writer: RunWriter) -> dict:
+    """A run's config.yaml (as its writer wrote it) flattened to dotted keys."""
+    return flatten(yaml.safe_load(writer.config_yaml) or {})
 
 
 def _start_writers(configs: list[Config], env: Environment, source: str | None
@@ -127,10 +135,15 @@ def run_group(configs: list[Config], splits: Splits, *,
                     notes.append(note)
 
     def finish(error: str | None = None) -> list[RunOutcome]:
-        if events is not None:
-            events.finish(logs, notes)
         with interrupts.deferred():
-            return [finish_member(w, log, error) for w, log in zip(writers, logs, strict=True)]
+            outcomes = [finish_member(w, log, error) for w, log in zip(writers, logs, strict=True)]
+        if events is not None:  # after the records: the verdicts go into the events too
+            said = len(notes)
+            events.finish(logs, notes, [(o.record, flat_config(w))
+                                        for o, w in zip(outcomes, writers, strict=True)])
+            for o in outcomes:
+                o.notes.extend(notes[said:])
+        return outcomes
 
     def finish_member(w: RunWriter, log: MemberLog, error: str | None) -> RunOutcome:
         try:

@@ -16,11 +16,13 @@ import pandas as pd
 from winit_cli.records.reader import Run
 from winit_cli.records.rows import by_group, group_keys
 from winit_cli.views import plots
+from winit_cli.views.depth_plot import accuracy_vs_depth, dz_ratio_vs_depth
 from winit_cli.views.grad_flow import Bars, grad_flow_bars, has_columns
+from winit_cli.views.heatmaps import Panel, gradient_heatmaps
 from winit_cli.views.histograms_plot import histogram_figure
 from winit_cli.views.quantities import quantities_over_time
 from winit_cli.views.spectrum_plot import SpectrumLine, spectrum_density
-from winit_cli.views.words import group_title, number
+from winit_cli.views.words import group_title, missing, number
 
 MAX_QUANTITY_FIGURES = 4  # configurations per group with a per-layer-quantities figure
 
@@ -39,7 +41,7 @@ def _slug(key: tuple) -> str:
     readable start and ends in a hash of the whole, so that names stay bounded and distinct."""
     dataset, kind, activation, depth, width, *rest = key
     text = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{dataset}_{kind}_{activation}_d{depth}_w{width}"
-                  + "".join(f"_{number(v)}" for v in rest))
+                  + "".join(f"_{number(v)}" for v in rest if not missing(v)))
     if len(text) <= MAX_SLUG:
         return text
     return f"{text[:MAX_SLUG - 9]}_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
@@ -51,17 +53,26 @@ def _geomean(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 def _flow_line(label: str, color: str, runs: list[Run]) -> plots.FlowLine:
-    init = [init_rows(r.layers) for r in runs]
+    """Step 0's gradients of a configuration, the geometric mean over its runs; norm layers
+    (a watched model's BatchNorm: no dL/dz) kept apart from the Linear and Conv layers."""
+    placed = [plots.with_positions(init_rows(r.layers)) for r in runs]
+    norms = [f[f.position % 1 != 0] for f in placed]
+    init = [f[f.position % 1 == 0] for f in placed]
     depth = min(len(f) for f in init)
     init = [f.iloc[:depth] for f in init]
+    norm_count = min(len(f) for f in norms)
     predicted = None
     if all("predicted_log10_grad_ratio" in f for f in init):
         # predicted norm = measured output-layer norm x 10^(predicted log10 ratio to it)
         predicted = _geomean([f.act_grad_norm.iloc[-1] * 10 ** f.predicted_log10_grad_ratio
                               .to_numpy(float) for f in init])
-    return plots.FlowLine(label, color, init[0].layer.to_numpy(),
-                          _geomean([f.act_grad_norm.to_numpy(float) for f in init]),
-                          _geomean([f.weight_grad_norm.to_numpy(float) for f in init]), predicted)
+    return plots.FlowLine(
+        label, color, init[0].position.to_numpy(),
+        _geomean([f.act_grad_norm.to_numpy(float) for f in init]),
+        _geomean([f.weight_grad_norm.to_numpy(float) for f in init]), predicted,
+        plots.layer_names(init[0]), norms[0].position.to_numpy()[:norm_count],
+        _geomean([f.weight_grad_norm.to_numpy(float)[:norm_count] for f in norms])
+        if norm_count else None)
 
 
 def _heatmap_title(row: pd.Series, label: str) -> str:
@@ -85,7 +96,10 @@ def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.Da
         curves.append(plots.Curve(label, colors[labels[i]],
                                   [m.metrics for m in members if m.metrics is not None]))
         if len(panels) < plots.MAX_PANELS:
-            panels.append(plots.Panel(_heatmap_title(first, labels[i]), runs[first.path].layers))
+            config = runs[first.path].config
+            panels.append(Panel(_heatmap_title(first, labels[i]), runs[first.path].layers,
+                                (config.get("diagnose.vanish_decades", 2.0),
+                                 config.get("diagnose.explode_decades", 2.0))))
             if has_columns(runs[first.path].layers):
                 bars.append(Bars(f"{label}, seed {first.seed}", colors[labels[i]],
                                  runs[first.path].layers))
@@ -102,7 +116,7 @@ def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.Da
     made = [
         ("gradient flow at init", plots.gradient_flow(
             flows, f"Gradient flow at initialization (step 0): {title}"), f"gradient_flow_{slug}"),
-        ("gradient heatmaps", plots.gradient_heatmaps(
+        ("gradient heatmaps", gradient_heatmaps(
             panels, f"log10 ||dL/dz_l|| / ||dL/dz_L|| by layer and step: {title}"),
          f"heatmaps_{slug}"),
         ("training curves", plots.training_curves(
@@ -115,6 +129,43 @@ def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.Da
         *_spectrum_figure(configs, summary, runs, labels, colors, title, slug, theory),
     ]
     return [(alt, plots.save(fig, plot_dir / f"{name}.png", output)) for alt, fig, name in made]
+
+
+# What each kind of figure shows, under it in the report (keyed by its file name's start).
+CAPTIONS = {
+    "gradient_flow": "The gradient at initialization, per layer: ||dL/dz_l|| backpropagated to "
+                     "the pre-activations (left) and ||dL/dW_l|| (right), the geometric mean "
+                     "over seeds, one line per configuration; dashed, theory's prediction. A "
+                     "left panel falling towards the input side is a vanishing gradient.",
+    "heatmaps": "One panel per configuration (its first seed): log10 of each layer's "
+                "||dL/dz_l|| over the output layer's, by step. Blue: smaller (vanishing), red: "
+                "larger (exploding), white: the same. The colour scale is clipped at twice the "
+                "verdict's threshold (each panel's title gives its own range); the dashed "
+                "contour is the threshold itself.",
+    "curves": "Loss and accuracy during training: solid, the running mean over training "
+              "batches; dashed, validation; the mean over seeds.",
+    "quantities": "Every per-layer quantity recorded, against step, one line per layer "
+                  "(dark: input side, yellow: output side).",
+    "histograms": "Histograms of |W| and |dL/dW| per layer at the recorded steps.",
+    "grad_flow_bars": "Mean (dark) and largest (light) |dL/dW| per layer, one panel per "
+                      "configuration; a cross marks a gradient that is exactly 0.",
+    "spectrum": "The density of the input-output Jacobian's singular values at "
+                "initialization, per configuration, with theory's where it predicts one.",
+    "dz_ratio_vs_depth": "The dz ratio at initialization (log10 ||dL/dz_1|| / "
+                         "||dL/dz_{L-1}||) against depth, one panel per activation: points "
+                         "measured (mean over seeds, the std as error bars), dashed lines "
+                         "mean-field theory's prediction. A line that falls with depth is an "
+                         "init whose gradient vanishes in deeper nets.",
+    "accuracy_vs_depth": "Final test accuracy against depth, one line per scheme (the std over "
+                         "seeds as error bars).",
+}
+
+
+def caption(path: str) -> str:
+    """What a report figure shows, from its file name."""
+    name = Path(path).stem
+    return next(text for start, text in sorted(CAPTIONS.items(), key=lambda kv: -len(kv[0]))
+                if name.startswith(start))
 
 
 def _spectrum_figure(configs, summary, runs, labels, colors, title, slug, theory
@@ -141,8 +192,9 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
          labels: dict, output: plots.Output = plots.Output(), grid: list[str] = (),
          spectrum_theory: dict[str, tuple] | None = None
          ) -> dict[tuple | None, list[tuple[str, str]]]:
-    """All figures, as {group: [(alt text, PNG path relative to out)]}; None holds accuracy vs
-    depth. Figures left from an earlier report in the same folder are removed first.
+    """All figures, as {group: [(alt text, PNG path relative to out)]}; None holds the figures
+    across depths (dz ratio and accuracy vs depth). Figures left from an earlier report in the
+    same folder are removed first.
     spectrum_theory: {run path: (log10 s, density)}, the predicted spectra drawn beside them."""
     plot_dir = out / "plots"
     for stale in (f for fmt in plots.FORMATS for f in plot_dir.glob(f"*.{fmt}")) \
@@ -161,7 +213,10 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
     if (depths > 1).any():
         varied = aggregate.set_index(panel).index.isin(depths[depths > 1].index)
         scheme_colors = {row.scheme: colors[labels[i]] for i, row in aggregate.iterrows()}
-        path = plots.save(plots.accuracy_vs_depth(aggregate[varied], scheme_colors),
-                          plot_dir / "accuracy_vs_depth.png", output)
-        figures[None] = [("test accuracy vs depth", path.relative_to(out).as_posix())]
+        figures[None] = [(alt, plots.save(fig, plot_dir / name, output).relative_to(out)
+                          .as_posix()) for alt, fig, name in (
+            ("dz ratio at init vs depth: measured, and theory's prediction",
+             dz_ratio_vs_depth(aggregate[varied], scheme_colors), "dz_ratio_vs_depth.png"),
+            ("test accuracy vs depth", accuracy_vs_depth(aggregate[varied], scheme_colors),
+             "accuracy_vs_depth.png"))]
     return figures

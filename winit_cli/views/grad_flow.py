@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from winit_cli.views.plots import _axes_grid
+from winit_cli.views.plots import axes_grid
 
 COLUMNS = ("weight_grad_abs_mean", "weight_grad_abs_max")
 MAX_TICKS = 12  # layer numbers on a panel's axis
@@ -56,9 +56,14 @@ def _panel(ax, bars: Bars, step: int) -> tuple[int, float, float, np.ndarray]:
     ax.bar(layer, np.where(top > 0, top, np.nan), width=0.8, color=bars.color, alpha=0.3, lw=0)
     ax.bar(layer, np.where(mean > 0, mean, np.nan), width=0.5, color=bars.color, lw=0)
     ax.set_title(f"{bars.label} (step {at})", fontsize=9)
-    ax.set_xticks(layer[::max(1, -(-len(layer) // MAX_TICKS))])  # labels that never collide
+    if "name" in rows and rows.name.notna().all() and len(rows) <= MAX_TICKS:
+        # a watched run: its modules by name (norm layers' bars are their weight's gradient)
+        ax.set_xticks(layer, rows.name.astype(str).tolist(), rotation=30, ha="right")
+        ax.set_xlabel("module (input side first)", fontsize=8)
+    else:
+        ax.set_xticks(layer[::max(1, -(-len(layer) // MAX_TICKS))])  # labels never collide
+        ax.set_xlabel("layer (1 = input side)", fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.set_xlabel("layer (1 = input side)", fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
     zero = layer[top == 0]
     return at, (positive.min() if len(positive) else np.nan), \
@@ -67,7 +72,7 @@ def _panel(ax, bars: Bars, step: int) -> tuple[int, float, float, np.ndarray]:
 
 def grad_flow_bars(panels: list[Bars], step: int, title: str) -> Figure:
     """One panel per configuration: max |dL/dW| (light) and mean |dL/dW| (dark) per layer."""
-    fig, axes = _axes_grid(len(panels), 3, cell=(3.6, 2.8), margin=(0.6, 0.9))
+    fig, axes = axes_grid(len(panels), 3, cell=(3.6, 2.8), margin=(0.6, 0.9))
     drawn = [_panel(ax, bars, step) for ax, bars in zip(axes, panels, strict=True)]
     low = np.nanmin([d[1] for d in drawn] + [np.nan])
     high = np.nanmax([d[2] for d in drawn] + [np.nan])

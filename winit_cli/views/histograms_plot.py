@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from winit_cli.views.plots import _axes_grid
+from winit_cli.views.plots import axes_grid
 
 LABELS = {"weight": "weights W_l", "grad": "gradients dL/dW_l"}  # histograms.csv's tensors
 KEYS = ("step", "epoch", "layer", "tensor")  # the other columns are the bins, in order
@@ -68,7 +68,7 @@ def histogram_figure(histograms: pd.DataFrame, title: str) -> Figure:
     grids = {(t, s): _fractions(histograms, s, t) for t in tensors for s in steps}
     used = _used_bins(list(grids.values()))
     columns = [_bins(histograms)[i] for i in used]
-    fig, axes = _axes_grid(len(tensors) * len(steps), len(steps), cell=(3.4, 2.6),
+    fig, axes = axes_grid(len(tensors) * len(steps), len(steps), cell=(3.4, 2.6),
                            margin=(1.2, 0.8))
     norm = LogNorm(MIN_FRACTION, 1)
     image = None

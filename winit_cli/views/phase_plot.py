@@ -13,7 +13,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from winit_cli.views.plots import _edges
+from winit_cli.views.plots import cell_edges
 
 
 @dataclass
@@ -30,8 +30,8 @@ def _axis_edges(centers: np.ndarray) -> tuple[np.ndarray, bool]:
     (depths 4..128, sigma_w2 0.5..8) gets geometric edges on a log axis, so that each cell is
     as wide as its neighbours and the small values stay readable."""
     if len(centers) > 1 and centers.min() > 0 and centers.max() / centers.min() >= 4:
-        return np.exp(_edges(np.log(centers))), True
-    return _edges(centers), False
+        return np.exp(cell_edges(np.log(centers))), True
+    return cell_edges(centers), False
 
 
 def _label_cells(ax, wide: pd.DataFrame) -> None:

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import io
 import math
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.text import Text
@@ -82,7 +79,7 @@ def as_written(fig: Figure) -> None:
             text.set_text(text.get_text().replace("$", r"\$"))
 
 
-def _axes_grid(n: int, max_cols: int, cell: tuple[float, float],
+def axes_grid(n: int, max_cols: int, cell: tuple[float, float],
                margin: tuple[float, float]) -> tuple[Figure, np.ndarray]:
     """A figure with n axes in rows of at most max_cols, each cell (width, height) inches plus a
     margin for the whole; the grid's cells beyond n are hidden. Returns the figure and n axes."""
@@ -96,7 +93,7 @@ def _axes_grid(n: int, max_cols: int, cell: tuple[float, float],
     return fig, axes[:n]
 
 
-def _log10(values) -> np.ndarray:
+def log10(values) -> np.ndarray:
     """log10 of norms; 0 and non-finite values become NaN (no logarithm to draw)."""
     v = np.asarray(values, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -105,7 +102,7 @@ def _log10(values) -> np.ndarray:
     return out
 
 
-def _edges(centers: np.ndarray) -> np.ndarray:
+def cell_edges(centers: np.ndarray) -> np.ndarray:
     """Cell edges around sorted centers (steps are not always evenly spaced: the last one)."""
     if len(centers) == 1:
         return np.array([centers[0] - 0.5, centers[0] + 0.5])
@@ -113,49 +110,32 @@ def _edges(centers: np.ndarray) -> np.ndarray:
     return np.concatenate([[2 * centers[0] - mid[0]], mid, [2 * centers[-1] - mid[-1]]])
 
 
-@dataclass
-class Panel:
-    title: str
-    layers: pd.DataFrame  # one run's layers.csv
+def dz_layers(layers: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the layers that have a backpropagated gradient (Linear and Conv; not norm
+    layers, whose act_grad_norm is empty), renumbered 1..L input side first as `position`: the
+    depth a title gives is the axis's length."""
+    return with_positions(layers)[lambda f: f.position % 1 == 0]
 
 
-def gradient_heatmaps(panels: Sequence[Panel], title: str) -> Figure:
-    """Layer x step heatmaps of r_l = log10(||dL/dz_l|| / ||dL/dz_L||), the ratio the verdict
-    reads, one panel per run. One diverging colour scale for every panel, centred on 0 (no
-    change from the output layer): blue vanishes, red explodes, white is flat."""
-    grids = []
-    for p in panels:
-        wide = p.layers.drop_duplicates(["step", "layer"]).pivot(
-            index="layer", columns="step", values="act_grad_norm").sort_index().sort_index(axis=1)
-        z = _log10(wide.to_numpy())
-        grids.append((wide.columns.to_numpy(float), wide.index.to_numpy(float), z - z[-1:, :]))
-    finite = np.concatenate([np.abs(g[2][np.isfinite(g[2])]) for g in grids] or [np.zeros(1)])
-    limit = max(1.0, float(finite.max()) if finite.size else 1.0)  # at least +-1 decade
-    norm = Normalize(-limit, limit)
-    cmap = colormaps["RdBu_r"].with_extremes(bad="#bdbdbd")
-    # One step axis for all panels: a run that diverged early stops short, visibly.
-    x_edges = [_edges(g[0]) for g in grids]
-    x_range = (min(e[0] for e in x_edges), max(e[-1] for e in x_edges))
-    fig, axes = _axes_grid(len(panels), 4, cell=(3.6, 2.9), margin=(1.2, 0.8))
-    mesh = None
-    any_missing = False
-    for ax, p, (_, layers, z), edges in zip(axes, panels, grids, x_edges, strict=True):
-        any_missing |= bool(np.isnan(z).any())
-        mesh = ax.pcolormesh(edges, _edges(layers), np.ma.masked_invalid(z),
-                             cmap=cmap, norm=norm, shading="flat")
-        ax.set_xlim(*x_range)
-        # Wrapped: long configuration labels would run into the neighbouring panel's title.
-        ax.set_title("\n".join(textwrap.fill(line, 44) for line in p.title.splitlines()),
-                     fontsize=8)
-        ax.set_xlabel("step")
-        ax.set_ylabel("layer (1 = input side)")
-        ax.yaxis.get_major_locator().set_params(integer=True)
-    if mesh is not None:
-        fig.colorbar(mesh, ax=axes.tolist(), label="log10 ||dL/dz_l|| / ||dL/dz_L||",
-                     shrink=0.9)
-    note = "  (grey: gradient exactly 0 or non-finite)" if any_missing else ""
-    fig.suptitle(f"{title}{note}", fontsize=11, wrap=True)
-    return fig
+def with_positions(layers: pd.DataFrame) -> pd.DataFrame:
+    """`layers` with a `position` column: 1..L for the layers with a backpropagated gradient,
+    input side first, and for a norm layer (no dL/dz) the position of the layer before it plus
+    a half, so that norm layers sit between the layers they follow, drawn apart."""
+    has_dz = layers.groupby("layer").act_grad_norm.transform(lambda s: s.notna().any())
+    position, place = {}, 0.0
+    for number in sorted(layers.layer.unique()):
+        dz = bool(has_dz[layers.layer == number].iloc[0])
+        place = (int(place) + 1.0) if dz else int(place) + 0.5
+        position[number] = place
+    return layers.assign(position=layers.layer.map(position))
+
+
+def layer_names(rows: pd.DataFrame) -> list[str] | None:
+    """Tick labels by position: a watched run's module names, else None (numbers will do)."""
+    if "name" not in rows or rows.name.isna().all():
+        return None
+    first = rows.drop_duplicates("position").sort_values("position")
+    return [str(n) for n in first.name]
 
 
 @dataclass
@@ -166,6 +146,10 @@ class FlowLine:
     act_grad_norm: np.ndarray  # geometric mean over seeds at step 0
     weight_grad_norm: np.ndarray
     predicted: np.ndarray | None  # predicted ||dL/dz_l||, None when no prediction was saved
+    names: list[str] | None = None  # a watched run's module names, by layer
+    # norm layers (no dL/dz): their positions (between the layers around them) and ||dL/dW||
+    norm_position: np.ndarray | None = None
+    norm_weight_grad_norm: np.ndarray | None = None
 
 
 def gradient_flow(lines: Sequence[FlowLine], title: str) -> Figure:
@@ -173,8 +157,7 @@ def gradient_flow(lines: Sequence[FlowLine], title: str) -> Figure:
     the mean-field prediction dashed. Glorot & Bengio's point is the contrast between the two."""
     fig = Figure(figsize=(12, 4.6), layout="constrained")
     ax_z, ax_w = fig.subplots(1, 2)
-    dropped = False
-    has_prediction = False
+    dropped = has_prediction = has_norm = False
     for n, line in enumerate(lines):
         # Markers and dashes differ per line: identical profiles (He normal and uniform) stay
         # distinguishable where they overlap.
@@ -188,15 +171,28 @@ def gradient_flow(lines: Sequence[FlowLine], title: str) -> Figure:
             has_prediction = True
             pred = np.where(np.asarray(line.predicted, float) > 0, line.predicted, np.nan)
             ax_z.plot(line.layer, pred, ls=(0, (4, 2)), lw=1.4, color=line.color, zorder=3)
+        if line.norm_position is not None and len(line.norm_position):
+            has_norm = True
+            y = np.where(np.asarray(line.norm_weight_grad_norm, float) > 0,
+                         line.norm_weight_grad_norm, np.nan)
+            ax_w.plot(line.norm_position, y, ls="none", marker="x", ms=7, color=line.color)
+    names = next((line.names for line in lines if line.names), None)
     for ax, name in ((ax_z, "||dL/dz_l||  (backpropagated to pre-activations)"),
                      (ax_w, "||dL/dW_l||  (weight gradient)")):
         ax.set_yscale("log")
-        ax.set_xlabel("layer (1 = input side)")
         ax.set_ylabel(name)
         ax.grid(True, which="major", alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        if names:
+            ax.set_xticks(lines[0].layer, names, rotation=30, ha="right", fontsize=7)
+            ax.set_xlabel("Linear/Conv module (input side first)")
+        else:
+            ax.set_xlabel("layer (1 = input side)")
+            ax.xaxis.get_major_locator().set_params(integer=True)
     ax_z.set_title("backpropagated gradient at step 0")
     ax_w.set_title("weight gradient at step 0")
+    if has_norm:
+        ax_w.legend([Line2D([], [], ls="none", marker="x", color="black")],
+                    ["norm layers (between the layers they follow)"], fontsize=8, loc="best")
     handles, labels = ax_z.get_legend_handles_labels()
     if has_prediction:
         handles.append(Line2D([], [], color="black", ls=(0, (4, 2)), lw=1.4))
@@ -243,7 +239,7 @@ def training_curves(curves: Sequence[Curve], title: str) -> Figure:
     ax_loss.tick_params(axis="y", which="minor", labelsize=7)
     ax_loss.set_ylabel("cross-entropy loss")
     ax_acc.set_ylabel("accuracy (%)")
-    _zoom_percent(ax_acc)
+    zoom_percent(ax_acc)
     for ax in (ax_loss, ax_acc):
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)
@@ -257,7 +253,7 @@ def training_curves(curves: Sequence[Curve], title: str) -> Figure:
     return fig
 
 
-def _zoom_percent(ax) -> None:
+def zoom_percent(ax) -> None:
     """Zoom a percent axis to where the curves are (and differ), within 0-100."""
     ys = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()]
                         or [np.array([0.0, 100.0])])
@@ -265,27 +261,3 @@ def _zoom_percent(ax) -> None:
     lo, hi = (float(ys.min()), float(ys.max())) if ys.size else (0.0, 100.0)
     pad = max(2.0, 0.05 * (hi - lo))
     ax.set_ylim(max(0.0, lo - pad), min(100.0, hi + pad))
-
-
-def accuracy_vs_depth(aggregate: pd.DataFrame, colors: dict[str, str]) -> Figure:
-    """Final test accuracy against depth, one panel per (dataset, model kind, activation,
-    width), one line per scheme; error bars are the std over seeds where there are several."""
-    keys = ["dataset", "model_kind", "activation", "width"]
-    panels = list(aggregate.groupby(keys, sort=True, dropna=False))
-    fig, axes = _axes_grid(len(panels), 3, cell=(5, 3.9), margin=(0, 0.5))
-    for ax, ((dataset, kind, activation, width), frame) in zip(axes, panels, strict=True):
-        for scheme, rows in frame.groupby("scheme", sort=True):
-            rows = rows.groupby("depth", sort=True).agg(
-                acc=("test_accuracy_mean", "mean"), std=("test_accuracy_std", "mean"))
-            ax.errorbar(rows.index.to_numpy(), 100 * rows.acc.to_numpy(),
-                        yerr=100 * rows["std"].fillna(0).to_numpy(), marker="o", ms=4,
-                        capsize=3, lw=1.5, color=colors.get(scheme, "black"), label=scheme)
-        ax.set_title(f"{dataset}, {kind} {activation}, width {width}", fontsize=10)
-        ax.set_xlabel("depth (Linear layers)")
-        ax.set_ylabel("test accuracy (%)")
-        _zoom_percent(ax)
-        ax.grid(True, alpha=0.3)
-        ax.set_xticks(sorted(frame.depth.dropna().unique()))
-        ax.legend(fontsize=8, loc="best")
-    fig.suptitle("Final test accuracy vs depth, per init scheme", fontsize=11)
-    return fig

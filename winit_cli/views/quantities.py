@@ -14,8 +14,9 @@ from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from winit_cli.views.plots import _axes_grid
+from winit_cli.views.plots import axes_grid
 
 # (column, axis label, log scale)
 PANELS = (
@@ -45,13 +46,16 @@ def _panels(layers: pd.DataFrame) -> list[tuple[str, str, bool]]:
     return out
 
 
+MAX_NAMED = 16  # module names on the colour bar up to this many layers; numbers beyond
+
+
 def quantities_over_time(layers: pd.DataFrame, title: str) -> Figure:
     """Small multiples of every recorded per-layer quantity against step."""
     panels = _panels(layers)
     depth = int(layers.layer.max())
     cmap = colormaps["viridis"]
     norm = Normalize(1, max(depth, 2))
-    fig, axes = _axes_grid(len(panels), 4, cell=(3.3, 2.6), margin=(1.0, 0.7))
+    fig, axes = axes_grid(len(panels), 4, cell=(3.3, 2.6), margin=(1.0, 0.7))
     for ax, (column, label, log) in zip(axes, panels, strict=True):
         for layer, rows in layers.sort_values("step").groupby("layer"):
             y = pd.to_numeric(rows[column], errors="coerce").to_numpy(float)
@@ -64,7 +68,15 @@ def quantities_over_time(layers: pd.DataFrame, title: str) -> Figure:
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.3)
-    fig.colorbar(ScalarMappable(norm, cmap), ax=axes.tolist(), label="layer (1 = input side)",
-                 shrink=0.9)
+    bar = fig.colorbar(ScalarMappable(norm, cmap), ax=axes.tolist(), shrink=0.9,
+                       label="layer (1 = input side)")
+    names = layers.drop_duplicates("layer").sort_values("layer")
+    if "name" in names and names.name.notna().all() and len(names) <= MAX_NAMED:
+        # a watched run: its modules by name, so that a row is the module the user wrote
+        bar.set_ticks(names.layer.to_numpy(), labels=names.name.astype(str).tolist(), fontsize=7)
+        bar.set_label("module (input side first)")
+    else:
+        bar.locator = MaxNLocator(integer=True)  # layers are whole: no tick at 2.5
+        bar.update_ticks()
     fig.suptitle(title, fontsize=11, wrap=True)
     return fig

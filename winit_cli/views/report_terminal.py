@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from winit_cli.records.rows import DZ_RATIO
+from winit_cli.views.doc import ITALIC
 from winit_cli.views.tables import new_table, wide
 from winit_cli.views.terminal import VERDICT_STYLE
 from winit_cli.views.words import number, pct, signed
@@ -80,7 +81,9 @@ def report_summary(console: Console, report) -> None:
 
 
 def _markdown_inline(text: str) -> str:
-    """`code` and **bold** from the report's Markdown, as Rich markup."""
+    """`code`, **bold** and *italic* (what a recommendation rests on) from the report's
+    Markdown, as Rich markup."""
     text = escape(text)
     text = re.sub(r"`([^`]+)`", r"[cyan]\1[/]", text)
-    return re.sub(r"\*\*([^*]+)\*\*", r"[bold]\1[/]", text)
+    text = re.sub(r"\*\*([^*]+)\*\*", r"[bold]\1[/]", text)
+    return ITALIC.sub(r"[italic]\1[/]", text)

@@ -17,6 +17,7 @@ import pandas as pd
 from winit_cli.records.files import finite
 from winit_cli.records.rows import DZ_RATIO, column_name, ranked
 from winit_cli.views.doc import Doc
+from winit_cli.views.figures import caption
 from winit_cli.views.plots import MAX_GROUPS, MAX_PANELS
 from winit_cli.views.words import depth_scale_words, number
 
@@ -166,7 +167,37 @@ def recommend(title: str, order: pd.DataFrame, summary: pd.DataFrame, labels: di
     if best.name != pick.name and finite(best.test_accuracy_mean) is not None:
         text += (f" {labels[best.name]} scored higher, {_pct(best.test_accuracy_mean)}, but its "
                  f"gradients were not healthy ({best.verdicts}).")
-    return text + _theory_clause(summary.loc[pick.members], pick)
+    return text + _theory_clause(summary.loc[pick.members], pick) + basis(order, pick, labels)
+
+
+SEEDS_TO_TRUST = 3  # seeds per configuration before a ranking is more than one draw
+
+
+def basis(order: pd.DataFrame, pick: pd.Series, labels: dict) -> str:
+    """What a recommendation rests on: how many candidates, how many seeds, and whether the
+    runner-up is within the spread over seeds; with what to run to firm it up."""
+    seeds = sorted({int(n) for n in order.n_seeds})
+    seeds_text = f"{seeds[0]} seed{'s' if seeds[0] != 1 else ''}" if len(seeds) == 1 \
+        else f"{seeds[0]}-{seeds[-1]} seeds"
+    if len(order) == 1:
+        return (f" *Rests on 1 candidate, {seeds_text}: nothing was compared; train other inits "
+                "beside it (`winit compare schemes`, or `watch(..., scheme=)`) to rank it.*")
+    text = f" *Rests on {len(order)} candidates, {seeds_text} each"
+    rest = order.drop(index=pick.name)
+    runner = rest.iloc[0]
+    gap = pick.test_accuracy_mean - runner.test_accuracy_mean \
+        if finite(runner.test_accuracy_mean) is not None else None
+    stds = [x for x in (pick.test_accuracy_std, runner.test_accuracy_std) if finite(x) is not None]
+    if gap is not None:
+        text += f"; {labels[runner.name]} next, {100 * gap:.1f} points behind"
+        if stds and abs(gap) <= max(stds):
+            text += (f", within the spread over seeds (std up to {100 * max(stds):.1f} points): "
+                     "the order between them is not settled")
+    text += "."
+    if seeds[0] < SEEDS_TO_TRUST:
+        one = "One seed" if seeds[0] == 1 else f"{seeds[0]} seeds"
+        text += f" {one}: rerun with --seeds {SEEDS_TO_TRUST} before trusting this ranking."
+    return text + "*"
 
 
 def intro_paragraphs(summary, titles, not_included, root, wanted, thresholds) -> list[str]:
@@ -201,9 +232,13 @@ def write_text(summary, groups, titles, not_included, grid, labels, figures, int
     doc.add("h", 1, "winit report")
     for paragraph in intro:
         doc.add("p", paragraph)
-    recommendations, sections = [], []
+    doc.add("toc")
+    recommendations, sections, table_order = [], [], []
     for key, configs in groups.items():
         order = ranked(configs, labels)
+        for rank, (_, c) in enumerate(order.iterrows(), start=1):
+            table_order.append((key, [(i, rank, labels[c.name]) for i in
+                                      summary.loc[c.members].sort_values("seed").index]))
         recommendations.append(recommend(titles[key], order, summary, labels))
         sections += [("h", 3, titles[key]),
                      ("ul", [describe(labels[i], summary.loc[c.members], c)
@@ -211,7 +246,8 @@ def write_text(summary, groups, titles, not_included, grid, labels, figures, int
                      ("p", "Ranked by test accuracy: " + ", ".join(
                          f"{labels[i]} {_pct(c.test_accuracy_mean)}"
                          for i, c in order.iterrows()) + "."),
-                     *(("img", path, alt) for alt, path in figures.get(key, []))]
+                     *(("img", path, alt, caption(path)) for alt, path in
+                       figures.get(key, []))]
         if len(configs) > MAX_PANELS and key in figures:
             sections.append(("p", f"The heatmaps show the first {MAX_PANELS} of "
                                   f"{len(configs)} configurations."))
@@ -220,18 +256,29 @@ def write_text(summary, groups, titles, not_included, grid, labels, figures, int
     doc.add("h", 2, "What happened")
     doc.blocks += sections
     if None in figures:
-        doc.add("h", 2, "Test accuracy vs depth")
-        doc.add("img", figures[None][0][1], figures[None][0][0])
+        doc.add("h", 2, "Across depths")
+        for alt, path in figures[None]:
+            doc.add("img", path, alt, caption(path))
     if "widths" in figures:  # winit widths: alt text is the sweep's verdicts
         doc.add("h", 2, "Width: coordinate check and learning-rate transfer")
         for alt, path in figures["widths"]:
             doc.add("p", alt)
-            doc.add("img", path, alt)
+            doc.add("img", path, alt, caption(path))
     if len(groups) > MAX_GROUPS:
         doc.add("p", f"Plots are drawn for the first {MAX_GROUPS} of "
                      f"{len(groups)} groups; the tables cover all of them.")
     doc.add("h", 2, "Runs")
-    doc.add("table", *_runs_table(summary, grid))
+    doc.add("p", "Per group, best first (rank: by mean test accuracy over seeds, the same for "
+                 "every seed of a configuration); runs that did not finish last, unranked.")
+    for key in groups:
+        rows = [row for k, part in table_order if k == key for row in part]
+        doc.add("h", 3, f"Runs: {titles[key]}")
+        doc.add("table", *_runs_table(summary, grid, rows))
+    ranked_rows = {i for _, part in table_order for i, _, _ in part}
+    rest = [(i, "-", str(r.scheme)) for i, r in summary.iterrows() if i not in ranked_rows]
+    if rest:
+        doc.add("h", 3, "Runs not ranked")
+        doc.add("table", *_runs_table(summary, grid, rest, trim=False))
     doc.add("p", "Full numbers: `summary.csv` (one row per run) and `aggregate.csv` (mean and "
                  "std over seeds per configuration).")
     doc.add("h", 2, "Not included")
@@ -239,16 +286,26 @@ def write_text(summary, groups, titles, not_included, grid, labels, figures, int
     return doc, recommendations
 
 
-def _runs_table(summary: pd.DataFrame, grid: list[str]) -> tuple[list[str], list[list[str]]]:
-    cols = ["path", "scheme", "activation", "depth", "width", "seed", *map(column_name, grid)]
-    header = [*cols, "status", "verdict", "dz ratio init (log10)", "theory",
-              "dz ratio end", "test acc", "train s"]
+def _runs_table(summary: pd.DataFrame, grid: list[str], order: list[tuple[Any, Any, str]],
+                trim: bool = True) -> tuple[list[str], list[list[str]]]:
+    """One group's runs in `order` ((row label, rank, configuration label)), or (rank "-") the
+    runs not ranked. A run is named by its folder (summary.csv has the whole path); columns
+    whose every cell is the same (the group's own settings, in its heading) are left out unless
+    `trim` is False, so that the table fits a narrow window."""
+    optional = ["scheme", "activation", "depth", "width", *map(column_name, grid)]
+    header = ["rank", "run", "init", "seed", *optional, "status", "verdict",
+              "dz ratio init (log10)", "theory", "dz ratio end", "test acc", "train s"]
     rows = []
-    for _, r in summary.iterrows():
+    for i, rank, label in order:
+        r = summary.loc[i]
         where = f" (layer {r.verdict_layer}, step {r.verdict_step})" \
             if not pd.isna(r.verdict_layer) else ""
-        rows.append([*(number(r[c]) for c in cols), r.status, f"{r.verdict}{where}",
-                     _fmt(r.log10_first_to_last_measured), _fmt(r.log10_first_to_last_predicted),
-                     _fmt(r.log10_first_to_last_end), _pct(r.test_accuracy),
-                     _fmt(r.train_seconds, "{:.1f}")])
-    return header, rows
+        rows.append([str(rank), str(r.path).rstrip("/").rsplit("/", 1)[-1], label.replace("`", ""),
+                     number(r.seed), *(number(r[c]) for c in optional), r.status,
+                     f"{r.verdict}{where}", _fmt(r.log10_first_to_last_measured),
+                     _fmt(r.log10_first_to_last_predicted), _fmt(r.log10_first_to_last_end),
+                     _pct(r.test_accuracy), _fmt(r.train_seconds, "{:.1f}")])
+    same = {j for j, name in enumerate(header) if name == "scheme" or trim and name in optional
+            and len({row[j] for row in rows}) == 1}
+    keep = [j for j in range(len(header)) if j not in same]
+    return [header[j] for j in keep], [[row[j] for j in keep] for row in rows]

@@ -17,7 +17,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from rich.table import Table
 
-from winit_cli.views.plots import _axes_grid
+from winit_cli.views.plots import axes_grid
 from winit_cli.views.tables import new_table
 
 MAX_STEPS = 4  # panels per parametrization: the first and the last steps measured
@@ -37,7 +37,7 @@ def coord_figure(coord: pd.DataFrame, slopes: pd.DataFrame) -> Figure:
         return fig
     parametrizations = list(dict.fromkeys(coord.parametrization))
     steps = _steps(coord)
-    fig, axes = _axes_grid(len(parametrizations) * len(steps), len(steps), cell=(3.4, 2.9),
+    fig, axes = axes_grid(len(parametrizations) * len(steps), len(steps), cell=(3.4, 2.9),
                            margin=(1.0, 0.9))
     depth = int(coord.layer.max())
     colours = colormaps["viridis"](np.linspace(0.0, 0.9, depth))
@@ -77,7 +77,7 @@ def coord_figure(coord: pd.DataFrame, slopes: pd.DataFrame) -> Figure:
 def lr_figure(table: pd.DataFrame) -> Figure:
     """train loss vs log2 lr per parametrization, one line per width, best lr starred."""
     parametrizations = list(dict.fromkeys(table.parametrization))
-    fig, axes = _axes_grid(len(parametrizations), 3, cell=(4.2, 3.3), margin=(1.0, 0.8))
+    fig, axes = axes_grid(len(parametrizations), 3, cell=(4.2, 3.3), margin=(1.0, 0.8))
     widths = sorted(int(w) for w in table.width.unique())
     colours = colormaps["plasma"](np.linspace(0.0, 0.85, len(widths)))
     finite = table.train_loss[np.isfinite(table.train_loss)]

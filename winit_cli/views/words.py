@@ -73,6 +73,12 @@ def group_title(values: dict[str, Any]) -> str:
     return ", ".join([text, *(setting(k, x) for k, x in v.items() if not missing(x))])
 
 
+# The scheme a `winit.watch` run records when the caller names none (watch(..., scheme=) names
+# it), and how the report calls it: the init is the user's own, not an unknown one.
+UNNAMED_SCHEME = "unknown"
+USERS_INIT = "user's init"
+
+
 def config_labels(configs: pd.DataFrame, compared: list[str], incidental: list[str],
                   code: bool = True) -> dict[Any, str]:
     """A label per configuration (rows of records/rows.aggregate): the scheme and the compared
@@ -81,6 +87,8 @@ def config_labels(configs: pd.DataFrame, compared: list[str], incidental: list[s
     def label(row: pd.Series, columns: list[str]) -> str:
         if "init" in row and not missing(row["init"]):  # a sweep's init axis: normal(std=0.01)
             head, extra = str(row["init"]), []
+        elif row["scheme"] == UNNAMED_SCHEME:  # a watched run whose init the user did not name
+            return USERS_INIT
         else:
             head = str(row["scheme"])
             extra = [setting(c, row[c]) for c in columns if c != "init" and not missing(row[c])]

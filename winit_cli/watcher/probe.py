@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 from pydantic import ValidationError
+import yaml
 from torch import nn
 
 from winit_cli.diagnosis.verdict import NO_HIDDEN_LAYER
@@ -27,6 +28,7 @@ from winit_cli.measure.assembler import (
     set_update_ratio,
     weight_updates,
 )
+from winit_cli.records.reader import flatten
 from winit_cli.records.schema import FinalRecord, RunRecord
 from winit_cli.records.tensorboard import EventWriter
 from winit_cli.records.writer import RunWriter
@@ -99,6 +101,11 @@ class Watch:
     @property
     def dir(self) -> Path:
         return self.folder.dir
+
+    @property
+    def run(self) -> WatchedRun | None:
+        """The finished run, once closed (by close(), or on leaving a `with` block)."""
+        return self._run
 
     # --- each step ------------------------------------------------------------------------------
 
@@ -263,9 +270,20 @@ class Watch:
         for note in filter(None, [self.folder.unsaved, *self.folder.notes]):
             warnings.warn(f"winit.watch: {note}", stacklevel=3)
         if self.events is not None:
-            self.events.close()
+            self._close_events()
         self._run = WatchedRun(self.folder.dir, self.folder.record, layers, metrics)
         return self._run
+
+    def _close_events(self) -> None:
+        """The verdict and hparams, then the event files closed. Events are a copy of the
+        tables: a failure here is a warning and never costs the run its records."""
+        try:
+            config = flatten(yaml.safe_load(self.folder.config_yaml) or {})
+            self.events.outcome(self.folder.record, config)
+        except Exception as e:
+            warnings.warn(f"winit.watch: TensorBoard verdict not written ({type(e).__name__}: "
+                          f"{e})", stacklevel=4)
+        self.events.close()
 
     def _final_record(self, status: Status, error: str | None, final: dict
                       ) -> tuple[RunRecord, pd.DataFrame]:

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from winit_cli.records.rows import WATCH_SOURCE
 from winit_cli.watcher.layers import Layer
 
 
@@ -56,7 +57,7 @@ def run_config(*, name: str, model: torch.nn.Module, layers: list[Layer], unreco
                thresholds: tuple[float, float], out: Path) -> dict[str, Any]:
     cls = type(model)
     return {
-        "name": name, "source": "winit.watch",
+        "name": name, "source": WATCH_SOURCE,
         "model": {"kind": cls.__name__, "class": f"{cls.__module__}.{cls.__qualname__}",
                   "layers": [f"{layer.name}: {layer.type_name}" for layer in layers],
                   "not_recorded": list(unrecorded)},

@@ -281,3 +281,10 @@ def test_every_layer_of_the_stack_knows_the_same_activations():
     from winit_cli.theory import ACTIVATIONS as THEORY
 
     assert set(get_args(Activation)) == set(ACTIVATIONS) == set(THEORY)
+
+
+@pytest.mark.parametrize("given", ["Relu", "RELU", "relu"])
+def test_activation_names_are_case_folded(given):
+    """`--set model.activation=Relu` is relu: every activation name is lower case."""
+    config = load_config(None, [f"model.activation={given}", "model.norm=Batch"])
+    assert config.model.activation == "relu" and config.model.norm == "batch"

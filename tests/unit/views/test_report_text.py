@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from winit_cli.views.report_text import describe
+from winit_cli.views.report_text import basis, describe
 
 
 def members(predicted: list, measured: list, steps: list) -> pd.DataFrame:
@@ -45,3 +45,44 @@ def test_a_verdict_that_arose_in_training_says_when():
 def test_runs_of_before_the_prediction_have_no_column():
     frame = members(["healthy"], ["exploding"], [0.0]).drop(columns="theory_predicted_verdict")
     assert "differs" not in describe("old", frame, AGG)
+
+
+def _order(rows: list[tuple[str, float, float, int]]) -> pd.DataFrame:
+    """Configurations, best first: (label, mean test accuracy, its std, seeds)."""
+    return pd.DataFrame([{"test_accuracy_mean": m, "test_accuracy_std": s, "n_seeds": n}
+                         for _, m, s, n in rows], index=[r[0] for r in rows])
+
+
+def test_one_seed_says_to_rerun_with_three():
+    order = _order([("he", 0.91, math.nan, 1), ("xavier", 0.80, math.nan, 1)])
+    text = basis(order, order.iloc[0], {"he": "he", "xavier": "xavier"})
+    assert "Rests on 2 candidates, 1 seed each" in text
+    assert "xavier next, 11.0 points behind" in text  # 0.91 - 0.80, in points
+    assert "One seed: rerun with --seeds 3 before trusting this ranking." in text
+
+
+def test_a_gap_within_the_spread_is_not_settled():
+    order = _order([("a", 0.900, 0.02, 3), ("b", 0.890, 0.015, 3)])
+    text = basis(order, order.iloc[0], {"a": "a", "b": "b"})
+    assert "1.0 points behind, within the spread over seeds (std up to 2.0 points)" in text
+    assert "rerun" not in text  # three seeds: enough
+
+
+def test_a_gap_beyond_the_spread_is_stated_plainly():
+    order = _order([("a", 0.95, 0.01, 3), ("b", 0.80, 0.01, 3)])
+    text = basis(order, order.iloc[0], {"a": "a", "b": "b"})
+    assert "15.0 points behind." in text and "not settled" not in text
+
+
+def test_a_single_candidate_says_nothing_was_compared():
+    order = _order([("mine", 0.87, math.nan, 1)])
+    text = basis(order, order.iloc[0], {"mine": "user's init"})
+    assert "Rests on 1 candidate, 1 seed: nothing was compared" in text
+
+
+def test_chi_star_is_not_taken_for_italics():
+    """chi* in a theory sentence and a *caveat* in one line: only the caveat is italic."""
+    from winit_cli.views.doc import _inline
+
+    text = _inline("Theory: chi* = 2 per layer. *Rests on 1 candidate.*")
+    assert text == "Theory: chi* = 2 per layer. <em>Rests on 1 candidate.</em>"
