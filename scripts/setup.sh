@@ -3,7 +3,7 @@
 #
 #   bash scripts/setup.sh           winit and torch only: what `winit run` needs
 #   bash scripts/setup.sh --tests   also what the test suite needs: pytest and ruff, Ray, the
-#                                   TensorBoard reader, MkDocs, mup, and Debian's Chromium
+#                                   TensorBoard reader, MkDocs, Lightning, mup, and Debian's Chromium
 #
 # Safe to rerun: an existing .venv is reused and only what is missing is installed.
 set -euo pipefail
@@ -34,12 +34,19 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
 fi
 # Extras (pyproject.toml): dev (pytest, ruff), ray (tests/integration/test_ray.py runs a real
 # cluster; ~300 MB), tensorboard (tests read event files back; tens of MB), docs (mkdocs and
-# Material: CI builds the site; ~120 MB), mup (the muP cross-check test; small, pure Python).
+# Material: CI builds the site; ~120 MB), lightning (the WinitCallback test runs a real Trainer).
 # WINIT_EXTRAS overrides the list; add 'mutation' for scripts/mutation.py.
 if [ "$tests" = 1 ]; then
-  extras=${WINIT_EXTRAS:-dev,ray,tensorboard,docs,mup,lightning}
+  extras=${WINIT_EXTRAS:-dev,ray,tensorboard,docs,lightning}
   say "installing winit and what the tests need (pip install -e '.[$extras]')"
   pip install -e ".[$extras]"
+  # The muP cross-check (tests/unit/training/test_mup_crosscheck.py) builds the same MLP with
+  # Yang et al.'s own `mup` package; winit never imports it. mup declares torchvision but never
+  # imports it, and PyPI's torchvision does not load beside the CPU torch 2.13.0 (a torchvision
+  # that fails to load also breaks Lightning's import): so mup comes without its declared
+  # dependencies (the ones it imports, numpy, pandas and PyYAML, are winit's own).
+  say "installing mup 1.0.0 for the muP cross-check (without torchvision)"
+  pip install --no-deps "mup==1.0.0"
 else
   say "installing winit (pip install -e .)"
   pip install -e .

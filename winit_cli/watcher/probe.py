@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from pydantic import ValidationError
 import yaml
+from pydantic import ValidationError
 from torch import nn
 
 from winit_cli.diagnosis.verdict import NO_HIDDEN_LAYER
