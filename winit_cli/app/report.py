@@ -50,7 +50,8 @@ import pandas as pd
 from winit_cli.app.spectrum_theory import report_curves
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, write_csv
-from winit_cli.records.reader import RUN_MARKERS, Run, Skipped, find_run_dirs, load_run
+from winit_cli.records.reader import RUN_MARKERS, Run, Skipped, find_run_dirs
+from winit_cli.records.reuse import FigureCache
 from winit_cli.records.rows import (
     FINAL,
     FINISHED,
@@ -66,6 +67,7 @@ from winit_cli.records.rows import (
     rows_frame,
     run_row,
 )
+from winit_cli.records.store import STORE, ByGroup, RunStore
 from winit_cli.views.figures import draw
 from winit_cli.views.plots import FORMATS, Output
 from winit_cli.views.report_text import intro_paragraphs, write_text
@@ -234,7 +236,8 @@ def build_report(paths: list[Path], out: Path | None = None, filters: list[str] 
     """The report of the runs under `paths`; figures as PNG plus `output.formats`."""
     wanted = parse_filters(list(filters))
     dirs, root, out = _locate([Path(p) for p in paths] or [Path("results")], out, list(filters))
-    loaded = [load_run(d, root) for d in dirs]
+    store = RunStore(root).sync(dirs)
+    loaded = store.runs()
     runs = [r for r in loaded if isinstance(r, Run)]
     skipped = [s for s in loaded if isinstance(s, Skipped)]
     if wanted:
@@ -242,13 +245,18 @@ def build_report(paths: list[Path], out: Path | None = None, filters: list[str] 
     # Whole or not at all: everything is written into a staging folder beside `out`, which then
     # takes its place; an error half way leaves the previous report as it was.
     with staged(out) as staging:
-        report = _write(staging, runs, skipped, root, wanted, output)
+        reuse = FigureCache(root / STORE.parent / "figures",
+                            {p: row.identity for p, row in store.rows.items()}) \
+            if store.writable else None
+        report = _write(staging, runs, skipped, root, wanted, output, reuse)
+        if reuse:
+            reuse.prune()
     return dataclasses.replace(
         report, out=out, files=[out / f.relative_to(staging) for f in report.files])
 
 
 def _write(out: Path, runs: list[Run], skipped: list[Skipped], root: Path,
-           wanted: dict[str, list[str]], output: Output) -> Report:
+           wanted: dict[str, list[str]], output: Output, reuse: FigureCache | None) -> Report:
     grid = grid_keys(runs)
     summary = rows_frame(summary_rows(runs, grid), grid)
     configs = aggregate(summary, grid)
@@ -261,8 +269,13 @@ def _write(out: Path, runs: list[Run], skipped: list[Skipped], root: Path,
     write_csv(files[0], summary)
     write_csv(files[1], configs.drop(columns="members"))
 
-    figures = draw(out, summary, configs, {r.path: r for r in runs}, labels, output, grid,
-                   report_curves(runs)) if len(configs) else {}
+    # a group's tables are read when it is drawn, and let go of after: memory follows the
+    # largest group drawn, not the number of runs
+    by_path = ByGroup({r.path: r for r in runs},
+                      [list(summary.loc[[i for m in g.members for i in m], "path"])
+                       for g in groups.values()])
+    figures = draw(out, summary, configs, by_path, labels, output, grid,
+                   report_curves(runs), reuse) if len(configs) else {}
     thresholds = ["/".join(sorted({f"{r.config.get(f'diagnose.{k}_decades', 2.0):g}"
                                    for r in runs}) or {"2"}) for k in ("vanish", "explode")]
     not_included = [*skipped, *_unranked(summary)]

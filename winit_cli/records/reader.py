@@ -24,6 +24,15 @@ from winit_cli.yamlfile import read_yaml
 
 RUN_MARKERS = ("config.yaml", "summary.json")
 LAYER_COLUMNS = ("step", "layer", "act_grad_norm", "weight_grad_norm")
+TARGET_ACCURACY = 0.9  # steps_to_target: the first evaluated step reaching this val accuracy
+
+
+def steps_to(metrics: pd.DataFrame | None, target: float) -> int | None:
+    """The first evaluated step at which validation accuracy reached `target`."""
+    if metrics is None or "val_accuracy" not in metrics or "step" not in metrics:
+        return None
+    hit = metrics[pd.to_numeric(metrics.val_accuracy, errors="coerce") >= target]
+    return int(hit.step.iloc[0]) if len(hit) else None
 
 
 @dataclass
@@ -36,14 +45,29 @@ class Run:
     config: dict[str, Any]  # config.yaml flattened to dotted keys
     sweep: str | None = None
     sweep_grid: tuple[str, ...] = ()
+    # The run store (records/store.py) this run was read from, which serves its tables;
+    # None: they are read from the folder.
+    store: Any = field(default=None, repr=False, compare=False)
 
     @cached_property
     def layers(self) -> pd.DataFrame | None:
+        if self.store is not None:
+            self.store.load([self])
+            return self.__dict__["layers"]
         return read_table(self.dir / "layers.csv")[0]
 
     @cached_property
     def metrics(self) -> pd.DataFrame | None:
+        if self.store is not None:
+            self.store.load([self])
+            return self.__dict__["metrics"]
         return read_table(self.dir / "metrics.csv")[0]
+
+    @cached_property
+    def steps_to_target(self) -> int | None:
+        """The first evaluated step reaching TARGET_ACCURACY (the store answers this for all
+        its runs in one query, without reading their tables)."""
+        return steps_to(self.metrics, TARGET_ACCURACY)
 
     @cached_property
     def spectrum(self) -> pd.DataFrame | None:
@@ -124,6 +148,9 @@ def read_table(path: Path, required: tuple[str, ...] = ("step",), keys: tuple[st
         if column in TEXT_COLUMNS:
             frame[column] = frame[column].astype(str)
             continue
+        if pd.api.types.is_numeric_dtype(frame[column]) and not (
+                column in keys and frame[column].isna().any()):
+            continue  # parsed as numbers already: nothing to check (most of the time spent)
         numbers = pd.to_numeric(frame[column], errors="coerce")
         bad = numbers.isna() & frame[column].notna()
         if column in keys:
