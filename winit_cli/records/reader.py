@@ -181,7 +181,7 @@ def read_record(run_dir: Path) -> RunRecord:
     return parse_record(read_json(run_dir / "summary.json"), f"{run_dir / 'summary.json'}")
 
 
-def _fields(data: object) -> dict:
+def summary_fields(data: object) -> dict:
     """What a summary.json says about the run's identity, as far as it can be read."""
     keys = ("scheme", "activation", "depth", "width", "seed", "status", "dataset")
     return {k: data[k] for k in keys if k in data} if isinstance(data, dict) else {}
@@ -197,7 +197,7 @@ def load_run(run_dir: Path, root: Path, *, tables: bool = True) -> Run | Skipped
         data = read_json(run_dir / "summary.json")
     except ResultsError as e:
         return Skipped(rel, "summary.json " + str(e).removeprefix(f"{run_dir / 'summary.json'}: "))
-    fields = _fields(data)
+    fields = summary_fields(data)
     if fields.get("status") == Status.RUNNING:
         return Skipped(rel, "status running (unfinished, or its process died)", fields)
     try:
@@ -210,13 +210,18 @@ def load_run(run_dir: Path, root: Path, *, tables: bool = True) -> Run | Skipped
         config = {}
     sweep, grid = sweep_of(run_dir)
     run = Run(run_dir, rel, record, config, sweep, grid)
-    if tables:
-        layers, why = read_table(run_dir / "layers.csv", LAYER_COLUMNS, ("step", "layer"))
-        if why is None and not len(layers):
-            why = "layers.csv has no records"
-        if why is None and (run_dir / "metrics.csv").exists():
-            run.__dict__["metrics"], why = read_table(run_dir / "metrics.csv")
-        if why is not None:
-            return Skipped(rel, why, fields)
+    why = read_tables(run) if tables else None
+    return run if why is None else Skipped(rel, why, fields)
+
+
+def read_tables(run: Run) -> str | None:
+    """Read a finished run's layers.csv (which must have records) and metrics.csv (where there
+    is one) into `run`; or why they cannot be used."""
+    layers, why = read_table(run.dir / "layers.csv", LAYER_COLUMNS, ("step", "layer"))
+    if why is None and not len(layers):
+        why = "layers.csv has no records"
+    if why is None and (run.dir / "metrics.csv").exists():
+        run.__dict__["metrics"], why = read_table(run.dir / "metrics.csv")
+    if why is None:
         run.__dict__["layers"] = layers  # checked: the cached_property serves this frame
-    return run
+    return why

@@ -35,12 +35,12 @@ import pyarrow.parquet as pq
 
 from winit_cli._version import __version__
 from winit_cli.errors import ResultsError
-from winit_cli.records.files import atomic_write
-from winit_cli.records.reader import Run, Skipped, load_run
+from winit_cli.records.files import atomic_write, read_json
+from winit_cli.records.reader import Run, Skipped, load_run, read_tables, summary_fields
 from winit_cli.records.schema import parse_record
 
 STORE = Path(".winit") / "store"  # under the folder searched; hidden: never taken for a run
-FORMAT = f"1/{__version__}"  # a store written by another winit is rebuilt, not trusted
+FORMAT = f"2/{__version__}"  # a store written by another winit is rebuilt, not trusted
 TABLES = ("layers", "metrics")
 # The files whose identity decides whether a folder is read again (summary.json also by hash).
 IDENTITY_FILES = ("summary.json", "config.yaml", "layers.csv", "metrics.csv", "../../sweep.yaml")
@@ -74,23 +74,27 @@ class Stored:
     config: str  # the flattened config, JSON
     sweep: str | None
     grid: str  # the sweep's grid keys, JSON
-    reason: str | None  # why the report skips it
+    reason: str | None  # why it is no run at all (summary.json unreadable, still running)
+    table_reason: str | None  # why its tables cannot be used (a report skips it)
     fields: str  # Skipped.fields, JSON
     columns: str  # {table: {column: dtype}}, JSON
 
 
 def _stored(run: Run | Skipped, run_dir: Path, ident: str) -> Stored:
-    try:
-        summary = (run_dir / "summary.json").read_text()
-    except (OSError, UnicodeDecodeError):
+    try:  # read as load_run reads it: bounded, regular files only
+        summary = json.dumps(read_json(run_dir / "summary.json"))
+    except ResultsError:
         summary = None
     if isinstance(run, Skipped):
-        return Stored(run.path, ident, summary, "{}", None, "[]", run.reason,
+        return Stored(run.path, ident, summary, "{}", None, "[]", run.reason, None,
                       json.dumps(run.fields, default=str), "{}")
+    why = read_tables(run)
     columns = {t: {c: str(d) for c, d in getattr(run, t).dtypes.items()}
-               for t in TABLES if run.__dict__.get(t) is not None}
+               for t in TABLES if why is None and run.__dict__.get(t) is not None}
     return Stored(run.path, ident, summary, json.dumps(run.config, default=str), run.sweep,
-                  json.dumps(run.sweep_grid), None, "{}", json.dumps(columns))
+                  json.dumps(run.sweep_grid), None, why,
+                  json.dumps(summary_fields(json.loads(summary or "null")), default=str),
+                  json.dumps(columns))
 
 
 class RunStore:
@@ -120,7 +124,7 @@ class RunStore:
                 if kept is not None and kept.identity == ident:
                     fresh[rel] = kept
                     continue
-                run = load_run(d, self.root)
+                run = load_run(d, self.root, tables=False)
                 fresh[rel] = _stored(run, d, ident)
                 for t in TABLES:
                     frame = run.__dict__.get(t) if isinstance(run, Run) else None
@@ -225,12 +229,14 @@ class RunStore:
         return self._db.sql(f"SELECT {select} FROM {source} "
                             f"WHERE path IN (SELECT path FROM wanted) {rest}")
 
-    def runs(self) -> list[Run | Skipped]:
-        """Every stored folder, as load_run gave it (tables are read on demand: `load`)."""
+    def runs(self, tables: bool = True) -> list[Run | Skipped]:
+        """Every stored folder, as load_run(tables=...) gives it; tables are read from the
+        store when asked for (`load`)."""
         out: list[Run | Skipped] = []
         for rel, row in self.rows.items():
-            if row.reason is not None:
-                out.append(Skipped(rel, row.reason, json.loads(row.fields)))
+            why = row.reason or (row.table_reason if tables else None)
+            if why is not None:
+                out.append(Skipped(rel, why, json.loads(row.fields)))
                 continue
             record = parse_record(json.loads(row.summary), "summary.json")
             run = Run(self.root / rel, rel, record, json.loads(row.config), row.sweep,
