@@ -169,8 +169,7 @@ class ComparisonTable:
         if when_due and start - self._written_at < 10 * self._cost:
             return None
         rows = []
-        for config in self.plan.members:
-            h = config.content_hash()
+        for config, h in zip(self.plan.members, self.plan.hashes, strict=True):
             values = {k: grid_value(config, k) for k in self.spec.grid}
             if h in self.by_hash:
                 rows.append(run_row(self.by_hash[h], values))
