@@ -24,7 +24,8 @@ but the init (scheme and parameters) and the seed, so runs with different budget
 ranked together. The recommendation for a group is the configuration with the best mean test
 accuracy among those whose every run completed with healthy gradients.
 
-This module finds and reads the runs (records/reader.py), builds the tables (records/rows.py, the
+This module finds the runs and reads them through the run store (records/store.py, which
+keeps what it read under <folder searched>/.winit/), builds the tables (records/rows.py, the
 same rows `compare` writes) and hands them to the views: figures (views/figures.py) and the
 written account (views/report_text.py).
 """
@@ -235,8 +236,9 @@ def build_report(paths: list[Path], out: Path | None = None, filters: list[str] 
                  output: Output = Output()) -> Report:
     """The report of the runs under `paths`; figures as PNG plus `output.formats`."""
     wanted = parse_filters(list(filters))
-    dirs, root, out = _locate([Path(p) for p in paths] or [Path("results")], out, list(filters))
-    store = RunStore(root).sync(dirs)
+    searched = [Path(p) for p in paths] or [Path("results")]
+    dirs, root, out = _locate(searched, out, list(filters))
+    store = RunStore(root).sync(dirs, within=searched)
     loaded = store.runs()
     runs = [r for r in loaded if isinstance(r, Run)]
     skipped = [s for s in loaded if isinstance(s, Skipped)]

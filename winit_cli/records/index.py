@@ -88,7 +88,7 @@ def _records(root: Path) -> list[tuple[RunRecord, Path]]:
     # a sweep's runs/ is held by the sweep's store, which its comparison and report read
     home = root.parent if root.name == "runs" and (root.parent / "sweep.yaml").is_file() \
         else root
-    store = RunStore(home).sync(find_run_dirs(root) if root.is_dir() else [])
+    store = RunStore(home).sync(find_run_dirs(root) if root.is_dir() else [], within=[root])
     found = [(record, home / rel) for rel, record in store.records()
              if (home / rel).parent == root and record.status is not Status.RUNNING]
     return sorted(found, key=lambda pair: (pair[0].started_at, pair[0].run_id))

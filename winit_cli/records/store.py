@@ -105,14 +105,18 @@ class RunStore:
         self.dir = self.root / STORE
         self.rows: dict[str, Stored] = {}
         self.generation = ""
+        self.selected: list[str] = []  # the folders of the last sync, in its order
         self.writable = False  # whether the last sync could write the store
         self._db = duckdb.connect()
 
     # --- keeping in step with the folders ---------------------------------------------------
 
-    def sync(self, dirs: list[Path]) -> RunStore:
-        """Bring the store in step with `dirs` (run folders under root): read in what is new or
-        changed, drop what is gone; written back (atomically, under a lock) where it can be."""
+    def sync(self, dirs: list[Path], within: list[Path] | None = None) -> RunStore:
+        """Bring the store in step with `dirs`, the run folders found by searching `within`
+        (folders under root; all of root where None): read in what is new or changed, drop
+        what is gone from there, keep what lies elsewhere (a report of two runs does not empty
+        the store of the whole folder). Written back (atomically, under a lock) where it can
+        be. `runs` and `records` then give `dirs`, in their order."""
         with self._locked() as writable:
             self.writable = writable
             old = self._load()
@@ -130,6 +134,13 @@ class RunStore:
                     frame = run.__dict__.get(t) if isinstance(run, Run) else None
                     if frame is not None:
                         frames[t].append(frame.assign(path=rel, _row=range(len(frame))))
+            scopes = None if within is None else \
+                [Path(w).resolve().relative_to(self.root.resolve()).as_posix() for w in within]
+            for rel, row in old.items():
+                if rel not in fresh and scopes is not None and not any(
+                        s == "." or rel == s or rel.startswith(s + "/") for s in scopes):
+                    fresh[rel] = row  # not searched this time: neither read nor dropped
+            self.selected = list(now)
             changed = fresh.keys() != old.keys() or any(fresh[k] is not old[k] for k in fresh)
             self.rows = fresh
             if changed or not self.generation:
@@ -233,7 +244,8 @@ class RunStore:
         """Every stored folder, as load_run(tables=...) gives it; tables are read from the
         store when asked for (`load`)."""
         out: list[Run | Skipped] = []
-        for rel, row in self.rows.items():
+        for rel in self.selected:
+            row = self.rows[rel]
             why = row.reason or (row.table_reason if tables else None)
             if why is not None:
                 out.append(Skipped(rel, why, json.loads(row.fields)))
@@ -282,7 +294,8 @@ class RunStore:
         """(path, RunRecord) for every stored folder whose summary.json reads as one, skipped
         by the report or not (the runs index lists every finished run)."""
         out = []
-        for rel, row in self.rows.items():
+        for rel in self.selected:
+            row = self.rows[rel]
             try:
                 out.append((rel, parse_record(json.loads(row.summary or "null"), rel)))
             except (ResultsError, ValueError):

@@ -151,7 +151,7 @@ class ComparisonTable:
         dirs = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(
             ".")) if runs_dir.is_dir() else []
         self.by_hash = {}
-        for run in RunStore(self.plan.directory).sync(dirs).runs(tables=False):
+        for run in RunStore(self.plan.directory).sync(dirs, within=[runs_dir]).runs(tables=False):
             if isinstance(run, Run):
                 _keep(self.by_hash, run)
 

@@ -105,3 +105,15 @@ def test_tables_are_held_one_group_at_a_time(tmp_path):
     assert held == ["run-000", "run-001"]
     by_group["run-003"]
     assert [p for p, r in runs.items() if "layers" in r.__dict__] == ["run-002", "run-003"]
+
+
+def test_a_report_of_some_runs_keeps_the_others_stored(tmp_path):
+    for i in range(3):
+        make_run(tmp_path, i)
+    RunStore(tmp_path).sync(_dirs(tmp_path))
+    one = tmp_path / "run-001"
+    store = RunStore(tmp_path).sync([one], within=[one])
+    assert [r.path for r in store.runs()] == ["run-001"]
+    assert sorted(store.rows) == ["run-000", "run-001", "run-002"]  # still held
+    shutil.rmtree(tmp_path / "run-002")
+    assert sorted(RunStore(tmp_path).sync(_dirs(tmp_path)).rows) == ["run-000", "run-001"]
