@@ -24,7 +24,8 @@ but the init (scheme and parameters) and the seed, so runs with different budget
 ranked together. The recommendation for a group is the configuration with the best mean test
 accuracy among those whose every run completed with healthy gradients.
 
-This module finds and reads the runs (records/reader.py), builds the tables (records/rows.py, the
+This module finds the runs and reads them through the run store (records/store.py, which
+keeps what it read under <folder searched>/.winit/), builds the tables (records/rows.py, the
 same rows `compare` writes) and hands them to the views: figures (views/figures.py) and the
 written account (views/report_text.py).
 """
@@ -49,7 +50,8 @@ from winit_cli.app.widths import report_figures
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, write_csv
 from winit_cli.records.folders import staged
-from winit_cli.records.reader import RUN_MARKERS, Run, Skipped, find_run_dirs, load_run
+from winit_cli.records.reader import RUN_MARKERS, Run, Skipped, find_run_dirs
+from winit_cli.records.reuse import FigureCache
 from winit_cli.records.rows import (
     FINAL,
     FINISHED,
@@ -66,6 +68,7 @@ from winit_cli.records.rows import (
     rows_frame,
     run_row,
 )
+from winit_cli.records.store import STORE, ByGroup, RunStore
 from winit_cli.views.figures import draw
 from winit_cli.views.plots import FORMATS, Output
 from winit_cli.views.report_text import intro_paragraphs, write_text
@@ -238,8 +241,10 @@ def build_report(paths: list[Path], out: Path | None = None, filters: list[str] 
                  output: Output = Output()) -> Report:
     """The report of the runs under `paths`; figures as PNG plus `output.formats`."""
     wanted = parse_filters(list(filters))
-    dirs, root, out = _locate([Path(p) for p in paths] or [Path("results")], out, list(filters))
-    loaded = [_load(d, root) for d in dirs]
+    searched = [Path(p) for p in paths] or [Path("results")]
+    dirs, root, out = _locate(searched, out, list(filters))
+    store = RunStore(root).sync(dirs, within=searched)
+    loaded = store.runs()
     runs = [r for r in loaded if isinstance(r, Run)]
     skipped = [s for s in loaded if isinstance(s, Skipped)]
     if wanted:
@@ -248,18 +253,18 @@ def build_report(paths: list[Path], out: Path | None = None, filters: list[str] 
     # takes its place; an error half way leaves the previous report as it was. A folder that
     # holds anything winit's manifest does not list is refused, never replaced.
     with staged(out, "winit report", "report") as staging:
-        report = _write(staging, runs, skipped, root, wanted, output)
+        reuse = FigureCache(root / STORE.parent / "figures",
+                            {p: row.identity for p, row in store.rows.items()}) \
+            if store.writable else None
+        report = _write(staging, runs, skipped, root, wanted, output, reuse)
+        if reuse:
+            reuse.prune()
     return dataclasses.replace(
         report, out=out, files=[out / f.relative_to(staging) for f in report.files])
 
 
-def _load(run_dir: Path, root: Path) -> Run | Skipped:
-    interrupts.check()  # a stop signal ends a report between runs (thousands may be read)
-    return load_run(run_dir, root)
-
-
 def _write(out: Path, runs: list[Run], skipped: list[Skipped], root: Path,
-           wanted: dict[str, list[str]], output: Output) -> Report:
+           wanted: dict[str, list[str]], output: Output, reuse: FigureCache | None) -> Report:
     grid = grid_keys(runs)
     summary = rows_frame(summary_rows(runs, grid), grid)
     configs = aggregate(summary, grid)
@@ -272,8 +277,13 @@ def _write(out: Path, runs: list[Run], skipped: list[Skipped], root: Path,
     write_csv(files[0], summary)
     write_csv(files[1], configs.drop(columns="members"))
 
-    figures = draw(out, summary, configs, {r.path: r for r in runs}, labels, output, grid,
-                   report_curves(runs)) if len(configs) else {}
+    # a group's tables are read when it is drawn, and let go of after: memory follows the
+    # largest group drawn, not the number of runs
+    by_path = ByGroup({r.path: r for r in runs},
+                      [list(summary.loc[[i for m in g.members for i in m], "path"])
+                       for g in groups.values()])
+    figures = draw(out, summary, configs, by_path, labels, output, grid,
+                   report_curves(runs), reuse) if len(configs) else {}
     interrupts.check()
     widths = report_figures([r.dir for r in runs], out / "plots", output)
     if widths:  # `winit widths` sweeps: the coordinate check and lr transfer, from their CSVs

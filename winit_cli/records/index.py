@@ -23,10 +23,10 @@ import pandas as pd
 
 from winit_cli import interrupts
 from winit_cli.bounded import Unreadable, read_bytes
-from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, csv_text, open_regular, refusal
-from winit_cli.records.reader import find_run_dirs, read_record
+from winit_cli.records.reader import find_run_dirs
 from winit_cli.records.schema import RunRecord
+from winit_cli.records.store import RunStore
 from winit_cli.status import Status
 
 INDEX = "runs.csv"
@@ -139,17 +139,15 @@ def append_index(root: Path, record: RunRecord, run_dir: Path) -> str | None:
 
 
 def _records(root: Path) -> list[tuple[RunRecord, Path]]:
-    """The finished (not running) runs directly under `root`, oldest first."""
-    found = []
-    for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if not (run_dir / "summary.json").is_file():
-            continue
-        try:
-            record = read_record(run_dir)
-        except ResultsError:
-            continue  # a damaged run has no line; `winit report` says why it is skipped
-        if record.status is not Status.RUNNING:
-            found.append((record, run_dir))
+    """The finished (not running) runs directly under `root`, oldest first, read through the
+    run store of `root` (records/store.py), which holds every run under it, as a report of
+    `root` does; a damaged run has no line (`winit report` says why it is skipped)."""
+    # a sweep's runs/ is held by the sweep's store, which its comparison and report read
+    home = root.parent if root.name == "runs" and (root.parent / "sweep.yaml").is_file() \
+        else root
+    store = RunStore(home).sync(find_run_dirs(root) if root.is_dir() else [], within=[root])
+    found = [(record, home / rel) for rel, record in store.records()
+             if (home / rel).parent == root and record.status is not Status.RUNNING]
     return sorted(found, key=lambda pair: (pair[0].started_at, pair[0].run_id))
 
 

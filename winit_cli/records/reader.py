@@ -26,6 +26,15 @@ from winit_cli.yamlfile import read_yaml
 
 RUN_MARKERS = ("config.yaml", "summary.json")
 LAYER_COLUMNS = ("step", "layer", "act_grad_norm", "weight_grad_norm")
+TARGET_ACCURACY = 0.9  # steps_to_target: the first evaluated step reaching this val accuracy
+
+
+def steps_to(metrics: pd.DataFrame | None, target: float) -> int | None:
+    """The first evaluated step at which validation accuracy reached `target`."""
+    if metrics is None or "val_accuracy" not in metrics or "step" not in metrics:
+        return None
+    hit = metrics[pd.to_numeric(metrics.val_accuracy, errors="coerce") >= target]
+    return int(hit.step.iloc[0]) if len(hit) else None
 
 
 @dataclass
@@ -38,14 +47,29 @@ class Run:
     config: dict[str, Any]  # config.yaml flattened to dotted keys
     sweep: str | None = None
     sweep_grid: tuple[str, ...] = ()
+    # The run store (records/store.py) this run was read from, which serves its tables;
+    # None: they are read from the folder.
+    store: Any = field(default=None, repr=False, compare=False)
 
     @cached_property
     def layers(self) -> pd.DataFrame | None:
+        if self.store is not None:
+            self.store.load([self])
+            return self.__dict__["layers"]
         return read_table(self.dir / "layers.csv")[0]
 
     @cached_property
     def metrics(self) -> pd.DataFrame | None:
+        if self.store is not None:
+            self.store.load([self])
+            return self.__dict__["metrics"]
         return read_table(self.dir / "metrics.csv")[0]
+
+    @cached_property
+    def steps_to_target(self) -> int | None:
+        """The first evaluated step reaching TARGET_ACCURACY (the store answers this for all
+        its runs in one query, without reading their tables)."""
+        return steps_to(self.metrics, TARGET_ACCURACY)
 
     @cached_property
     def spectrum(self) -> pd.DataFrame | None:
@@ -133,6 +157,9 @@ def read_table(path: Path, required: tuple[str, ...] = ("step",), keys: tuple[st
         if column in TEXT_COLUMNS:
             frame[column] = frame[column].astype(str)
             continue
+        if pd.api.types.is_numeric_dtype(frame[column]) and not (
+                column in keys and frame[column].isna().any()):
+            continue  # parsed as numbers already: nothing to check (most of the time spent)
         numbers = pd.to_numeric(frame[column], errors="coerce")
         bad = numbers.isna() & frame[column].notna()
         if column in keys:
@@ -163,7 +190,7 @@ def read_record(run_dir: Path) -> RunRecord:
     return parse_record(read_json(run_dir / "summary.json"), f"{run_dir / 'summary.json'}")
 
 
-def _fields(data: object) -> dict:
+def summary_fields(data: object) -> dict:
     """What a summary.json says about the run's identity, as far as it can be read."""
     keys = ("scheme", "activation", "depth", "width", "seed", "status", "dataset")
     return {k: data[k] for k in keys if k in data} if isinstance(data, dict) else {}
@@ -179,7 +206,7 @@ def load_run(run_dir: Path, root: Path, *, tables: bool = True) -> Run | Skipped
         data = read_json(run_dir / "summary.json")
     except ResultsError as e:
         return Skipped(rel, "summary.json " + str(e).removeprefix(f"{run_dir / 'summary.json'}: "))
-    fields = _fields(data)
+    fields = summary_fields(data)
     if fields.get("status") == Status.RUNNING:
         return Skipped(rel, "status running (unfinished, or its process died)", fields)
     try:
@@ -192,16 +219,20 @@ def load_run(run_dir: Path, root: Path, *, tables: bool = True) -> Run | Skipped
         config = {}
     sweep, grid = sweep_of(run_dir)
     run = Run(run_dir, rel, record, config, sweep, grid)
-    if tables:
-        layers, why = read_table(run_dir / "layers.csv", LAYER_COLUMNS, ("step", "layer"))
-        if why is None and not len(layers):
-            why = "layers.csv has no records"
-        why = why or table_problem("layers.csv", layers) or layers_problem(record, layers)
-        if why is None and (run_dir / "metrics.csv").exists():
-            run.__dict__["metrics"], why = read_table(run_dir / "metrics.csv")
-            why = why or table_problem("metrics.csv", run.metrics)
-        if why is not None:
-            return Skipped(rel, why, fields)
+    why = record_problem(record) or (read_tables(run) if tables else None)
+    return run if why is None else Skipped(rel, why, fields)
+
+
+def read_tables(run: Run) -> str | None:
+    """Read a finished run's layers.csv (which must have records consistent with its record)
+    and metrics.csv (where there is one) into `run`; or why they cannot be used."""
+    layers, why = read_table(run.dir / "layers.csv", LAYER_COLUMNS, ("step", "layer"))
+    if why is None and not len(layers):
+        why = "layers.csv has no records"
+    why = why or table_problem("layers.csv", layers) or layers_problem(run.record, layers)
+    if why is None and (run.dir / "metrics.csv").exists():
+        run.__dict__["metrics"], why = read_table(run.dir / "metrics.csv")
+        why = why or table_problem("metrics.csv", run.metrics)
+    if why is None:
         run.__dict__["layers"] = layers  # checked: the cached_property serves this frame
-    why = record_problem(record)
-    return Skipped(rel, why, fields) if why else run
+    return why

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from winit_cli.config import LATER_DEFAULTS
-from winit_cli.records.reader import Run
+from winit_cli.records.reader import TARGET_ACCURACY, Run, steps_to  # noqa: F401 (re-exported)
 from winit_cli.status import Status
 
 HEAD = ("run_id", "path", "sweep", "dataset", "model_kind", "scheme", "activation", "depth",
@@ -32,7 +32,6 @@ AVERAGED = ("log10_ratio_init", "log10_ratio_end", "log10_first_to_last_measured
             "log10_first_to_last_predicted", "log10_first_to_last_end", "train_accuracy",
             "val_accuracy", "test_accuracy", "steps_to_target", "train_seconds")
 FINISHED = tuple(s.value for s in Status if s.finished)
-TARGET_ACCURACY = 0.9  # steps_to_target: the first evaluated step reaching this val accuracy
 
 # The one gradient ratio every table and sentence quotes (columns log10_first_to_last_*): the
 # one mean-field theory predicts. The verdict's own rule compares each layer with the output
@@ -56,14 +55,6 @@ def is_watched(config: dict[str, Any]) -> bool:
 def column_name(key: str) -> str:
     """A config key as a column: model.depth -> model_depth."""
     return key.replace(".", "_")
-
-
-def steps_to(metrics: pd.DataFrame | None, target: float) -> int | None:
-    """The first evaluated step at which validation accuracy reached `target`."""
-    if metrics is None or "val_accuracy" not in metrics or "step" not in metrics:
-        return None
-    hit = metrics[pd.to_numeric(metrics.val_accuracy, errors="coerce") >= target]
-    return int(hit.step.iloc[0]) if len(hit) else None
 
 
 def model_label(kind: str, config: dict[str, Any]) -> str:
@@ -110,7 +101,7 @@ def run_row(run: Run, grid_values: dict[str, Any]) -> dict[str, Any]:
         "log10_first_to_last_end": getattr(v, "log10_first_to_last_end", None) if v else None,
         **{f"theory_{k}": value for k, value in sorted(theory.items())},
         **{k: getattr(r.final, k) for k in FINAL},
-        "steps_to_target": steps_to(run.metrics, TARGET_ACCURACY),
+        "steps_to_target": run.steps_to_target,
         "error": r.error, "config_hash": r.config_hash,
     }
     return row

@@ -1,9 +1,11 @@
-"""Running a planned sweep and writing its comparison.csv, one row per member, rebuilt from
-the run directories on disk (records/rows.run_row, the same rows `winit report` uses).
+"""Running a planned sweep and writing its comparison.csv, one row per member, from the run
+directories on disk (records/rows.run_row, the same rows `winit report` uses): read once through
+the run store, then each member's folder as it finishes.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, suppress
 from pathlib import Path
@@ -18,6 +20,7 @@ from winit_cli.records.files import atomic_write, write_csv
 from winit_cli.records.index import remove_runs
 from winit_cli.records.reader import Run, load_run
 from winit_cli.records.rows import column_name, rows_frame, run_row
+from winit_cli.records.store import RunStore
 from winit_cli.sweeps.claims import Claims
 from winit_cli.sweeps.executors import Executor, MemberFailure
 from winit_cli.sweeps.plan import SweepPlan, groups, member_folders
@@ -40,7 +43,7 @@ def run_sweep(sweep_plan: SweepPlan, spec: SweepSpec, executor: Executor,
     except OSError as e:
         raise ResultsError(f"{directory}: cannot write sweep.yaml ({e.strerror or e})") from None
     claims = Claims(directory)
-    failures: list[MemberFailure] = []
+    table = ComparisonTable(sweep_plan, spec)
     todo = sweep_plan.todo
     try:
         while todo:
@@ -48,23 +51,25 @@ def run_sweep(sweep_plan: SweepPlan, spec: SweepSpec, executor: Executor,
             claimed = _claimed(groups(todo), claims, directory / "runs", busy)
             with closing(executor.run(claimed, on_progress)) as outcomes:
                 for outcome in outcomes:
-                    if isinstance(outcome, MemberFailure):
-                        failures.append(outcome)
+                    table.add(outcome)
                     if on_member:
                         on_member(outcome)
                     claims.release(_hash_of(outcome))
-                    write_comparison(sweep_plan, spec, failures)
+                    table.write(when_due=True)
             if busy and on_wait:
                 on_wait(busy)
             claims.wait([c.content_hash() for c in busy])
             todo = busy  # finished elsewhere by now, or to be taken over
+            table.refresh()
     except BaseException:
         with suppress(Exception):  # what was saved is tabulated; the interruption goes on
-            write_comparison(sweep_plan, spec, failures)
+            table.refresh()  # the member cut short wrote its folder as it stopped
+            table.write()
         raise
     finally:
         claims.release_all()
-    return write_comparison(sweep_plan, spec, failures)
+    table.refresh()
+    return table.write()
 
 
 def _hash_of(outcome: Any) -> str:
@@ -122,41 +127,66 @@ class ClaimedGroups:
                 yield mine
 
 
-def _runs_by_hash(directory: Path) -> dict[str, Run]:
-    """The sweep's runs by config hash; a member retried after its group failed has two
-    directories: the finished one counts."""
-    by_hash: dict[str, Run] = {}
-    runs_dir = directory / "runs"
-    for run_dir in sorted(runs_dir.glob("*/")) if runs_dir.is_dir() else []:
-        run = load_run(run_dir, directory, tables=False)
-        if not isinstance(run, Run):
-            continue
-        h = run.record.config_hash
-        if h not in by_hash or run.record.status.finished:
-            by_hash[h] = run
-    return by_hash
+def _keep(by_hash: dict[str, Run], run: Run) -> None:
+    """A member retried after its group failed has two directories: the finished one counts."""
+    h = run.record.config_hash
+    if h not in by_hash or run.record.status.finished:
+        by_hash[h] = run
 
 
-def write_comparison(sweep_plan: SweepPlan, spec: SweepSpec,
-                     failures: list[MemberFailure] = ()) -> pd.DataFrame:
-    """comparison.csv: one row per member, in the grid's order."""
-    by_hash = _runs_by_hash(sweep_plan.directory)
-    failed = {f.config.content_hash(): f.error for f in failures}
-    rows = []
-    for config in sweep_plan.members:
-        h = config.content_hash()
-        values = {k: grid_value(config, k) for k in spec.grid}
-        if h in by_hash:
-            rows.append(run_row(by_hash[h], values))
-        else:
-            rows.append({**{column_name(k): v for k, v in values.items()},
-                         "seed": config.train.seed, "scheme": config.init.scheme,
-                         "status": "failed" if h in failed else "pending",
-                         "error": failed.get(h), "config_hash": h})
-    frame = rows_frame(rows, list(spec.grid), sort=False)
-    try:
-        write_csv(sweep_plan.directory / "comparison.csv", frame)
-    except OSError as e:
-        raise ResultsError(f"{sweep_plan.directory}: cannot write comparison.csv "
-                           f"({e.strerror or e})") from e
-    return frame
+class ComparisonTable:
+    """comparison.csv as members finish: the sweep's runs read once through the run store
+    (`refresh`), then each finished member's folder alone (`add`). Rewriting the file after
+    every member would cost the whole table each time (hours, over 10,000 members): `write`
+    with `when_due` writes only once the time since the last write is ten times what that
+    write took, and a write without it (at the end, on an interruption) always writes."""
+
+    def __init__(self, sweep_plan: SweepPlan, spec: SweepSpec):
+        self.plan, self.spec = sweep_plan, spec
+        self.failed: dict[str, str] = {}
+        self.by_hash: dict[str, Run] = {}
+        self._written_at, self._cost = 0.0, 0.0
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Every run folder of the sweep, as it is now (members finished by other processes)."""
+        runs_dir = self.plan.directory / "runs"
+        dirs = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(
+            ".")) if runs_dir.is_dir() else []
+        self.by_hash = {}
+        for run in RunStore(self.plan.directory).sync(dirs, within=[runs_dir]).runs(tables=False):
+            if isinstance(run, Run):
+                _keep(self.by_hash, run)
+
+    def add(self, outcome: Any) -> None:
+        if isinstance(outcome, MemberFailure):
+            self.failed[outcome.config.content_hash()] = outcome.error
+            return
+        run = load_run(Path(outcome.run_dir), self.plan.directory, tables=False)
+        if isinstance(run, Run):
+            _keep(self.by_hash, run)
+
+    def write(self, when_due: bool = False) -> pd.DataFrame | None:
+        """comparison.csv: one row per member, in the grid's order."""
+        start = time.monotonic()
+        if when_due and start - self._written_at < 10 * self._cost:
+            return None
+        rows = []
+        for config, h in zip(self.plan.members, self.plan.hashes, strict=True):
+            values = {k: grid_value(config, k) for k in self.spec.grid}
+            if h in self.by_hash:
+                rows.append(run_row(self.by_hash[h], values))
+            else:
+                rows.append({**{column_name(k): v for k, v in values.items()},
+                             "seed": config.train.seed, "scheme": config.init.scheme,
+                             "status": "failed" if h in self.failed else "pending",
+                             "error": self.failed.get(h), "config_hash": h})
+        frame = rows_frame(rows, list(self.spec.grid), sort=False)
+        try:
+            write_csv(self.plan.directory / "comparison.csv", frame)
+        except OSError as e:
+            raise ResultsError(f"{self.plan.directory}: cannot write comparison.csv "
+                               f"({e.strerror or e})") from e
+        self._written_at = time.monotonic()
+        self._cost = self._written_at - start
+        return frame

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from winit_cli.config import Config, dig, load_config
@@ -34,9 +35,14 @@ class SweepPlan:
     stale: list[Path]  # unfinished run dirs, redone by whoever claims their member
     unfinished: dict[str, str]  # config hash -> status of its unfinished run (interrupted...)
 
+    @cached_property
+    def hashes(self) -> list[str]:
+        """Each member's config hash, worked out once (10,000 members take seconds to hash)."""
+        return [c.content_hash() for c in self.members]
+
     @property
     def todo(self) -> list[Config]:
-        return [c for c in self.members if c.content_hash() not in self.done]
+        return [c for c, h in zip(self.members, self.hashes, strict=True) if h not in self.done]
 
 
 @dataclass
@@ -87,7 +93,9 @@ def plan(spec: SweepSpec, output_dir: Path | None = None) -> SweepPlan:
                 stale.append(folder.path)
                 unfinished[config_hash] = folder.record.status.value if folder.record \
                     else "damaged"
-    return SweepPlan(directory, members, done, stale, unfinished)
+    sweep_plan = SweepPlan(directory, members, done, stale, unfinished)
+    sweep_plan.__dict__["hashes"] = hashes  # output_dir is no part of a hash
+    return sweep_plan
 
 
 def groups(configs: list[Config]) -> list[list[Config]]:

@@ -66,21 +66,22 @@ class SweepSpec:
                               "one sweep")
         configs = []
         for values in itertools.product(*(self.grid[k] for k in keys)):
+            point = json.loads(json.dumps(self.base, default=str))  # a deep copy
+            # A scheme first: the parameters set by the base or by other axes then apply to
+            # it, those it does not take being dropped (they belong to another scheme).
+            for key, value in sorted(zip(keys, values, strict=True),
+                                     key=lambda kv: kv[0] != "init.scheme"):
+                if key == "init.scheme":
+                    init = point.setdefault("init", {})
+                    accepted = _scheme_params(value)
+                    init["params"] = {k: v for k, v in (init.get("params") or {}).items()
+                                      if k in accepted}
+                apply_override(point, f"{key}={_yaml_scalar(value)}")
+            label = "_".join(_label(v) for v in values) or "base"
+            text = json.dumps(point)  # the grid point, once; each seed copies it
             for seed in self.seeds:
-                raw = json.loads(json.dumps(self.base, default=str))  # a deep copy
-                # A scheme first: the parameters set by the base or by other axes then apply to
-                # it, those it does not take being dropped (they belong to another scheme).
-                point = sorted(zip(keys, values, strict=True),
-                               key=lambda kv: kv[0] != "init.scheme")
-                for key, value in point:
-                    if key == "init.scheme":
-                        init = raw.setdefault("init", {})
-                        accepted = _scheme_params(value)
-                        init["params"] = {k: v for k, v in (init.get("params") or {}).items()
-                                          if k in accepted}
-                    apply_override(raw, f"{key}={_yaml_scalar(value)}")
+                raw = json.loads(text)
                 apply_override(raw, f"train.seed={seed}")
-                label = "_".join(_label(v) for v in values) or "base"
                 raw["name"] = f"{self.name}_{label}_s{seed}"
                 configs.append(validate(raw, f"sweep {self.name} ({label}, seed {seed})"))
         return configs

@@ -7,6 +7,7 @@ Drawn from the tables read from the run files (records/), never from a live mode
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from winit_cli.records.reader import Run
+from winit_cli.records.reuse import FigureCache
 from winit_cli.records.rows import by_group, group_keys
 from winit_cli.views import plots
 from winit_cli.views.depth_plot import accuracy_vs_depth, dz_ratio_vs_depth
@@ -188,14 +190,28 @@ def _spectrum_figure(configs, summary, runs, labels, colors, title, slug, theory
         f"spectrum_{slug}")]
 
 
+def _drawn_from(key: tuple, title: str, configs: pd.DataFrame, summary: pd.DataFrame,
+                labels: dict, colors: dict, output: plots.Output, theory: dict
+                ) -> tuple[str, list[str]]:
+    """What one group's figures are drawn from, as text (a FigureCache key), and its runs'
+    paths (whose files' identities complete the key): rows by value, never by row label."""
+    paths = [p for m in configs.members for p in summary.loc[m, "path"]]
+    rows = [[labels[i], colors[labels[i]], cfg.drop("members").to_dict(),
+             summary.loc[cfg.members].to_dict("records")] for i, cfg in configs.iterrows()]
+    predicted = {p: [hashlib.sha1(np.asarray(a).tobytes()).hexdigest() for a in theory[p]]
+                 for p in paths if p in theory}
+    return json.dumps([key, title, rows, output, predicted], default=str), paths
+
+
 def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[str, Run],
          labels: dict, output: plots.Output = plots.Output(), grid: list[str] = (),
-         spectrum_theory: dict[str, tuple] | None = None
+         spectrum_theory: dict[str, tuple] | None = None, reuse: FigureCache | None = None
          ) -> dict[tuple | None, list[tuple[str, str]]]:
     """All figures, as {group: [(alt text, PNG path relative to out)]}; None holds the figures
     across depths (dz ratio and accuracy vs depth). Figures left from an earlier report in the
     same folder are removed first.
-    spectrum_theory: {run path: (log10 s, density)}, the predicted spectra drawn beside them."""
+    spectrum_theory: {run path: (log10 s, density)}, the predicted spectra drawn beside them.
+    `reuse`: a group drawn from the same inputs as in an earlier report is copied from there."""
     plot_dir = out / "plots"
     for stale in (f for fmt in plots.FORMATS for f in plot_dir.glob(f"*.{fmt}")) \
             if plot_dir.is_dir() else []:
@@ -205,8 +221,14 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
     keys = group_keys(list(grid))  # groups as the text has them (records/rows.group_keys)
     for key, configs in list(by_group(aggregate, grid).items())[:plots.MAX_GROUPS]:
         title = group_title(dict(zip(keys, key, strict=True)))
-        made = _group_figures(key, title, configs, summary, runs, labels, colors, plot_dir,
-                              output, spectrum_theory or {})
+        inputs = reuse and _drawn_from(key, title, configs, summary, labels, colors, output,
+                                       spectrum_theory or {})
+        made = reuse and reuse.get(*inputs, plot_dir)
+        if made is None:
+            made = _group_figures(key, title, configs, summary, runs, labels, colors, plot_dir,
+                                  output, spectrum_theory or {})
+            if reuse:
+                reuse.put(*inputs, made)
         figures[key] = [(alt, path.relative_to(out).as_posix()) for alt, path in made]
     panel = ["dataset", "model_kind", "activation", "width"]
     depths = aggregate.groupby(panel, dropna=False).depth.nunique()

@@ -1,0 +1,49 @@
+"""`winit report` through the run store and its kept figures: after folders are deleted, added,
+changed and damaged between reports, the report is the one a cold rebuild (no store, no kept
+figures) writes, file for file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from runs_folder import make_run
+
+from winit_cli.app.report import build_report
+from winit_cli.views import figures
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_kept_store_reports_what_a_cold_rebuild_reports(tmp_path, monkeypatch):
+    root = tmp_path / "results"
+    for i in range(9):
+        make_run(root, i, groups=3, crossed_at=(None, 10, 20)[i % 3])
+    build_report([root], out=tmp_path / "first")
+    assert (root / ".winit" / "store" / "runs.parquet").is_file()
+    assert len(list((root / ".winit" / "figures").iterdir())) == 3  # one entry per group
+
+    # groups by width (one scheme each): 64 (runs 0 3 6), 65 (1 4 7), 66 (2 5 8); the last is
+    # left as it was (and every label stays, so no colour moves)
+    shutil.rmtree(root / "run-003")
+    make_run(root, 12, groups=3, crossed_at=10)  # joins group 64
+    make_run(root, 14, groups=5, crossed_at=20)  # a group of its own (68)
+    summary = json.loads((root / "run-006" / "summary.json").read_text())
+    summary["final"]["test_accuracy"] = 0.5
+    (root / "run-006" / "summary.json").write_text(json.dumps(summary))
+    (root / "run-007" / "layers.csv").write_text("step,layer\n0,x\n")  # damaged: skipped
+    (root / "run-001" / "summary.json").write_text("{")  # damaged: skipped
+    drawn = []
+    draw_group = figures._group_figures
+    monkeypatch.setattr(figures, "_group_figures",
+                        lambda key, *a: drawn.append(key[4]) or draw_group(key, *a))
+    kept = build_report([root], out=tmp_path / "kept")
+    assert sorted(drawn) == ["64", "65", "68"]  # 66's were copied from the first report
+
+    shutil.rmtree(root / ".winit")
+    build_report([root], out=tmp_path / "cold")
+    assert len(kept.summary) == 8 and len(kept.skipped) == 2
+    assert _files(tmp_path / "kept") == _files(tmp_path / "cold")

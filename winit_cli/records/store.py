@@ -1,0 +1,354 @@
+"""The run store: what reports read, cached in Parquet beside the run folders and queried with
+DuckDB, so that a report over 10,000 runs reads only what changed since the last one.
+
+    <root>/.winit/store/runs.parquet          one row per run folder: its file identity, the
+                                              summary.json text, the flattened config, why it
+                                              is skipped (if it is), its tables' columns
+                       /layers-<gen>.parquet  every stored run's layers.csv, with a path column
+                       /metrics-<gen>.parquet every stored run's metrics.csv, likewise
+
+The run folders stay the record (a user copies, deletes or rsyncs them); the store is derived
+from them and kept in step on every `sync`: a folder is identified by its files' sizes and
+mtimes and by a hash of its summary.json, so a new folder is read in, a changed one read again,
+a removed one dropped. A store that cannot be read (damaged, another version) is rebuilt from
+the folders; one that cannot be written (a read-only copy of results) is not written, and the
+report is the same. Folders are read by records/reader.load_run, the one reader of run files;
+the store only keeps what it returned.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from winit_cli import interrupts
+from winit_cli._version import __version__
+from winit_cli.bounded import Unreadable, kind_of, read_bytes
+from winit_cli.errors import ResultsError
+from winit_cli.records.files import MAX_JSON_BYTES, atomic_write, open_regular, read_json
+from winit_cli.records.reader import Run, Skipped, load_run, read_tables, summary_fields
+from winit_cli.records.schema import parse_record
+
+STORE = Path(".winit") / "store"  # under the folder searched; hidden: never taken for a run
+FORMAT = f"2/{__version__}"  # a store written by another winit is rebuilt, not trusted
+TABLES = ("layers", "metrics")
+# The files whose identity decides whether a folder is read again (summary.json also by hash).
+IDENTITY_FILES = ("summary.json", "config.yaml", "layers.csv", "metrics.csv", "../../sweep.yaml")
+
+
+def identity(run_dir: Path) -> str:
+    """What a run folder is now, as far as its stored copy goes: sizes and mtimes of the files
+    load_run reads, and the hash of summary.json (a copy with preserved mtimes still differs)."""
+    parts = []
+    for name in IDENTITY_FILES:
+        try:
+            st = os.stat(run_dir / name)
+            parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append("-")
+    try:  # bounded, regular files only (a FIFO planted there must not hang the report)
+        parts.append(hashlib.sha256(read_bytes(run_dir / "summary.json", MAX_JSON_BYTES)
+                                    ).hexdigest()[:32])
+    except Unreadable:
+        parts.append("-")
+    return "|".join(parts)
+
+
+@dataclass
+class Stored:
+    """One run folder as the store holds it."""
+
+    path: str
+    identity: str
+    summary: str | None  # summary.json's text, where it could be read
+    config: str  # the flattened config, JSON
+    sweep: str | None
+    grid: str  # the sweep's grid keys, JSON
+    reason: str | None  # why it is no run at all (summary.json unreadable, still running)
+    table_reason: str | None  # why its tables cannot be used (a report skips it)
+    fields: str  # Skipped.fields, JSON
+    columns: str  # {table: {column: dtype}}, JSON
+
+
+def _stored(run: Run | Skipped, run_dir: Path, ident: str) -> Stored:
+    try:  # read as load_run reads it: bounded, regular files only
+        summary = json.dumps(read_json(run_dir / "summary.json"))
+    except ResultsError:
+        summary = None
+    if isinstance(run, Skipped):
+        return Stored(run.path, ident, summary, "{}", None, "[]", run.reason, None,
+                      json.dumps(run.fields, default=str), "{}")
+    why = read_tables(run)
+    columns = {t: {c: str(d) for c, d in getattr(run, t).dtypes.items()}
+               for t in TABLES if why is None and run.__dict__.get(t) is not None}
+    return Stored(run.path, ident, summary, json.dumps(run.config, default=str), run.sweep,
+                  json.dumps(run.sweep_grid), None, why,
+                  json.dumps(summary_fields(json.loads(summary or "null")), default=str),
+                  json.dumps(columns))
+
+
+class RunStore:
+    """The store of the run folders under `root` (their paths are relative to it)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.dir = self.root / STORE
+        self.rows: dict[str, Stored] = {}
+        self.generation = ""
+        self.selected: list[str] = []  # the folders of the last sync, in its order
+        self.writable = False  # whether the last sync could write the store
+        self._db = duckdb.connect()
+
+    # --- keeping in step with the folders ---------------------------------------------------
+
+    def sync(self, dirs: list[Path], within: list[Path] | None = None) -> RunStore:
+        """Bring the store in step with `dirs`, the run folders found by searching `within`
+        (folders under root; all of root where None): read in what is new or changed, drop
+        what is gone from there, keep what lies elsewhere (a report of two runs does not empty
+        the store of the whole folder). Written back (atomically, under a lock) where it can
+        be. `runs` and `records` then give `dirs`, in their order."""
+        with self._locked() as writable:
+            self.writable = writable
+            old = self._load()
+            now = {d.relative_to(self.root).as_posix(): (d, identity(d)) for d in dirs}
+            fresh: dict[str, Stored] = {}
+            frames: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
+            for rel, (d, ident) in now.items():
+                kept = old.get(rel)
+                if kept is not None and kept.identity == ident:
+                    fresh[rel] = kept
+                    continue
+                interrupts.check()  # a stop signal ends a sync between runs (thousands)
+                run = load_run(d, self.root, tables=False)
+                fresh[rel] = _stored(run, d, ident)
+                for t in TABLES:
+                    frame = run.__dict__.get(t) if isinstance(run, Run) else None
+                    if frame is not None:
+                        frames[t].append(frame.assign(path=rel, _row=range(len(frame))))
+            scopes = None if within is None else \
+                [Path(w).resolve().relative_to(self.root.resolve()).as_posix() for w in within]
+            for rel, row in old.items():
+                if rel not in fresh and scopes is not None and not any(
+                        s == "." or rel == s or rel.startswith(s + "/") for s in scopes):
+                    fresh[rel] = row  # not searched this time: neither read nor dropped
+            self.selected = list(now)
+            changed = fresh.keys() != old.keys() or any(fresh[k] is not old[k] for k in fresh)
+            self.rows = fresh
+            if changed or not self.generation:
+                self._write(old, frames, writable)
+        return self
+
+    def _load(self) -> dict[str, Stored]:
+        """The stored rows, or none (then everything is read again) where the store is missing,
+        damaged or from another winit."""
+        try:
+            if kind_of(os.lstat(self.dir / "runs.parquet").st_mode):
+                return {}  # a link or FIFO planted there: rebuilt, never read through
+            table = pq.read_table(self.dir / "runs.parquet")
+            meta = table.schema.metadata or {}
+            if meta.get(b"format", b"").decode() != FORMAT:
+                return {}
+            generation = meta[b"generation"].decode()
+            if any(not (self.dir / f"{t}-{generation}.parquet").is_file() for t in TABLES):
+                return {}
+            rows = {r["path"]: Stored(**r) for r in table.to_pylist()}
+        except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
+            return {}
+        self.generation = generation
+        return rows
+
+    def _write(self, old: dict[str, Stored], frames: dict[str, list[pd.DataFrame]],
+               writable: bool) -> None:
+        """Tables first (under a new generation's names), then runs.parquet naming them, then
+        the old generation's files go: a crash between leaves the previous store whole."""
+        keep = [p for p, row in self.rows.items() if old.get(p) is row]
+        generation = hashlib.sha256(json.dumps(
+            [self.generation, sorted(r.identity for r in self.rows.values())]).encode()
+            ).hexdigest()[:12]
+        tables = {}
+        for t in TABLES:
+            parts = [self._arrow(t, keep)] if keep and self.generation else []
+            parts += [pa.Table.from_pandas(f, preserve_index=False) for f in frames[t]]
+            tables[t] = pa.concat_tables(parts, promote_options="permissive") if parts else \
+                pa.table({"path": pa.array([], pa.string()), "_row": pa.array([], pa.int64())})
+        runs = pa.Table.from_pylist([vars(r) for r in self.rows.values()],
+                                    schema=_RUNS_SCHEMA).replace_schema_metadata(
+            {"format": FORMAT, "generation": generation})
+        self.generation = generation
+        if not writable:
+            self._memory = tables  # a read-only results folder: the store lives in this process
+            return
+        try:
+            for t, table in tables.items():
+                atomic_write(self.dir / f"{t}-{generation}.parquet", _parquet(table))
+            atomic_write(self.dir / "runs.parquet", _parquet(runs))
+        except OSError:
+            self._memory, self.writable = tables, False
+            return
+        for t in TABLES:  # earlier generations, and any a crash left before they were named
+            for stale in self.dir.glob(f"{t}-*.parquet"):
+                if stale.name != f"{t}-{generation}.parquet":
+                    with suppress(OSError):
+                        stale.unlink()
+
+    @contextmanager
+    def _locked(self) -> Iterator[bool]:
+        """An exclusive lock on the store (two reports at once take turns); yields whether the
+        store can be written here. A `.winit` that is not winit's own folder (a link, a file)
+        is left alone."""
+        self._memory: dict[str, pa.Table] | None = None
+        try:
+            for folder in (self.root / STORE.parts[0], self.dir):
+                if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                    raise OSError("not winit's folder")
+                folder.mkdir(exist_ok=True)
+            # read-only, never through a link, never a FIFO: the lock file is never written
+            lock = open_regular(self.dir / ".lock", os.O_RDONLY | os.O_CREAT)
+        except OSError:
+            yield False
+            return
+        try:
+            with interrupts.interruptible():  # a holder that hangs must not make SIGTERM wait
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield True
+        finally:
+            os.close(lock)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _source(self, table: str) -> str | pa.Table:
+        if self._memory is not None:
+            return self._memory[table]
+        return str(self.dir / f"{table}-{self.generation}.parquet")
+
+    def _arrow(self, table: str, paths: list[str]) -> pa.Table:
+        return self._query(table, paths, "*").to_arrow_table()
+
+    def _query(self, table: str, paths: list[str], select: str,
+               rest: str = "") -> duckdb.DuckDBPyRelation:
+        """SELECT `select` from a stored table, the rows of `paths` only (then `rest`)."""
+        source = self._source(table)
+        self._db.register("wanted", pa.table({"path": pa.array(paths, pa.string())}))
+        if isinstance(source, pa.Table):
+            self._db.register("source", source)
+            source = "source"
+        else:
+            source = "read_parquet('" + source.replace("'", "''") + "')"
+        return self._db.sql(f"SELECT {select} FROM {source} "
+                            f"WHERE path IN (SELECT path FROM wanted) {rest}")
+
+    def runs(self, tables: bool = True) -> list[Run | Skipped]:
+        """Every stored folder, as load_run(tables=...) gives it; tables are read from the
+        store when asked for (`load`)."""
+        out: list[Run | Skipped] = []
+        for rel in self.selected:
+            row = self.rows[rel]
+            why = row.reason or (row.table_reason if tables else None)
+            if why is not None:
+                out.append(Skipped(rel, why, json.loads(row.fields)))
+                continue
+            record = parse_record(json.loads(row.summary), "summary.json")
+            run = Run(self.root / rel, rel, record, json.loads(row.config), row.sweep,
+                      tuple(json.loads(row.grid)), store=self)
+            run.__dict__["steps_to_target"] = None  # set below, for all runs in one query
+            out.append(run)
+        self._steps_to_target([r for r in out if isinstance(r, Run)])
+        return out
+
+    def _steps_to_target(self, runs: list[Run]) -> None:
+        """Run.steps_to_target for every run at once (the summary row needs it; reading each
+        run's metrics for it would read every run's table)."""
+        from winit_cli.records.reader import TARGET_ACCURACY
+
+        source = self._source("metrics")
+        names = source.column_names if isinstance(source, pa.Table) else \
+            pq.read_schema(source).names
+        if not runs or "val_accuracy" not in names:
+            return
+        found = dict(self._query(
+            "metrics", [r.path for r in runs],
+            f"path, arg_min(step, _row) FILTER (WHERE val_accuracy >= {TARGET_ACCURACY})",
+            "GROUP BY path").fetchall())
+        for run in runs:
+            hit = found.get(run.path)
+            run.__dict__["steps_to_target"] = None if hit is None else int(hit)
+
+    def load(self, runs: list[Run]) -> None:
+        """Read these runs' layers and metrics from the store, in one query per table (a group
+        at a time: what is held is bounded by the largest group, not the number of runs)."""
+        paths = [r.path for r in runs]
+        for t in TABLES:
+            frame = self._query(t, paths, "*").df()
+            by_path = dict(tuple(frame.groupby("path", sort=False))) if len(frame) else {}
+            for run in runs:
+                columns = json.loads(self.rows[run.path].columns).get(t)
+                part = by_path.get(run.path)
+                run.__dict__[t] = None if columns is None or part is None else (
+                    part.sort_values("_row")[list(columns)].astype(columns)
+                    .reset_index(drop=True))
+
+    def records(self) -> list[tuple[str, object]]:
+        """(path, RunRecord) for every stored folder whose summary.json reads as one, skipped
+        by the report or not (the runs index lists every finished run)."""
+        out = []
+        for rel in self.selected:
+            row = self.rows[rel]
+            try:
+                out.append((rel, parse_record(json.loads(row.summary or "null"), rel)))
+            except (ResultsError, ValueError):
+                continue
+        return out
+
+
+_RUNS_SCHEMA = pa.schema([(name, pa.string()) for name in Stored.__dataclass_fields__])
+
+
+def _parquet(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+def evict(runs: list[Run]) -> None:
+    """Let go of these runs' tables (the store reads them again when asked)."""
+    for run in runs:
+        for t in TABLES:
+            run.__dict__.pop(t, None)
+
+
+class ByGroup(Mapping):
+    """Runs by path whose tables are held one batch (a report's group) at a time: asking for a
+    run of another batch reads that batch's tables in one query and lets go of the last's."""
+
+    def __init__(self, runs: dict[str, Run], batches: list[list[str]]):
+        self._runs, self._batches = runs, batches
+        self._batch_of = {p: i for i, batch in enumerate(batches) for p in batch}
+        self._held: int | None = None
+
+    def __getitem__(self, path: str) -> Run:
+        run = self._runs[path]
+        i = self._batch_of.get(path)
+        if i is not None and i != self._held and run.store is not None:
+            if self._held is not None:
+                evict([self._runs[p] for p in self._batches[self._held]])
+            run.store.load([self._runs[p] for p in self._batches[i]])
+            self._held = i
+        return run
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._runs)
+
+    def __len__(self) -> int:
+        return len(self._runs)
