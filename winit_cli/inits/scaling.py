@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 from winit_cli.inits.common import fan_in_out, fans, fill_bias
 from winit_cli.inits.registry import activation_gain, register
 
@@ -33,6 +31,7 @@ def xavier_uniform(weight, bias, *, activation, generator, gain=1.0, bias_value=
 
     Example: ``init: {scheme: xavier_uniform}``
     """
+    import torch
     torch.nn.init.xavier_uniform_(weight, gain=gain, generator=generator)
     fill_bias(bias, bias_value)
 
@@ -46,6 +45,7 @@ def xavier_normal(weight, bias, *, activation, generator, gain=1.0, bias_value=0
 
     Example: ``init: {scheme: xavier_normal}``
     """
+    import torch
     torch.nn.init.xavier_normal_(weight, gain=gain, generator=generator)
     fill_bias(bias, bias_value)
 
@@ -56,6 +56,7 @@ def _he_variance(fan_in, fan_out, activation, *, mode, gain, **_):
 
 
 def _kaiming(fill, weight, activation, generator, mode, gain):
+    import torch
     if gain is None and activation in ("relu", "leaky_relu", "tanh", "sigmoid", "selu", "linear"):
         # torch.nn.init has this case exactly; leaky_relu's slope is torch's default 0.01.
         a = 0.01 if activation == "leaky_relu" else 0
@@ -81,6 +82,7 @@ def he_normal(weight, bias, *, activation, generator, mode="fan_in", gain=None, 
 
     Example: ``init: {scheme: he_normal, params: {mode: fan_in}}``
     """
+    import torch
     _kaiming(torch.nn.init.kaiming_normal_, weight, activation, generator, mode, gain)
     fill_bias(bias, bias_value)
 
@@ -93,6 +95,7 @@ def he_uniform(weight, bias, *, activation, generator, mode="fan_in", gain=None,
 
     Example: ``init: {scheme: he_uniform, params: {mode: fan_out}}``
     """
+    import torch
     _kaiming(torch.nn.init.kaiming_uniform_, weight, activation, generator, mode, gain)
     fill_bias(bias, bias_value)
 
@@ -116,6 +119,7 @@ def lecun_normal(weight, bias, *, activation, generator, mode="fan_in", gain=1.0
     Example: ``init: {scheme: lecun_normal}``
     """
     # kaiming with the linear gain, 1, is LeCun's init; any other gain scales its std.
+    import torch
     _kaiming(torch.nn.init.kaiming_normal_, weight, "linear", generator, mode, gain)
     fill_bias(bias, bias_value)
 
@@ -131,6 +135,7 @@ def lecun_uniform(weight, bias, *, activation, generator, mode="fan_in", gain=1.
 
     Example: ``init: {scheme: lecun_uniform, params: {gain: 1.0}}``
     """
+    import torch
     _kaiming(torch.nn.init.kaiming_uniform_, weight, "linear", generator, mode, gain)
     fill_bias(bias, bias_value)
 
@@ -171,6 +176,7 @@ def truncated_normal(weight, bias, *, activation, generator, std=None, mode="fan
 
     Example: ``init: {scheme: truncated_normal, params: {gain: 1.0, mode: fan_in}}``
     """
+    import torch
     fan_in, fan_out = fan_in_out(weight)
     s = _truncated_target_std(fan_in, fan_out, activation, std, mode, gain)
     if s == 0:
