@@ -2,7 +2,8 @@
 against the tools a user would pick instead: Cockpit and Lightning's `grad_norm`.
 
     .venv/bin/python benchmarks/bench_watch.py [--steps 200] [--repeats 5] [--device cpu|cuda]
-                                     [--models mlp,cnn] [--data-dir DIR] [--no-others] [--docs]
+                                     [--models mlp,cnn] [--data-dir DIR] [--threads N] [--no-others]
+                                     [--docs]
 
 One loop (forward, cross-entropy, backward, optimizer step; no .item(), so nothing waits for a
 GPU), several ways: plain, with `winit.watch` recording every 10 steps and every step, and (on
@@ -284,12 +285,17 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--models", default="mlp,cnn")
     p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: torch's own; on a busy machine 1, since "
+                   "threads waiting for each other measure the neighbours, not the tools)")
     p.add_argument("--no-others", action="store_true",
                    help="winit.watch against the plain loop only (no Cockpit, no Lightning)")
     p.add_argument("--docs", action="store_true",
                    help="rewrite the docs' table for the device (docs/your-own-loop.md)")
     args = p.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     splits = make_splits(load_dataset("mnist", args.data_dir), val_size=0, subset=20_000)
     x = splits.x_train.view(-1, 1, 28, 28).to(device)
     y = splits.y_train.to(device)
