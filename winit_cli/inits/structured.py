@@ -1,7 +1,8 @@
 """Init schemes: orthogonal, data-calibrated (LSUV) and edge-of-chaos (critical).
 
 In the style of `torch/nn/init.py`: each function fills a Linear layer's weight and bias in place;
-its docstring names the paper and gives the formula; it reuses `torch.nn.init` where that already
+its docstring names the paper and gives the formula (torch is imported inside each, see
+inits/common.py); it reuses `torch.nn.init` where that already
 has the scheme. Its keyword parameters (with defaults) are what a config's `init.params` may set.
 Beside each scheme, its variance function: the per-element weight and bias variances it produces,
 which the mean-field theory uses. Importing `winit_cli.inits` registers every scheme.
@@ -47,6 +48,7 @@ def orthogonal(weight, bias, *, activation, generator, gain=None, bias_value=0.0
     Example: ``init: {scheme: orthogonal, params: {gain: 1.0}}``
     """
     import torch
+
     gain = activation_gain(activation) if gain is None else gain
     torch.nn.init.orthogonal_(weight, gain=gain, generator=generator)
     fill_bias(bias, bias_value)
@@ -131,6 +133,7 @@ def lsuv(weight, bias, *, activation, generator, tol=0.1, max_iter=10, batch_siz
     Example: ``init: {scheme: lsuv, params: {tol: 0.1, batch_size: 512}}``
     """
     import torch
+
     torch.nn.init.orthogonal_(weight, gain=1.0, generator=generator)
     if bias is not None:
         torch.nn.init.zeros_(bias)
@@ -160,6 +163,7 @@ def _scaled_orthogonal_(weight: torch.Tensor, sigma_w2: float, generator) -> Non
     fan_out >= fan_in) exactly, not only on average.
     """
     import torch
+
     fan_out, fan_in = weight.shape
     gain = math.sqrt(sigma_w2 * max(fan_in, fan_out) / fan_in)
     torch.nn.init.orthogonal_(weight, gain=gain, generator=generator)
@@ -167,6 +171,7 @@ def _scaled_orthogonal_(weight: torch.Tensor, sigma_w2: float, generator) -> Non
 
 def _gaussian_bias_(bias, sigma_b2: float, generator) -> None:
     import torch
+
     if bias is None:
         return
     if sigma_b2 > 0:
@@ -197,6 +202,7 @@ def critical(weight, bias, *, activation, generator, sigma_b2=0.0, orthogonal=Fa
     Example: ``init: {scheme: critical, params: {sigma_b2: 0.05, orthogonal: true}}``
     """
     import torch
+
     sigma_w2 = critical_sigma_w2(activation, float(sigma_b2))
     if orthogonal:
         _scaled_orthogonal_(weight, sigma_w2, generator)
@@ -222,6 +228,7 @@ def mean_field(weight, bias, *, activation, generator, sigma_w2=1.0, sigma_b2=0.
     Example: ``init: {scheme: mean_field, params: {sigma_w2: 1.5, sigma_b2: 0.05}}``
     """
     import torch
+
     torch.nn.init.normal_(weight, 0.0, math.sqrt(float(sigma_w2) / weight.shape[1]),
                           generator=generator)
     _gaussian_bias_(bias, float(sigma_b2), generator)
