@@ -5,6 +5,7 @@ measured it:
     <!-- results:NAME --> ... <!-- /results:NAME -->     scripts/readme_results.py (docs/results.md)
     <!-- results:planted -->, <!-- results:mutation -->   planted_bugs.py, mutation.py (testing.md)
     <!-- bench_train:start --> ... :end -->             benchmarks/bench_train.py (performance.md)
+    <!-- bench_cli:start --> ... :end -->               benchmarks/bench_cli.py (performance.md)
     <!-- bench_watch:DEVICE:start --> ... :end -->      benchmarks/bench_watch.py (your-own-loop.md)
 
 A script names its block, not a page: the block is found in whichever page of docs/, or the

@@ -2,10 +2,10 @@
 model kinds, sweep executors) is a `Registry` of named entries, after Composer's / llm-foundry's
 `registry.py`.
 
-    MODELS: Registry[type[StackedModel]] = Registry("model kind")
+    EXECUTORS: Registry[Callable[[ExecutorOptions], Executor]] = Registry("executor")
 
-    @MODELS.register("mlp")
-    class StackedMLP(StackedModel): ...
+    @EXECUTORS.register("local")
+    class LocalExecutor(Executor): ...
 
     MODELS.lookup("mpl", where="model.kind")
     # ConfigError: model.kind: unknown model kind 'mpl'; did you mean 'mlp'? known: mlp, resmlp

@@ -19,13 +19,14 @@ Importing this package registers every dataset; import names from here.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from winit_cli.datasets import fashion_mnist as _fashion_mnist  # noqa: F401  registers it
 from winit_cli.datasets import mnist as _mnist  # noqa: F401  registers it
 from winit_cli.datasets.download import ProgressFn, download_files
 from winit_cli.datasets.idx import read_idx
-from winit_cli.datasets.raw import RawDataset, load_raw
 from winit_cli.datasets.registry import (
     DATASETS,
     DatasetSpec,
@@ -34,13 +35,27 @@ from winit_cli.datasets.registry import (
     known_datasets,
     register,
 )
-from winit_cli.datasets.splits import Splits, make_splits
 from winit_cli.datasets.store import default_cache_dir, download_dir, find_dir
+
+if TYPE_CHECKING:
+    from winit_cli.datasets.raw import RawDataset
+
+# The names that hold tensors (raw.py, splits.py) are imported on first use, so that config
+# validation and `winit advise` read the registry without importing torch.
+_WITH_TORCH = {"RawDataset": "raw", "load_raw": "raw", "Splits": "splits", "make_splits": "splits"}
+
+
+def __getattr__(name: str):
+    if name in _WITH_TORCH:
+        return getattr(importlib.import_module(f"{__name__}.{_WITH_TORCH[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_dataset(name: str, data_dir: Path | None = None, config_dir: Path | None = None,
                  **kwargs) -> RawDataset:
     """`load_raw` for the dataset registered as `name` (keyword arguments as there)."""
+    from winit_cli.datasets.raw import load_raw
+
     return load_raw(get_dataset(name), data_dir, config_dir, **kwargs)
 
 

@@ -15,12 +15,14 @@ import hashlib
 import math
 import zlib
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from winit_cli.bounded import Unreadable, read_bytes
 from winit_cli.datasets.registry import DatasetSpec, IdxFile, owner_of
 from winit_cli.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 _IDX_MAGIC = {0x00000801: 1, 0x00000803: 3}  # magic number -> number of dimensions (uint8 data)
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -109,6 +111,8 @@ def decode(payload: bytes, path: Path) -> torch.Tensor:
         raise corrupt(path, f"{len(payload)} bytes, expected {expected_len} for dims {dims}")
     # bytearray: torch.frombuffer wants a writable buffer; this is the only copy of the payload.
     values = bytearray(memoryview(payload)[header:])
+    import torch  # here, not at the top: the registry and the store are read without torch
+
     return torch.frombuffer(values, dtype=torch.uint8).reshape(dims)
 
 

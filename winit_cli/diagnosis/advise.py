@@ -27,7 +27,7 @@ from winit_cli.diagnosis.predict import layer_variances, predict_rows
 from winit_cli.diagnosis.verdict import predicted_verdict
 from winit_cli.errors import ConfigError
 from winit_cli.inits import SCHEMES, check_init_for_model, check_scheme, get_scheme
-from winit_cli.models import build_model
+from winit_cli.models import get_model_kind
 from winit_cli.records.files import finite
 from winit_cli.theory import depth_scale
 from winit_cli.theory.correlation import correlation_depth_scale_of, correlation_fixed_point
@@ -106,7 +106,8 @@ def step0_shapes(config: Config) -> pd.DataFrame:
     """Step-0 rows as a run would record them, without the measurements: the Linear layers'
     fans from the model the config builds (no data read; the dataset's shape from its spec)."""
     spec = get_dataset(config.data.dataset)
-    shapes = build_model(config.model, spec.input_size, spec.classes).layer_shapes()
+    shapes = get_model_kind(config.model.kind).layer_shapes(config.model, spec.input_size,
+                                                            spec.classes)
     return pd.DataFrame({"layer": range(1, len(shapes) + 1), "step": 0,
                          "fan_in": [s[0] for s in shapes], "fan_out": [s[1] for s in shapes],
                          "act_grad_norm": np.nan, "weight_norm": np.nan})

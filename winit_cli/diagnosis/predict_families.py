@@ -30,7 +30,7 @@ from winit_cli import theory
 from winit_cli.config import Config
 from winit_cli.diagnosis.verdict import STREAM_RATIO, measured_first_to_last_hidden
 from winit_cli.inits import get_scheme, initial_branch_scale, layer_factors
-from winit_cli.models.resmlp import layer_roles
+from winit_cli.models.registry import layer_roles
 from winit_cli.records.files import finite
 from winit_cli.theory.batchnorm import bn_gradient_rate
 from winit_cli.theory.layernorm_dropout import (

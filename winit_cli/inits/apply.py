@@ -12,16 +12,18 @@ exactly the draws they would get without it.
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from winit_cli.errors import ConfigError
+from winit_cli.inits.common import no_grad
 from winit_cli.inits.registry import Scheme, get_scheme
 from winit_cli.inits.residual import zero_last_scale
-from winit_cli.models.base import StackedModel
-from winit_cli.models.registry import get_model_kind
-from winit_cli.models.resmlp import layer_roles
+from winit_cli.models.registry import get_model_kind, layer_roles
+
+if TYPE_CHECKING:
+    import torch
+
+    from winit_cli.models.base import StackedModel
 
 
 def layer_factors(scheme: Scheme, params: dict[str, Any], roles: list[str],
@@ -49,7 +51,7 @@ def initial_branch_scale(scheme: Scheme, params: dict[str, Any], branch_scale: f
     return float(scheme.branch_init(**scheme.resolve(params)))
 
 
-@torch.no_grad()
+@no_grad
 def initialize(model: StackedModel, member: int, scheme: str, params: dict[str, Any],
                generator: torch.Generator, *, zero_last: bool = False) -> None:
     """Fill member `member`'s Linear layers in order, input side first, drawing from `generator`;

@@ -1,7 +1,8 @@
 """Init schemes: fixed-scale draws (small normal, mean-1, with L2), constants, PyTorch's default.
 
 In the style of `torch/nn/init.py`: each function fills a Linear layer's weight and bias in place;
-its docstring names the paper and gives the formula; it reuses `torch.nn.init` where that already
+its docstring names the paper and gives the formula (torch is imported inside each, see
+inits/common.py); it reuses `torch.nn.init` where that already
 has the scheme. Its keyword parameters (with defaults) are what a config's `init.params` may set.
 Beside each scheme, its variance function: the per-element weight and bias variances it produces,
 which the mean-field theory uses. Importing `winit_cli.inits` registers every scheme.
@@ -10,8 +11,6 @@ which the mean-field theory uses. Importing `winit_cli.inits` registers every sc
 from __future__ import annotations
 
 import math
-
-import torch
 
 from winit_cli.inits.common import fill_bias
 from winit_cli.inits.registry import register
@@ -31,6 +30,8 @@ def normal(weight, bias, *, activation, generator, std=0.01, mean=0.0, bias_valu
 
     Example: ``init: {scheme: normal, params: {std: 0.01}}``
     """
+    import torch
+
     torch.nn.init.normal_(weight, mean, std, generator=generator)
     fill_bias(bias, bias_value)
 
@@ -45,6 +46,8 @@ def mean1_normal(weight, bias, *, activation, generator, std=1.0, mean=1.0, bias
 
     Example: ``init: {scheme: mean1_normal, params: {std: 1.0}}``
     """
+    import torch
+
     torch.nn.init.normal_(weight, mean, std, generator=generator)
     fill_bias(bias, bias_value)
 
@@ -60,6 +63,8 @@ def normal_l2(weight, bias, *, activation, generator, std=0.01, mean=0.0, bias_v
 
     Example: ``init: {scheme: normal_l2, params: {std: 0.01, l2: 0.001}}``
     """
+    import torch
+
     torch.nn.init.normal_(weight, mean, std, generator=generator)
     fill_bias(bias, bias_value)
 
@@ -81,6 +86,8 @@ def torch_default(weight, bias, *, activation, generator):
 
     Example: ``init: {scheme: torch_default}``
     """
+    import torch
+
     torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
     if bias is not None:
         bound = 1.0 / math.sqrt(weight.shape[1])
@@ -107,6 +114,8 @@ def zeros(weight, bias, *, activation, generator):
 
     Example: ``init: {scheme: zeros}``
     """
+    import torch
+
     torch.nn.init.zeros_(weight)
     if bias is not None:
         torch.nn.init.zeros_(bias)
@@ -125,5 +134,7 @@ def constant(weight, bias, *, activation, generator, value=0.01, bias_value=0.0)
 
     Example: ``init: {scheme: constant, params: {value: 0.01}}``
     """
+    import torch
+
     torch.nn.init.constant_(weight, value)
     fill_bias(bias, bias_value)

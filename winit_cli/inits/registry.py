@@ -16,11 +16,10 @@ layer of the member; see `Scheme.calibrate`.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import torch
 
 from winit_cli.errors import ConfigError, shorten
 from winit_cli.inits.aliases import ALIASES, canonical, suggest
@@ -179,14 +178,21 @@ _LOWER_BOUND = {"gain": (0, False), "std": (0, True), "l2": (0, True), "sigma_b2
                 "batch_size": (1, True)}
 
 
-def activation_gain(activation: str) -> float:
-    """The gain `torch.nn.init.calculate_gain` recommends for an activation.
+# torch.nn.init.calculate_gain's values, written out so that the registry (config validation,
+# `winit advise`) is read without importing torch; tests/unit/inits check every entry against
+# calculate_gain itself. ELU and GELU have no entry there; they behave like ReLU on the positive
+# half and are given its gain, sqrt(2), as is common practice.
+GAINS = {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0),
+         "leaky_relu": math.sqrt(2.0 / (1 + 0.01 ** 2)), "selu": 3.0 / 4, "elu": math.sqrt(2.0),
+         "gelu": math.sqrt(2.0)}
 
-    ELU and GELU have no entry there; they behave like ReLU on the positive half and are given
-    its gain, sqrt(2), as is common practice.
-    """
-    name = {"elu": "relu", "gelu": "relu"}.get(activation, activation)
-    return torch.nn.init.calculate_gain(name)
+
+def activation_gain(activation: str) -> float:
+    """The gain `torch.nn.init.calculate_gain` recommends for an activation (leaky_relu: torch's
+    default slope 0.01), sqrt(2) for ELU and GELU."""
+    if activation not in GAINS:
+        raise ValueError(f"no gain for activation {activation!r}")
+    return GAINS[activation]
 
 
 def weight_decay(scheme: str, params: dict[str, Any]) -> float:

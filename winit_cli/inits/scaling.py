@@ -1,7 +1,8 @@
 """Init schemes: variance scaling by fan (Xavier/Glorot, He/Kaiming, LeCun, truncated normal).
 
 In the style of `torch/nn/init.py`: each function fills a Linear layer's weight and bias in place;
-its docstring names the paper and gives the formula; it reuses `torch.nn.init` where that already
+its docstring names the paper and gives the formula (torch is imported inside each, see
+inits/common.py); it reuses `torch.nn.init` where that already
 has the scheme. Its keyword parameters (with defaults) are what a config's `init.params` may set.
 Beside each scheme, its variance function: the per-element weight and bias variances it produces,
 which the mean-field theory uses. Importing `winit_cli.inits` registers every scheme.
@@ -10,8 +11,6 @@ which the mean-field theory uses. Importing `winit_cli.inits` registers every sc
 from __future__ import annotations
 
 import math
-
-import torch
 
 from winit_cli.inits.common import fan_in_out, fans, fill_bias
 from winit_cli.inits.registry import activation_gain, register
@@ -33,6 +32,8 @@ def xavier_uniform(weight, bias, *, activation, generator, gain=1.0, bias_value=
 
     Example: ``init: {scheme: xavier_uniform}``
     """
+    import torch
+
     torch.nn.init.xavier_uniform_(weight, gain=gain, generator=generator)
     fill_bias(bias, bias_value)
 
@@ -46,6 +47,8 @@ def xavier_normal(weight, bias, *, activation, generator, gain=1.0, bias_value=0
 
     Example: ``init: {scheme: xavier_normal}``
     """
+    import torch
+
     torch.nn.init.xavier_normal_(weight, gain=gain, generator=generator)
     fill_bias(bias, bias_value)
 
@@ -56,6 +59,8 @@ def _he_variance(fan_in, fan_out, activation, *, mode, gain, **_):
 
 
 def _kaiming(fill, weight, activation, generator, mode, gain):
+    import torch
+
     if gain is None and activation in ("relu", "leaky_relu", "tanh", "sigmoid", "selu", "linear"):
         # torch.nn.init has this case exactly; leaky_relu's slope is torch's default 0.01.
         a = 0.01 if activation == "leaky_relu" else 0
@@ -81,6 +86,8 @@ def he_normal(weight, bias, *, activation, generator, mode="fan_in", gain=None, 
 
     Example: ``init: {scheme: he_normal, params: {mode: fan_in}}``
     """
+    import torch
+
     _kaiming(torch.nn.init.kaiming_normal_, weight, activation, generator, mode, gain)
     fill_bias(bias, bias_value)
 
@@ -93,6 +100,8 @@ def he_uniform(weight, bias, *, activation, generator, mode="fan_in", gain=None,
 
     Example: ``init: {scheme: he_uniform, params: {mode: fan_out}}``
     """
+    import torch
+
     _kaiming(torch.nn.init.kaiming_uniform_, weight, activation, generator, mode, gain)
     fill_bias(bias, bias_value)
 
@@ -115,6 +124,8 @@ def lecun_normal(weight, bias, *, activation, generator, mode="fan_in", gain=1.0
 
     Example: ``init: {scheme: lecun_normal}``
     """
+    import torch
+
     # kaiming with the linear gain, 1, is LeCun's init; any other gain scales its std.
     _kaiming(torch.nn.init.kaiming_normal_, weight, "linear", generator, mode, gain)
     fill_bias(bias, bias_value)
@@ -131,6 +142,8 @@ def lecun_uniform(weight, bias, *, activation, generator, mode="fan_in", gain=1.
 
     Example: ``init: {scheme: lecun_uniform, params: {gain: 1.0}}``
     """
+    import torch
+
     _kaiming(torch.nn.init.kaiming_uniform_, weight, "linear", generator, mode, gain)
     fill_bias(bias, bias_value)
 
@@ -171,6 +184,8 @@ def truncated_normal(weight, bias, *, activation, generator, std=None, mode="fan
 
     Example: ``init: {scheme: truncated_normal, params: {gain: 1.0, mode: fan_in}}``
     """
+    import torch
+
     fan_in, fan_out = fan_in_out(weight)
     s = _truncated_target_std(fan_in, fan_out, activation, std, mode, gain)
     if s == 0:

@@ -1,7 +1,8 @@
 """Init schemes: orthogonal, data-calibrated (LSUV) and edge-of-chaos (critical).
 
 In the style of `torch/nn/init.py`: each function fills a Linear layer's weight and bias in place;
-its docstring names the paper and gives the formula; it reuses `torch.nn.init` where that already
+its docstring names the paper and gives the formula (torch is imported inside each, see
+inits/common.py); it reuses `torch.nn.init` where that already
 has the scheme. Its keyword parameters (with defaults) are what a config's `init.params` may set.
 Beside each scheme, its variance function: the per-element weight and bias variances it produces,
 which the mean-field theory uses. Importing `winit_cli.inits` registers every scheme.
@@ -11,14 +12,17 @@ from __future__ import annotations
 
 import functools
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from winit_cli import theory
 from winit_cli.errors import ConfigError
-from winit_cli.inits.common import fill_bias
+from winit_cli.inits.common import fill_bias, no_grad
 from winit_cli.inits.registry import activation_gain, register
-from winit_cli.models.base import StackedModel, Trace
+
+if TYPE_CHECKING:
+    import torch
+
+    from winit_cli.models.base import StackedModel
 
 
 def _orthogonal_variance(fan_in, fan_out, activation, *, gain, **_):
@@ -43,6 +47,8 @@ def orthogonal(weight, bias, *, activation, generator, gain=None, bias_value=0.0
 
     Example: ``init: {scheme: orthogonal, params: {gain: 1.0}}``
     """
+    import torch
+
     gain = activation_gain(activation) if gain is None else gain
     torch.nn.init.orthogonal_(weight, gain=gain, generator=generator)
     fill_bias(bias, bias_value)
@@ -55,7 +61,7 @@ def _lsuv_variance(fan_in, fan_out, activation, **_):
     return 1.0 / max(fan_in, fan_out), 0.0
 
 
-@torch.no_grad()
+@no_grad
 def unit_variance_(weight: torch.Tensor, bias: torch.Tensor | None, z: torch.Tensor, *,
                    tol: float = 0.1, max_iter: int = 10) -> float:
     """LSUV's step for one layer: W <- W / sqrt(Var(z)) until |Var(z) - 1| < tol, at most
@@ -81,7 +87,7 @@ def unit_variance_(weight: torch.Tensor, bias: torch.Tensor | None, z: torch.Ten
     return total
 
 
-@torch.no_grad()
+@no_grad
 def _lsuv_calibrate(model: StackedModel, member: int, data: torch.Tensor, *, tol: float,
                     max_iter: int, batch_size: int, **_) -> None:
     """Rescale member `member`'s Linear layers, input side first, to unit pre-activation variance.
@@ -94,6 +100,8 @@ def _lsuv_calibrate(model: StackedModel, member: int, data: torch.Tensor, *, tol
     layer's output z_l to `rescale` before the layers above see it, and since z_l = h W_l^T + b_l
     is affine in W_l, scaling W_l by s turns z_l into b_l + s (z_l - b_l) without recomputing.
     """
+    from winit_cli.models.base import Trace
+
     layers = model.linears()
 
     def rescale(l: int, z: torch.Tensor) -> torch.Tensor:
@@ -124,6 +132,8 @@ def lsuv(weight, bias, *, activation, generator, tol=0.1, max_iter=10, batch_siz
 
     Example: ``init: {scheme: lsuv, params: {tol: 0.1, batch_size: 512}}``
     """
+    import torch
+
     torch.nn.init.orthogonal_(weight, gain=1.0, generator=generator)
     if bias is not None:
         torch.nn.init.zeros_(bias)
@@ -152,12 +162,16 @@ def _scaled_orthogonal_(weight: torch.Tensor, sigma_w2: float, generator) -> Non
     sigma_w2 max / fan_in: every input direction is then scaled by sqrt(sigma_w2) (when
     fan_out >= fan_in) exactly, not only on average.
     """
+    import torch
+
     fan_out, fan_in = weight.shape
     gain = math.sqrt(sigma_w2 * max(fan_in, fan_out) / fan_in)
     torch.nn.init.orthogonal_(weight, gain=gain, generator=generator)
 
 
 def _gaussian_bias_(bias, sigma_b2: float, generator) -> None:
+    import torch
+
     if bias is None:
         return
     if sigma_b2 > 0:
@@ -187,6 +201,8 @@ def critical(weight, bias, *, activation, generator, sigma_b2=0.0, orthogonal=Fa
 
     Example: ``init: {scheme: critical, params: {sigma_b2: 0.05, orthogonal: true}}``
     """
+    import torch
+
     sigma_w2 = critical_sigma_w2(activation, float(sigma_b2))
     if orthogonal:
         _scaled_orthogonal_(weight, sigma_w2, generator)
@@ -211,6 +227,8 @@ def mean_field(weight, bias, *, activation, generator, sigma_w2=1.0, sigma_b2=0.
 
     Example: ``init: {scheme: mean_field, params: {sigma_w2: 1.5, sigma_b2: 0.05}}``
     """
+    import torch
+
     torch.nn.init.normal_(weight, 0.0, math.sqrt(float(sigma_w2) / weight.shape[1]),
                           generator=generator)
     _gaussian_bias_(bias, float(sigma_b2), generator)

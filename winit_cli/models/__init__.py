@@ -1,17 +1,30 @@
 """Model kinds behind one interface (`base.StackedModel`), chosen by `model.kind`.
 
-Importing this package imports every module in it, which registers every kind: adding a kind is
-adding one file. Import names from here, not from the modules.
+The registry (registry.py: every kind's config checks, layer shapes and roles, and where its
+class lives) is read without torch, so config validation and `winit advise` do not import it;
+the tensor-holding names below (`StackedModel`, `Trace`, ...) import it on first use. Import names
+from here, not from the modules.
 """
 
-import importlib
-import pkgutil
+from __future__ import annotations
 
-from winit_cli.models.base import ACTIVATIONS, LinearView, NormView, StackedModel, Trace
-from winit_cli.models.registry import MODELS, build_model, get_model_kind
+from typing import TYPE_CHECKING
 
-for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    importlib.import_module(f"{__name__}.{_module}")
+from winit_cli.models.registry import MODELS, ModelKind, build_model, get_model_kind, layer_roles
 
-__all__ = ["ACTIVATIONS", "MODELS", "LinearView", "NormView", "StackedModel", "Trace",
-           "build_model", "get_model_kind"]
+if TYPE_CHECKING:
+    from winit_cli.models.base import ACTIVATIONS, LinearView, NormView, StackedModel, Trace
+
+_WITH_TORCH = ("ACTIVATIONS", "LinearView", "NormView", "StackedModel", "Trace")
+
+
+def __getattr__(name: str):
+    if name in _WITH_TORCH:
+        from winit_cli.models import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["ACTIVATIONS", "MODELS", "LinearView", "ModelKind", "NormView", "StackedModel",
+           "Trace", "build_model", "get_model_kind", "layer_roles"]

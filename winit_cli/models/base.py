@@ -5,8 +5,8 @@ Training, the probes, the init schemes (LSUV included) and the record writer see
 through `StackedModel`: `members`, `activation`, `forward(x, trace)` and `linears()`; kinds with
 normalization layers or branch multipliers also list them (`norms()`, `branch_scales()`), and
 kinds with random layers (dropout) take per-member seeds (`seed_members`, `begin_step`). A new
-kind subclasses it in its own file, registered with `@models.registry.MODELS.register`; nothing
-outside `models/` needs to change.
+kind subclasses it in its own file, with its entry in `models.registry.MODELS` (what config
+validation and the theory read without torch); nothing outside `models/` needs to change.
 
 Members never mix: member k's output depends only on member k's parameters and inputs, so each
 trains exactly as it would alone, and elementwise optimizers (SGD, momentum, Adam) applied to the
@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from winit_cli.models import checks
 from winit_cli.models.stacked import MemberDropout
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
@@ -176,7 +175,6 @@ class StackedModel(nn.Module, ABC):
 
     members: int
     activation: str  # the hidden activation; init schemes take their gain from it
-    has_branches: bool = False  # residual branches: schemes such as Fixup need them
     noise: MemberDropout | None = None  # set by kinds with dropout
     # The output layer's forward multiplier, W_eff = multiplier x W (model.parametrization mup,
     # set by training/parametrization.py); None: no multiplier, the weights as they are.
@@ -218,14 +216,6 @@ class StackedModel(nn.Module, ABC):
         so redoing a step's forward pass redraws the same noise."""
         if self.noise is not None:
             self.noise.step = step
-
-    @classmethod
-    def check_config(cls, config: Any) -> None:
-        """Raise a ConfigError (one line) for what this kind cannot build from a `config.Config`.
-
-        The default refuses the residual-only keys and checks what every kind shares."""
-        checks.check_no_branches(config)
-        checks.check_common(config)
 
     @property
     def depth(self) -> int:

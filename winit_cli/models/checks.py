@@ -1,5 +1,5 @@
 """Config checks every model kind shares: what a kind cannot build is refused at validation,
-in one line that says why (`StackedModel.check_config` calls these)."""
+in one line that says why (the kinds' `check_config` in models/registry.py calls these)."""
 
 from __future__ import annotations
 

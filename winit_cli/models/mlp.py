@@ -29,11 +29,9 @@ from winit_cli.models.base import (
     Trace,
     with_output_multiplier,
 )
-from winit_cli.models.registry import MODELS
 from winit_cli.models.stacked import MemberDropout, StackedNorm
 
 
-@MODELS.register("mlp")
 class StackedMLP(ParameterLayers, StackedModel):
     def __init__(self, sizes: Sequence[int], activation: str, bias: bool = True, members: int = 1,
                  norm: str = "none", dropout: float = 0.0):

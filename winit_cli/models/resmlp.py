@@ -30,7 +30,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from winit_cli.models import checks
 from winit_cli.models.base import (
     ACTIVATIONS,
     LinearView,
@@ -39,23 +38,11 @@ from winit_cli.models.base import (
     Trace,
     with_output_multiplier,
 )
-from winit_cli.models.registry import MODELS
+from winit_cli.models.registry import layer_roles
 from winit_cli.models.stacked import MemberDropout, StackedNorm, linear
 
 
-def layer_roles(blocks: int, branch_layers: int) -> list[tuple[str, int]]:
-    """(role, block) of every Linear layer in forward order: the input projection (block 0),
-    each block's branch layers, the output layer (block B + 1)."""
-    roles = [("input", 0)]
-    for b in range(1, blocks + 1):
-        roles += [("branch_inner", b)] * (branch_layers - 1) + [("branch_out", b)]
-    return [*roles, ("output", blocks + 1)]
-
-
-@MODELS.register("resmlp")
 class StackedResMLP(ParameterLayers, StackedModel):
-    has_branches = True
-
     def __init__(self, input_size: int, width: int, classes: int, blocks: int,
                  branch_layers: int, activation: str, *, bias: bool = True, members: int = 1,
                  branch_scale: float = 1.0, learnable_scale: bool = False, norm: str = "none",
@@ -76,11 +63,6 @@ class StackedResMLP(ParameterLayers, StackedModel):
         self.norm_layers = nn.ModuleList(
             StackedNorm(norm, members, width) for _ in shapes[:-1]) if norm != "none" else None
         self.noise = MemberDropout(dropout, members) if dropout > 0 else None
-
-    @classmethod
-    def check_config(cls, config: Any) -> None:
-        checks.check_residual_layout(config)
-        checks.check_common(config)
 
     @classmethod
     def from_config(cls, config: Any, input_size: int, classes: int,

@@ -119,6 +119,7 @@ SCRIPT_BLOCKS = {
     "scripts/planted_bugs.py": [docblocks.results_markers("planted")],
     "scripts/mutation.py": [docblocks.results_markers("mutation")],
     "benchmarks/bench_train.py": [("<!-- bench_train:start -->", "<!-- bench_train:end -->")],
+    "benchmarks/bench_cli.py": [("<!-- bench_cli:start -->", "<!-- bench_cli:end -->")],
     "benchmarks/bench_watch.py": [(f"<!-- bench_watch:{d}:start -->",
                                    f"<!-- bench_watch:{d}:end -->") for d in ("cpu", "cuda")],
 }

@@ -9,7 +9,14 @@ import torch
 
 from winit_cli.config import load_config
 from winit_cli.errors import ConfigError
-from winit_cli.inits import SCHEMES, check_scheme, get_scheme, initialize, weight_decay
+from winit_cli.inits import (
+    SCHEMES,
+    activation_gain,
+    check_scheme,
+    get_scheme,
+    initialize,
+    weight_decay,
+)
 from winit_cli.inits.aliases import ALIASES
 from winit_cli.models.mlp import StackedMLP
 
@@ -296,3 +303,12 @@ def test_member_k_equals_single_model_with_its_seed(name):
         for bs, b1 in zip(stacked.biases, single.biases, strict=True):
             assert torch.equal(bs[k], b1[0])
     assert not torch.equal(stacked.weights[0][0], stacked.weights[0][1])
+
+
+@pytest.mark.parametrize("activation", sorted(GAIN))
+def test_activation_gain_is_torchs_calculate_gain(activation):
+    """The registry's gains are written out (read without torch); torch's own function agrees,
+    ELU and GELU aside (ReLU's, as documented)."""
+    torch_name = {"elu": "relu", "gelu": "relu"}.get(activation, activation)
+    assert activation_gain(activation) == pytest.approx(
+        torch.nn.init.calculate_gain(torch_name), rel=1e-15)

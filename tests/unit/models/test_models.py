@@ -20,6 +20,7 @@ from winit_cli.measure.quantities import columns
 from winit_cli.models import (
     MODELS,
     LinearView,
+    ModelKind,
     StackedModel,
     Trace,
     build_model,
@@ -32,8 +33,21 @@ from winit_cli.training.loop import train
 
 def test_mlp_is_the_default_kind():
     assert load_config(None).model.kind == "mlp"
-    assert MODELS["mlp"] is StackedMLP
+    assert MODELS["mlp"].load() is StackedMLP
     assert isinstance(build_model(ModelConfig(depth=2, width=3), 5, 2), StackedMLP)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model.depth=4", "model.width=9"], ["model.depth=4", "model.widths=[7,5,3]"],
+    ["model.kind=resmlp", "model.depth=6", "model.width=8"],
+    ["model.kind=resmlp", "model.depth=4", "model.branch_layers=1", "model.width=5"]])
+def test_a_kinds_layer_shapes_without_torch_are_those_of_the_model_it_builds(overrides):
+    """`winit advise` reads the shapes from the registry, without building a model."""
+    config = load_config(None, overrides)
+    kind = get_model_kind(config.model.kind)
+    built = build_model(config.model, 13, 3).layer_shapes()
+    assert kind.layer_shapes(config.model, 13, 3) == built
+    assert dataclasses.replace(kind, shapes=None).layer_shapes(config.model, 13, 3) == built
 
 
 def test_unknown_model_kind_names_the_known_ones():
@@ -111,7 +125,7 @@ class SoftmaxRegression(StackedModel):
 
 @pytest.fixture
 def softmax_kind():
-    with MODELS.temporarily("softmax", SoftmaxRegression):
+    with MODELS.temporarily("softmax", ModelKind(SoftmaxRegression, lambda config: None)):
         yield
 
 
