@@ -7,7 +7,7 @@ against the tools a user would pick instead: Cockpit and Lightning's `grad_norm`
 
 One loop (forward, cross-entropy, backward, optimizer step; no .item(), so nothing waits for a
 GPU), several ways: plain, with `winit.watch` recording every 10 steps and every step, and (on
-the MLP; `pip install 'winit[bench]'`) Cockpit's "economy" configuration at the same intervals
+the MLP; `bash scripts/setup.sh --bench`) Cockpit's "economy" configuration at the same intervals
 (Cockpit 1.0 through BackPACK: per-example gradients for its batch-size tests), Cockpit
 restricted to the per-parameter quantities winit also records (GradNorm, UpdateSize, Distance),
 every step, and Lightning's `grad_norm` utility every step. Models: the MLP of bench_train.py
@@ -87,21 +87,9 @@ def watched(every: int):
     return make
 
 
-def _lightning_grad_norm() -> Callable:
-    """`lightning.pytorch.utilities.grad_norm`, Lightning's own file loaded alone: importing
-    `lightning.pytorch` imports torchmetrics, then torchvision, whose 0.28.0 (the version
-    BackPACK's pins allow) fails to load beside torch 2.13 ("operator torchvision::nms does not
-    exist"). The file imports torch alone."""
-    spec = importlib.util.find_spec("lightning")
-    path = Path(spec.origin).parent / "pytorch" / "utilities" / "grads.py"
-    module_spec = importlib.util.spec_from_file_location("lightning_grads", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.grad_norm
-
-
 def lightning_grad_norm(model, optimizer, out):
-    grad_norm = _lightning_grad_norm()
+    from lightning.pytorch.utilities import grad_norm
+
     kept = []  # the dict of tensors a LightningModule would log
     return _plain_step(model, optimizer, lambda loss: kept.append(grad_norm(model, 2))), \
         kept.clear
@@ -209,8 +197,8 @@ def available(name: str, others: bool) -> list[Contender]:
         if c.needs is None or (c.mlp_only and name != "mlp"):
             continue
         if importlib.util.find_spec(c.needs) is None:
-            print(f"  {c.label}: skipped ({c.needs} is not installed: pip install "
-                  "'winit[bench]')", flush=True)
+            print(f"  {c.label}: skipped ({c.needs} is not installed: bash scripts/setup.sh "
+                  "--bench)", flush=True)
             continue
         chosen.append(c)
     return chosen

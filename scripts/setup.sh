@@ -4,15 +4,19 @@
 #   bash scripts/setup.sh           winit and torch only: what `winit run` needs
 #   bash scripts/setup.sh --tests   also what the test suite needs: pytest and ruff, Ray, the
 #                                   TensorBoard reader, MkDocs, Lightning, mup, and Debian's Chromium
+#   bash scripts/setup.sh --bench   also what benchmarks/bench_watch.py compares with: Cockpit,
+#                                   BackPACK and Lightning (may be given with --tests)
 #
 # Safe to rerun: an existing .venv is reused and only what is missing is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests=0
+bench=0
 for arg in "$@"; do
   case "$arg" in
     --tests) tests=1 ;;
-    -h|--help) sed -n '2,8p' "$0" | cut -c3-; exit 0 ;;
+    --bench) bench=1 ;;
+    -h|--help) sed -n '2,10p' "$0" | cut -c3-; exit 0 ;;
     *) echo "setup: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -50,6 +54,14 @@ if [ "$tests" = 1 ]; then
 else
   say "installing winit (pip install -e .)"
   pip install -e .
+fi
+# benchmarks/bench_watch.py's comparisons. Cockpit and BackPACK come without their declared
+# dependencies (BackPACK's torchvision is never imported and does not load beside the CPU
+# torch); the `bench` extra lists what they do import.
+if [ "$bench" = 1 ]; then
+  say "installing Cockpit, BackPACK and Lightning for benchmarks/bench_watch.py"
+  pip install -e ".[bench]"
+  pip install --no-deps "cockpit-for-pytorch==1.0.2" "backpack-for-pytorch==1.7.1"
 fi
 # The report's browser test looks at report.html in a real browser: Debian's Chromium, installed
 # with apt-get (as root, ~300 MB, a minute or two) for the tests only. WINIT_CHROMIUM=0 skips it.
