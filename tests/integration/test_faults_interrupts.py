@@ -1,5 +1,6 @@
-"""Stop signals that arrive where raising is unsafe or before a command starts: exit 143 (SIGTERM)
-whenever they come, never swallowed, never reported as success or as Ctrl-C's 130. Each signal
+"""Stop signals that arrive where raising is unsafe or before a command starts: exit 143 (SIGTERM),
+130 (Ctrl-C) whenever they come, never swallowed, never reported as success, SIGTERM never as
+Ctrl-C's 130; a signal ignored when winit starts (nohup) stays ignored. Each signal
 is sent by the process to itself at a chosen point, so nothing depends on timing."""
 
 from __future__ import annotations
@@ -32,10 +33,15 @@ def _winit_with(patch: str, *args: str) -> subprocess.CompletedProcess:
                           text=True, env={**os.environ, "COLUMNS": "200"}, timeout=120)
 
 
-def test_sigterm_inside_a_weakref_callback_is_not_swallowed():
+@pytest.mark.parametrize(("sig", "said"), [(signal.SIGTERM, "interrupted by SIGTERM: "),
+                                          (signal.SIGINT, "interrupted: ")])
+def test_a_stop_signal_inside_a_weakref_callback_is_not_swallowed(sig, said):
     """The signal lands while a weakref callback runs (where an exception raised is printed as
-    'Exception ignored' and dropped: the command once ran on and exited 0)."""
-    proc = _winit_with("""
+    'Exception ignored' and dropped: the command once ran on and exited 0). Ctrl-C too: Python's
+    own handler raised its KeyboardInterrupt there."""
+    proc = _winit_with(f"""
+        SIG = {int(sig)}
+    """ + """
         import os, signal, weakref
         import winit_cli.app.schemes as schemes
         real = schemes.scheme_rows
@@ -44,7 +50,7 @@ def test_sigterm_inside_a_weakref_callback_is_not_swallowed():
             pass
 
         def signalled(_):
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), SIG)
             for _ in range(1000):  # a loop: Python runs the handler here, inside the callback
                 pass
 
@@ -56,9 +62,30 @@ def test_sigterm_inside_a_weakref_callback_is_not_swallowed():
 
         schemes.scheme_rows = rows
     """, "schemes")
-    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert proc.returncode == 128 + sig, proc.stderr
     assert "Exception ignored" not in proc.stderr
-    assert "interrupted by SIGTERM" in proc.stderr
+    assert said + "what was measured so far is saved" in proc.stderr
+
+
+def test_a_signal_ignored_when_winit_starts_stays_ignored():
+    """`nohup winit ...` ignores SIGHUP (and a shell script's background job SIGINT): the
+    terminal closing must not stop the run, as it does not stop any other program."""
+    proc = _winit_with("""
+        import os, signal
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup leaves it
+        import winit_cli.app.schemes as schemes
+        real = schemes.scheme_rows
+
+        def rows(*args):
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(1000):
+                pass
+            return real(*args)
+
+        schemes.scheme_rows = rows
+    """, "schemes")
+    assert proc.returncode == 0, proc.stderr
+    assert "interrupted" not in proc.stderr and "he_normal" in proc.stdout
 
 
 def test_sigterm_before_a_command_starts_exits_143_with_a_message():
