@@ -463,3 +463,30 @@ def test_every_write_path_refuses_what_is_not_its_own(command, where, kind, wini
                 "readonly": "a read-only file"}[kind] in out, out
     assert snapshot(target) == before
     assert tree(outside) == {Path("v"): PRECIOUS.encode()}
+
+
+# --- links to run folders kept elsewhere ---------------------------------------------------------
+
+
+def test_runs_linked_into_results_are_read_and_never_written(finished_run, tmp_path):
+    """A user links run folders kept elsewhere into results/ (legitimate): `report`, `index
+    rebuild` and `export tensorboard` read through the links (all three said 'no run folders
+    found': the walk did not follow them) and write only in results/ itself; the linked folders
+    stay byte for byte as they were, and a link back up the tree is no endless walk."""
+    elsewhere, results = tmp_path / "elsewhere", tmp_path / "results"
+    kept = copy_run(finished_run, elsewhere)
+    results.mkdir()
+    (results / kept.name).symlink_to(kept)
+    (results / "loop").symlink_to(tmp_path)  # reaches elsewhere/ and results/ again
+    before = {p: p.read_bytes() for p in kept.rglob("*")}
+    report = invoke("report", results)
+    assert report.exit_code == 0, text_of(report)
+    summary = pd.read_csv(results / "report" / "summary.csv")
+    assert list(summary.run_id) == [kept.name]  # once, though reachable three ways
+    assert invoke("index", "rebuild", results).exit_code == 0
+    assert list(pd.read_csv(results / "runs.csv").run_id) == [kept.name]
+    export = invoke("export", "tensorboard", results)
+    assert export.exit_code == 0, text_of(export)
+    assert list((results / "tensorboard").iterdir())
+    assert {p: p.read_bytes() for p in kept.rglob("*")} == before
+    assert sorted(p.name for p in elsewhere.iterdir()) == [kept.name]
