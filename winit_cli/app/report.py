@@ -266,7 +266,7 @@ def _write(out: Path, runs: list[Run], skipped: list[Skipped], root: Path,
     write_csv(files[1], configs.drop(columns="members"))
 
     figures = draw(out, summary, configs, {r.path: r for r in runs}, labels, output, grid,
-                   report_curves(runs)) if len(configs) else {}
+                   report_curves(runs), between=interrupts.check) if len(configs) else {}
     interrupts.check()
     thresholds = ["/".join(sorted({f"{r.config.get(f'diagnose.{k}_decades', 2.0):g}"
                                    for r in runs}) or {"2"}) for k in ("vanish", "explode")]
