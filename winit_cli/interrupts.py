@@ -1,11 +1,12 @@
-"""Signals as interruptions: SIGTERM and SIGHUP (what `timeout`, `kill`, a batch scheduler and a
-closed terminal send) take the path Ctrl-C takes.
+"""Signals as interruptions: Ctrl-C (SIGINT), SIGTERM and SIGHUP (what `timeout`, `kill`, a
+batch scheduler and a closed terminal send) all take one path.
 
 The handler `stop_on` installs only records the signal: Python runs a handler between any two
 bytecodes, inside a weakref callback or a `__del__` too, where an exception raised is printed as
 "Exception ignored" and dropped (a SIGTERM during `winit report` was once swallowed so, about 1 try
-in 20, and the report exited 0). The signal becomes `Terminated`, a KeyboardInterrupt, at the next
-safe point, `check()` (every training step, every run a report reads, every wait of a sweep), so
+in 20, and the report exited 0; Python's own Ctrl-C handler raises there too). The signal becomes a
+KeyboardInterrupt (`Terminated` for SIGTERM and SIGHUP) at the next safe point, `check()` (every
+training step, every run a report reads, every wait of a sweep), so
 every `except KeyboardInterrupt` that saves what was measured runs for it too; a wait that blocks
 in the kernel (a lock) is marked `interruptible()` and raises at once. The CLI then exits with
 128 + the signal's number (143 for SIGTERM, 129 for SIGHUP, 130 for Ctrl-C), as a shell reports a
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 
 STOPPING = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
-# The signal that stopped this process (None: none, or Ctrl-C), so that worker processes can be
+# The signal that stopped this process (None: none yet), so that worker processes can be
 # stopped with the signal that stopped their parent, and the CLI exits with its code.
 received: int | None = None
 _pending = False  # received and not yet raised at a safe point
@@ -59,7 +60,7 @@ def check() -> None:
     global _pending
     if _pending:
         _pending = False
-        raise Terminated(received)
+        raise KeyboardInterrupt() if received == signal.SIGINT else Terminated(received)
 
 
 @contextmanager

@@ -108,11 +108,12 @@ def test_a_symlinked_index_lock_empties_no_file_outside(winit_data_dir, finished
     (r / ".runs.csv.lock").symlink_to(v)
     result = tiny_run(r)
     assert result.exit_code == 0, result.output
-    assert "runs.csv: not updated (a symbolic link" in " ".join(text_of(result).split())
+    said = " ".join(text_of(result).split())  # the lock is named: runs.csv is no link
+    assert "runs.csv: not updated (" in said and ".runs.csv.lock: a symbolic link" in said
     assert v.read_text() == PRECIOUS
     copy_run(finished_run, r)
     rebuilt = invoke("index", "rebuild", r)
-    assert rebuilt.exit_code == 2 and "a symbolic link" in text_of(rebuilt)
+    assert rebuilt.exit_code == 2 and ".runs.csv.lock: a symbolic link" in text_of(rebuilt)
     assert v.read_text() == PRECIOUS and (r / ".runs.csv.lock").is_symlink()
 
 
@@ -156,6 +157,24 @@ def test_report_keeps_a_users_own_files(finished_run, tmp_path):
     refused = invoke("report", results, "--out", mine)
     assert refused.exit_code == 2 and "report.md" in text_of(refused)
     assert (mine / "report.md").read_text() == "my notes\n"
+
+
+def test_an_older_winits_report_folder_says_what_to_do(finished_run, tmp_path):
+    """A report folder written before manifests (report.md, summary.csv, plots/, no manifest)
+    was refused as holding 'files winit did not write', which the user knows winit wrote: the
+    one line now says why and names the two ways on, the exact rm -r and --out."""
+    results = tmp_path / "R"
+    copy_run(finished_run, results)
+    old = results / "report"
+    (old / "plots").mkdir(parents=True)
+    for name in ("report.md", "summary.csv", "plots/dz_by_layer.png"):
+        (old / name).write_text("an older winit's\n")
+    refused = invoke("report", results)
+    assert refused.exit_code == 2
+    (line,) = [ANSI.sub("", ln) for ln in refused.stderr.splitlines() if ln.strip()]
+    assert f"no {MANIFEST}" in line and f"rm -r {old}" in line and "--out another folder" in line
+    assert (old / "report.md").read_text() == "an older winit's\n"
+    assert invoke("report", results, "--out", tmp_path / "new").exit_code == 0
 
 
 # --- 3. the rescue folder -----------------------------------------------------------------------
@@ -446,3 +465,30 @@ def test_every_write_path_refuses_what_is_not_its_own(command, where, kind, wini
                 "readonly": "a read-only file"}[kind] in out, out
     assert snapshot(target) == before
     assert tree(outside) == {Path("v"): PRECIOUS.encode()}
+
+
+# --- links to run folders kept elsewhere ---------------------------------------------------------
+
+
+def test_runs_linked_into_results_are_read_and_never_written(finished_run, tmp_path):
+    """A user links run folders kept elsewhere into results/ (legitimate): `report`, `index
+    rebuild` and `export tensorboard` read through the links (all three said 'no run folders
+    found': the walk did not follow them) and write only in results/ itself; the linked folders
+    stay byte for byte as they were, and a link back up the tree is no endless walk."""
+    elsewhere, results = tmp_path / "elsewhere", tmp_path / "results"
+    kept = copy_run(finished_run, elsewhere)
+    results.mkdir()
+    (results / kept.name).symlink_to(kept)
+    (results / "loop").symlink_to(tmp_path)  # reaches elsewhere/ and results/ again
+    before = {p: p.read_bytes() for p in kept.rglob("*")}
+    report = invoke("report", results)
+    assert report.exit_code == 0, text_of(report)
+    summary = pd.read_csv(results / "report" / "summary.csv")
+    assert list(summary.run_id) == [kept.name]  # once, though reachable three ways
+    assert invoke("index", "rebuild", results).exit_code == 0
+    assert list(pd.read_csv(results / "runs.csv").run_id) == [kept.name]
+    export = invoke("export", "tensorboard", results)
+    assert export.exit_code == 0, text_of(export)
+    assert list((results / "tensorboard").iterdir())
+    assert {p: p.read_bytes() for p in kept.rglob("*")} == before
+    assert sorted(p.name for p in elsewhere.iterdir()) == [kept.name]

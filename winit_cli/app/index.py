@@ -14,7 +14,9 @@ def rebuild(path: Path) -> list[tuple[Path, int]]:
     try:
         rebuilt = rebuild_indexes(Path(path))
     except OSError as e:
-        raise ResultsError(f"{path}: cannot rebuild the runs index ({e.strerror or e})") from None
+        where = f"{e.filename}: " if isinstance(e.filename, str) else ""
+        raise ResultsError(f"{path}: cannot rebuild the runs index ({where}{e.strerror or e})") \
+            from None
     if not rebuilt:
         raise ResultsError(f"{path}: no run folders found (a run folder holds summary.json)")
     return rebuilt

@@ -283,7 +283,7 @@ def _write(out: Path, runs: list[Run], skipped: list[Skipped], root: Path,
                       [list(summary.loc[[i for m in g.members for i in m], "path"])
                        for g in groups.values()])
     figures = draw(out, summary, configs, by_path, labels, output, grid,
-                   report_curves(runs), reuse) if len(configs) else {}
+                   report_curves(runs), reuse, between=interrupts.check) if len(configs) else {}
     interrupts.check()
     widths = report_figures([r.dir for r in runs], out / "plots", output)
     if widths:  # `winit widths` sweeps: the coordinate check and lr transfer, from their CSVs

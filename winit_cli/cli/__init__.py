@@ -21,11 +21,16 @@ def main() -> None:
 
     from winit_cli import interrupts
 
-    # First, before any command's imports (torch: seconds): `timeout`, `kill`, batch schedulers
-    # and closed terminals stop a run as Ctrl-C does (what was measured is saved, the run is
-    # marked interrupted), with exit 143 / 129 whenever they arrive. (Before this line the
-    # default action kills the process, which a shell also reports as 143 / 129.)
-    interrupts.stop_on(signal.SIGTERM, signal.SIGHUP)
+    # First, before any command's imports (torch: seconds): Ctrl-C, `timeout`, `kill`, batch
+    # schedulers and closed terminals stop a run at its next safe point (what was measured is
+    # saved, the run is marked interrupted), with exit 130 / 143 / 129 whenever they arrive.
+    # Ctrl-C too: Python's own handler raises anywhere, a weakref callback included, where the
+    # interruption is printed and dropped. (Before this line the default actions kill the
+    # process, which a shell also reports as 130 / 143 / 129.)
+    # A signal ignored when winit started stays ignored: `nohup` (SIGHUP), a shell script's
+    # background job (SIGINT).
+    interrupts.stop_on(*(s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                         if signal.getsignal(s) is not signal.SIG_IGN))
     common.started_by_main = True
     try:
         app()

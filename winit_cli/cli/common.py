@@ -145,7 +145,8 @@ def exit_interrupted(code: object) -> None:
 
     if interrupts.received is None or code == 128 + interrupts.received:
         return
-    _say_interrupted(f" by {signal.Signals(interrupts.received).name}")
+    _say_interrupted("" if interrupts.received == signal.SIGINT
+                     else f" by {signal.Signals(interrupts.received).name}")
     raise SystemExit(128 + interrupts.received)
 
 

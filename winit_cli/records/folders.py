@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shlex
 import shutil
 import stat
 import tempfile
@@ -85,10 +86,17 @@ def check_replaceable(folder: Path, what: str) -> None:
         raise ResultsError(f"{folder}: {kind}, not a folder winit wrote; give {what} another "
                            "folder")
     foreign = foreign_files(folder)
-    if foreign:
-        raise ResultsError(f"{folder}: holds files winit did not write ({', '.join(foreign[:3])}"
-                           f"{', ...' if len(foreign) > 3 else ''}); move them, or give "
-                           f"{what} another folder")
+    if not foreign:
+        return
+    names = f"{', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}"
+    if not os.path.lexists(folder / MANIFEST):
+        # an older winit's report folder has no manifest either: name the way past it
+        raise ResultsError(f"{folder}: holds files winit did not write ({names}; no {MANIFEST}, "
+                           "so an older winit's report counts as such too); remove it if it is "
+                           f"one (rm -r {shlex.quote(str(folder))}), or give {what} another "
+                           "folder")
+    raise ResultsError(f"{folder}: holds files winit did not write ({names}); move them, or "
+                       f"give {what} another folder")
 
 
 def _lock(staging: Path, *, wait: bool) -> int | None:

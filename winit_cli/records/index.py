@@ -133,9 +133,16 @@ def append_index(root: Path, record: RunRecord, run_dir: Path) -> str | None:
                 return f"{path} was damaged and has been rebuilt from the run folders{aside}"
             atomic_write(path, text + _lines([index_row(record, run_dir)]))
     except OSError as e:
-        return (f"{path}: not updated ({e.strerror or e}); `winit index rebuild {root}` "
+        return (f"{path}: not updated ({_why(e, path)}); `winit index rebuild {root}` "
                 "rebuilds it")
     return None
+
+
+def _why(e: OSError, path: Path) -> str:
+    """An OSError's reason, naming its file when that is not `path` (the index's lock)."""
+    why = e.strerror or str(e)
+    named = isinstance(e.filename, str) and Path(e.filename) != path  # not a descriptor's number
+    return f"{e.filename}: {why}" if named else why
 
 
 def _records(root: Path) -> list[tuple[RunRecord, Path]]:

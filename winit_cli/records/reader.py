@@ -96,9 +96,18 @@ class Skipped:
 
 
 def find_run_dirs(path: Path) -> list[Path]:
-    """Directories under `path` (itself included) holding a run's files; runs don't nest."""
+    """Directories under `path` (itself included) holding a run's files; runs don't nest.
+    A link to a run folder kept elsewhere is followed (reading through it is what the user
+    linked it for; nothing is written through it), each folder once: a link back up a tree
+    is no endless walk, and a run linked beside itself is not counted twice."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(path):
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         if any(m in filenames for m in RUN_MARKERS):
             found.append(Path(dirpath))

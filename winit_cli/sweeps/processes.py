@@ -292,8 +292,7 @@ def _work(group: list[Config], data_dir: Path | None, steps: Any) -> list[Any]:
         with suppress(OSError, EOFError):
             steps.put((step, total, {"loss": info.get("loss", float("nan"))}))
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    interrupts.stop_on(signal.SIGTERM, signal.SIGHUP)
+    interrupts.stop_on(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     try:
         return list(InProcessExecutor(_WORKER_SPLITS["splits_for"]).run([group], report))
     finally:

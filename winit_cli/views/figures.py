@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -205,13 +206,16 @@ def _drawn_from(key: tuple, title: str, configs: pd.DataFrame, summary: pd.DataF
 
 def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[str, Run],
          labels: dict, output: plots.Output = plots.Output(), grid: list[str] = (),
-         spectrum_theory: dict[str, tuple] | None = None, reuse: FigureCache | None = None
+         spectrum_theory: dict[str, tuple] | None = None, reuse: FigureCache | None = None,
+         between: Callable[[], None] = lambda: None
          ) -> dict[tuple | None, list[tuple[str, str]]]:
     """All figures, as {group: [(alt text, PNG path relative to out)]}; None holds the figures
     across depths (dz ratio and accuracy vs depth). Figures left from an earlier report in the
     same folder are removed first.
     spectrum_theory: {run path: (log10 s, density)}, the predicted spectra drawn beside them.
-    `reuse`: a group drawn from the same inputs as in an earlier report is copied from there."""
+    `reuse`: a group drawn from the same inputs as in an earlier report is copied from there.
+    `between` runs before each group's figures (the caller's safe point for a stop signal:
+    drawing a hundred groups takes minutes)."""
     plot_dir = out / "plots"
     for stale in (f for fmt in plots.FORMATS for f in plot_dir.glob(f"*.{fmt}")) \
             if plot_dir.is_dir() else []:
@@ -220,6 +224,7 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
     figures: dict[tuple | None, list[tuple[str, str]]] = {}
     keys = group_keys(list(grid))  # groups as the text has them (records/rows.group_keys)
     for key, configs in list(by_group(aggregate, grid).items())[:plots.MAX_GROUPS]:
+        between()
         title = group_title(dict(zip(keys, key, strict=True)))
         inputs = reuse and _drawn_from(key, title, configs, summary, labels, colors, output,
                                        spectrum_theory or {})
