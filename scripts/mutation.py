@@ -38,7 +38,8 @@ import time
 from io import BytesIO
 from pathlib import Path
 
-from mutation_report import readme_block, results, rewrite_docs, summary_line
+import mutation_targets
+from mutation_report import full_block, readme_block, results, rewrite_docs, summary_line
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
@@ -191,11 +192,45 @@ def outcomes(db_path: Path) -> dict:
                 if result.worker_outcome != WorkerOutcome.SKIPPED}
 
 
+def full_name(path: str) -> str:
+    """A module's name in the full run: its path under winit_cli/, dotted (theory.mean_field)."""
+    return path.removeprefix("winit_cli/").removesuffix(".py").replace("/", ".")
+
+
+def targets(name: str, args, out: Path) -> tuple[str, list[str]]:
+    """The module's source file and the tests run against each of its mutants: MODULES' files
+    for the sample, or with --full the unit tests that run any line of it (mutation_targets)."""
+    if not args.full:
+        return MODULES[name]
+    module = "winit_cli/" + name.replace(".", "/") + ".py"
+    return module, unit_test_map(args, out).get(module, [])
+
+
+def unit_test_map(args, out: Path) -> dict[str, list[str]]:
+    """mutation_targets.build on a copy of HEAD, once per --out (then read back)."""
+    if not (out / "test_map.json").exists():
+        copy = out / "map-checkout"
+        shutil.rmtree(copy, ignore_errors=True)
+        copy.mkdir(parents=True)
+        copy_checkout(copy, args.tests_ref)
+        print("mapping which unit tests run each module (the unit tier once, under coverage)",
+              flush=True)
+        mutation_targets.build(copy, out, test_env(copy, args))
+        shutil.rmtree(copy)
+    return json.loads((out / "test_map.json").read_text())
+
+
+def test_env(copy: Path, args) -> dict:
+    return {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",
+            "OMP_NUM_THREADS": "1",
+            "WINIT_TEST_MNIST": str(args.mnist), "WINIT_TEST_FASHION_MNIST": str(args.fashion)}
+
+
 def run_module(name: str, args, out: Path) -> dict:
     """Mutate one module; a module whose session was cut short (killed, time-boxed) resumes
     where it stopped, one that finished is read back."""
-    module, tests = MODULES[name]
     work = out / name
+    module, tests = targets(name, args, out)
     if (work / "result.json").exists():
         result = json.loads((work / "result.json").read_text())
         if (result["not_run"] == 0 and not args.retest_survivors) or args.docs:
@@ -212,13 +247,15 @@ def run_module(name: str, args, out: Path) -> dict:
     shutil.rmtree(copy, ignore_errors=True)  # a killed run may have left a mutant in place
     copy.mkdir(parents=True)
     copy_checkout(copy, args.tests_ref)
-    tests = present(tests, copy)
+    if args.full:  # node ids, possibly hundreds: pytest reads them from a file (@file)
+        (work / "tests.txt").write_text("".join(f"{t}\n" for t in tests))
+        tests = [f"@{(work / 'tests.txt').resolve()}"]
+    else:
+        tests = present(tests, copy)
     deselect = [f"--deselect={t}" for t in present(DESELECT, copy)]
     command = [str(PYTHON), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests,
                *deselect]
-    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",
-           "OMP_NUM_THREADS": "1",
-           "WINIT_TEST_MNIST": str(args.mnist), "WINIT_TEST_FASHION_MNIST": str(args.fashion)}
+    env = test_env(copy, args)
     if not resuming:
         carried = outcomes(args.carry / name / "session.sqlite") if args.carry else None
         plan_file.write_text(json.dumps(start_session(name, module, command, env, copy, config,
@@ -227,16 +264,21 @@ def run_module(name: str, args, out: Path) -> dict:
     write_config(config, copy / module, command, plan["test_seconds"])
     print(f"{name}: {plan['sampled']} of {plan['candidates']} mutants, tests "
           f"{plan['test_seconds']:.0f} s unmutated{' (resumed)' if resuming else ''}", flush=True)
+    started = time.perf_counter()
     try:
         subprocess.run([str(PYTHON.parent / "cosmic-ray"), "exec", str(config), str(db)],
                        cwd=copy, env=env, capture_output=True, timeout=args.minutes * 60)
     except subprocess.TimeoutExpired:
         print(f"{name}: time box of {args.minutes} min reached", flush=True)
     restore_deferred(db)
+    spent = time.perf_counter() - started
+    if (work / "result.json").exists():  # resumed: add the earlier sessions' seconds
+        spent += json.loads((work / "result.json").read_text()).get("seconds", 0.0)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                             capture_output=True, text=True).stdout.strip()
     result = {"module": module, "tests": tests, "tests_ref": args.tests_ref or "HEAD",
-              "seed": args.seed, "commit": commit, **plan, **results(db)}
+              "seed": args.seed, "commit": commit, "seconds": round(spent, 1), **plan,
+              **results(db)}
     (work / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     (work / "survivors.md").write_text("".join(
         f"### line {s['line']}: {s['operator']}\n\n```diff\n{s['diff']}\n```\n\n"
@@ -323,9 +365,14 @@ def shared(folder: str, env_var: str) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help=f"of {', '.join(MODULES)} (default: all)")
+    parser.add_argument("--full", action="store_true",
+                        help="every mutant of every module of winit_cli (or of those named, "
+                             "dotted: theory.mean_field), each against the unit tests that run "
+                             "the module; needs --out, resumes there")
     parser.add_argument("--sample", type=int, default=40, help="mutants per module (0: all)")
     parser.add_argument("--seed", type=int, default=16)
-    parser.add_argument("--minutes", type=float, default=30.0, help="time box per module")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="time box per module (default 30; none with --full)")
     parser.add_argument("--tests-ref", help="take tests/ from this git ref (e.g. main)")
     parser.add_argument("--carry", type=Path,
                         help="run the mutants this earlier --out ran, carrying its survivors")
@@ -341,18 +388,31 @@ def main() -> None:
     parser.add_argument("--fashion", type=Path,
                         default=shared("fashion-mnist", "WINIT_TEST_FASHION_MNIST"))
     args = parser.parse_args()
-    unknown = sorted(set(args.modules) - set(MODULES))
+    args.minutes_given = args.minutes is not None
+    args.minutes = args.minutes if args.minutes_given else 30.0
+    known = [full_name(m) for m in mutation_targets.every_module(REPO)] if args.full \
+        else list(MODULES)
+    unknown = sorted(set(args.modules) - set(known))
     if unknown:
-        parser.error(f"unknown module {unknown[0]}; known: {', '.join(MODULES)}")
-    if args.docs and not args.out:
-        parser.error("--docs reads --out")
+        parser.error(f"unknown module {unknown[0]}; known: {', '.join(known)}")
+    if (args.docs or args.full) and not args.out:
+        parser.error("--docs reads --out; --full resumes there")
+    if args.full:
+        args.sample, args.minutes = 0, args.minutes if args.minutes_given else 24 * 60.0
     out = args.out or Path(tempfile.mkdtemp(prefix="winit-mutation-"))
     out.mkdir(parents=True, exist_ok=True)
-    names = args.modules or list(MODULES)
+    names = args.modules or known
+    if args.full and args.docs:
+        page = rewrite_docs(full_block(out, names), "mutation-full")
+        print(f"the full mutation block of {page} rewritten")
+        return
     lines = ["| module | killed | survived | incompetent | not run | mutants | score | 95% |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     after = {}
     for name in names:
+        if args.full and not targets(name, args, out)[1]:
+            print(f"{name}: no unit test runs it; left out", flush=True)
+            continue
         after[name] = run_module(name, args, out)
         lines.append(summary_line(name, after[name]))
         print(lines[-1], flush=True)
