@@ -247,19 +247,24 @@ def run_module(name: str, args, out: Path) -> dict:
     shutil.rmtree(copy, ignore_errors=True)  # a killed run may have left a mutant in place
     copy.mkdir(parents=True)
     copy_checkout(copy, args.tests_ref)
-    if args.full:  # node ids, possibly hundreds: pytest reads them from a file (@file)
-        (work / "tests.txt").write_text("".join(f"{t}\n" for t in tests))
-        tests = [f"@{(work / 'tests.txt').resolve()}"]
-    else:
-        tests = present(tests, copy)
     deselect = [f"--deselect={t}" for t in present(DESELECT, copy)]
-    command = [str(PYTHON), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests,
-               *deselect]
+    pytest_args = ["-x", "-q", "-p", "no:cacheprovider", *deselect]
+    if args.full:  # each mutant runs the tests of the lines it changed (mutation_targets)
+        (work / "tests.txt").write_text("".join(f"{t}\n" for t in tests))
+        (work / "lines.json").write_text(json.dumps(mutation_targets.line_map(out, module)))
+        (work / "pristine.py").write_text((copy / module).read_text())
+        command = [str(PYTHON), str(Path(mutation_targets.__file__).resolve()),
+                   str((work / "lines.json").resolve()), str((work / "pristine.py").resolve()),
+                   str((copy / module).resolve()), "--", *pytest_args]
+        # unmutated, every test of the module runs (and must pass): that sets the timeout
+        check = [str(PYTHON), "-m", "pytest", *pytest_args, f"@{(work / 'tests.txt').resolve()}"]
+    else:
+        command = check = [str(PYTHON), "-m", "pytest", *pytest_args, *present(tests, copy)]
     env = test_env(copy, args)
     if not resuming:
         carried = outcomes(args.carry / name / "session.sqlite") if args.carry else None
-        plan_file.write_text(json.dumps(start_session(name, module, command, env, copy, config,
-                                                      db, args, out, carried)))
+        plan_file.write_text(json.dumps(start_session(name, module, command, check, env, copy,
+                                                      config, db, args, out, carried)))
     plan = json.loads(plan_file.read_text())
     write_config(config, copy / module, command, plan["test_seconds"])
     print(f"{name}: {plan['sampled']} of {plan['candidates']} mutants, tests "
@@ -342,10 +347,11 @@ def write_config(config: Path, module: Path, command: list[str], seconds: float)
         '[cosmic-ray.distributor]\nname = "local"\n')
 
 
-def start_session(name, module, command, env, copy, config, db, args, out, carried) -> dict:
-    """Run the tests once unmutated (they must pass; their time sets the per-mutant timeout),
-    create the cosmic-ray session and choose the sample."""
-    seconds = baseline(name, command, env, copy, out)
+def start_session(name, module, command, check, env, copy, config, db, args, out,
+                  carried) -> dict:
+    """Run the tests (`check`) once unmutated (they must pass; their time sets the per-mutant
+    timeout), create the cosmic-ray session and choose the sample."""
+    seconds = baseline(name, check, env, copy, out)
     write_config(config, copy / module, command, seconds)
     subprocess.run([str(PYTHON.parent / "cosmic-ray"), "init", str(config), str(db)], cwd=copy,
                    check=True, capture_output=True)

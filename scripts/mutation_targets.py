@@ -1,7 +1,14 @@
-"""Which fast tests run each module of winit, for the full mutation run (scripts/mutation.py
---full): the unit tier runs once under coverage, with each test's lines recorded apart, and a
-module's targeted tests are those that ran any line of it, fastest first. A mutant then runs
-those tests only (seconds), not the whole tier.
+"""Which fast tests run each module of winit, and each line of it, for the full mutation run
+(scripts/mutation.py --full): the unit tier runs once under coverage, with each test's lines
+recorded apart. A module's targeted tests are those that ran any line of it, fastest first; a
+mutant runs only the tests that ran its line (seconds, not the whole tier):
+
+    python scripts/mutation_targets.py LINES PRISTINE MUTATED -- PYTEST ARGS...
+
+is the test command each mutant runs: it finds the lines the mutant changed (MUTATED against
+PRISTINE), and runs pytest on the tests LINES (a json file: line -> node ids) lists for them.
+A line only import runs (a constant, a default, a decorator) gets every test of the module; a
+line no test runs cannot change what any test sees, so its mutant survives without a run.
 
 Also a pytest plugin (loaded with `-p mutation_targets` and WINIT_TEST_MAP set): it records,
 per test node id, the lines of winit_cli it runs and the seconds it takes.
@@ -9,6 +16,8 @@ per test node id, the lines of winit_cli it runs and the seconds it takes.
 
 from __future__ import annotations
 
+import ast
+import difflib
 import json
 import os
 import subprocess
@@ -77,6 +86,77 @@ def build(copy: Path, out: Path, env: dict) -> dict[str, list[str]]:
         targets[module] = sorted(tests, key=lambda t: (seconds.get(t, 0.0), t))
     cached.write_text(json.dumps(targets, indent=1, sort_keys=True))
     return targets
+
+
+def line_map(out: Path, module: str) -> dict[str, list[str]]:
+    """Line number (as text) -> the node ids of the tests that ran it, fastest first, for one
+    module, from the coverage data `build` left in `out`; "import" -> every test of the
+    module (for lines only import runs)."""
+    import coverage
+
+    data = coverage.CoverageData(basename=str(out / "coverage.data"))
+    data.read()
+    seconds = json.loads((out / "coverage.data.seconds.json").read_text())
+    measured = [f for f in data.measured_files()
+                if Path(f).as_posix().endswith("/map-checkout/" + module)]
+    lines: dict[str, list[str]] = {}
+    for file in measured:
+        for line, contexts in data.contexts_by_lineno(file).items():
+            tests = sorted({c for c in contexts if c}, key=lambda t: (seconds.get(t, 0.0), t))
+            lines[str(line)] = tests if tests else ["import"]
+    every = sorted({t for tests in lines.values() for t in tests if t != "import"},
+                   key=lambda t: (seconds.get(t, 0.0), t))
+    return {**lines, "import": every}
+
+
+def statement_lines(source: str) -> dict[int, int]:
+    """Each line of a statement -> the line coverage reports it under (its first); innermost
+    statement wins, so a line in an `if`'s body maps to its own statement, not the `if`."""
+    first: dict[int, int] = {}
+    nodes = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.stmt)]
+    for node in sorted(nodes, key=lambda n: n.lineno):
+        for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
+            first[line] = node.lineno
+    return first
+
+
+def tests_for_mutant(lines: dict[str, list[str]], pristine: str, mutated: str) -> list[str]:
+    """The tests that ran any line the mutant changed (none: no test runs them)."""
+    statement = statement_lines(pristine)
+    changed = set()
+    matcher = difflib.SequenceMatcher(None, pristine.splitlines(), mutated.splitlines(),
+                                      autojunk=False)
+    for tag, i1, i2, _, _ in matcher.get_opcodes():
+        if tag != "equal":
+            changed.update(range(i1 + 1, max(i2, i1 + 1) + 1))
+    tests: list[str] = []
+    for line in sorted(changed):
+        # a line outside every statement (a decorator) or run only on import: the module's tests
+        found = lines.get(str(statement.get(line, line)), ["import"])
+        for test in (lines["import"] if found == ["import"] else found):
+            if test not in tests:
+                tests.append(test)
+    return tests
+
+
+def main() -> None:
+    """The test command of one mutant (module docstring); exits as pytest does, 0 when no
+    test runs the changed lines."""
+    lines_file, pristine, mutated, dash, *pytest_args = sys.argv[1:]
+    assert dash == "--", "usage: LINES PRISTINE MUTATED -- PYTEST ARGS"
+    tests = tests_for_mutant(json.loads(Path(lines_file).read_text()),
+                             Path(pristine).read_text(), Path(mutated).read_text())
+    if not tests:
+        print("no test runs the mutated lines")
+        sys.exit(0)
+    argfile = Path(lines_file).with_name("mutant-tests.txt")
+    argfile.write_text("".join(f"{t}\n" for t in tests))
+    sys.exit(subprocess.run([sys.executable, "-m", "pytest", *pytest_args,
+                             f"@{argfile}"]).returncode)
+
+
+if __name__ == "__main__":
+    main()
 
 
 def every_module(root: Path) -> list[str]:
