@@ -100,7 +100,7 @@ def rewrite_docs(text: str, name: str = "mutation") -> Path:
     return rewrite_block(*results_markers(name), text)
 
 
-def full_block(out: Path, names: list[str]) -> str:
+def full_block(out: Path, names: list[str], root: Path | None = None) -> str:
     """The docs' block of the full run (mutation.py --full --docs): per module, the mutants run
     and killed so far; the modules not yet (or not wholly) run; an estimate of the time the rest
     takes, from the seconds per mutant measured so far and the mutants per line of source."""
@@ -134,14 +134,15 @@ def full_block(out: Path, names: list[str]) -> str:
                      f"| {100 * killed / scored:.0f}% | |")
     lines.append("")
     if run and seconds:
+        root = root or Path(__file__).resolve().parents[1]
         per_line = sum(r["candidates"] for r in done.values()) / sum(
-            _source_lines(out, r["module"]) for r in done.values())
+            _source_lines(root, r["module"]) for r in done.values())
         rest = sum(r["not_run"] for r in done.values()) + per_line * sum(
-            _source_lines(out, "winit_cli/" + n.replace(".", "/") + ".py") for n in waiting)
-        lines.append(f"{run} mutants run in {seconds / 3600:.1f} h ({seconds / run:.1f} s each); "
+            _source_lines(root, "winit_cli/" + n.replace(".", "/") + ".py") for n in waiting)
+        lines.append(f"{run} mutants run in {_duration(seconds)} ({seconds / run:.1f} s each); "
                      f"the {len(waiting)} modules not yet run and the rest of those cut short "
-                     f"hold about {rest:.0f} more ({per_line:.2f} mutants per line so far), "
-                     f"about {rest * seconds / run / 3600:.0f} h more at that pace.")
+                     f"hold about {rest:.0f} more ({per_line:.2f} mutants per line so far): "
+                     f"{_duration(rest * seconds / run)} more at that pace.")
         lines.append("")
     if waiting:
         lines += [f"Not yet mutated: {', '.join(waiting)}.", ""]
@@ -158,6 +159,10 @@ def _mapped(out: Path, name: str) -> bool:
     return bool(tests.get("winit_cli/" + name.replace(".", "/") + ".py"))
 
 
-def _source_lines(out: Path, module: str) -> int:
-    path = Path(__file__).resolve().parents[1] / module
+def _source_lines(root: Path, module: str) -> int:
+    path = root / module
     return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

@@ -109,19 +109,22 @@ def line_map(out: Path, module: str) -> dict[str, list[str]]:
     return {**lines, "import": every}
 
 
-def statement_lines(source: str) -> dict[int, int]:
-    """Each line of a statement -> the line coverage reports it under (its first); innermost
-    statement wins, so a line in an `if`'s body maps to its own statement, not the `if`."""
-    first: dict[int, int] = {}
+def statement_lines(source: str) -> dict[int, int | None]:
+    """Each line of a statement -> the line coverage reports it under (the innermost statement's
+    first), or None for a def or class header (decorators, defaults: run on import)."""
+    first: dict[int, int | None] = {}
     nodes = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.stmt)]
     for node in sorted(nodes, key=lambda n: n.lineno):
-        for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
-            first[line] = node.lineno
+        header = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        for line in range(start, (node.end_lineno or node.lineno) + 1):
+            first[line] = None if header and line < node.body[0].lineno else node.lineno
     return first
 
 
 def tests_for_mutant(lines: dict[str, list[str]], pristine: str, mutated: str) -> list[str]:
-    """The tests that ran any line the mutant changed (none: no test runs them)."""
+    """The tests that ran any line the mutant changed; every test of the module for a line run
+    on import; none for a line no test runs."""
     statement = statement_lines(pristine)
     changed = set()
     matcher = difflib.SequenceMatcher(None, pristine.splitlines(), mutated.splitlines(),
@@ -131,8 +134,8 @@ def tests_for_mutant(lines: dict[str, list[str]], pristine: str, mutated: str) -
             changed.update(range(i1 + 1, max(i2, i1 + 1) + 1))
     tests: list[str] = []
     for line in sorted(changed):
-        # a line outside every statement (a decorator) or run only on import: the module's tests
-        found = lines.get(str(statement.get(line, line)), ["import"])
+        first = statement.get(line)
+        found = ["import"] if first is None else lines.get(str(first), [])
         for test in (lines["import"] if found == ["import"] else found):
             if test not in tests:
                 tests.append(test)
