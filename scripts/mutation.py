@@ -11,6 +11,12 @@ interval; --minutes time-boxes each module.
     .venv/bin/python scripts/mutation.py probes --sample 0    # all mutants of one
     .venv/bin/python scripts/mutation.py --tests-ref main --carry A --out B   # main's tests, A's
     .venv/bin/python scripts/mutation.py --out A --before B --docs           # docs block
+    .venv/bin/python scripts/mutation.py --full --out F    # every mutant of every module
+    .venv/bin/python scripts/mutation.py --full --out F --docs              # its docs block
+
+--full mutates every module of winit_cli/, every mutant, each against the unit tests that ran
+the lines it changed (scripts/mutation_targets.py); no time box unless --minutes is given, and
+rerun with the same --out it goes on where it stopped.
 
 Left out before sampling, as carrying no information: mutations inside annotations (strings
 under `from __future__ import annotations`, never evaluated), and arithmetic replaced by shifts
@@ -23,13 +29,10 @@ to resume a module cut short (killed, or past its time box) with the mutants it 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
-import random
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -40,6 +43,13 @@ from pathlib import Path
 
 import mutation_targets
 from mutation_report import full_block, readme_block, results, rewrite_docs, summary_line
+from mutation_session import (
+    forget_survivors,
+    outcomes,
+    restore_deferred,
+    same_mutants,
+    select,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
@@ -89,11 +99,6 @@ DESELECT = ["test_schemes.py::test_winit_run_with_lsuv",
             "test_report.py::test_a_run_directory_is_reported_beside_it_not_inside",
             "test_report.py::test_cli_report_writes_the_report",
             "test_report.py::test_cli_lists_incomplete_runs"]
-# Arithmetic turned into a shift or bitwise operator: a TypeError on floats, so trivially killed.
-NOISE = re.compile(r"core/ReplaceBinaryOperator_(Add|Sub|Mul|Div|FloorDiv|Mod|Pow)_"
-                   r"(LShift|RShift|BitAnd|BitOr|BitXor)$")
-
-
 # With --tests-ref, these stay as they are here: they set up how the tests run (torch threads,
 # tiers), not what they check. By file name: an older tests/ may be laid out otherwise.
 INFRASTRUCTURE = ("conftest.py", "test_golden.py")
@@ -127,69 +132,6 @@ def present(tests: list[str], root: Path) -> list[str]:
                 rf"^def {re.escape(name)}\(", found[0].read_text(), re.M)):
             kept.append(found[0].relative_to(root).as_posix() + sep + name)
     return kept
-
-
-def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    spans = []
-    for node in ast.walk(ast.parse(source)):
-        notes = []
-        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
-            notes.append(node.annotation)
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:
-            notes.append(node.returns)
-        spans += [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in notes]
-    return spans
-
-
-def select(db_path: Path, source: str, sample: int, seed: int,
-           carried: dict | None = None) -> tuple[int, int]:
-    """Mark noise and unsampled mutants skipped; returns (candidates, sampled). With `carried`
-    (outcomes by mutant, from a run with more tests: --carry), the sample is the mutants run
-    there, and those that survived there are recorded as surviving here without a run (a mutant
-    more tests miss, fewer miss too)."""
-    from cosmic_ray.work_db import WorkDB, use_db
-    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
-
-    spans = annotation_spans(source)
-
-    def informative(m) -> bool:
-        start = tuple(m.start_pos)
-        return not NOISE.match(m.operator_name) and not any(a <= start < b for a, b in spans)
-
-    with use_db(str(db_path), WorkDB.Mode.open) as db:
-        items = sorted(db.pending_work_items, key=mutant_key)
-        candidates = [i for i in items if all(informative(m) for m in i.mutations)]
-        if carried is not None:
-            chosen = [i for i in candidates if mutant_key(i) in carried]
-        else:
-            chosen = candidates if not sample or sample >= len(candidates) else \
-                random.Random(seed).sample(candidates, sample)
-        keep = {i.job_id for i in chosen}
-        for item in items:
-            if item.job_id not in keep:
-                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED,
-                                                      output="not sampled"))
-            elif carried is not None and carried[mutant_key(item)] == TestOutcome.SURVIVED:
-                db.set_result(item.job_id, WorkResult(
-                    worker_outcome=WorkerOutcome.NORMAL, test_outcome=TestOutcome.SURVIVED,
-                    output="carried: survived the --carry run's tests"))
-    return len(candidates), len(chosen)
-
-
-def mutant_key(item) -> tuple[str, int]:
-    """A mutant's identity across sessions of the same source (job ids are random)."""
-    return (item.mutations[0].operator_name, item.mutations[0].occurrence)
-
-
-def outcomes(db_path: Path) -> dict:
-    """The test outcome of each mutant run in a session, by mutant_key."""
-    from cosmic_ray.work_db import WorkDB, use_db
-    from cosmic_ray.work_item import WorkerOutcome
-
-    with use_db(str(db_path), WorkDB.Mode.open) as db:
-        return {mutant_key(item): result.test_outcome
-                for item, result in db.completed_work_items
-                if result.worker_outcome != WorkerOutcome.SKIPPED}
 
 
 def full_name(path: str) -> str:
@@ -290,33 +232,6 @@ def run_module(name: str, args, out: Path) -> dict:
         for s in result["survivors"]))
     shutil.rmtree(copy)
     return result
-
-
-def same_mutants(after: Path, before: Path) -> tuple[int, int, int]:
-    """(mutants both runs ran, killed before, killed after) on those mutants."""
-    from cosmic_ray.work_item import TestOutcome
-
-    now, then = outcomes(after / "session.sqlite"), outcomes(before / "session.sqlite")
-    both = [k for k in then if k in now]
-    return (len(both), sum(then[k] == TestOutcome.KILLED for k in both),
-            sum(now[k] == TestOutcome.KILLED for k in both))
-
-
-def forget_survivors(db_path: Path) -> None:
-    """Make the mutants that survived (not carried) pending again, to rerun them against the
-    tests as they are now (tests only added since can kill more, never fewer); the mutants not
-    yet run wait (`deferred`) until `restore_deferred`."""
-    with sqlite3.connect(db_path) as db:
-        db.execute("INSERT INTO work_results (worker_outcome, output, job_id) "
-                   "SELECT 'SKIPPED', 'deferred', job_id FROM work_items WHERE job_id NOT IN "
-                   "(SELECT job_id FROM work_results)")
-        db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED' "
-                   "AND output NOT LIKE 'carried%'")
-
-
-def restore_deferred(db_path: Path) -> None:
-    with sqlite3.connect(db_path) as db:
-        db.execute("DELETE FROM work_results WHERE output = 'deferred'")
 
 
 def baseline(name: str, command: list[str], env: dict, copy: Path, out: Path) -> float:
