@@ -149,15 +149,21 @@ def targets(name: str, args, out: Path) -> tuple[str, list[str]]:
 
 
 def unit_test_map(args, out: Path) -> dict[str, list[str]]:
-    """mutation_targets.build on a copy of HEAD, once per --out (then read back)."""
-    if not (out / "test_map.json").exists():
+    """mutation_targets.build on a copy of HEAD, once per --out (then read back); with
+    --add-tests, those test files recorded into it (once: the option is then dropped)."""
+    if not (out / "test_map.json").exists() or args.add_tests:
         copy = out / "map-checkout"
         shutil.rmtree(copy, ignore_errors=True)
         copy.mkdir(parents=True)
         copy_checkout(copy, args.tests_ref)
-        print("mapping which unit tests run each module (the unit tier once, under coverage)",
-              flush=True)
-        mutation_targets.build(copy, out, test_env(copy, args))
+        if not (out / "test_map.json").exists():
+            print("mapping which unit tests run each module (the unit tier once, under "
+                  "coverage)", flush=True)
+            mutation_targets.build(copy, out, test_env(copy, args))
+        if args.add_tests:
+            print(f"adding {', '.join(args.add_tests)} to the map", flush=True)
+            mutation_targets.extend(copy, out, test_env(copy, args), args.add_tests)
+            args.add_tests = []
         shutil.rmtree(copy)
     return json.loads((out / "test_map.json").read_text())
 
@@ -290,6 +296,10 @@ def main() -> None:
                         help="every mutant of every module of winit_cli (or of those named, "
                              "dotted: theory.mean_field), each against the unit tests that run "
                              "the module; needs --out, resumes there")
+    parser.add_argument("--add-tests", nargs="+", default=[], metavar="TEST_FILE",
+                        help="with --full: record these test files (added since --out's map "
+                             "was made) into the map first; with --retest-survivors they meet "
+                             "the survivors they were written for")
     parser.add_argument("--sample", type=int, default=40, help="mutants per module (0: all)")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--minutes", type=float, default=None,

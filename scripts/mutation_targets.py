@@ -63,20 +63,47 @@ def build(copy: Path, out: Path, env: dict) -> dict[str, list[str]]:
     cached = out / "test_map.json"
     if cached.exists():
         return json.loads(cached.read_text())
-    data_file = out / "coverage.data"
+    _record(copy, env, ["tests/unit"], out / "coverage.data")
+    return _derive(copy, out)
+
+
+def extend(copy: Path, out: Path, env: dict, tests: list[str]) -> dict[str, list[str]]:
+    """The map with `tests` (test files added since it was built) recorded into it too: rerun
+    survivors then meet the tests written to kill them."""
+    import coverage
+
+    extra = out / "coverage.extra"
+    _record(copy, env, tests, extra)
+    data = coverage.CoverageData(basename=str(out / "coverage.data"))
+    data.read()
+    added = coverage.CoverageData(basename=str(extra))
+    added.read()
+    data.update(added)
+    data.write()
+    seconds = out / "coverage.data.seconds.json"
+    seconds.write_text(json.dumps({**json.loads(seconds.read_text()),
+                                   **json.loads(Path(f"{extra}.seconds.json").read_text())}))
+    return _derive(copy, out)
+
+
+def _record(copy: Path, env: dict, tests: list[str], data_file: Path) -> None:
+    """Run the unit tests among `tests` in `copy` under this plugin, into `data_file`."""
     scripts = str(Path(__file__).resolve().parent)
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "mutation_targets",
-         "-m", "unit", "tests/unit"], cwd=copy, capture_output=True, text=True,
+         "-m", "unit", *tests], cwd=copy, capture_output=True, text=True,
         env={**env, "WINIT_TEST_MAP": str(data_file),
              "PYTHONPATH": os.pathsep.join([str(copy), scripts])})
     if run.returncode != 0:
-        raise SystemExit(f"the unit tier fails before any mutation:\n{run.stdout[-3000:]}")
+        raise SystemExit(f"the unit tests fail before any mutation:\n{run.stdout[-3000:]}")
+
+
+def _derive(copy: Path, out: Path) -> dict[str, list[str]]:
     import coverage
 
-    data = coverage.CoverageData(basename=str(data_file))
+    data = coverage.CoverageData(basename=str(out / "coverage.data"))
     data.read()
-    seconds = json.loads(Path(f"{data_file}.seconds.json").read_text())
+    seconds = json.loads((out / "coverage.data.seconds.json").read_text())
     targets = {}
     for measured in data.measured_files():
         tests = set()
@@ -84,7 +111,7 @@ def build(copy: Path, out: Path, env: dict) -> dict[str, list[str]]:
             tests.update(c for c in contexts if c)
         module = Path(measured).resolve().relative_to(copy.resolve()).as_posix()
         targets[module] = sorted(tests, key=lambda t: (seconds.get(t, 0.0), t))
-    cached.write_text(json.dumps(targets, indent=1, sort_keys=True))
+    (out / "test_map.json").write_text(json.dumps(targets, indent=1, sort_keys=True))
     return targets
 
 
