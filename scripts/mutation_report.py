@@ -133,6 +133,11 @@ def full_block(out: Path, names: list[str], root: Path | None = None) -> str:
                      f"| {scored - killed} | {sum(r['not_run'] for r in done.values())} "
                      f"| {100 * killed / scored:.0f}% | |")
     lines.append("")
+    commits = sorted({r.get("commit", "?") for r in done.values()})
+    if commits:
+        lines += [f"Mutated at commit {', '.join(commits)}; a module cut short by its time box "
+                  "(`not run yet` > 0) has run its mutants in cosmic-ray's order (operator by "
+                  "operator), not a random sample of them.", ""]
     if run and seconds:
         root = root or Path(__file__).resolve().parents[1]
         per_line = sum(r["candidates"] for r in done.values()) / sum(
