@@ -45,3 +45,17 @@ def test_a_batchnorm_nets_predicted_verdict_sums_its_per_layer_rates(chi, verdic
     result = predicted_verdict(rows)
     assert result.verdict == verdict
     assert result.log10_ratio_init == pytest.approx(2.5 * np.log10(chi))
+
+
+def test_a_plain_nets_zero_count_is_its_layers_with_exactly_zero_gradient():
+    step0 = pd.DataFrame({"layer": range(1, 7), "act_grad_norm": [5.0, 0.0, 3.0, 0.0, 2.0, 1.5]})
+    assert zero_gradient_layers(step0) == 2
+
+
+@pytest.mark.parametrize("undefined", [2, 6])  # 6: the last hidden layer
+def test_no_predicted_verdict_where_theory_leaves_any_hidden_layers_ratio_undefined(undefined):
+    ratio = [3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.0]
+    ratio[undefined - 1] = NAN
+    rows = pd.DataFrame({"predicted_log10_grad_ratio": ratio},
+                        index=pd.Index(range(1, 8), name="layer"))
+    assert predicted_verdict(rows) is None
