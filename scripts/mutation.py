@@ -11,6 +11,12 @@ interval; --minutes time-boxes each module.
     .venv/bin/python scripts/mutation.py probes --sample 0    # all mutants of one
     .venv/bin/python scripts/mutation.py --tests-ref main --carry A --out B   # main's tests, A's
     .venv/bin/python scripts/mutation.py --out A --before B --docs           # docs block
+    .venv/bin/python scripts/mutation.py --full --out F    # every mutant of every module
+    .venv/bin/python scripts/mutation.py --full --out F --docs              # its docs block
+
+--full mutates every module of winit_cli/, every mutant, each against the unit tests that ran
+the lines it changed (scripts/mutation_targets.py); no time box unless --minutes is given, and
+rerun with the same --out it goes on where it stopped.
 
 Left out before sampling, as carrying no information: mutations inside annotations (strings
 under `from __future__ import annotations`, never evaluated), and arithmetic replaced by shifts
@@ -23,13 +29,10 @@ to resume a module cut short (killed, or past its time box) with the mutants it 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
-import random
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -38,7 +41,15 @@ import time
 from io import BytesIO
 from pathlib import Path
 
-from mutation_report import readme_block, results, rewrite_docs, summary_line
+import mutation_targets
+from mutation_report import full_block, readme_block, results, rewrite_docs, summary_line
+from mutation_session import (
+    forget_survivors,
+    outcomes,
+    restore_deferred,
+    same_mutants,
+    select,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
@@ -88,11 +99,6 @@ DESELECT = ["test_schemes.py::test_winit_run_with_lsuv",
             "test_report.py::test_a_run_directory_is_reported_beside_it_not_inside",
             "test_report.py::test_cli_report_writes_the_report",
             "test_report.py::test_cli_lists_incomplete_runs"]
-# Arithmetic turned into a shift or bitwise operator: a TypeError on floats, so trivially killed.
-NOISE = re.compile(r"core/ReplaceBinaryOperator_(Add|Sub|Mul|Div|FloorDiv|Mod|Pow)_"
-                   r"(LShift|RShift|BitAnd|BitOr|BitXor)$")
-
-
 # With --tests-ref, these stay as they are here: they set up how the tests run (torch threads,
 # tiers), not what they check. By file name: an older tests/ may be laid out otherwise.
 INFRASTRUCTURE = ("conftest.py", "test_golden.py")
@@ -128,74 +134,51 @@ def present(tests: list[str], root: Path) -> list[str]:
     return kept
 
 
-def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    spans = []
-    for node in ast.walk(ast.parse(source)):
-        notes = []
-        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
-            notes.append(node.annotation)
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:
-            notes.append(node.returns)
-        spans += [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in notes]
-    return spans
+def full_name(path: str) -> str:
+    """A module's name in the full run: its path under winit_cli/, dotted (theory.mean_field)."""
+    return path.removeprefix("winit_cli/").removesuffix(".py").replace("/", ".")
 
 
-def select(db_path: Path, source: str, sample: int, seed: int,
-           carried: dict | None = None) -> tuple[int, int]:
-    """Mark noise and unsampled mutants skipped; returns (candidates, sampled). With `carried`
-    (outcomes by mutant, from a run with more tests: --carry), the sample is the mutants run
-    there, and those that survived there are recorded as surviving here without a run (a mutant
-    more tests miss, fewer miss too)."""
-    from cosmic_ray.work_db import WorkDB, use_db
-    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
-
-    spans = annotation_spans(source)
-
-    def informative(m) -> bool:
-        start = tuple(m.start_pos)
-        return not NOISE.match(m.operator_name) and not any(a <= start < b for a, b in spans)
-
-    with use_db(str(db_path), WorkDB.Mode.open) as db:
-        items = sorted(db.pending_work_items, key=mutant_key)
-        candidates = [i for i in items if all(informative(m) for m in i.mutations)]
-        if carried is not None:
-            chosen = [i for i in candidates if mutant_key(i) in carried]
-        else:
-            chosen = candidates if not sample or sample >= len(candidates) else \
-                random.Random(seed).sample(candidates, sample)
-        keep = {i.job_id for i in chosen}
-        for item in items:
-            if item.job_id not in keep:
-                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED,
-                                                      output="not sampled"))
-            elif carried is not None and carried[mutant_key(item)] == TestOutcome.SURVIVED:
-                db.set_result(item.job_id, WorkResult(
-                    worker_outcome=WorkerOutcome.NORMAL, test_outcome=TestOutcome.SURVIVED,
-                    output="carried: survived the --carry run's tests"))
-    return len(candidates), len(chosen)
+def targets(name: str, args, out: Path) -> tuple[str, list[str]]:
+    """The module's source file and the tests run against each of its mutants: MODULES' files
+    for the sample, or with --full the unit tests that run any line of it (mutation_targets)."""
+    if not args.full:
+        return MODULES[name]
+    module = "winit_cli/" + name.replace(".", "/") + ".py"
+    return module, unit_test_map(args, out).get(module, [])
 
 
-def mutant_key(item) -> tuple[str, int]:
-    """A mutant's identity across sessions of the same source (job ids are random)."""
-    return (item.mutations[0].operator_name, item.mutations[0].occurrence)
+def unit_test_map(args, out: Path) -> dict[str, list[str]]:
+    """mutation_targets.build on a copy of HEAD, once per --out (then read back); with
+    --add-tests, those test files recorded into it (once: the option is then dropped)."""
+    if not (out / "test_map.json").exists() or args.add_tests:
+        copy = out / "map-checkout"
+        shutil.rmtree(copy, ignore_errors=True)
+        copy.mkdir(parents=True)
+        copy_checkout(copy, args.tests_ref)
+        if not (out / "test_map.json").exists():
+            print("mapping which unit tests run each module (the unit tier once, under "
+                  "coverage)", flush=True)
+            mutation_targets.build(copy, out, test_env(copy, args))
+        if args.add_tests:
+            print(f"adding {', '.join(args.add_tests)} to the map", flush=True)
+            mutation_targets.extend(copy, out, test_env(copy, args), args.add_tests)
+            args.add_tests = []
+        shutil.rmtree(copy)
+    return json.loads((out / "test_map.json").read_text())
 
 
-def outcomes(db_path: Path) -> dict:
-    """The test outcome of each mutant run in a session, by mutant_key."""
-    from cosmic_ray.work_db import WorkDB, use_db
-    from cosmic_ray.work_item import WorkerOutcome
-
-    with use_db(str(db_path), WorkDB.Mode.open) as db:
-        return {mutant_key(item): result.test_outcome
-                for item, result in db.completed_work_items
-                if result.worker_outcome != WorkerOutcome.SKIPPED}
+def test_env(copy: Path, args) -> dict:
+    return {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",
+            "OMP_NUM_THREADS": "1",
+            "WINIT_TEST_MNIST": str(args.mnist), "WINIT_TEST_FASHION_MNIST": str(args.fashion)}
 
 
 def run_module(name: str, args, out: Path) -> dict:
     """Mutate one module; a module whose session was cut short (killed, time-boxed) resumes
     where it stopped, one that finished is read back."""
-    module, tests = MODULES[name]
     work = out / name
+    module, tests = targets(name, args, out)
     if (work / "result.json").exists():
         result = json.loads((work / "result.json").read_text())
         if (result["not_run"] == 0 and not args.retest_survivors) or args.docs:
@@ -212,64 +195,49 @@ def run_module(name: str, args, out: Path) -> dict:
     shutil.rmtree(copy, ignore_errors=True)  # a killed run may have left a mutant in place
     copy.mkdir(parents=True)
     copy_checkout(copy, args.tests_ref)
-    tests = present(tests, copy)
     deselect = [f"--deselect={t}" for t in present(DESELECT, copy)]
-    command = [str(PYTHON), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests,
-               *deselect]
-    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",
-           "OMP_NUM_THREADS": "1",
-           "WINIT_TEST_MNIST": str(args.mnist), "WINIT_TEST_FASHION_MNIST": str(args.fashion)}
+    pytest_args = ["-x", "-q", "-p", "no:cacheprovider", *deselect]
+    if args.full:  # each mutant runs the tests of the lines it changed (mutation_targets)
+        (work / "tests.txt").write_text("".join(f"{t}\n" for t in tests))
+        (work / "lines.json").write_text(json.dumps(mutation_targets.line_map(out, module)))
+        (work / "pristine.py").write_text((copy / module).read_text())
+        command = [str(PYTHON), str(Path(mutation_targets.__file__).resolve()),
+                   str((work / "lines.json").resolve()), str((work / "pristine.py").resolve()),
+                   str((copy / module).resolve()), "--", *pytest_args]
+        # unmutated, every test of the module runs (and must pass): that sets the timeout
+        check = [str(PYTHON), "-m", "pytest", *pytest_args, f"@{(work / 'tests.txt').resolve()}"]
+    else:
+        command = check = [str(PYTHON), "-m", "pytest", *pytest_args, *present(tests, copy)]
+    env = test_env(copy, args)
     if not resuming:
         carried = outcomes(args.carry / name / "session.sqlite") if args.carry else None
-        plan_file.write_text(json.dumps(start_session(name, module, command, env, copy, config,
-                                                      db, args, out, carried)))
+        plan_file.write_text(json.dumps(start_session(name, module, command, check, env, copy,
+                                                      config, db, args, out, carried)))
     plan = json.loads(plan_file.read_text())
     write_config(config, copy / module, command, plan["test_seconds"])
     print(f"{name}: {plan['sampled']} of {plan['candidates']} mutants, tests "
           f"{plan['test_seconds']:.0f} s unmutated{' (resumed)' if resuming else ''}", flush=True)
+    started = time.perf_counter()
     try:
         subprocess.run([str(PYTHON.parent / "cosmic-ray"), "exec", str(config), str(db)],
                        cwd=copy, env=env, capture_output=True, timeout=args.minutes * 60)
     except subprocess.TimeoutExpired:
         print(f"{name}: time box of {args.minutes} min reached", flush=True)
     restore_deferred(db)
+    spent = time.perf_counter() - started
+    if (work / "result.json").exists():  # resumed: add the earlier sessions' seconds
+        spent += json.loads((work / "result.json").read_text()).get("seconds", 0.0)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                             capture_output=True, text=True).stdout.strip()
     result = {"module": module, "tests": tests, "tests_ref": args.tests_ref or "HEAD",
-              "seed": args.seed, "commit": commit, **plan, **results(db)}
+              "seed": args.seed, "commit": commit, "seconds": round(spent, 1), **plan,
+              **results(db)}
     (work / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     (work / "survivors.md").write_text("".join(
         f"### line {s['line']}: {s['operator']}\n\n```diff\n{s['diff']}\n```\n\n"
         for s in result["survivors"]))
     shutil.rmtree(copy)
     return result
-
-
-def same_mutants(after: Path, before: Path) -> tuple[int, int, int]:
-    """(mutants both runs ran, killed before, killed after) on those mutants."""
-    from cosmic_ray.work_item import TestOutcome
-
-    now, then = outcomes(after / "session.sqlite"), outcomes(before / "session.sqlite")
-    both = [k for k in then if k in now]
-    return (len(both), sum(then[k] == TestOutcome.KILLED for k in both),
-            sum(now[k] == TestOutcome.KILLED for k in both))
-
-
-def forget_survivors(db_path: Path) -> None:
-    """Make the mutants that survived (not carried) pending again, to rerun them against the
-    tests as they are now (tests only added since can kill more, never fewer); the mutants not
-    yet run wait (`deferred`) until `restore_deferred`."""
-    with sqlite3.connect(db_path) as db:
-        db.execute("INSERT INTO work_results (worker_outcome, output, job_id) "
-                   "SELECT 'SKIPPED', 'deferred', job_id FROM work_items WHERE job_id NOT IN "
-                   "(SELECT job_id FROM work_results)")
-        db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED' "
-                   "AND output NOT LIKE 'carried%'")
-
-
-def restore_deferred(db_path: Path) -> None:
-    with sqlite3.connect(db_path) as db:
-        db.execute("DELETE FROM work_results WHERE output = 'deferred'")
 
 
 def baseline(name: str, command: list[str], env: dict, copy: Path, out: Path) -> float:
@@ -300,10 +268,11 @@ def write_config(config: Path, module: Path, command: list[str], seconds: float)
         '[cosmic-ray.distributor]\nname = "local"\n')
 
 
-def start_session(name, module, command, env, copy, config, db, args, out, carried) -> dict:
-    """Run the tests once unmutated (they must pass; their time sets the per-mutant timeout),
-    create the cosmic-ray session and choose the sample."""
-    seconds = baseline(name, command, env, copy, out)
+def start_session(name, module, command, check, env, copy, config, db, args, out,
+                  carried) -> dict:
+    """Run the tests (`check`) once unmutated (they must pass; their time sets the per-mutant
+    timeout), create the cosmic-ray session and choose the sample."""
+    seconds = baseline(name, check, env, copy, out)
     write_config(config, copy / module, command, seconds)
     subprocess.run([str(PYTHON.parent / "cosmic-ray"), "init", str(config), str(db)], cwd=copy,
                    check=True, capture_output=True)
@@ -323,9 +292,18 @@ def shared(folder: str, env_var: str) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help=f"of {', '.join(MODULES)} (default: all)")
+    parser.add_argument("--full", action="store_true",
+                        help="every mutant of every module of winit_cli (or of those named, "
+                             "dotted: theory.mean_field), each against the unit tests that run "
+                             "the module; needs --out, resumes there")
+    parser.add_argument("--add-tests", nargs="+", default=[], metavar="TEST_FILE",
+                        help="with --full: record these test files (added since --out's map "
+                             "was made) into the map first; with --retest-survivors they meet "
+                             "the survivors they were written for")
     parser.add_argument("--sample", type=int, default=40, help="mutants per module (0: all)")
     parser.add_argument("--seed", type=int, default=16)
-    parser.add_argument("--minutes", type=float, default=30.0, help="time box per module")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="time box per module (default 30; none with --full)")
     parser.add_argument("--tests-ref", help="take tests/ from this git ref (e.g. main)")
     parser.add_argument("--carry", type=Path,
                         help="run the mutants this earlier --out ran, carrying its survivors")
@@ -341,18 +319,31 @@ def main() -> None:
     parser.add_argument("--fashion", type=Path,
                         default=shared("fashion-mnist", "WINIT_TEST_FASHION_MNIST"))
     args = parser.parse_args()
-    unknown = sorted(set(args.modules) - set(MODULES))
+    args.minutes_given = args.minutes is not None
+    args.minutes = args.minutes if args.minutes_given else 30.0
+    known = [full_name(m) for m in mutation_targets.every_module(REPO)] if args.full \
+        else list(MODULES)
+    unknown = sorted(set(args.modules) - set(known))
     if unknown:
-        parser.error(f"unknown module {unknown[0]}; known: {', '.join(MODULES)}")
-    if args.docs and not args.out:
-        parser.error("--docs reads --out")
+        parser.error(f"unknown module {unknown[0]}; known: {', '.join(known)}")
+    if (args.docs or args.full) and not args.out:
+        parser.error("--docs reads --out; --full resumes there")
+    if args.full:
+        args.sample, args.minutes = 0, args.minutes if args.minutes_given else 24 * 60.0
     out = args.out or Path(tempfile.mkdtemp(prefix="winit-mutation-"))
     out.mkdir(parents=True, exist_ok=True)
-    names = args.modules or list(MODULES)
+    names = args.modules or known
+    if args.full and args.docs:
+        page = rewrite_docs(full_block(out, names), "mutation-full")
+        print(f"the full mutation block of {page} rewritten")
+        return
     lines = ["| module | killed | survived | incompetent | not run | mutants | score | 95% |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     after = {}
     for name in names:
+        if args.full and not targets(name, args, out)[1]:
+            print(f"{name}: no unit test runs it; left out", flush=True)
+            continue
         after[name] = run_module(name, args, out)
         lines.append(summary_line(name, after[name]))
         print(lines[-1], flush=True)

@@ -98,3 +98,76 @@ def rewrite_docs(text: str, name: str = "mutation") -> Path:
     """The docs' `<!-- results:NAME -->` block replaced by `text` (planted_bugs.py too), in the
     page that holds it (docs/testing.md); returns that page."""
     return rewrite_block(*results_markers(name), text)
+
+
+def full_block(out: Path, names: list[str], root: Path | None = None) -> str:
+    """The docs' block of the full run (mutation.py --full --docs): per module, the mutants run
+    and killed so far; the modules not yet (or not wholly) run; an estimate of the time the rest
+    takes, from the seconds per mutant measured so far and the mutants per line of source."""
+    import json
+
+    lines = ["| module | mutants | killed | survived | not run yet | score | 95% |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    done, waiting, untested, survivors = {}, [], [], []
+    for name in names:
+        path = out / name / "result.json"
+        if not path.exists():
+            (waiting if (out / "test_map.json").exists() and _mapped(out, name) else
+             untested).append(name)
+            continue
+        r = done[name] = json.loads(path.read_text())
+        scored = r["killed"] + r["survived"]
+        low, high = r["interval95"]
+        score = "-" if not scored else f"{100 * r['score']:.0f}%"
+        interval = "-" if not scored else f"{100 * low:.0f}-{100 * high:.0f}%"
+        lines.append(f"| {name} | {r['candidates']} | {r['killed']} | {r['survived']} "
+                     f"| {r['not_run']} | {score} | {interval} |")
+        survivors += [f"- {name}, line {s['line']} ({s['operator'].split('/')[-1]}): "
+                      f"{changed_lines(s['diff'])}" for s in r["survivors"]]
+    run = sum(r["killed"] + r["survived"] + r["incompetent"] for r in done.values())
+    seconds = sum(r.get("seconds", 0.0) for r in done.values())
+    killed = sum(r["killed"] for r in done.values())
+    scored = killed + sum(r["survived"] for r in done.values())
+    if scored:
+        lines.append(f"| all so far | {sum(r['candidates'] for r in done.values())} | {killed} "
+                     f"| {scored - killed} | {sum(r['not_run'] for r in done.values())} "
+                     f"| {100 * killed / scored:.0f}% | |")
+    lines.append("")
+    commits = sorted({r.get("commit", "?") for r in done.values()})
+    if commits:
+        lines += [f"Mutated at commit {', '.join(commits)}; a module cut short by its time box "
+                  "(`not run yet` > 0) has run its mutants in cosmic-ray's order (operator by "
+                  "operator), not a random sample of them.", ""]
+    if run and seconds:
+        root = root or Path(__file__).resolve().parents[1]
+        per_line = sum(r["candidates"] for r in done.values()) / sum(
+            _source_lines(root, r["module"]) for r in done.values())
+        rest = sum(r["not_run"] for r in done.values()) + per_line * sum(
+            _source_lines(root, "winit_cli/" + n.replace(".", "/") + ".py") for n in waiting)
+        lines.append(f"{run} mutants run in {_duration(seconds)} ({seconds / run:.1f} s each); "
+                     f"the {len(waiting)} modules not yet run and the rest of those cut short "
+                     f"hold about {rest:.0f} more ({per_line:.2f} mutants per line so far): "
+                     f"{_duration(rest * seconds / run)} more at that pace.")
+        lines.append("")
+    if waiting:
+        lines += [f"Not yet mutated: {', '.join(waiting)}.", ""]
+    if untested:
+        lines += [f"No unit test runs any line of (left out): {', '.join(untested)}.", ""]
+    lines += ["Survivors:", "", *(survivors or ["- none"])]
+    return "\n".join(lines)
+
+
+def _mapped(out: Path, name: str) -> bool:
+    import json
+
+    tests = json.loads((out / "test_map.json").read_text())
+    return bool(tests.get("winit_cli/" + name.replace(".", "/") + ".py"))
+
+
+def _source_lines(root: Path, module: str) -> int:
+    path = root / module
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

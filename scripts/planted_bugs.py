@@ -5,7 +5,8 @@ first); the tests named for it must then fail, and pass again once it is undone 
 restored before the next). These are the plausible bugs that every test passed before the tests
 in test_training_loop.py, test_training_reference.py, test_batched_members.py,
 test_probes_numerics.py, test_sweep_resume.py, test_report_grid.py, test_atomic_writes.py,
-test_predict_lsuv.py and test_subnormals.py were written.
+test_predict_lsuv.py and test_subnormals.py were written; those of issue 25 (one per capability
+the suite lacked: docs/testing.md's rule) are caught by the test written for each.
 
     .venv/bin/python scripts/planted_bugs.py            # all (a few minutes)
     .venv/bin/python scripts/planted_bugs.py --docs     # and rewrite docs/testing.md's block
@@ -93,7 +94,43 @@ PLANTS = [
           [("                          for c in configs], device=device)",
             "                          for c in configs[:1] * len(configs)], device=device)")],
           ["test_batched_members.py"]),
+    # Issue 25: one capability each, written against an independent computation.
+    Plant("BatchNorm's whole-net prediction over one layer too many",
+          "winit_cli/diagnosis/predict_families.py",
+          [("    predicted = per_layer * (depth - 2)", "    predicted = per_layer * (depth - 1)")],
+          ["test_predict_batchnorm.py"]),
+    Plant("LayerNorm's chi_l from layer l's sigma_w^2 instead of layer l+1's",
+          "winit_cli/theory/layernorm_dropout.py",
+          [("chi = [sigma[i + 1] * dsm / q[i]", "chi = [sigma[i] * dsm / q[i]")],
+          ["test_theory_layernorm_dropout.py::"
+           "test_layernorm_per_layer_chi_with_non_uniform_layers_matches_a_simulated_net"]),
+    Plant("phase diagram decides 'trained' on train accuracy", "winit_cli/app/phase.py",
+          [('grid["trained"] = grid.test_accuracy > options.threshold',
+            'grid["trained"] = grid.train_accuracy > options.threshold')],
+          ["test_phase.py::test_trained_is_decided_by_test_accuracy_on_a_comparison_csv_whose_"
+           "accuracies_disagree"]),
+    Plant("steps_to_target takes the last step at the target, not the first",
+          "winit_cli/records/rows.py",
+          [("return int(hit.step.iloc[0]) if len(hit)",
+            "return int(hit.step.iloc[-1]) if len(hit)")],
+          ["test_ranking.py"]),
+    Plant("configurations ranked by validation accuracy", "winit_cli/records/rows.py",
+          [("_acc=configs.test_accuracy_mean.astype(float)",
+            "_acc=configs.val_accuracy_mean.astype(float)")], ["test_ranking.py"]),
+    Plant("glorot resolved to xavier_normal", "winit_cli/inits/aliases.py",
+          [('"glorot": "xavier_uniform"', '"glorot": "xavier_normal"')], ["test_aliases.py"]),
+    Plant("SELU given gain 1 (self-normalizing) instead of torch's 3/4",
+          "winit_cli/inits/registry.py",
+          [('{"elu": "relu", "gelu": "relu"}',
+            '{"elu": "relu", "gelu": "relu", "selu": "linear"}')],
+          ["test_gains.py"]),
+    Plant("watch's TensorBoard tags named in registration order, not forward order",
+          "winit_cli/watcher/probe.py",
+          [("names = [self.layers[i].name for i in self.capture.order[:len(record.values)]]",
+            "names = [layer.name for layer in self.layers[:len(record.values)]]")],
+          ["test_tensorboard_order.py"]),
 ]
+
 
 def copy_head(dest: Path) -> None:
     archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=REPO,
@@ -103,13 +140,15 @@ def copy_head(dest: Path) -> None:
 
 
 def located(root: Path, names: list[str]) -> list[str]:
-    """Test files named by file name, as paths from `root`; each must be under tests/ once."""
+    """Test files named by file name (or file::test), as paths from `root`; each file must be
+    under tests/ once."""
     paths = []
     for name in names:
-        found = sorted((root / "tests").rglob(name))
+        file, sep, test = name.partition("::")
+        found = sorted((root / "tests").rglob(file))
         if len(found) != 1:
-            raise SystemExit(f"{name}: {len(found)} files of that name under {root / 'tests'}")
-        paths.append(found[0].relative_to(root).as_posix())
+            raise SystemExit(f"{file}: {len(found)} files of that name under {root / 'tests'}")
+        paths.append(found[0].relative_to(root).as_posix() + sep + test)
     return paths
 
 

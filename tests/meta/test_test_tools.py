@@ -14,6 +14,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import mutation  # noqa: E402
 import mutation_report  # noqa: E402
+import mutation_targets  # noqa: E402
 import planted_bugs  # noqa: E402
 
 
@@ -54,3 +55,61 @@ def test_readme_block_reports_both_runs():
     assert "| probes | 4 (90) | 3/4 (75%) | 30-95% | 1 -> 2 of 3 |" in text
     assert "| all | 4 | 3/4 (75%) | | 1 -> 2 of 3 |" in text
     assert "- probes, line 7 (NumberReplacer): `x = 1` -> `x = 2`" in text
+
+
+SOURCE = """X = 3
+
+
+def f(a):
+    if a > X:
+        return (a +
+                1)
+    return 0
+
+
+def never():
+    return 1
+"""
+# As coverage would record it: def lines and X run on import only; f's lines by two tests.
+LINES = {"1": ["import"], "4": ["import"], "5": ["t::slow", "t::fast"], "6": ["t::slow"],
+         "8": ["t::fast"], "11": ["import"], "import": ["t::fast", "t::slow"]}
+
+
+@pytest.mark.parametrize(("old", "new", "tests"), [
+    ("if a > X", "if a >= X", ["t::slow", "t::fast"]),  # the line's own tests
+    ("                1)", "                2)", ["t::slow"]),  # a statement's second line
+    ("X = 3", "X = 4", ["t::fast", "t::slow"]),  # run on import: every test of the module
+    ("    return 1", "    return 2", []),  # no test runs it: it cannot change what they see
+])
+def test_a_mutant_runs_the_tests_of_the_lines_it_changed(old, new, tests):
+    mutated = SOURCE.replace(old, new, 1)
+    assert mutated != SOURCE
+    assert mutation_targets.tests_for_mutant(LINES, SOURCE, mutated) == tests
+
+
+def test_full_block_tabulates_each_module_and_lists_what_is_left(tmp_path):
+    """Per module: mutants, killed, survived, not run yet, the score; then the time the rest
+    takes at the measured pace (10 mutants in 100 s; 10 per line of a 10-line module), what is
+    not yet mutated and the survivors."""
+    import json
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "result.json").write_text(json.dumps({
+        "module": "winit_cli/a.py", "candidates": 12, "killed": 8, "survived": 2,
+        "incompetent": 0, "not_run": 2, "score": 0.8, "interval95": [0.49, 0.94],
+        "seconds": 100.0, "survivors": [{"line": 3, "operator": "core/NumberReplacer",
+                                         "diff": "-    x = 1\n+    x = 2\n"}]}))
+    (tmp_path / "test_map.json").write_text(json.dumps({"winit_cli/a.py": ["t"],
+                                                        "winit_cli/b.py": ["t"]}))
+    (tmp_path / "winit_cli").mkdir()
+    (tmp_path / "winit_cli" / "a.py").write_text("x = 1\n" * 10)
+    (tmp_path / "winit_cli" / "b.py").write_text("x = 1\n" * 5)
+    text = mutation_report.full_block(tmp_path, ["a", "b", "c"], root=tmp_path)
+    assert "| a | 12 | 8 | 2 | 2 | 80% | 49-94% |" in text
+    # b: 5 lines at 1.2 mutants a line, and a's 2 not run: 8 more at 10 s each
+    assert ("10 mutants run in 2 min (10.0 s each); the 1 modules not yet run and the rest of "
+            "those cut short hold about 8 more (1.20 mutants per line so far): 1 min more at "
+            "that pace.") in text
+    assert "Not yet mutated: b." in text
+    assert "No unit test runs any line of (left out): c." in text
+    assert "- a, line 3 (NumberReplacer): `x = 1` -> `x = 2`" in text

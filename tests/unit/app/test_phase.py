@@ -129,3 +129,28 @@ def test_json_gives_the_grid_agreement_and_fitted_c(tiny_phase, mnist_path: Path
     assert doc["total"] == 4 and len(doc["cells"]) == 4
     assert doc["right"] == int((grid.trained == grid.predicted_trainable).sum())
     assert doc["best_c"]["low"] >= 0 and doc["best_c"]["right"] >= doc["right"]
+
+
+def test_trained_is_decided_by_test_accuracy_on_a_comparison_csv_whose_accuracies_disagree(
+        tmp_path):
+    """The docs (results.md) and the diagram's own line say a cell is trained when its test
+    accuracy exceeds the threshold. In this hand-built comparison.csv the train accuracy says the
+    opposite in every cell (a net that memorised; one that generalises better than it fits), so
+    a grid deciding on train accuracy gets every cell wrong. Two seeds per cell: the mean
+    decides (0.15 and 0.35 average to 0.25 > 0.2)."""
+    rows = [  # sigma_w2, depth, seed, test accuracy, train accuracy
+        (0.5, 4, 0, 0.90, 0.10), (0.5, 4, 1, 0.80, 0.10),
+        (0.5, 16, 0, 0.10, 0.95), (0.5, 16, 1, 0.12, 0.99),
+        (0.5, 9, 0, 0.15, 0.05), (0.5, 9, 1, 0.35, 0.05),
+    ]
+    csv = tmp_path / "comparison.csv"
+    pd.DataFrame([{"run_id": f"r{i}", "init_params_sigma_w2": w, "model_depth": d, "seed": s,
+                   "test_accuracy": test, "train_accuracy": train, "train_loss": 1.0}
+                  for i, (w, d, s, test, train) in enumerate(rows)]).to_csv(csv, index=False)
+    options = PhaseOptions(sigma_w2=[0.5], depths=[4, 9, 16], sigma_b2=0.0, c=6.0,
+                           threshold=0.2)
+    grid = phase_grid(pd.read_csv(csv), options).set_index("depth")
+    assert grid.trained.to_dict() == {4: True, 9: True, 16: False}
+    assert grid.test_accuracy.to_dict() == pytest.approx({4: 0.85, 9: 0.25, 16: 0.11})
+    # 6 xi_c = 8.66 at sigma_w2 = 0.5 (tanh, no bias): depth 9 is predicted untrainable
+    assert agreement(phase_grid(pd.read_csv(csv), options)) == (2, 3)

@@ -188,7 +188,11 @@ def test_probe_without_bias_and_without_update():
     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, dampening=0.5),
     lambda p: torch.optim.SGD(p, lr=0.05, weight_decay=0.1),
-], ids=["sgd", "momentum", "adam", "nesterov", "dampening", "weight-decay"])
+    # weight decay 1 and dampening 1 too: no value of either is special to the probe
+    lambda p: torch.optim.SGD(p, lr=0.05, weight_decay=1.0),
+    lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, dampening=1.0, weight_decay=1.0),
+], ids=["sgd", "momentum", "adam", "nesterov", "dampening", "weight-decay", "weight-decay-1",
+        "dampening-1"])
 @pytest.mark.parametrize("tell_probe", [True, False], ids=["from-state", "by-difference"])
 def test_update_ratio_is_the_applied_update(make, tell_probe):
     """Read from SGD's state (no weight copy) or by difference (Adam, or an optimizer the probe

@@ -1,0 +1,194 @@
+"""Which fast tests run each module of winit, and each line of it, for the full mutation run
+(scripts/mutation.py --full): the unit tier runs once under coverage, with each test's lines
+recorded apart. A module's targeted tests are those that ran any line of it, fastest first; a
+mutant runs only the tests that ran its line (seconds, not the whole tier):
+
+    python scripts/mutation_targets.py LINES PRISTINE MUTATED -- PYTEST ARGS...
+
+is the test command each mutant runs: it finds the lines the mutant changed (MUTATED against
+PRISTINE), and runs pytest on the tests LINES (a json file: line -> node ids) lists for them.
+A line only import runs (a constant, a default, a decorator) gets every test of the module; a
+line no test runs cannot change what any test sees, so its mutant survives without a run.
+
+Also a pytest plugin (loaded with `-p mutation_targets` and WINIT_TEST_MAP set): it records,
+per test node id, the lines of winit_cli it runs and the seconds it takes.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+_coverage = None
+_seconds: dict[str, float] = {}
+if os.environ.get("WINIT_TEST_MAP"):
+    # Started on import, before any test module imports winit_cli.
+    import coverage
+
+    _coverage = coverage.Coverage(data_file=os.environ["WINIT_TEST_MAP"], source=["winit_cli"],
+                                  branch=False)
+    _coverage.start()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if _coverage is None:
+        yield
+        return
+    _coverage.switch_context(item.nodeid)
+    started = time.perf_counter()
+    yield
+    _seconds[item.nodeid] = time.perf_counter() - started
+    _coverage.switch_context("")
+
+
+def pytest_unconfigure(config):
+    if _coverage is not None:
+        _coverage.stop()
+        _coverage.save()
+        Path(os.environ["WINIT_TEST_MAP"] + ".seconds.json").write_text(json.dumps(_seconds))
+
+
+def build(copy: Path, out: Path, env: dict) -> dict[str, list[str]]:
+    """Module path (as in the repository) -> the unit tests' node ids that run any of its lines,
+    fastest first. Run once per --out (test_map.json): the tests of `copy`, unmutated."""
+    cached = out / "test_map.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    _record(copy, env, ["tests/unit"], out / "coverage.data")
+    return _derive(copy, out)
+
+
+def extend(copy: Path, out: Path, env: dict, tests: list[str]) -> dict[str, list[str]]:
+    """The map with `tests` (test files added since it was built) recorded into it too: rerun
+    survivors then meet the tests written to kill them."""
+    import coverage
+
+    extra = out / "coverage.extra"
+    _record(copy, env, tests, extra)
+    data = coverage.CoverageData(basename=str(out / "coverage.data"))
+    data.read()
+    added = coverage.CoverageData(basename=str(extra))
+    added.read()
+    data.update(added)
+    data.write()
+    seconds = out / "coverage.data.seconds.json"
+    seconds.write_text(json.dumps({**json.loads(seconds.read_text()),
+                                   **json.loads(Path(f"{extra}.seconds.json").read_text())}))
+    return _derive(copy, out)
+
+
+def _record(copy: Path, env: dict, tests: list[str], data_file: Path) -> None:
+    """Run the unit tests among `tests` in `copy` under this plugin, into `data_file`."""
+    scripts = str(Path(__file__).resolve().parent)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "mutation_targets",
+         "-m", "unit", *tests], cwd=copy, capture_output=True, text=True,
+        env={**env, "WINIT_TEST_MAP": str(data_file),
+             "PYTHONPATH": os.pathsep.join([str(copy), scripts])})
+    if run.returncode != 0:
+        raise SystemExit(f"the unit tests fail before any mutation:\n{run.stdout[-3000:]}")
+
+
+def _derive(copy: Path, out: Path) -> dict[str, list[str]]:
+    import coverage
+
+    data = coverage.CoverageData(basename=str(out / "coverage.data"))
+    data.read()
+    seconds = json.loads((out / "coverage.data.seconds.json").read_text())
+    targets = {}
+    for measured in data.measured_files():
+        tests = set()
+        for contexts in data.contexts_by_lineno(measured).values():
+            tests.update(c for c in contexts if c)
+        module = Path(measured).resolve().relative_to(copy.resolve()).as_posix()
+        targets[module] = sorted(tests, key=lambda t: (seconds.get(t, 0.0), t))
+    (out / "test_map.json").write_text(json.dumps(targets, indent=1, sort_keys=True))
+    return targets
+
+
+def line_map(out: Path, module: str) -> dict[str, list[str]]:
+    """Line number (as text) -> the node ids of the tests that ran it, fastest first, for one
+    module, from the coverage data `build` left in `out`; "import" -> every test of the
+    module (for lines only import runs)."""
+    import coverage
+
+    data = coverage.CoverageData(basename=str(out / "coverage.data"))
+    data.read()
+    seconds = json.loads((out / "coverage.data.seconds.json").read_text())
+    measured = [f for f in data.measured_files()
+                if Path(f).as_posix().endswith("/map-checkout/" + module)]
+    lines: dict[str, list[str]] = {}
+    for file in measured:
+        for line, contexts in data.contexts_by_lineno(file).items():
+            tests = sorted({c for c in contexts if c}, key=lambda t: (seconds.get(t, 0.0), t))
+            lines[str(line)] = tests if tests else ["import"]
+    every = sorted({t for tests in lines.values() for t in tests if t != "import"},
+                   key=lambda t: (seconds.get(t, 0.0), t))
+    return {**lines, "import": every}
+
+
+def statement_lines(source: str) -> dict[int, int | None]:
+    """Each line of a statement -> the line coverage reports it under (the innermost statement's
+    first), or None for a def or class header (decorators, defaults: run on import)."""
+    first: dict[int, int | None] = {}
+    nodes = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.stmt)]
+    for node in sorted(nodes, key=lambda n: n.lineno):
+        header = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        for line in range(start, (node.end_lineno or node.lineno) + 1):
+            first[line] = None if header and line < node.body[0].lineno else node.lineno
+    return first
+
+
+def tests_for_mutant(lines: dict[str, list[str]], pristine: str, mutated: str) -> list[str]:
+    """The tests that ran any line the mutant changed; every test of the module for a line run
+    on import; none for a line no test runs."""
+    statement = statement_lines(pristine)
+    changed = set()
+    matcher = difflib.SequenceMatcher(None, pristine.splitlines(), mutated.splitlines(),
+                                      autojunk=False)
+    for tag, i1, i2, _, _ in matcher.get_opcodes():
+        if tag != "equal":
+            changed.update(range(i1 + 1, max(i2, i1 + 1) + 1))
+    tests: list[str] = []
+    for line in sorted(changed):
+        first = statement.get(line)
+        found = ["import"] if first is None else lines.get(str(first), [])
+        for test in (lines["import"] if found == ["import"] else found):
+            if test not in tests:
+                tests.append(test)
+    return tests
+
+
+def main() -> None:
+    """The test command of one mutant (module docstring); exits as pytest does, 0 when no
+    test runs the changed lines."""
+    lines_file, pristine, mutated, dash, *pytest_args = sys.argv[1:]
+    assert dash == "--", "usage: LINES PRISTINE MUTATED -- PYTEST ARGS"
+    tests = tests_for_mutant(json.loads(Path(lines_file).read_text()),
+                             Path(pristine).read_text(), Path(mutated).read_text())
+    if not tests:
+        print("no test runs the mutated lines")
+        sys.exit(0)
+    argfile = Path(lines_file).with_name("mutant-tests.txt")
+    argfile.write_text("".join(f"{t}\n" for t in tests))
+    sys.exit(subprocess.run([sys.executable, "-m", "pytest", *pytest_args,
+                             f"@{argfile}"]).returncode)
+
+
+if __name__ == "__main__":
+    main()
+
+
+def every_module(root: Path) -> list[str]:
+    """Every module of the package, as a repository path."""
+    return sorted(p.relative_to(root).as_posix() for p in (root / "winit_cli").rglob("*.py"))
