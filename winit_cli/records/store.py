@@ -296,6 +296,7 @@ class RunStore:
             # cast per run was most of the time a group's figures took to read)
             frame = self._query(t, paths, "*", "ORDER BY path, _row").df()
             bounds = _slices(frame["path"].to_numpy()) if len(frame) else {}
+            have = {c: str(d) for c, d in frame.dtypes.items()}  # every slice's dtypes
             for run in runs:
                 wanted = columns[run.path].get(t)
                 where = bounds.get(run.path)
@@ -303,7 +304,7 @@ class RunStore:
                     run.__dict__[t] = None
                     continue
                 part = frame.iloc[where[0]:where[1]][list(wanted)].reset_index(drop=True)
-                if any(str(part[c].dtype) != d for c, d in wanted.items()):
+                if any(have.get(c) != d for c, d in wanted.items()):
                     part = part.astype(wanted)  # only where DuckDB widened a dtype
                 run.__dict__[t] = part
 
