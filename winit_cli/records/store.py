@@ -30,7 +30,6 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -125,7 +124,9 @@ class RunStore:
             old = self._load()
             now = {d.relative_to(self.root).as_posix(): (d, identity(d)) for d in dirs}
             fresh: dict[str, Stored] = {}
-            frames: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
+            # new runs' tables as Arrow at once: a pandas frame per run held until the write
+            # took more memory (a cold sync of 400 runs: +101 MB, against +83 MB) and time
+            frames: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
             for rel, (d, ident) in now.items():
                 kept = old.get(rel)
                 if kept is not None and kept.identity == ident:
@@ -137,7 +138,8 @@ class RunStore:
                 for t in TABLES:
                     frame = run.__dict__.get(t) if isinstance(run, Run) else None
                     if frame is not None:
-                        frames[t].append(frame.assign(path=rel, _row=range(len(frame))))
+                        frames[t].append(pa.Table.from_pandas(frame.assign(
+                            path=rel, _row=range(len(frame))), preserve_index=False))
             scopes = None if within is None else \
                 [Path(w).resolve().relative_to(self.root.resolve()).as_posix() for w in within]
             for rel, row in old.items():
@@ -170,7 +172,7 @@ class RunStore:
         self.generation = generation
         return rows
 
-    def _write(self, old: dict[str, Stored], frames: dict[str, list[pd.DataFrame]],
+    def _write(self, old: dict[str, Stored], frames: dict[str, list[pa.Table]],
                writable: bool) -> None:
         """Tables first (under a new generation's names), then runs.parquet naming them, then
         the old generation's files go: a crash between leaves the previous store whole."""
@@ -181,7 +183,7 @@ class RunStore:
         tables = {}
         for t in TABLES:
             parts = [self._arrow(t, keep)] if keep and self.generation else []
-            parts += [pa.Table.from_pandas(f, preserve_index=False) for f in frames[t]]
+            parts += frames[t]
             tables[t] = pa.concat_tables(parts, promote_options="permissive") if parts else \
                 pa.table({"path": pa.array([], pa.string()), "_row": pa.array([], pa.int64())})
         runs = pa.Table.from_pylist([vars(r) for r in self.rows.values()],
