@@ -14,7 +14,8 @@ then times, each as a whole `winit report` process (start-up included):
 
 and each report's peak resident memory (its own, from wait4). Targets (issue 29): cold <= 3x
 floor, +ADD <= 0.25 of cold, peak <= 2 GB. Machines are shared and noisy: read the ratios.
-Everything is written under --tmp (default /tmp) and removed at the end unless --keep.
+Everything is written under --tmp (default /tmp) and removed at the end unless --keep. With
+--docs the table is written into the docs (scripts/docblocks.py's bench_report_scale block).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+from docblocks import rewrite_block  # noqa: E402  scripts/docblocks.py: the docs' blocks
+
+MARKERS = ("<!-- bench_report_scale:start -->", "<!-- bench_report_scale:end -->")
 PYTHON = REPO / ".venv" / "bin" / "python"
 SCHEMES = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "lecun_normal",
            "lecun_uniform", "orthogonal", "normal")
@@ -107,6 +112,18 @@ def report(root: Path, out: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024 ** 2
 
 
+def markdown(rows: list[tuple], cold: float) -> str:
+    """The figures as a Markdown table, with the issue's targets beside them."""
+    targets = {"cold report": "<= 3x floor; peak <= 2 GB", "warm report": "",
+               "floor (pandas)": ""}
+    lines = ["| | seconds | x floor | x cold | peak GB | target |", "|---|--:|--:|--:|--:|---|"]
+    for name, seconds, peak in rows:
+        target = targets.get(name, "<= 0.25x cold")
+        lines.append(f"| {name} | {seconds:.2f} | {seconds / rows[0][1]:.2f} | "
+                     f"{seconds / cold:.3f} | {f'{peak:.2f}' if peak else ''} | {target} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
@@ -114,7 +131,9 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=10)
     parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--keep", action="store_true", help="leave the runs and reports")
+    parser.add_argument("--docs", action="store_true", help="rewrite the table in the docs")
     args = parser.parse_args()
+    started, load = time.perf_counter(), os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench_report_scale.", dir=args.tmp))
     try:
         source = train_source(work / "source")
@@ -126,11 +145,14 @@ def main() -> None:
         rows += [("cold report", *cold), ("warm report", *report(root, work / "report"))]
         make_runs(source, root, args.runs, args.add, args.groups, new_group=True)
         rows.append((f"report after +{args.add}", *report(root, work / "report")))
-        print(f"{args.runs} runs (+{args.add}), {args.groups} groups")
-        print(f"{'':24} {'seconds':>8} {'x floor':>8} {'x cold':>8} {'peak GB':>8}")
-        for name, seconds, peak in rows:
-            print(f"{name:24} {seconds:8.2f} {seconds / rows[0][1]:8.2f} "
-                  f"{seconds / cold[0]:8.3f} " + (f"{peak:8.2f}" if peak else ""))
+        table = markdown(rows, cold[0])
+        print(f"{args.runs} runs (+{args.add}), {args.groups} groups\n\n{table}")
+        if args.docs:
+            context = (f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/bench_report_scale.py "
+                       f"--runs {args.runs} --add {args.add} --groups {args.groups}` in "
+                       f"{time.perf_counter() - started:.0f} s: {os.cpu_count()} CPUs, load "
+                       f"average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.")
+            print(f"rewrote the table of {rewrite_block(*MARKERS, context + chr(10) * 2 + table)}")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

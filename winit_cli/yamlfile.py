@@ -11,6 +11,11 @@ bounded before anything is built from it:
   values, and every later deep copy, hash or validation walks the expansion;
 - nesting deeper than MAX_DEPTH is refused (PyYAML composes recursively).
 
+Parsing uses libyaml's C parser where PyYAML has it (a report reads every run's config.yaml: the
+pure-Python parser was ~10 ms a file, most of a cold report's reading); the checks above sit on
+the composed node graph and the Python constructors, so they hold with either parser (libyaml
+also refuses nesting past 1,000 levels itself).
+
 PyYAML follows YAML 1.1, where `1e-3` (no dot) is a string; the loader reads it as a float, as
 YAML 1.2 does, so `lr: 1e-3` and `--set init.params.std=1e-2` mean what they say.
 """
@@ -40,9 +45,15 @@ class Refused(yaml.YAMLError):
         self.problem, self.problem_mark = problem, mark
 
 
-class _Loader(yaml.SafeLoader):
-    def compose_document(self) -> yaml.Node:
-        node = super().compose_document()
+# The C parser, with SafeLoader's constructors and resolver (CSafeLoader), where libyaml is built.
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):
+    def get_single_node(self) -> yaml.Node | None:
+        # the node graph as composed, before anything is constructed from it (the C parser
+        # composes inside get_single_node, never through a Python compose_document)
+        node = super().get_single_node()
         _check_expansion(node)
         return node
 
@@ -121,9 +132,14 @@ def load_yaml(text: str) -> Any:
     if len(text) > MAX_BYTES:
         raise Refused(f"longer than {MAX_BYTES:,} characters")
     try:
-        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: as safe as safe_load
+        return yaml.load(text, Loader=_Loader)  # SafeConstructor: as safe as safe_load
     except RecursionError:
         raise Refused("nested too deeply") from None
+    except yaml.MarkedYAMLError as e:
+        if e.problem == "exceeded maximum nesting depth":  # libyaml's own limit (1,000): the
+            # same refusal as a shallower nesting past MAX_DEPTH gets, in the same words
+            raise Refused(f"nested more than {MAX_DEPTH} levels deep", e.problem_mark) from None
+        raise
 
 
 def describe_error(e: yaml.YAMLError) -> str:

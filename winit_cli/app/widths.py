@@ -32,7 +32,8 @@ from winit_cli.app.compare import Comparison, compare
 from winit_cli.config import apply_override
 from winit_cli.errors import ConfigError
 from winit_cli.records.files import write_csv
-from winit_cli.records.reader import read_table
+from winit_cli.records.reader import Run, read_table
+from winit_cli.records.store import RunStore
 from winit_cli.sweeps.executors import ExecutorOptions, ProgressFn
 from winit_cli.sweeps.plan import SweepPlan, plan
 from winit_cli.sweeps.spec import SweepSpec
@@ -120,12 +121,17 @@ def _runs(frame: pd.DataFrame, spec: SweepSpec) -> pd.DataFrame:
 
 def coord_frame(frame: pd.DataFrame, spec: SweepSpec, directory: Path) -> pd.DataFrame:
     """coord.csv: every finished run's layers.csv coord column, mean over seeds (`directory`:
-    the sweep's, which comparison.csv's paths are relative to)."""
+    the sweep's, which comparison.csv's paths are relative to). Read through the run store
+    (records/store.py), as comparison.csv is: a run read before is not parsed again."""
+    rows = _runs(frame, spec)
+    store = RunStore(directory).sync([directory / p for p in rows.path],
+                                     within=[directory / "runs"])
+    runs = {r.path: r for r in store.runs() if isinstance(r, Run)}
+    store.load(list(runs.values()))
     parts = []
-    for row in _runs(frame, spec).itertuples():
-        layers, _ = read_table(directory / row.path / "layers.csv", ("step", "layer", "coord"),
-                               ("step", "layer"))
-        if layers is None:
+    for row in rows.itertuples():
+        layers = runs[row.path].layers if row.path in runs else None
+        if layers is None or "coord" not in layers:
             continue
         parts.append(layers[["layer", "step", "coord"]].assign(
             parametrization=row.parametrization, width=int(row.width), lr=float(row.lr)))

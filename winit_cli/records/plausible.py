@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from winit_cli.records.schema import RunRecord
@@ -37,19 +38,25 @@ def record_problem(record: RunRecord) -> str | None:
 
 def table_problem(name: str, frame: pd.DataFrame) -> str | None:
     """Why a run's table (layers.csv, metrics.csv) cannot be true, or None."""
+    # numpy, not a pandas operation per column: a cold report checks every run's tables
+    numeric = set(frame.select_dtypes("number").columns)
     for column in frame.columns:
-        if column in frame.select_dtypes("number"):
-            values = frame[column]
-            low = 0 if column in FRACTIONS or column in NOT_NEGATIVE \
-                or column.endswith("_norm") or "_abs_" in column else None
-            bad = values < low if low is not None else pd.Series(False, index=frame.index)
-            if column in FRACTIONS:
-                bad |= values > 1
-            if bad.any():
-                row = int(bad.to_numpy().nonzero()[0][0])
-                what = "a fraction in [0, 1]" if column in FRACTIONS else "negative"
-                verb = "is not" if column in FRACTIONS else "is"
-                return f"{name} line {row + 2}: {column} {values.iloc[row]:g} {verb} {what}"
+        if column not in numeric:
+            continue
+        values = frame[column].to_numpy(dtype=float, na_value=np.nan)  # NaN compares False
+        fraction = column in FRACTIONS
+        with np.errstate(invalid="ignore"):
+            if fraction:
+                bad = (values < 0) | (values > 1)
+            elif column in NOT_NEGATIVE or column.endswith("_norm") or "_abs_" in column:
+                bad = values < 0
+            else:
+                continue
+        if bad.any():
+            row = int(bad.nonzero()[0][0])
+            what = "a fraction in [0, 1]" if fraction else "negative"
+            verb = "is not" if fraction else "is"
+            return f"{name} line {row + 2}: {column} {frame[column].iloc[row]:g} {verb} {what}"
     keys = [k for k in ("step", "layer") if k in frame.columns]
     if keys:
         twice = frame.duplicated(keys)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import pandas as pd
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -124,7 +124,9 @@ class RunStore:
             old = self._load()
             now = {d.relative_to(self.root).as_posix(): (d, identity(d)) for d in dirs}
             fresh: dict[str, Stored] = {}
-            frames: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
+            # new runs' tables as Arrow at once: a pandas frame per run held until the write
+            # took more memory (a cold sync of 400 runs: +101 MB, against +83 MB) and time
+            frames: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
             for rel, (d, ident) in now.items():
                 kept = old.get(rel)
                 if kept is not None and kept.identity == ident:
@@ -136,7 +138,8 @@ class RunStore:
                 for t in TABLES:
                     frame = run.__dict__.get(t) if isinstance(run, Run) else None
                     if frame is not None:
-                        frames[t].append(frame.assign(path=rel, _row=range(len(frame))))
+                        frames[t].append(pa.Table.from_pandas(frame.assign(
+                            path=rel, _row=range(len(frame))), preserve_index=False))
             scopes = None if within is None else \
                 [Path(w).resolve().relative_to(self.root.resolve()).as_posix() for w in within]
             for rel, row in old.items():
@@ -169,7 +172,7 @@ class RunStore:
         self.generation = generation
         return rows
 
-    def _write(self, old: dict[str, Stored], frames: dict[str, list[pd.DataFrame]],
+    def _write(self, old: dict[str, Stored], frames: dict[str, list[pa.Table]],
                writable: bool) -> None:
         """Tables first (under a new generation's names), then runs.parquet naming them, then
         the old generation's files go: a crash between leaves the previous store whole."""
@@ -180,7 +183,7 @@ class RunStore:
         tables = {}
         for t in TABLES:
             parts = [self._arrow(t, keep)] if keep and self.generation else []
-            parts += [pa.Table.from_pandas(f, preserve_index=False) for f in frames[t]]
+            parts += frames[t]
             tables[t] = pa.concat_tables(parts, promote_options="permissive") if parts else \
                 pa.table({"path": pa.array([], pa.string()), "_row": pa.array([], pa.int64())})
         runs = pa.Table.from_pylist([vars(r) for r in self.rows.values()],
@@ -289,15 +292,23 @@ class RunStore:
         """Read these runs' layers and metrics from the store, in one query per table (a group
         at a time: what is held is bounded by the largest group, not the number of runs)."""
         paths = [r.path for r in runs]
+        columns = {r.path: json.loads(self.rows[r.path].columns) for r in runs}
         for t in TABLES:
-            frame = self._query(t, paths, "*").df()
-            by_path = dict(tuple(frame.groupby("path", sort=False))) if len(frame) else {}
+            # ordered in the query, so each run's rows are one slice (a groupby, sort and
+            # cast per run was most of the time a group's figures took to read)
+            frame = self._query(t, paths, "*", "ORDER BY path, _row").df()
+            bounds = _slices(frame["path"].to_numpy()) if len(frame) else {}
+            have = {c: str(d) for c, d in frame.dtypes.items()}  # every slice's dtypes
             for run in runs:
-                columns = json.loads(self.rows[run.path].columns).get(t)
-                part = by_path.get(run.path)
-                run.__dict__[t] = None if columns is None or part is None else (
-                    part.sort_values("_row")[list(columns)].astype(columns)
-                    .reset_index(drop=True))
+                wanted = columns[run.path].get(t)
+                where = bounds.get(run.path)
+                if wanted is None or where is None:
+                    run.__dict__[t] = None
+                    continue
+                part = frame.iloc[where[0]:where[1]][list(wanted)].reset_index(drop=True)
+                if any(have.get(c) != d for c, d in wanted.items()):
+                    part = part.astype(wanted)  # only where DuckDB widened a dtype
+                run.__dict__[t] = part
 
     def records(self) -> list[tuple[str, object]]:
         """(path, RunRecord) for every stored folder whose summary.json reads as one, skipped
@@ -319,6 +330,13 @@ def _parquet(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     return buffer.getvalue()
+
+
+def _slices(paths: np.ndarray) -> dict[str, tuple[int, int]]:
+    """{path: (start, stop)} of a column sorted by path."""
+    starts = [0, *(np.flatnonzero(paths[1:] != paths[:-1]) + 1).tolist()]
+    stops = [*starts[1:], len(paths)]
+    return {paths[a]: (a, b) for a, b in zip(starts, stops, strict=True)}
 
 
 def evict(runs: list[Run]) -> None:

@@ -121,10 +121,10 @@ def with_positions(layers: pd.DataFrame) -> pd.DataFrame:
     """`layers` with a `position` column: 1..L for the layers with a backpropagated gradient,
     input side first, and for a norm layer (no dL/dz) the position of the layer before it plus
     a half, so that norm layers sit between the layers they follow, drawn apart."""
-    has_dz = layers.groupby("layer").act_grad_norm.transform(lambda s: s.notna().any())
+    # one groupby, not a mask per layer: this runs for every run of a group drawn
+    has_dz = layers.act_grad_norm.notna().groupby(layers.layer).any()
     position, place = {}, 0.0
-    for number in sorted(layers.layer.unique()):
-        dz = bool(has_dz[layers.layer == number].iloc[0])
+    for number, dz in has_dz.items():  # by layer number, ascending
         place = (int(place) + 1.0) if dz else int(place) + 0.5
         position[number] = place
     return layers.assign(position=layers.layer.map(position))
@@ -211,11 +211,17 @@ class Curve:
 
 
 def _mean_curve(frames: list[pd.DataFrame], column: str) -> pd.Series:
-    series = [f.dropna(subset=[column]).set_index("step")[column] for f in frames
-              if column in f and f[column].notna().any()]
-    if not series:
+    """The mean over `frames` at each step, of those with a value there. One groupby of all
+    frames' rows (a step is one row of a metrics.csv), not an index and a join per frame."""
+    steps = [f["step"].to_numpy(np.int64) for f in frames if column in f]
+    values = [f[column].to_numpy(float, na_value=np.nan) for f in frames if column in f]
+    if not values:
         return pd.Series(dtype=float)
-    return pd.concat(series, axis=1).mean(axis=1, skipna=True).sort_index()
+    steps, values = np.concatenate(steps), np.concatenate(values)
+    present = ~np.isnan(values)
+    if not present.any():
+        return pd.Series(dtype=float)
+    return pd.Series(values[present]).groupby(steps[present]).mean()
 
 
 def training_curves(curves: Sequence[Curve], title: str) -> Figure:
