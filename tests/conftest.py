@@ -4,6 +4,7 @@ the repo)."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +14,14 @@ import pytest
 # far faster on a loaded one (threads spin waiting for each other): set before torch is imported,
 # here and in every subprocess a test starts (a user's explicit setting is kept).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# The signal tests send Ctrl-C (SIGINT) to a winit they start, as a terminal would. A shell
+# script's background job (`pytest &`, as some CI runners start it) begins with SIGINT ignored,
+# every child inherits that, and winit rightly leaves a signal ignored at its start ignored:
+# those tests would wait for an interruption that never comes. A handler here (reset to the
+# default in each child at exec) gives the children the terminal's disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Both datasets publish the same four file names.
 MNIST_NAMES = (

@@ -43,8 +43,8 @@ def test_widths_writes_coord_and_lr_transfer(tmp_path: Path, winit_data_dir: Pat
     report = CliRunner().invoke(app, ["report", str(sweep), "--out", str(tmp_path / "report")],
                                 catch_exceptions=False)
     assert report.exit_code == 0, report.output
-    drawn = sorted(p.name for p in (tmp_path / "report" / "plots").glob("widths_*.png"))
-    assert drawn == [f"widths_{sweep.name}_coord.png", f"widths_{sweep.name}_lr_transfer.png"]
+    drawn = sorted(p.name for p in (tmp_path / "report" / "plots").glob(f"*_{sweep.name}.png"))
+    assert drawn == [f"coord_{sweep.name}.png", f"lr_transfer_{sweep.name}.png"]
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Width: coordinate check and learning-rate transfer" in text
     assert "best lr moves" in text

@@ -227,11 +227,13 @@ def draw(study: WidthStudy) -> list[Path]:
 
 
 def draw_files(directory: Path, coord: pd.DataFrame, slopes: pd.DataFrame,
-               lr_transfer: pd.DataFrame | None, prefix: str = "",
+               lr_transfer: pd.DataFrame | None, suffix: str = "",
                output: Output = Output()) -> list[Path]:
-    paths = [save(coord_figure(coord, slopes), directory / f"{prefix}coord.png", output)]
+    """coord{suffix}.png and lr_transfer{suffix}.png: a report names each sweep's by a suffix,
+    so that a file's name starts with what it shows (its caption is found by that start)."""
+    paths = [save(coord_figure(coord, slopes), directory / f"coord{suffix}.png", output)]
     if lr_transfer is not None and len(lr_transfer):
-        paths.append(save(lr_figure(lr_transfer), directory / f"{prefix}lr_transfer.png",
+        paths.append(save(lr_figure(lr_transfer), directory / f"lr_transfer{suffix}.png",
                           output))
     return paths
 
@@ -261,7 +263,7 @@ def report_figures(run_dirs: list[Path], plot_dir: Path,
         lines = list(verdicts(slopes).values()) if len(slopes) else []
         if lr is not None:
             lines += spread_lines(lr)
-        paths = draw_files(plot_dir, coord, slopes, lr, prefix=f"widths_{sweep.name}_",
+        paths = draw_files(plot_dir, coord, slopes, lr, suffix=f"_{sweep.name}",
                            output=output)
         made += [(f"{sweep.name}: {'; '.join(lines)}", p) for p in paths]
     return made

@@ -136,6 +136,14 @@ def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.Da
 
 # What each kind of figure shows, under it in the report (keyed by its file name's start).
 CAPTIONS = {
+    "coord": "The coordinate check of a `winit widths` sweep: each layer's mean |z_l| against "
+             "width (log-log), one panel per parametrization and step, the fitted slope and "
+             "theory's beside each line. A flat line is a layer whose size does not grow with "
+             "width.",
+    "lr_transfer": "Learning-rate transfer of a `winit widths` sweep: training loss after the "
+                   "sweep's steps against log2 of the learning rate, one line per width, the "
+                   "best rate of each width starred. Stars that line up are a learning rate "
+                   "that transfers across widths.",
     "gradient_flow": "The gradient at initialization, per layer: ||dL/dz_l|| backpropagated to "
                      "the pre-activations (left) and ||dL/dW_l|| (right), the geometric mean "
                      "over seeds, one line per configuration; dashed, theory's prediction. A "
