@@ -15,6 +15,19 @@ compare_app = typer.Typer(
 common.app.add_typer(compare_app, name="compare")
 
 
+def _sweep_dry_run(shown, as_json: bool, spec, plan, data_dir, base_is: str) -> None:
+    """A sweep's --dry-run (compare, phase, widths alike): its members' table, then the base
+    config and the estimate of what would run."""
+    from winit_cli.sweeps.plan import groups
+    from winit_cli.sweeps.spec import grid_value
+    from winit_cli.views import terminal
+
+    terminal.dry_run_table(shown, spec, plan, grid_value)
+    common.dry_run(shown, as_json, plan.members[0], base_is, groups(plan.todo),
+                   {"sweep_dir": str(plan.directory), "runs": len(plan.members),
+                    "to_run": len(plan.todo)}, data_dir)
+
+
 def index_notes(outcome) -> None:
     """What went wrong beside a member's run (its runs index line), as `winit run` says it."""
     for note in getattr(outcome, "notes", None) or []:
@@ -86,14 +99,8 @@ def _sweep(spec, dry_run, jobs, executor, address, data_dir, quiet, as_json) -> 
     plan = plan_sweep(spec)
     terminal.sweep_header(shown, spec, plan)
     if dry_run:
-        from winit_cli.sweeps.plan import groups
-        from winit_cli.sweeps.spec import grid_value
-
-        terminal.dry_run_table(shown, spec, plan, grid_value)
-        common.dry_run(shown, as_json, plan.members[0], "base config, as its first run resolves it "
-                 f"(the grid varies {', '.join(spec.grid) or 'nothing'})", groups(plan.todo),
-                 {"sweep_dir": str(plan.directory), "runs": len(plan.members),
-                  "to_run": len(plan.todo)}, data_dir)
+        _sweep_dry_run(shown, as_json, spec, plan, data_dir, "base config, as its first run "
+                       f"resolves it (the grid varies {', '.join(spec.grid) or 'nothing'})")
         return
     options = ExecutorOptions(jobs, data_dir, download_progress(shown), address,
                               on_note=lambda text: terminal.executor_note(shown, text))
@@ -170,7 +177,6 @@ def phase(
 def _phase(options, dry_run: bool, jobs: int, data_dir, as_json: bool) -> None:
     from winit_cli.app import phase as app_phase
     from winit_cli.sweeps.executors import ExecutorOptions
-    from winit_cli.sweeps.spec import grid_value
     from winit_cli.views import json_out, terminal
     from winit_cli.views.progress import download_progress, sweep_progress
 
@@ -178,13 +184,8 @@ def _phase(options, dry_run: bool, jobs: int, data_dir, as_json: bool) -> None:
     spec, plan = planned = app_phase.plan_phase(options)
     terminal.sweep_header(shown, spec, plan)
     if dry_run:
-        from winit_cli.sweeps.plan import groups
-
-        terminal.dry_run_table(shown, spec, plan, grid_value)
-        common.dry_run(shown, as_json, plan.members[0], "base config, as its first cell "
-                       "resolves it", groups(plan.todo),
-                       {"sweep_dir": str(plan.directory), "runs": len(plan.members),
-                        "to_run": len(plan.todo)}, data_dir)
+        _sweep_dry_run(shown, as_json, spec, plan, data_dir,
+                       "base config, as its first cell resolves it")
         return
     executor_options = ExecutorOptions(jobs, data_dir, download_progress(shown),
                                        on_note=lambda text: terminal.executor_note(shown, text))
@@ -250,7 +251,6 @@ def _widths(options, dry_run: bool, jobs: int, executor: str, address, data_dir,
             as_json: bool) -> None:
     from winit_cli.app import widths as app_widths
     from winit_cli.sweeps.executors import ExecutorOptions
-    from winit_cli.sweeps.spec import grid_value
     from winit_cli.views import json_out, terminal
     from winit_cli.views.progress import download_progress, sweep_progress
     from winit_cli.views.widths import slope_table
@@ -259,13 +259,8 @@ def _widths(options, dry_run: bool, jobs: int, executor: str, address, data_dir,
     spec, plan = planned = app_widths.plan_widths(options)
     terminal.sweep_header(shown, spec, plan)
     if dry_run:
-        from winit_cli.sweeps.plan import groups
-
-        terminal.dry_run_table(shown, spec, plan, grid_value)
-        common.dry_run(shown, as_json, plan.members[0], "base config, as its first run "
-                       "resolves it", groups(plan.todo),
-                       {"sweep_dir": str(plan.directory), "runs": len(plan.members),
-                        "to_run": len(plan.todo)}, data_dir)
+        _sweep_dry_run(shown, as_json, spec, plan, data_dir,
+                       "base config, as its first run resolves it")
         return
     executor_options = ExecutorOptions(jobs, data_dir, download_progress(shown), address,
                                        on_note=lambda text: terminal.executor_note(shown, text))
