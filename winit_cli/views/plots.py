@@ -123,6 +123,10 @@ def with_positions(layers: pd.DataFrame) -> pd.DataFrame:
     a half, so that norm layers sit between the layers they follow, drawn apart."""
     # one groupby, not a mask per layer: this runs for every run of a group drawn
     has_dz = layers.act_grad_norm.notna().groupby(layers.layer).any()
+    if "name" not in layers or not has_dz.any():
+        # only a watched model has norm layers among its rows; a run whose every gradient is
+        # missing (non-finite from step 0: mean1_normal deep enough) has no norm layer either
+        has_dz[:] = True
     position, place = {}, 0.0
     for number, dz in has_dz.items():  # by layer number, ascending
         place = (int(place) + 1.0) if dz else int(place) + 0.5

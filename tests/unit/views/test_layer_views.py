@@ -174,3 +174,22 @@ def test_grad_flow_layer_numbers_never_collide():
         assert len(boxes) >= 3
         labels = [t.get_text() for t in ax.get_xticklabels()]
         assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:], strict=False)), labels
+
+
+def test_a_run_with_no_finite_gradient_keeps_its_layers_in_place():
+    """A CLI run whose every dL/dz is missing at init (mean1_normal, deep enough, overflows)
+    once had all its layers taken for norm layers (placed at 0.5, 1.5, ...): the report's
+    gradient-flow figure then indexed an empty frame and the report crashed. Only a watched
+    model's rows (with module names) can hold norm layers, and only beside layers that have a
+    gradient."""
+    import numpy as np
+    import pandas as pd
+
+    from winit_cli.views.plots import with_positions
+
+    cli = pd.DataFrame({"step": 0, "layer": [1, 2, 3], "act_grad_norm": np.nan})
+    assert list(with_positions(cli).position) == [1.0, 2.0, 3.0]
+    watched = cli.assign(name=["fc1", "bn1", "fc2"])
+    assert list(with_positions(watched).position) == [1.0, 2.0, 3.0]
+    watched.loc[[0, 2], "act_grad_norm"] = 1.0  # bn1 has no dL/dz: drawn between the two
+    assert list(with_positions(watched).position) == [1.0, 1.5, 2.0]
