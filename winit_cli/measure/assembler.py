@@ -127,6 +127,7 @@ class Assembler:
             self.layouts[pattern] = _layout(self.plan, wanted, depth, k)
         return self.layouts[pattern]
 
+    @torch.no_grad()  # the reductions take no graph: no tensor of theirs needs detaching
     def __call__(self, views: list[LayerView], k: int) -> np.ndarray:
         """The step's record, float64 [K, L, len(columns)], update_ratio left NaN (which of its
         cells were measured: `measured_cells`). From the views of L layers of K members each: the
@@ -140,7 +141,7 @@ class Assembler:
         partials = [(name, l, p) for name in plan.computed for l, v in enumerate(views)
                     if (p := plan.measured[name].compute(v)) is not None]
         sums, largest = self.absolute([wanted[i] for i in layout.absolute], k)
-        l2 = norms.l2_norms([wanted[i].detach() for i in layout.l2], k)
+        l2 = norms.l2_norms([wanted[i] for i in layout.l2], k)
         moved = norms.to_host([l2, sums, largest, *(p for _, _, p in partials)])
         n2, na = len(layout.l2) * k, len(layout.absolute) * k
         found = np.full((len(wanted), k), np.nan)

@@ -23,6 +23,7 @@ class Probe:
         self.model = model
         self.coord = coord
         self._before: list[torch.Tensor] = []
+        self._weights: list[torch.Tensor] = []  # the recorded step's, for `after_step`
         self._assemble = Assembler()
         # Plain SGD and heavy-ball momentum apply W' = W - lr * buf (buf = the gradient without
         # momentum): the update's norm is lr * ||buf||, read from the optimizer after its step.
@@ -59,6 +60,7 @@ class Probe:
         else:
             recorder = StepRecorder.of(self.model, trace)
         record = torch.from_numpy(self._assemble(recorder.views(), recorder.members))
+        self._weights = [layer.weight for layer in recorder.layers]
         if will_update and self._sgd is None:
             self._before = [layer.weight.detach().clone() for layer in recorder.layers]
         if self._family is not None:
@@ -71,7 +73,7 @@ class Probe:
     @torch.no_grad()
     def after_step(self, record: torch.Tensor) -> None:
         """update_ratio = ||W' - W|| / ||W||, the denominator being the recorded weight_norm."""
-        weights = [layer.weight for layer in self.model.linears()]
+        weights = self._weights
         if self._sgd is not None:
             steps = [self._sgd.state.get(w, {}).get("momentum_buffer") for w in weights]
             steps = [w.grad if b is None else b for w, b in zip(weights, steps, strict=True)]
