@@ -182,6 +182,31 @@ def weight_updates(before: list[torch.Tensor], after: list[torch.Tensor]) -> np.
     return member_norms(before)
 
 
+def plain_sgd(optimizer: torch.optim.Optimizer | None, weights: list[torch.Tensor]) -> bool:
+    """Whether `optimizer` steps every one of `weights` (parameters) as plain SGD or heavy-ball
+    momentum does, W' = W - lr * buf (buf the gradient without momentum): then the update's
+    norm is read from it after its step (`sgd_updates`), with no copy of the weights before."""
+    if not isinstance(optimizer, torch.optim.SGD):
+        return False
+    groups = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    return all(id(w) in groups and not groups[id(w)]["nesterov"]
+               and not groups[id(w)]["maximize"] and groups[id(w)]["dampening"] == 0
+               and groups[id(w)]["weight_decay"] == 0 for w in weights)
+
+
+def sgd_updates(optimizer: torch.optim.SGD, weights: list[torch.Tensor],
+                one_member: bool = False) -> np.ndarray:
+    """||W' - W|| = lr * ||buf|| per member of each weight ([L, K]), just after the step of an
+    optimizer `plain_sgd` accepted for `weights`; equal to the difference up to its float32
+    rounding. `one_member`: the weights are one member's ([out, in], K = 1)."""
+    lrs = {id(p): float(g["lr"]) for g in optimizer.param_groups for p in g["params"]}
+    steps = [optimizer.state.get(w, {}).get("momentum_buffer") for w in weights]
+    steps = [w.grad if b is None else b for w, b in zip(weights, steps, strict=True)]
+    if one_member:
+        steps = [None if t is None else t[None] for t in steps]
+    return member_norms(steps) * np.array([lrs[id(w)] for w in weights])[:, None]
+
+
 def set_update_ratio(record: np.ndarray, columns: tuple[str, ...], updates: np.ndarray,
                      rows: list[int] | slice = slice(None)) -> None:
     """update_ratio = ||W' - W|| / ||W|| into record ([K, L, Q]) for the layers `rows`, from
