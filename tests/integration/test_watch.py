@@ -99,15 +99,19 @@ def expected(module: nn.Module, z, h, activation: str | None) -> dict[str, float
 @pytest.mark.mnist
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("net,shape", [(SmallCNN, (1, 28, 28)), (SequenceNet, (28, 28))])
-def test_records_match_plain_autograd(tmp_path, mnist_raw, device, net, shape):
+@pytest.mark.parametrize("make_optimizer", [
+    lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9),  # read from its buffers
+    lambda params: torch.optim.Adam(params, lr=0.01)], ids=["momentum", "adam"])  # by difference
+def test_records_match_plain_autograd(tmp_path, mnist_raw, device, net, shape, make_optimizer):
     """Each Linear and Conv layer's values at step 0 equal a hand computation with retain_grad
     on its output; norm layers record their parameters only; the update ratio is the optimizer's
-    real step; rows follow the order the modules ran."""
+    real step, whether read from heavy-ball momentum's buffer or measured as a difference; rows
+    follow the order the modules ran."""
     torch.manual_seed(0)
     model = net().to(device)
     twin = copy.deepcopy(model)
     x, y = mnist_batch(mnist_raw, 32, shape, device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    optimizer = make_optimizer(model.parameters())
     probe = winit.watch(model, optimizer, every=1, out=tmp_path, tensorboard=False)
     loss = F.cross_entropy(model(x), y)
     loss.backward()
@@ -118,7 +122,7 @@ def test_records_match_plain_autograd(tmp_path, mnist_raw, device, net, shape):
     tensors = twin.reference(x, y)
     wanted = {name: expected(twin.get_submodule(name), *t) for name, t in tensors.items()}
     before = {n: p.detach().clone() for n, p in twin.named_parameters()}
-    torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9).step()
+    make_optimizer(twin.parameters()).step()
     rows = run.layers.set_index("name")
     names = [n for n, m in twin.named_modules() if isinstance(m, nn.Linear | nn.Conv1d |
                                                                nn.Conv2d | nn.BatchNorm2d |

@@ -127,6 +127,7 @@ class Assembler:
             self.layouts[pattern] = _layout(self.plan, wanted, depth, k)
         return self.layouts[pattern]
 
+    @torch.no_grad()  # the reductions take no graph: no tensor of theirs needs detaching
     def __call__(self, views: list[LayerView], k: int) -> np.ndarray:
         """The step's record, float64 [K, L, len(columns)], update_ratio left NaN (which of its
         cells were measured: `measured_cells`). From the views of L layers of K members each: the
@@ -140,7 +141,7 @@ class Assembler:
         partials = [(name, l, p) for name in plan.computed for l, v in enumerate(views)
                     if (p := plan.measured[name].compute(v)) is not None]
         sums, largest = self.absolute([wanted[i] for i in layout.absolute], k)
-        l2 = norms.l2_norms([wanted[i].detach() for i in layout.l2], k)
+        l2 = norms.l2_norms([wanted[i] for i in layout.l2], k)
         moved = norms.to_host([l2, sums, largest, *(p for _, _, p in partials)])
         n2, na = len(layout.l2) * k, len(layout.absolute) * k
         found = np.full((len(wanted), k), np.nan)
@@ -179,6 +180,31 @@ def weight_updates(before: list[torch.Tensor], after: list[torch.Tensor]) -> np.
     step; `before` is overwritten with W - W' (one `_foreach_sub_` call, no new tensors)."""
     torch._foreach_sub_(before, [w.detach() for w in after])
     return member_norms(before)
+
+
+def plain_sgd(optimizer: torch.optim.Optimizer | None, weights: list[torch.Tensor]) -> bool:
+    """Whether `optimizer` steps every one of `weights` (parameters) as plain SGD or heavy-ball
+    momentum does, W' = W - lr * buf (buf the gradient without momentum): then the update's
+    norm is read from it after its step (`sgd_updates`), with no copy of the weights before."""
+    if not isinstance(optimizer, torch.optim.SGD):
+        return False
+    groups = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    return all(id(w) in groups and not groups[id(w)]["nesterov"]
+               and not groups[id(w)]["maximize"] and groups[id(w)]["dampening"] == 0
+               and groups[id(w)]["weight_decay"] == 0 for w in weights)
+
+
+def sgd_updates(optimizer: torch.optim.SGD, weights: list[torch.Tensor],
+                one_member: bool = False) -> np.ndarray:
+    """||W' - W|| = lr * ||buf|| per member of each weight ([L, K]), just after the step of an
+    optimizer `plain_sgd` accepted for `weights`; equal to the difference up to its float32
+    rounding. `one_member`: the weights are one member's ([out, in], K = 1)."""
+    lrs = {id(p): float(g["lr"]) for g in optimizer.param_groups for p in g["params"]}
+    steps = [optimizer.state.get(w, {}).get("momentum_buffer") for w in weights]
+    steps = [w.grad if b is None else b for w, b in zip(weights, steps, strict=True)]
+    if one_member:
+        steps = [None if t is None else t[None] for t in steps]
+    return member_norms(steps) * np.array([lrs[id(w)] for w in weights])[:, None]
 
 
 def set_update_ratio(record: np.ndarray, columns: tuple[str, ...], updates: np.ndarray,

@@ -4,10 +4,15 @@ ratio after the optimizer's step. The quantities are measure/quantities.py's, as
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from winit_cli.measure.assembler import Assembler, set_update_ratio, weight_updates
+from winit_cli.measure.assembler import (
+    Assembler,
+    plain_sgd,
+    set_update_ratio,
+    sgd_updates,
+    weight_updates,
+)
 from winit_cli.measure.family_probes import FamilyColumns
 from winit_cli.measure.norms import member_norms
 from winit_cli.measure.recorder import StepRecorder
@@ -23,16 +28,13 @@ class Probe:
         self.model = model
         self.coord = coord
         self._before: list[torch.Tensor] = []
+        self._weights: list[torch.Tensor] = []  # the recorded step's, for `after_step`
         self._assemble = Assembler()
-        # Plain SGD and heavy-ball momentum apply W' = W - lr * buf (buf = the gradient without
-        # momentum): the update's norm is lr * ||buf||, read from the optimizer after its step.
-        # That saves copying every weight before the step; other optimizers are measured by
-        # difference.
-        self._sgd = optimizer if isinstance(optimizer, torch.optim.SGD) and all(
-            not g["nesterov"] and not g["maximize"] and g["dampening"] == 0
-            and g["weight_decay"] == 0 for g in optimizer.param_groups) else None
-        self._lr = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]} \
-            if self._sgd else {}
+        # Plain SGD and heavy-ball momentum: the update's norm is read from the optimizer after
+        # its step, which saves copying every weight before it; other optimizers are measured
+        # by difference.
+        self._optimizer = optimizer
+        self._sgd = plain_sgd(optimizer, [layer.weight for layer in model.linears()])
         # Norm layers and residual streams add columns (measure/family_probes.py); none for
         # the plain MLP. `columns` names the last axis of what before_step returns.
         family = FamilyColumns(model, member_norms)
@@ -59,7 +61,8 @@ class Probe:
         else:
             recorder = StepRecorder.of(self.model, trace)
         record = torch.from_numpy(self._assemble(recorder.views(), recorder.members))
-        if will_update and self._sgd is None:
+        self._weights = [layer.weight for layer in recorder.layers]
+        if will_update and not self._sgd:
             self._before = [layer.weight.detach().clone() for layer in recorder.layers]
         if self._family is not None:
             record = torch.cat([record, self._family.before_step(
@@ -71,12 +74,9 @@ class Probe:
     @torch.no_grad()
     def after_step(self, record: torch.Tensor) -> None:
         """update_ratio = ||W' - W|| / ||W||, the denominator being the recorded weight_norm."""
-        weights = [layer.weight for layer in self.model.linears()]
-        if self._sgd is not None:
-            steps = [self._sgd.state.get(w, {}).get("momentum_buffer") for w in weights]
-            steps = [w.grad if b is None else b for w, b in zip(weights, steps, strict=True)]
-            lrs = np.array([self._lr[id(w)] for w in weights])
-            updates = member_norms(steps) * lrs[:, None]  # [L, K]
+        weights = self._weights
+        if self._sgd:
+            updates = sgd_updates(self._optimizer, weights)
         else:
             updates = weight_updates(self._before, weights)
         set_update_ratio(record.numpy(), self._assemble.columns, updates)

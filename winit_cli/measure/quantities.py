@@ -54,7 +54,8 @@ class Quantity:
       together once backward is done.
     - `compute(view)`: a reduction of the layer's tensors (weights, z, phi(z)) to a per-member
       partial on the device, [K, ...]; `finish` turns the partial into the value on the CPU
-      (numpy, [K]); without one, the partial is the value.
+      (numpy, [K]); without one, the partial is the value. Called under no_grad: its
+      tensors need no detaching.
     """
 
     compute: Callable[[LayerView], torch.Tensor | None] | None = None
@@ -87,7 +88,7 @@ def act_std(views: list[LayerView], sum_of_squares: np.ndarray, means: np.ndarra
 
 def _act_mean(v: LayerView) -> torch.Tensor | None:
     # a plain mean, no squares: no underflow
-    return None if v.post is None else v.post.detach().mean(dim=(1, 2))
+    return None if v.post is None else v.post.mean(dim=(1, 2))
 
 
 def _alive_units(v: LayerView) -> torch.Tensor | None:
@@ -96,7 +97,7 @@ def _alive_units(v: LayerView) -> torch.Tensor | None:
         return None
     # [K, out]: a unit is alive when some example activates it. phi(v) > 0 iff v > 0 for the
     # ReLU family, so post reads that with a norm between z and phi as without one.
-    return v.post.detach().amax(dim=1)
+    return v.post.amax(dim=1)
 
 
 def _dead_fraction(largest_z: np.ndarray) -> np.ndarray:

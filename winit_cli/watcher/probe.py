@@ -25,7 +25,9 @@ from winit_cli.errors import ConfigError
 from winit_cli.measure.assembler import (
     Assembler,
     first_nonfinite_layer,
+    plain_sgd,
     set_update_ratio,
+    sgd_updates,
     weight_updates,
 )
 from winit_cli.records.reader import flatten
@@ -89,7 +91,9 @@ class Watch:
         self.diverged: tuple[int, int | None] | None = None
         self.gradless: list[int] = []  # recorded steps that no gradient reached
         self.window = Window(1)
-        self._update: tuple[summary.Recorded, list[int], list[torch.Tensor]] | None = None
+        # the record waiting for its update ratio, its rows that have a weight, and copies of
+        # those weights (None where the optimizer's step is read instead: `plain_sgd`)
+        self._update: tuple[summary.Recorded, list[int], list[torch.Tensor] | None] | None = None
         self._emitted = 0  # records written to TensorBoard
         self._saved_at = time.perf_counter()
         self._run: WatchedRun | None = None
@@ -155,9 +159,13 @@ class Watch:
         self._check_divergence(record, gradless)
         if self.optimizer is not None:  # the update ratio waits for the optimizer's step
             rows = [r for r, i in enumerate(order) if self.layers[i].weight is not None]
-            # as one member's, [1, ...], as weight_updates reads them
-            weights = [self.layers[order[r]].weight.detach()[None].clone() for r in rows]
-            self._update = (record, rows, weights)
+            weights = [self.layers[order[r]].weight for r in rows]
+            # as one member's, [1, ...], as weight_updates reads them; no copy where the update
+            # is read from the optimizer after its step, as the CLI reads it
+            read = plain_sgd(self.optimizer, weights) and all(w.grad is not None for w in weights)
+            before = None if read else \
+                [w.detach()[None].clone() for w in weights]
+            self._update = (record, rows, before)
         else:
             self._emit()
         if time.perf_counter() - self._saved_at > self.settings.checkpoint_seconds:
@@ -208,10 +216,11 @@ class Watch:
         if self._update is None:
             return
         record, rows, before = self._update
-        if before:
-            weights = [self.layers[self.capture.order[r]].weight.detach()[None] for r in rows]
-            set_update_ratio(record.values[None], self.assembler.columns,
-                             weight_updates(before, weights), rows)
+        if rows:
+            weights = [self.layers[self.capture.order[r]].weight for r in rows]
+            updates = sgd_updates(self.optimizer, weights, one_member=True) if before is None \
+                else weight_updates(before, [w.detach()[None] for w in weights])
+            set_update_ratio(record.values[None], self.assembler.columns, updates, rows)
         self._update = None
         self._emit()
 
