@@ -110,7 +110,7 @@ PLANTS = [
           ["test_phase.py::test_trained_is_decided_by_test_accuracy_on_a_comparison_csv_whose_"
            "accuracies_disagree"]),
     Plant("steps_to_target takes the last step at the target, not the first",
-          "winit_cli/records/rows.py",
+          "winit_cli/records/reader.py",
           [("return int(hit.step.iloc[0]) if len(hit)",
             "return int(hit.step.iloc[-1]) if len(hit)")],
           ["test_ranking.py"]),
@@ -121,8 +121,7 @@ PLANTS = [
           [('"glorot": "xavier_uniform"', '"glorot": "xavier_normal"')], ["test_aliases.py"]),
     Plant("SELU given gain 1 (self-normalizing) instead of torch's 3/4",
           "winit_cli/inits/registry.py",
-          [('{"elu": "relu", "gelu": "relu"}',
-            '{"elu": "relu", "gelu": "relu", "selu": "linear"}')],
+          [('"selu": 3.0 / 4,', '"selu": 1.0,')],
           ["test_gains.py"]),
     Plant("watch's TensorBoard tags named in registration order, not forward order",
           "winit_cli/watcher/probe.py",

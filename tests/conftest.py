@@ -15,13 +15,15 @@ import pytest
 # here and in every subprocess a test starts (a user's explicit setting is kept).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# The signal tests send Ctrl-C (SIGINT) to a winit they start, as a terminal would. A shell
+# The signal tests send SIGINT and SIGHUP to a winit they start, as a terminal would. A shell
 # script's background job (`pytest &`, as some CI runners start it) begins with SIGINT ignored,
-# every child inherits that, and winit rightly leaves a signal ignored at its start ignored:
-# those tests would wait for an interruption that never comes. A handler here (reset to the
-# default in each child at exec) gives the children the terminal's disposition.
-if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+# `nohup pytest` with SIGHUP ignored; every child inherits that, and winit rightly leaves a
+# signal ignored at its start ignored: those tests would wait for a stop that never comes. A
+# handler that does nothing keeps pytest itself as it was started, and is reset to the default
+# in each child at exec, which gives the children a terminal's disposition.
+for _signal in (signal.SIGINT, signal.SIGHUP):
+    if signal.getsignal(_signal) is signal.SIG_IGN:
+        signal.signal(_signal, lambda *_: None)
 
 # Both datasets publish the same four file names.
 MNIST_NAMES = (
