@@ -55,8 +55,9 @@ def test_the_written_numbers_are_the_runs_numbers(tmp_path: Path, mnist_path: Pa
     agg = pd.read_csv(tmp_path / "report-mean1" / "aggregate.csv")
     shallow = summary[(summary.scheme == "mean1_normal") & (summary.depth == 3)].iloc[0]
     assert f"layer 1 is 10^{shallow.log10_first_to_last_measured:.1f} times" in text
-    for _, row in agg.iterrows():
-        assert f"{100 * row.test_accuracy_mean:.1f}%" in text, row.scheme
+    for _, row in agg.iterrows():  # a diverged run is stopped where it diverged: no accuracy
+        assert (f"{100 * row.test_accuracy_mean:.1f}%" if pd.notna(row.test_accuracy_mean)
+                else "no accuracy") in text, row.scheme
     assert re.search(r"took \d+\.\d minutes; docs not rewritten", proc.stdout)
     assert RESULTS_PAGE.read_bytes() == before
 

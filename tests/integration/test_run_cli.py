@@ -44,7 +44,8 @@ def invoke(*args: str, env: dict | None = None):
 
 
 def run_dirs(out: Path) -> list[Path]:
-    return sorted(p for p in out.iterdir() if p.is_dir())
+    """The folders winit made under `out`, but its hidden run store (.winit)."""
+    return sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 @pytest.fixture(scope="module")
