@@ -229,7 +229,8 @@ def bench(name: str, x: torch.Tensor, y: torch.Tensor, steps: int, repeats: int,
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"CPU, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def table(results: dict[str, dict[str, list[float]]], device: torch.device, steps: int,
