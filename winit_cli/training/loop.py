@@ -53,7 +53,6 @@ class MemberLog:
     diverged_step: int | None = None
     diverged_layer: int | None = None
     diverged_cause: str | None = None  # a divergence with finite values (the loss blew up)
-    first_loss: float | None = None  # the training loss at step 0 (see step.blown_up)
     final: dict = field(default_factory=dict)  # final train/val/test loss and accuracy
     jacobian: JacobianSpectrum | None = None  # at step 0, with record.jacobian
     jacobian_reason: str | None = None  # why record.jacobian measured nothing
@@ -135,7 +134,7 @@ def train(configs: list[Config], splits: Splits, *, on_progress: ProgressFn | No
 
 
 def log_step(logs: list[MemberLog], plan: Schedule, step: int, result: StepResult,
-             alive: list[bool], window: Window) -> None:
+             alive: list[bool], window: Window, first_losses: list[float]) -> None:
     """Append each live member's layer record and metrics row for this step, and its divergence.
 
     A member's rows do not depend on its neighbours: a redo for another member's divergence adds
@@ -155,12 +154,10 @@ def log_step(logs: list[MemberLog], plan: Schedule, step: int, result: StepResul
             log.status, log.diverged_step = Status.DIVERGED, step
             log.diverged_layer = first_nonfinite_layer(result.values[i])
             loss = result.losses[i]
-            if log.diverged_layer is None and math.isfinite(loss) and log.first_loss:
+            if log.diverged_layer is None and math.isfinite(loss) and first_losses[i]:
                 log.diverged_cause = (f"the training loss reached {loss:.3g}, over "
                                       f"{LOSS_BLOWUP:,.0f} times its first value "
-                                      f"({log.first_loss:.3g})")
-        if step == 0:
-            log.first_loss = result.losses[i]
+                                      f"({first_losses[i]:.3g})")
         if result.recorded or result.evaluation or newly_diverged[i]:
             row = window.row(i, step, epoch)
             if result.evaluation:
@@ -191,7 +188,7 @@ def _train(logs, splits, device, threads, on_progress, on_checkpoint, checkpoint
         result = run_step(group, step, alive)
         threads.after_step(time.perf_counter() - begun, ordinary=result.evaluation is None)
         window.add(train_loss=result.losses, train_accuracy=result.accuracies)
-        log_step(logs, group.plan, step, result, alive, window)
+        log_step(logs, group.plan, step, result, alive, window, group.first_losses)
         if on_record is not None:
             on_record(logs)
         alive = [a and f for a, f in zip(alive, result.finite, strict=True)]
