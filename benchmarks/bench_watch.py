@@ -234,10 +234,11 @@ def describe(device: torch.device) -> str:
 
 
 def table(results: dict[str, dict[str, list[float]]], device: torch.device, steps: int,
-          repeats: int) -> str:
+          repeats: int, load_at_start: float) -> str:
     """The docs' table: medians, with the range of the per-trial ratios in brackets."""
     lines = [f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/bench_watch.py` on "
-             f"{describe(device)} (load average {os.getloadavg()[0]:.1f}), medians of {repeats} "
+             f"{describe(device)} (load average {load_at_start:.1f} at the start, "
+             f"{os.getloadavg()[0]:.1f} at the end), medians of {repeats} "
              f"alternating trials of {steps} steps (Cockpit economy: of its first 20 steps "
              "every 10, 4 every step), per-trial ratios in brackets; throughput is the plain "
              "loop's time per step over the contender's:", ""]
@@ -290,13 +291,13 @@ def main() -> None:
     y = splits.y_train.to(device)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.steps} steps x {args.repeats} trials per contender", flush=True)
-    results = {}
+    results, load_at_start = {}, os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as out:
         for name in args.models.split(","):
             print(f"{name} ...", flush=True)
             results[name] = bench(name, x, y, args.steps, args.repeats, Path(out),
                                   not args.no_others)
-    text = table(results, device, args.steps, args.repeats)
+    text = table(results, device, args.steps, args.repeats, load_at_start)
     print("\n" + text)
     if args.docs:
         print(f"\nrewrote the {device.type} table of {write_docs(device, text)}")
