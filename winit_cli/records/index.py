@@ -26,7 +26,6 @@ from winit_cli.bounded import Unreadable, read_bytes
 from winit_cli.records.files import atomic_write, csv_text, open_regular, refusal
 from winit_cli.records.reader import find_run_dirs
 from winit_cli.records.schema import RunRecord
-from winit_cli.records.store import RunStore
 from winit_cli.status import Status
 
 INDEX = "runs.csv"
@@ -149,6 +148,10 @@ def _records(root: Path) -> list[tuple[RunRecord, Path]]:
     """The finished (not running) runs directly under `root`, oldest first, read through the
     run store of `root` (records/store.py), which holds every run under it, as a report of
     `root` does; a damaged run has no line (`winit report` says why it is skipped)."""
+    # Imported here: the store brings DuckDB and pyarrow (0.1-0.2 s), which appending a run's
+    # line to the index (every `winit run`) does not need; only a rebuild reads the store.
+    from winit_cli.records.store import RunStore
+
     # a sweep's runs/ is held by the sweep's store, which its comparison and report read
     home = root.parent if root.name == "runs" and (root.parent / "sweep.yaml").is_file() \
         else root
