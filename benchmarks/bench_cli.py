@@ -84,6 +84,18 @@ def plain_cmd(steps: int, threads: int | None = None) -> list[str]:
             "--steps", str(steps), *(["--threads", str(threads)] if threads else [])]
 
 
+# Imports alone, as processes timed beside the runs: what of winit's extra CPU time is
+# importing what it needs (pandas, pydantic, Rich, Typer, ...) beyond the torch both import.
+IMPORTS = {
+    "imports of the plain script (torch)": "import torch, torch.nn.functional, torch.optim",
+    "imports of `winit run`": "import torch.optim, winit_cli.cli, winit_cli.app.run",
+}
+
+
+def import_cmd(code: str) -> list[str]:
+    return [str(PYTHON), "-c", code]
+
+
 def free_threads(window: float = 0.5) -> int:
     """What train.threads: auto would start with now: one thread per idle CPU."""
     from winit_cli.training.threads import LoadMeter, threads_for, usable_cpus
@@ -108,6 +120,7 @@ def trials(steps: int, repeats: int, threads: int, env: dict[str, str], out: Pat
     }
     if default_threads:
         contenders["plain script, torch's default threads"] = plain_cmd(steps)
+    contenders.update({name: import_cmd(code) for name, code in IMPORTS.items()})
     times: dict[str, list] = {name: [] for name in contenders}
     for r in range(repeats):
         for name, cmd in contenders.items():
@@ -167,9 +180,17 @@ def main() -> None:
              "|---|---|---|---|---|---|"]
     targets = {"winit run, every 10": ">= 0.95", "winit run, every step": ">= 0.85"}
     for name in times:
+        if name in IMPORTS:
+            continue
         lines.append(f"| {name} | {wall[name]:.2f} | {cpu[name]:.2f} | "
                      f"{wall[base] / wall[name]:.3f} | {cpu[base] / cpu[name]:.3f} | "
                      f"{targets.get(name, '—')} |")
+    plain_imports, winit_imports = (cpu[name] for name in IMPORTS)
+    lines += ["", "Of winit's extra CPU time (every 10 steps: "
+              f"{cpu['winit run, every 10'] - cpu[base]:.2f} s), importing what it needs beyond "
+              f"torch takes {winit_imports - plain_imports:.2f} s (processes that only import, "
+              f"timed in the same trials: {plain_imports:.2f} s CPU for the plain script's "
+              f"imports, {winit_imports:.2f} s for `winit run`'s)."]
     if phases:
         lines += ["", "Where one `winit run` process (every 10 steps) spends its time, under "
                   "cProfile (which slows Python-heavy code more than kernels):", "",
