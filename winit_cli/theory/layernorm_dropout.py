@@ -115,7 +115,10 @@ def predict_layernorm(
 
     Same arguments and result type as predict; LN sits on layers 1..L-1 (not the logits).
     m_0 enters only q_1, hence chi_1: LN divides each input by its own norm, so with inputs of
-    unequal norm the first layer's ratio is approximate. The fixed-point fields describe the
+    unequal norm chi_1 is sigma_2 E[phi'^2] E_x[1 / q_1(x)], which is more than at the mean q_1
+    (Jensen): layer 1's measured ratio sits above this prediction, by 0.5 log10 of
+    E_x[1 / m_0(x)] E_x[m_0(x)] when the gradient reaching layer 2 does not depend on the
+    input's norm (after LN it does not). The fixed-point fields describe the
     middle layer (q_fixed_point is its pre-LN variance; the normalized one is 1).
     """
     depth = len(fan_in)
