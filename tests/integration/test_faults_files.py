@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import signal
 import stat
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_text import QUICKSTART, plain, printed_lines
 from typer.testing import CliRunner
 
 from winit_cli.cli import app
@@ -35,10 +35,9 @@ from winit_cli.records.reader import read_record
 pytestmark = pytest.mark.mnist
 
 REPO = Path(__file__).resolve().parents[2]
-QUICK = str(REPO / "configs" / "quickstart.yaml")
+QUICK = str(QUICKSTART)
 TINY = ["--set", "model.depth=3", "--set", "model.width=16", "--set", "train.steps=6",
         "--set", "data.subset=500", "--set", "data.val_size=500", "--set", "record.every=2"]
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 PRECIOUS = "PRECIOUS\n"
 HANG_GUARD_S = 300  # far beyond any of these commands: only a hang reaches it
 
@@ -64,7 +63,7 @@ def invoke(*args: str):
 
 
 def text_of(result) -> str:
-    return ANSI.sub("", result.output + (result.stderr or ""))
+    return plain(result.output + (result.stderr or ""))
 
 
 def tiny_run(out: Path, *extra: str):
@@ -150,8 +149,8 @@ def test_report_keeps_a_users_own_files(finished_run, tmp_path):
     (report / "plots" / "fig.pdf").write_bytes(b"%PDF mine")
     refused = invoke("report", results)
     assert refused.exit_code == 2
-    (line,) = [ln for ln in refused.stderr.splitlines() if ln.strip()]
-    assert "holds files winit did not write (plots/fig.pdf)" in ANSI.sub("", line)
+    (line,) = printed_lines(refused.stderr)
+    assert "holds files winit did not write (plots/fig.pdf)" in line
     assert (report / "plots" / "fig.pdf").read_bytes() == b"%PDF mine"
 
     mine = tmp_path / "mine"
@@ -174,7 +173,7 @@ def test_an_older_winits_report_folder_says_what_to_do(finished_run, tmp_path):
         (old / name).write_text("an older winit's\n")
     refused = invoke("report", results)
     assert refused.exit_code == 2
-    (line,) = [ANSI.sub("", ln) for ln in refused.stderr.splitlines() if ln.strip()]
+    (line,) = printed_lines(refused.stderr)
     assert f"no {MANIFEST}" in line and f"rm -r {old}" in line and "--out another folder" in line
     assert (old / "report.md").read_text() == "an older winit's\n"
     assert invoke("report", results, "--out", tmp_path / "new").exit_code == 0

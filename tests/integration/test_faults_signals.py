@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_text import QUICKSTART
 
 pytestmark = pytest.mark.mnist
 
 REPO = Path(__file__).resolve().parents[2]
-QUICK = str(REPO / "configs" / "quickstart.yaml")
+QUICK = str(QUICKSTART)
 LONG = ["--set", "model.depth=3", "--set", "model.width=16", "--set", "data.subset=1000",
         "--set", "train.epochs=200", "--set", "record.every=2",
         "--set", "record.checkpoint_seconds=0"]

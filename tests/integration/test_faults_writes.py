@@ -8,13 +8,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_text import QUICKSTART, plain, printed_lines
 from typer.testing import CliRunner
 
 from winit_cli.cli import app
@@ -22,10 +22,9 @@ from winit_cli.cli import app
 pytestmark = pytest.mark.mnist
 
 REPO = Path(__file__).resolve().parents[2]
-QUICK = str(REPO / "configs" / "quickstart.yaml")
+QUICK = str(QUICKSTART)
 TINY = ["--set", "model.depth=3", "--set", "model.width=16", "--set", "train.steps=6",
         "--set", "data.subset=500", "--set", "data.val_size=500", "--set", "record.every=2"]
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def invoke(*args: str):
@@ -34,7 +33,7 @@ def invoke(*args: str):
 
 def error_line(result) -> str:
     assert result.exit_code == 2, result.output + repr(result.exception)
-    lines = [ln for ln in ANSI.sub("", result.stderr).splitlines() if ln.strip()]
+    lines = printed_lines(result.stderr)
     errors = [ln for ln in lines if ln.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.output, result.stderr
     return errors[0]
@@ -111,7 +110,7 @@ def test_failed_checkpoints_do_not_stop_training(env, monkeypatch):
                     "--set", f"output_dir={out}")
     assert result.exit_code == 0, result.output
     assert len(refused) == 3
-    assert "checkpoint not written (No space left on device)" in ANSI.sub("", result.stderr)
+    assert "checkpoint not written (No space left on device)" in plain(result.stderr)
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "complete"
     assert sorted(set(pd.read_csv(run_dir / "layers.csv").step)) == [0, 2, 4, 6]
@@ -181,7 +180,7 @@ def test_tiny_real_filesystem_full_and_read_only(winit_data_dir, tmp_path):
     for line in proc.stdout.splitlines():
         key, _, value = line.partition("=")
         facts.setdefault(key, []).append(value)
-    full_err = ANSI.sub("", (tmp_path / "full.err").read_text())
+    full_err = plain((tmp_path / "full.err").read_text())
     assert facts["rc_full"] == ["2"], full_err
     assert "No space left on device" in full_err and "Traceback" not in full_err
     (run_id,) = facts["listing"]
@@ -192,7 +191,7 @@ def test_tiny_real_filesystem_full_and_read_only(winit_data_dir, tmp_path):
     (summary,) = facts["summary"]
     left = json.loads(summary)
     assert left["status"] == "failed" and str(rescue) in left["error"]
-    ro_err = ANSI.sub("", (tmp_path / "ro.err").read_text())
+    ro_err = plain((tmp_path / "ro.err").read_text())
     assert facts["rc_ro"] == ["2"], ro_err
     errors = [ln for ln in ro_err.splitlines() if ln.strip()]
     assert len(errors) == 1 and "Read-only file system" in errors[0], ro_err

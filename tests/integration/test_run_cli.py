@@ -14,24 +14,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_text import QUICKSTART, plain
 from typer.testing import CliRunner
 
 from winit_cli.cli import app
 from winit_cli.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
 # threads pinned: runs match bit for bit only at the same thread count (train.threads: auto
 # follows the load).
 SMALL = ["--set", "train.steps=30", "--set", "data.subset=2000", "--set", "train.threads=1"]
 LAYER_COLUMNS = ["step", "layer", "weight_grad_norm", "bias_grad_norm", "act_grad_norm",
                  "weight_norm", "update_ratio", "act_mean", "act_std", "dead_fraction",
                  "saturated_fraction"]
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
-
-def plain(text: str) -> str:
-    return ANSI.sub("", text)
 
 
 def squash(text: str) -> str:

@@ -6,13 +6,13 @@ ulimit -v, each tested on files laid out as the kernel writes them."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli_text import QUICKSTART, plain, printed_lines
 from typer.testing import CliRunner
 
 from winit_cli.app import preflight
@@ -21,8 +21,7 @@ from winit_cli.config import load_config
 from winit_cli.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
-QUICK = str(REPO / "configs" / "quickstart.yaml")
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+QUICK = str(QUICKSTART)
 
 
 @pytest.mark.parametrize(("optimizer", "state_tensors"), [("sgd", 0), ("momentum", 1),
@@ -104,7 +103,7 @@ def test_width_200000_is_refused_before_anything_runs(winit_data_dir, tmp_path):
                                       "--set", "model.width=200000",
                                       "--set", f"output_dir={out}"], env={"COLUMNS": "300"})
     assert result.exit_code == 2, result.output
-    (line,) = [ln for ln in ANSI.sub("", result.stderr).splitlines() if ln.strip()]
+    (line,) = printed_lines(result.stderr)
     assert "model too big" in line and "GB is available" in line
     assert not out.exists()
 
@@ -116,7 +115,7 @@ def test_compare_refuses_before_training(winit_data_dir, tmp_path):
                                       "--depths", "4", "--widths", "200000",
                                       "--set", f"output_dir={out}"], env={"COLUMNS": "300"})
     assert result.exit_code == 2, result.output
-    assert "2 members of depth 4, width 200000" in ANSI.sub("", result.stderr)
+    assert "2 members of depth 4, width 200000" in plain(result.stderr)
     assert not list(out.rglob("summary.json"))
 
 

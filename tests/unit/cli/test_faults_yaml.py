@@ -5,7 +5,6 @@ on stderr that names the file or the --set option, and no output folder is creat
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_text import QUICKSTART, printed_lines
 from typer.testing import CliRunner
 
 from winit_cli.cli import app
@@ -21,7 +21,6 @@ from winit_cli.sweeps.spec import load_spec
 from winit_cli.yamlfile import MAX_BYTES, MAX_NODES, load_yaml, read_yaml
 
 CORPUS = Path(__file__).parents[2] / "corpus" / "yaml"
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def refused(args: list[str], tmp_path: Path, *fragments: str) -> str:
@@ -31,7 +30,7 @@ def refused(args: list[str], tmp_path: Path, *fragments: str) -> str:
     result = CliRunner().invoke(app, [*args, "--set", f"output_dir={out}"],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 2, result.output + repr(result.exception)
-    lines = [ln for ln in ANSI.sub("", result.stderr).splitlines() if ln.strip()]
+    lines = printed_lines(result.stderr)
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     assert "Traceback" not in result.output
     for fragment in fragments:
@@ -140,7 +139,7 @@ def test_sweep_file_rules_match_config_rules(tmp_path):
 
 # --- numbers: finite and sane before anything runs ----------------------------------------------
 
-QUICK = str(Path(__file__).resolve().parents[3] / "configs" / "quickstart.yaml")
+QUICK = str(QUICKSTART)
 
 
 @pytest.mark.parametrize(("override", "fragments"), [

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_text import QUICKSTART, plain
 from typer.testing import CliRunner
 
 from winit_cli import theory
@@ -30,7 +31,6 @@ NEW = ("lecun_normal", "lecun_uniform", "truncated_normal", "orthogonal", "zeros
        "lsuv", "critical")
 # torch.nn.init.calculate_gain's values, written out.
 GAIN = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3.0}
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def textbook(name: str, activation: str, fan_in: int, fan_out: int, mode: str = "fan_in",
@@ -363,7 +363,7 @@ def invoke(*args: str, env: dict | None = None):
 
 def words(text: str) -> str:
     """Output as single-spaced words, without ANSI codes or Rich's box drawing."""
-    return " ".join(re.sub(r"[│╭╮╰╯─┃┏┓┗┛━┡┩╇┳┻┼├┤└┘┌┐]", " ", ANSI.sub("", text)).split())
+    return " ".join(re.sub(r"[│╭╮╰╯─┃┏┓┗┛━┡┩╇┳┻┼├┤└┘┌┐]", " ", plain(text)).split())
 
 
 def test_schemes_lists_every_scheme():
@@ -394,7 +394,7 @@ def test_schemes_unknown_name_or_activation_exits_2():
 @pytest.mark.mnist
 def test_winit_run_with_lsuv(tmp_path: Path, winit_data_dir: Path):
     out = tmp_path / "results"
-    result = invoke("run", str(REPO / "configs" / "quickstart.yaml"),
+    result = invoke("run", str(QUICKSTART),
                     "--set", "init.scheme=lsuv", "--set", "train.steps=5",
                     "--set", "data.subset=1000", "--set", f"output_dir={out}")
     assert result.exit_code == 0, result.output + repr(result.exception)

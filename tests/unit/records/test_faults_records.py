@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from cli_text import plain
 from typer.testing import CliRunner
 
 from winit_cli.app.report import build_report
@@ -29,7 +30,6 @@ from winit_cli.status import Status
 from winit_cli.training.loop import MemberLog
 
 CORPUS = Path(__file__).parents[2] / "corpus" / "runs"
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # The reason `winit report` gives for leaving each damaged run out.
 SKIPPED = {
@@ -89,7 +89,7 @@ def test_report_skips_each_damaged_run_with_its_reason(corpus, tmp_path):
     with its reason, and the healthy runs are reported."""
     result = invoke("report", str(corpus), "--out", str(tmp_path / "report"))
     assert result.exit_code == 0, result.output + repr(result.exception)
-    text = ANSI.sub("", result.output)
+    text = plain(result.output)
     reasons = dict(re.findall(r"not included: (\S+): (.*)", text))
     assert set(reasons) == set(SKIPPED) | {"layers_fifo"}, reasons
     for name, reason in SKIPPED.items():
@@ -219,7 +219,7 @@ def test_index_rebuild_command(tmp_path):
     (results / "runs.csv").write_text("stale\n")
     result = invoke("index", "rebuild", str(results))
     assert result.exit_code == 0, result.output
-    assert f"{results / 'runs.csv'}: 2 run(s)" in ANSI.sub("", result.output).replace("\n", "")
+    assert f"{results / 'runs.csv'}: 2 run(s)" in plain(result.output).replace("\n", "")
     index = pd.read_csv(results / "runs.csv")
     assert index.path.tolist() == [str(results / "20260101-000000_a"),
                                    str(results / "20260102-000000_b")]
