@@ -5,6 +5,7 @@ its numbers whole (views/tables.py) and widens on wide terminals.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -208,17 +209,33 @@ def executor_note(console: Console, text: str) -> None:
     console.print(f"[dim]{escape(text)}[/]", highlight=False)
 
 
+# A dry run's members table shows this many rows, the rest counted: Rich lays a table out over
+# all its rows (10,000 took 4-10 s to print, most of a 10,000-member dry run) and nobody reads a
+# terminal table that long.
+DRY_RUN_ROWS = 40
+
+
 def dry_run_table(console: Console, spec, sweep_plan, grid_value) -> None:
+    """The members a sweep would run, with each one's status: the first DRY_RUN_ROWS of them,
+    then how many more and their statuses counted."""
     table = new_table("runs (dry run: nothing trained)",
                       [(k, "text") for k in (*spec.grid, "seed", "status")])
+    statuses: Counter[str] = Counter()
     # the plan's hashes, worked out once when it was made (hashing 10,000 configs again here
     # doubled a dry run's time)
-    for c, h in zip(sweep_plan.members, sweep_plan.hashes, strict=True):
+    for i, (c, h) in enumerate(zip(sweep_plan.members, sweep_plan.hashes, strict=True)):
         was = sweep_plan.unfinished.get(h)
         status = "done" if h in sweep_plan.done else f"to run (was {was})" if was else "to run"
-        table.add_row(*[escape(str(grid_value(c, k))) for k in spec.grid], str(c.train.seed),
-                      status)
+        if i < DRY_RUN_ROWS:
+            table.add_row(*[escape(str(grid_value(c, k))) for k in spec.grid],
+                          str(c.train.seed), status)
+        else:
+            statuses[status] += 1
     console.print(table)
+    if statuses:
+        counted = ", ".join(f"{n:,} {status}" for status, n in sorted(statuses.items()))
+        console.print(f"... and {sum(statuses.values()):,} more runs ({escape(counted)})",
+                      highlight=False)
 
 
 def show_config(console: Console, config, title: str) -> None:
