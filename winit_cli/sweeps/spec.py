@@ -81,7 +81,12 @@ class SweepSpec:
             text = json.dumps(point)  # the grid point, once; each seed copies it
             for seed in self.seeds:
                 raw = json.loads(text)
-                apply_override(raw, f"train.seed={seed}")
+                # a seed is an int already: set, not written out and read back as YAML (which
+                # was most of planning a 10,000-member sweep)
+                train = raw.setdefault("train", {})
+                if not isinstance(train, dict):
+                    raise ConfigError(f"sweep {self.name}: train is not a section")
+                train["seed"] = seed
                 raw["name"] = f"{self.name}_{label}_s{seed}"
                 configs.append(validate(raw, f"sweep {self.name} ({label}, seed {seed})"))
         return configs
