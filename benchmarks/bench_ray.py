@@ -148,6 +148,8 @@ def main() -> None:
                         help="Cells the local executor runs, for the ratio")
     parser.add_argument("--kill-at", type=float, default=0.4, metavar="FRACTION",
                         help="SIGKILL a worker node once this fraction of cells is written")
+    parser.add_argument("--samples", type=Path, metavar="FILE",
+                        help="Write each driver's samples (seconds, cells, RSS) there as JSON")
     parser.add_argument("--docs", action="store_true",
                         help="Write the table into the docs (scripts/docblocks.py)")
     parser.add_argument("--steps", type=int, default=300)
@@ -160,7 +162,7 @@ def main() -> None:
         return driver(args.steps)
     if args.phase_cells:
         return phase_benchmark(args.phase_cells, args.nodes, args.baseline_cells,
-                               args.kill_at, args.docs)
+                               args.kill_at, args.docs, args.samples)
     from raycluster import RayCluster
 
     if args.docs:
@@ -312,6 +314,21 @@ def rate(samples: list, total: int, until: tuple[float, int] | None = None
     return (c1 - c0) / (t1 - t0), c1 - c0, t1 - t0
 
 
+def longest_wait(samples: list, since: float) -> tuple[float, float]:
+    """(seconds, when) of the longest stretch after `since` in which no cell was written."""
+    longest, when = 0.0, since
+    last_change, last_cells = since, None
+    for t, cells, _ in samples:
+        if t < since:
+            continue
+        if last_cells is not None and cells != last_cells:
+            if t - last_change > longest:
+                longest, when = t - last_change, last_change
+            last_change = t
+        last_cells = cells
+    return longest, when
+
+
 def check_every_cell_once(out: Path, total: int) -> dict:
     """What the sweep folder holds: run folders, comparison.csv rows and phase.csv cells, each
     counted by config hash (read from the files, not from winit), and how many are not once."""
@@ -335,7 +352,7 @@ def check_every_cell_once(out: Path, total: int) -> dict:
 
 
 def phase_benchmark(cells: int, nodes: int, baseline_cells: int, kill_at: float,
-                    docs: bool) -> None:
+                    docs: bool, samples: Path | None = None) -> None:
     from raycluster import RayCluster
 
     if docs:
@@ -370,6 +387,8 @@ def phase_benchmark(cells: int, nodes: int, baseline_cells: int, kill_at: float,
         print(f"  ray: {cells} cells in {ray['seconds']:.1f} s; killed {len(killed)} "
               f"processes at {ray['killed_at']}", flush=True)
         check = check_every_cell_once(root / "ray", cells)
+    if samples:
+        samples.write_text(json.dumps({"local": local, "ray": ray}))
     table = phase_table(cells, nodes, baseline_cells, local, ray, check, load,
                         os.getloadavg())
     print(table)
@@ -410,14 +429,22 @@ def phase_table(cells: int, nodes: int, baseline_cells: int, local: dict, ray: d
                      f"{after / (nodes - 1) / local_rate[0]:.2f} | |")
     lines.append(f"| Ray, all | {cells} | | | | {ray['seconds']:.0f} s |")
     rss = {f: at_fraction(ray["samples"], cells, f)[2] / mb for f in (0.1, 0.5, 1.0)}
+    last = at_fraction(ray["samples"], cells, 1.0)[0]
+    wait = longest_wait(ray["samples"], killed[0]) if killed else (0.0, 0.0)
+    streaming = max(rss for t, _, rss in ray["samples"] if t <= last)
     lines += [
         "",
         f"The driver's resident memory: {rss[0.1]:.0f} MB at 10% of the cells written, "
-        f"{rss[0.5]:.0f} MB at 50%, {rss[1.0]:.0f} MB at 100%; peak {ray['peak'] / mb:.0f} MB "
-        f"(the local run's peak over its {baseline_cells} cells: {local['peak'] / mb:.0f} MB).",
+        f"{rss[0.5]:.0f} MB at 50%, {rss[1.0]:.0f} MB at 100% (the highest sampled while "
+        f"cells came in: {streaming / mb:.0f} MB); peak over the whole command "
+        f"{ray['peak'] / mb:.0f} MB, which ran {ray['seconds'] - last:.0f} s after the last "
+        f"cell (the final comparison.csv, phase.csv and phase.png). The local run's peak over "
+        f"its {baseline_cells} cells: {local['peak'] / mb:.0f} MB.",
         "",
-        (f"One worker node SIGKILLed (raylet and the processes under it) at "
-         f"{killed[1]} of {cells} cells written. " if killed else "No node killed. ") +
+        (f"One worker node SIGKILLed (raylet and the processes under it) at {killed[1]} of "
+         f"{cells} cells written, {killed[0]:.0f} s in; the longest wait for a cell after it: "
+         f"{wait[0]:.0f} s, from {wait[1] - killed[0]:.0f} s after the kill. "
+         if killed else "No node killed. ") +
         f"At the end: {check['folders']} run folders ({check['folder_repeats']} repeated), "
         f"{check['rows']} comparison.csv rows ({check['rows_complete']} complete, "
         f"{check['row_repeats']} repeated, {check['rows_without_folder']} without a folder), "
