@@ -390,7 +390,7 @@ def phase_benchmark(cells: int, nodes: int, baseline_cells: int, kill_at: float,
               f"processes at {ray['killed_at']}", flush=True)
         check = check_every_cell_once(root / "ray", cells)
     if samples:
-        samples.write_text(json.dumps({"local": local, "ray": ray}))
+        samples.write_text(json.dumps({"local": local, "ray": ray, "check": check}))
     table = phase_table(cells, nodes, baseline_cells, local, ray, check, load,
                         os.getloadavg())
     print(table)
@@ -415,21 +415,27 @@ def phase_table(cells: int, nodes: int, baseline_cells: int, local: dict, ray: d
         f"declared than the machine has). Cells/s run from {WARM:.0%} of the cells written "
         "to the last (Ray: to the kill), so neither side's start-up counts.",
         "",
-        "| executor | cells | cells/s | per node | per node vs 1 in-process worker | "
-        "whole command |",
+        "| executor | cells counted | in | cells/s | per node | per node vs 1 in-process "
+        "worker |",
         "|---|---|---|---|---|---|",
-        f"| local, in process (1 worker) | {baseline_cells} | {local_rate[0]:.2f} | "
-        f"{local_rate[0]:.2f} | 1.00 | {local['seconds']:.0f} s |",
-        f"| Ray, {nodes} nodes, before the kill | {before[1]} | {before[0]:.2f} | "
-        f"{before[0] / nodes:.2f} | {before[0] / nodes / local_rate[0]:.2f} | |",
+        f"| local, in process (1 worker) | {local_rate[1]} | {local_rate[2]:.0f} s | "
+        f"{local_rate[0]:.2f} | {local_rate[0]:.2f} | 1.00 |",
+        f"| Ray, {nodes} nodes, before the kill | {before[1]} | {before[2]:.0f} s | "
+        f"{before[0]:.2f} | {before[0] / nodes:.2f} | {before[0] / nodes / local_rate[0]:.2f} |",
     ]
     if killed:
         t_end, c_end = at_fraction(ray["samples"], cells, 1.0)[:2]
         after = (c_end - killed[1]) / (t_end - killed[0])
         lines.append(f"| Ray, {nodes - 1} nodes, after the kill | {c_end - killed[1]} | "
-                     f"{after:.2f} | {after / (nodes - 1):.2f} | "
-                     f"{after / (nodes - 1) / local_rate[0]:.2f} | |")
-    lines.append(f"| Ray, all | {cells} | | | | {ray['seconds']:.0f} s |")
+                     f"{t_end - killed[0]:.0f} s | {after:.2f} | {after / (nodes - 1):.2f} | "
+                     f"{after / (nodes - 1) / local_rate[0]:.2f} |")
+    warm = {name: at_fraction(run["samples"], total, WARM)[0]
+            for name, run, total in (("local", local, baseline_cells), ("ray", ray, cells))}
+    lines += ["", f"Whole commands: the local `winit phase` of {baseline_cells} cells "
+              f"{local['seconds']:.0f} s, {warm['local']:.0f} s of it before {WARM:.0%} of its "
+              f"cells were written; the Ray one of {cells} cells {ray['seconds']:.0f} s, "
+              f"{warm['ray']:.0f} s of it before {WARM:.0%} (connecting, loading MNIST, Ray's "
+              "first tasks)."]
     rss = {f: at_fraction(ray["samples"], cells, f)[2] / mb for f in (0.1, 0.5, 1.0)}
     last = at_fraction(ray["samples"], cells, 1.0)[0]
     wait = longest_wait(ray["samples"], killed[0]) if killed else (0.0, 0.0)
