@@ -209,7 +209,7 @@ def report(times: dict[str, list[float]], overhead: dict[int, list[dict]], membe
              f"{args.steps} --repeats {args.repeats}`: {members} runs in 4 groups, "
              f"{args.steps} steps each, on {args.cores} cores shared with other jobs (load "
              f"average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end); "
-             f"medians of {args.repeats} trials.", "",
+             "medians of the trials listed (the local ones run beside each cluster).", "",
              "| executor | runs/s | vs in-process | vs in-process on 1 thread | trials (s) |",
              "|---|---|---|---|---|"]
     for name, seconds in times.items():
