@@ -7,6 +7,8 @@ measured it:
     <!-- bench_train:start --> ... :end -->             benchmarks/bench_train.py (performance.md)
     <!-- bench_cli:start --> ... :end -->               benchmarks/bench_cli.py (performance.md)
     <!-- bench_watch:DEVICE:start --> ... :end -->      benchmarks/bench_watch.py (your-own-loop.md)
+    <!-- bench_ray:start -->, <!-- bench_ray_phase:start --> ... :end -->
+                                                        benchmarks/bench_ray.py (cluster.md)
 
 A script names its block, not a page: the block is found in whichever page of docs/, or the
 README, holds its markers (exactly one must), so a block can move between pages without touching

@@ -173,6 +173,34 @@ def training(cluster: RayCluster) -> list[int]:
             if cmd.startswith("ray::train_group")]
 
 
+PHASE = ["phase", "--sigma-w2", "1,2", "--depths", "2,3", "--width", "16", "--steps", "20",
+         "--subset", "1000", "--set", "data.val_size=200"]
+
+
+@pytest.mark.cluster
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_phase_on_ray_gives_the_in_process_grid(cluster, mnist_path, tmp_path):
+    """`winit phase --executor ray` trains its cells on the cluster: the phase.csv of the
+    in-process executor (on one thread, as a task trains), one run per cell."""
+    set_cpu_share(1)
+    try:
+        local = CliRunner().invoke(app, [*PHASE, "--set", f"output_dir={tmp_path / 'local'}"],
+                                   env={"WINIT_DATA_DIR": str(mnist_path),
+                                        "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    finally:
+        set_cpu_share(None)
+    assert local.exit_code == 0, local.output
+    done = cluster.run([sys.executable, "-m", "winit_cli", *PHASE, "--executor", "ray",
+                        "--set", f"output_dir={tmp_path / 'ray'}"],
+                       env={"WINIT_DATA_DIR": str(mnist_path)}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ours = pd.read_csv(sweep_dir(tmp_path / "ray") / "phase.csv")
+    theirs = pd.read_csv(sweep_dir(tmp_path / "local") / "phase.csv")
+    pd.testing.assert_frame_equal(ours, theirs)
+    assert len(ours) == 4 and set(ours.runs) == {1}
+
+
 @pytest.mark.cluster
 @pytest.mark.mnist
 @pytest.mark.slow

@@ -15,6 +15,13 @@ compare_app = typer.Typer(
 common.app.add_typer(compare_app, name="compare")
 
 
+ExecutorOption = Annotated[str, typer.Option(
+    metavar="NAME", help="Where members train: local (this machine), or ray (a Ray cluster).")]
+AddressOption = Annotated[str | None, typer.Option(
+    metavar="ADDRESS", help="The cluster's address for --executor ray (default: $RAY_ADDRESS, "
+                            "else a local Ray).")]
+
+
 def _sweep_dry_run(shown, as_json: bool, spec, plan, data_dir, base_is: str) -> None:
     """A sweep's --dry-run (compare, phase, widths alike): its members' table, then the base
     config and the estimate of what would run."""
@@ -60,12 +67,8 @@ def compare_schemes(
     jobs: Annotated[int, typer.Option(
         min=1, metavar="N",
         help="Worker processes; 1 trains same-shape runs batched in this process.")] = 1,
-    executor: Annotated[str, typer.Option(
-        metavar="NAME",
-        help="Where members train: local (this machine), or ray (a Ray cluster).")] = "local",
-    address: Annotated[str | None, typer.Option(
-        metavar="ADDRESS", help="The cluster's address for --executor ray (default: "
-                                "$RAY_ADDRESS, else a local Ray).")] = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
     data_dir: common.DataDirOption = None,
     quiet: common.QuietOption = False,
     as_json: common.JsonOption = False,
@@ -151,6 +154,8 @@ def phase(
     name: Annotated[str, typer.Option(metavar="NAME", help="Sweep name.")] = "phase",
     dry_run: common.DryRunOption = False,
     jobs: Annotated[int, typer.Option(min=1, metavar="N", help="Worker processes.")] = 1,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
     data_dir: common.DataDirOption = None,
     as_json: common.JsonOption = False,
 ) -> None:
@@ -171,10 +176,11 @@ def phase(
             sigma_b2,
             activation, width, steps, seeds, subset, c=c, threshold=threshold, name=name,
             overrides=set_ or [])
-        _phase(options, dry_run, jobs, data_dir, as_json)
+        _phase(options, dry_run, jobs, executor, address, data_dir, as_json)
 
 
-def _phase(options, dry_run: bool, jobs: int, data_dir, as_json: bool) -> None:
+def _phase(options, dry_run: bool, jobs: int, executor: str, address: str | None, data_dir,
+           as_json: bool) -> None:
     from winit_cli.app import phase as app_phase
     from winit_cli.sweeps.executors import ExecutorOptions
     from winit_cli.views import json_out, terminal
@@ -187,11 +193,11 @@ def _phase(options, dry_run: bool, jobs: int, data_dir, as_json: bool) -> None:
         _sweep_dry_run(shown, as_json, spec, plan, data_dir,
                        "base config, as its first cell resolves it")
         return
-    executor_options = ExecutorOptions(jobs, data_dir, download_progress(shown),
+    executor_options = ExecutorOptions(jobs, data_dir, download_progress(shown), address,
                                        on_note=lambda text: terminal.executor_note(shown, text))
     with sweep_progress(shown, len(plan.todo)) as (on_progress, advance):
         diagram = app_phase.run_phase(
-            options, executor_options=executor_options,
+            options, executor=executor, executor_options=executor_options,
             on_progress=on_progress, on_member=lambda o: (advance(), index_notes(o)),
             planned=planned)
     line = app_phase.agreement_line(diagram.grid, options)
@@ -220,10 +226,8 @@ def widths(
     name: Annotated[str, typer.Option(metavar="NAME", help="Sweep name.")] = "widths",
     dry_run: common.DryRunOption = False,
     jobs: Annotated[int, typer.Option(min=1, metavar="N", help="Worker processes.")] = 1,
-    executor: Annotated[str, typer.Option(
-        metavar="NAME", help="Where runs train: local, or ray (a Ray cluster).")] = "local",
-    address: Annotated[str | None, typer.Option(
-        metavar="ADDRESS", help="The cluster's address for --executor ray.")] = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
     data_dir: common.DataDirOption = None,
     as_json: common.JsonOption = False,
 ) -> None:

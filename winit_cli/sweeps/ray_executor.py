@@ -122,7 +122,9 @@ class RayExecutor:
                 steps = _drain(steps, on_progress)
                 interrupts.check()
                 for ref in ready:
-                    yield from self._collect(ray, ref, submitted[ref])
+                    # dropped once collected: a ref held keeps its records in the driver's
+                    # memory, which would then grow with the sweep instead of staying flat
+                    yield from self._collect(ray, ref, submitted.pop(ref))
         finally:
             # Ctrl-C, or the consumer stopped early: what is still running is nobody's now.
             for ref in pending:
