@@ -64,6 +64,8 @@ def test_a_runs_prediction_sits_on_its_step0_rows_beside_what_was_measured():
 
 @pytest.mark.parametrize(("overrides", "reason"), [
     (["init.scheme=mean1_normal"], "non-zero-mean"),
+    # mean-field theory assumes zero-mean weights: a negative mean is outside it too
+    (["init.scheme=mean1_normal", "init.params.mean=-1.0"], "non-zero-mean"),
     (["model.norm=batch", "model.dropout=0.1"], "no prediction"),
 ])
 def test_no_prediction_is_said_so(overrides, reason):
