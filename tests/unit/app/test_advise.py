@@ -124,3 +124,24 @@ def test_user_errors_are_one_red_line():
     assert "unknown scheme 'nope'" in result.output
     result = CliRunner().invoke(app, ["advise", "--set", "model.depht=3"])
     assert result.exit_code == 2 and "did you mean 'depth'" in result.output
+
+
+def test_step0_shapes_are_the_linear_layers_fans():
+    """MNIST's 784 inputs and 10 classes, depth 3 at width 64: by hand, 784 -> 64 -> 64 -> 10,
+    each layer's fan_in its input width and fan_out its output width."""
+    from winit_cli.diagnosis.advise import step0_shapes
+
+    shapes = step0_shapes(load_config(None, ["model.depth=3", "model.width=64"]))
+    assert shapes.fan_in.tolist() == [784, 64, 64]
+    assert shapes.fan_out.tolist() == [64, 64, 10]
+    assert shapes.layer.tolist() == [1, 2, 3] and (shapes.step == 0).all()
+
+
+@pytest.mark.parametrize(("bias", "words"), [("true", "3-layer relu mlp, width 64"),
+                                             ("false", "3-layer relu mlp, width 64, no bias")])
+def test_the_network_is_named_with_its_bias(bias, words):
+    from winit_cli.diagnosis.advise import network_words
+
+    config = load_config(None, ["model.depth=3", "model.width=64", "model.activation=relu",
+                                f"model.bias={bias}"])
+    assert network_words(config) == words
