@@ -145,3 +145,26 @@ def test_the_network_is_named_with_its_bias(bias, words):
     config = load_config(None, ["model.depth=3", "model.width=64", "model.activation=relu",
                                 f"model.bias={bias}"])
     assert network_words(config) == words
+
+
+def test_the_recommendation_says_how_far_from_healthy():
+    """Depth 12, width 256, ReLU. He: chi = 1, critical, so xi_c is infinite and the reach any
+    depth. normal with std 1: chi = 256 x 1 / 2 = 128 per layer, 10 factors from layer 1 to 11:
+    +5 log10 128 = +10.54 decades, exploding, the only scheme asked about and none healthy."""
+    healthy = advise(load_config(QUICKSTART, ["model.depth=12"]), ["he_normal"])
+    assert healthy.recommendation == "he_normal"
+    assert "trainable at any depth (xi_c infinite: critical)" in healthy.reason
+    config = load_config(QUICKSTART, ["model.depth=12", "init.scheme=normal",
+                                      "init.params.std=1.0"])
+    exploding = advise(config, ["normal"])
+    assert exploding.reason == (f"no scheme is predicted healthy at depth 12; normal comes "
+                                f"closest (exploding, {5 * math.log10(128):+.2f} decades first "
+                                "to last)")
+
+
+def test_all_zero_weights_vanish_completely():
+    """zeros: chi = 0, every gradient below the output layer exactly 0, so the ratio is
+    log10 0 = -inf (not +inf, not undefined) and the verdict vanishing."""
+    (row,) = advise(load_config(QUICKSTART, ["model.depth=12"]), ["zeros"]).schemes
+    assert row.verdict == "vanishing"
+    assert row.log10_ratio == -math.inf
