@@ -134,7 +134,9 @@ def line_map(out: Path, module: str) -> dict[str, list[str]]:
 
 def statement_lines(source: str) -> dict[int, int | None]:
     """Each line of a statement -> the line coverage reports it under (the innermost statement's
-    first), or None for a def or class header (decorators, defaults: run on import)."""
+    first), or None for a def or class header (decorators, defaults: run on import) and for the
+    whole of a function under a cache decorator (`cache`, `lru_cache`): it runs once per
+    process, under whichever test calls it first, and every later test reads its result."""
     first: dict[int, int | None] = {}
     nodes = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.stmt)]
     for node in sorted(nodes, key=lambda n: n.lineno):
@@ -142,6 +144,9 @@ def statement_lines(source: str) -> dict[int, int | None]:
         start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
         for line in range(start, (node.end_lineno or node.lineno) + 1):
             first[line] = None if header and line < node.body[0].lineno else node.lineno
+    for node in nodes:
+        if any("cache" in ast.unparse(d) for d in getattr(node, "decorator_list", [])):
+            first.update(dict.fromkeys(range(node.lineno, (node.end_lineno or 0) + 1)))
     return first
 
 

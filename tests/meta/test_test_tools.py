@@ -69,10 +69,17 @@ def f(a):
 
 def never():
     return 1
+
+
+@cache
+def table():
+    return [1, 2]
 """
-# As coverage would record it: def lines and X run on import only; f's lines by two tests.
+# As coverage would record it: def lines and X run on import only; f's lines by two tests;
+# the cached table's body by the first test that called it.
 LINES = {"1": ["import"], "4": ["import"], "5": ["t::slow", "t::fast"], "6": ["t::slow"],
-         "8": ["t::fast"], "11": ["import"], "import": ["t::fast", "t::slow"]}
+         "8": ["t::fast"], "11": ["import"], "15": ["import"], "17": ["t::fast"],
+         "import": ["t::fast", "t::slow"]}
 
 
 @pytest.mark.parametrize(("old", "new", "tests"), [
@@ -80,6 +87,7 @@ LINES = {"1": ["import"], "4": ["import"], "5": ["t::slow", "t::fast"], "6": ["t
     ("                1)", "                2)", ["t::slow"]),  # a statement's second line
     ("X = 3", "X = 4", ["t::fast", "t::slow"]),  # run on import: every test of the module
     ("    return 1", "    return 2", []),  # no test runs it: it cannot change what they see
+    ("[1, 2]", "[1, 3]", ["t::fast", "t::slow"]),  # cached: every later test reads it too
 ])
 def test_a_mutant_runs_the_tests_of_the_lines_it_changed(old, new, tests):
     mutated = SOURCE.replace(old, new, 1)
