@@ -168,3 +168,12 @@ def test_all_zero_weights_vanish_completely():
     (row,) = advise(load_config(QUICKSTART, ["model.depth=12"]), ["zeros"]).schemes
     assert row.verdict == "vanishing"
     assert row.log10_ratio == -math.inf
+
+
+def test_a_family_theorys_refusal_is_passed_on():
+    """BatchNorm on batches of 3: the rate is infinite below a batch of 4 (E[1/chi^2_(B-1)]
+    diverges); the theory's own reason reaches the advice, not a generic one."""
+    config = load_config(QUICKSTART, ["model.depth=6", "model.norm=batch",
+                                      "train.batch_size=3"])
+    (row,) = advise(config, ["he_normal"]).schemes
+    assert row.verdict == "no prediction" and "batch size 3" in row.reason
