@@ -100,15 +100,18 @@ def rewrite_docs(text: str, name: str = "mutation") -> Path:
     return rewrite_block(*results_markers(name), text)
 
 
-def full_block(out: Path, names: list[str], root: Path | None = None) -> str:
+def full_block(out: Path, names: list[str], root: Path | None = None,
+               explanations: Path | None = None) -> str:
     """The docs' block of the full run (mutation.py --full --docs): per module, the mutants run
     and killed so far; the modules not yet (or not wholly) run; an estimate of the time the rest
     takes, from the seconds per mutant measured so far and the mutants per line of source."""
     import json
 
-    lines = ["| module | mutants | killed | survived | not run yet | score | 95% |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    done, waiting, untested, survivors = {}, [], [], []
+    lines = ["| module | mutants | killed | survived | of them harmless | not run yet | score "
+             "| 95% | score, harmless left out |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    done, waiting, untested, survivors, harmless = {}, [], [], [], []
+    reasons = explained(explanations or EXPLAINED)
     for name in names:
         path = out / name / "result.json"
         if not path.exists():
@@ -120,41 +123,74 @@ def full_block(out: Path, names: list[str], root: Path | None = None) -> str:
         low, high = r["interval95"]
         score = "-" if not scored else f"{100 * r['score']:.0f}%"
         interval = "-" if not scored else f"{100 * low:.0f}-{100 * high:.0f}%"
+        why = [reasons.get((name, s["line"], s["operator"].split("/")[-1]))
+               for s in r["survivors"]]
+        r["harmless"] = sum(w is not None for w in why)
+        real = scored - r["harmless"]
+        without = f"{100 * r['killed'] / real:.0f}%" if real else "-"
         lines.append(f"| {name} | {r['candidates']} | {r['killed']} | {r['survived']} "
-                     f"| {r['not_run']} | {score} | {interval} |")
-        survivors += [f"- {name}, line {s['line']} ({s['operator'].split('/')[-1]}): "
-                      f"{changed_lines(s['diff'])}" for s in r["survivors"]]
+                     f"| {r['harmless']} | {r['not_run']} | {score} | {interval} | {without} |")
+        for s, w in zip(r["survivors"], why, strict=True):
+            entry = (f"- {name}, line {s['line']} ({s['operator'].split('/')[-1]}): "
+                     f"{changed_lines(s['diff'])}")
+            (survivors if w is None else harmless).append(entry + ("" if w is None else
+                                                                   f". Harmless: {w}"))
     run = sum(r["killed"] + r["survived"] + r["incompetent"] for r in done.values())
     seconds = sum(r.get("seconds", 0.0) for r in done.values())
     killed = sum(r["killed"] for r in done.values())
     scored = killed + sum(r["survived"] for r in done.values())
     if scored:
+        real = scored - len(harmless)
         lines.append(f"| all so far | {sum(r['candidates'] for r in done.values())} | {killed} "
-                     f"| {scored - killed} | {sum(r['not_run'] for r in done.values())} "
-                     f"| {100 * killed / scored:.0f}% | |")
+                     f"| {scored - killed} | {len(harmless)} "
+                     f"| {sum(r['not_run'] for r in done.values())} "
+                     f"| {100 * killed / scored:.0f}% | | {100 * killed / real:.0f}% |")
     lines.append("")
     commits = sorted({r.get("commit", "?") for r in done.values()})
     if commits:
         lines += [f"Mutated at commit {', '.join(commits)}; a module cut short by its time box "
-                  "(`not run yet` > 0) has run its mutants in cosmic-ray's order (operator by "
-                  "operator), not a random sample of them.", ""]
+                  "(`not run yet` > 0) has run a random sample of its mutants (seeded), so its "
+                  "score estimates the module's and the 95% interval is that sample's.", ""]
+    worker_run = sum(r.get("worker_mutants", 0) for r in done.values())
+    worker_seconds = sum(r.get("worker_seconds", 0.0) for r in done.values())
     if run and seconds:
         root = root or Path(__file__).resolve().parents[1]
         per_line = sum(r["candidates"] for r in done.values()) / sum(
             _source_lines(root, r["module"]) for r in done.values())
         rest = sum(r["not_run"] for r in done.values()) + per_line * sum(
             _source_lines(root, "winit_cli/" + n.replace(".", "/") + ".py") for n in waiting)
-        lines.append(f"{run} mutants run in {_duration(seconds)} ({seconds / run:.1f} s each); "
-                     f"the {len(waiting)} modules not yet run and the rest of those cut short "
-                     f"hold about {rest:.0f} more ({per_line:.2f} mutants per line so far): "
-                     f"{_duration(rest * seconds / run)} more at that pace.")
+        # the pace of the warm worker (mutation_worker) where it ran any, else of all sessions
+        pace = worker_seconds / worker_run if worker_run else seconds / run
+        lines.append(f"{run} mutants run in {_duration(seconds)}"
+                     + (f", {worker_run} of them by the warm worker in "
+                        f"{_duration(worker_seconds)} ({pace:.1f} s each)" if worker_run else
+                        f" ({pace:.1f} s each)")
+                     + f"; the {len(waiting)} modules not yet run and the rest of those cut "
+                     f"short hold about {rest:.0f} more ({per_line:.2f} mutants per line so "
+                     f"far): {_duration(rest * pace)} more at that pace.")
         lines.append("")
     if waiting:
         lines += [f"Not yet mutated: {', '.join(waiting)}.", ""]
     if untested:
         lines += [f"No unit test runs any line of (left out): {', '.join(untested)}.", ""]
-    lines += ["Survivors:", "", *(survivors or ["- none"])]
+    lines += ["Survivors not yet killed by a test nor explained:", "", *(survivors or ["- none"]),
+              "", f"Survivors explained as harmless ({(explanations or EXPLAINED).name}, keyed by "
+              "module, line and operator):", "", *(harmless or ["- none"])]
     return "\n".join(lines)
+
+
+EXPLAINED = Path(__file__).with_name("mutation_explained.yaml")
+
+
+def explained(path: Path) -> dict[tuple[str, int, str], str]:
+    """(module, line, operator) -> why a mutant surviving there is harmless, from `path`: per
+    module, a list of {line, operators, why}; a survivor listed there is counted apart."""
+    import yaml
+
+    table = yaml.safe_load(path.read_text()) if path.exists() else {}
+    return {(module, entry["line"], operator): entry["why"]
+            for module, entries in (table or {}).items() for entry in entries
+            for operator in entry["operators"]}
 
 
 def _mapped(out: Path, name: str) -> bool:

@@ -1,14 +1,10 @@
 """Which fast tests run each module of winit, and each line of it, for the full mutation run
 (scripts/mutation.py --full): the unit tier runs once under coverage, with each test's lines
 recorded apart. A module's targeted tests are those that ran any line of it, fastest first; a
-mutant runs only the tests that ran its line (seconds, not the whole tier):
-
-    python scripts/mutation_targets.py LINES PRISTINE MUTATED -- PYTEST ARGS...
-
-is the test command each mutant runs: it finds the lines the mutant changed (MUTATED against
-PRISTINE), and runs pytest on the tests LINES (a json file: line -> node ids) lists for them.
-A line only import runs (a constant, a default, a decorator) gets every test of the module; a
-line no test runs cannot change what any test sees, so its mutant survives without a run.
+mutant runs only the tests that ran the lines it changed (`tests_for_mutant`, which
+scripts/mutation_worker.py runs against each mutant; seconds, not the whole tier). A line only
+import runs (a constant, a default, a decorator) gets every test of the module; a line no test
+runs cannot change what any test sees, so its mutant survives without a run.
 
 Also a pytest plugin (loaded with `-p mutation_targets` and WINIT_TEST_MAP set): it records,
 per test node id, the lines of winit_cli it runs and the seconds it takes.
@@ -138,7 +134,9 @@ def line_map(out: Path, module: str) -> dict[str, list[str]]:
 
 def statement_lines(source: str) -> dict[int, int | None]:
     """Each line of a statement -> the line coverage reports it under (the innermost statement's
-    first), or None for a def or class header (decorators, defaults: run on import)."""
+    first), or None for a def or class header (decorators, defaults: run on import) and for the
+    whole of a function under a cache decorator (`cache`, `lru_cache`): it runs once per
+    process, under whichever test calls it first, and every later test reads its result."""
     first: dict[int, int | None] = {}
     nodes = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.stmt)]
     for node in sorted(nodes, key=lambda n: n.lineno):
@@ -146,6 +144,9 @@ def statement_lines(source: str) -> dict[int, int | None]:
         start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
         for line in range(start, (node.end_lineno or node.lineno) + 1):
             first[line] = None if header and line < node.body[0].lineno else node.lineno
+    for node in nodes:
+        if any("cache" in ast.unparse(d) for d in getattr(node, "decorator_list", [])):
+            first.update(dict.fromkeys(range(node.lineno, (node.end_lineno or 0) + 1)))
     return first
 
 
@@ -169,24 +170,29 @@ def tests_for_mutant(lines: dict[str, list[str]], pristine: str, mutated: str) -
     return tests
 
 
-def main() -> None:
-    """The test command of one mutant (module docstring); exits as pytest does, 0 when no
-    test runs the changed lines."""
-    lines_file, pristine, mutated, dash, *pytest_args = sys.argv[1:]
-    assert dash == "--", "usage: LINES PRISTINE MUTATED -- PYTEST ARGS"
-    tests = tests_for_mutant(json.loads(Path(lines_file).read_text()),
-                             Path(pristine).read_text(), Path(mutated).read_text())
-    if not tests:
-        print("no test runs the mutated lines")
-        sys.exit(0)
-    argfile = Path(lines_file).with_name("mutant-tests.txt")
-    argfile.write_text("".join(f"{t}\n" for t in tests))
-    sys.exit(subprocess.run([sys.executable, "-m", "pytest", *pytest_args,
-                             f"@{argfile}"]).returncode)
+def _trees(repo: Path, tests_ref: str | None) -> dict[str, str]:
+    """The git trees of winit_cli/ and tests/ (from `tests_ref` if given)."""
+    def tree(ref: str, folder: str) -> str:
+        return subprocess.run(["git", "rev-parse", f"{ref}:{folder}"], cwd=repo,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    return {"winit_cli": tree("HEAD", "winit_cli"), "tests": tree(tests_ref or "HEAD", "tests")}
 
 
-if __name__ == "__main__":
-    main()
+def record_trees(repo: Path, out: Path, tests_ref: str | None) -> None:
+    """Note which code and tests the map in `out` was made on (see `mapped_seconds`)."""
+    (out / "map_trees.json").write_text(json.dumps(_trees(repo, tests_ref)))
+
+
+def mapped_seconds(repo: Path, out: Path, tests_ref: str | None,
+                   tests: list[str]) -> float | None:
+    """The seconds `tests` took when the map in `out` was made, if it was made on this very
+    code and these tests (they passed then: a map is made only from a passing tier, so that
+    stands for the unmutated check); else None."""
+    record = out / "map_trees.json"
+    if not record.exists() or json.loads(record.read_text()) != _trees(repo, tests_ref):
+        return None
+    known = json.loads((out / "coverage.data.seconds.json").read_text())
+    return sum(known.get(t, 0.0) for t in tests)
 
 
 def every_module(root: Path) -> list[str]:

@@ -69,10 +69,17 @@ def f(a):
 
 def never():
     return 1
+
+
+@cache
+def table():
+    return [1, 2]
 """
-# As coverage would record it: def lines and X run on import only; f's lines by two tests.
+# As coverage would record it: def lines and X run on import only; f's lines by two tests;
+# the cached table's body by the first test that called it.
 LINES = {"1": ["import"], "4": ["import"], "5": ["t::slow", "t::fast"], "6": ["t::slow"],
-         "8": ["t::fast"], "11": ["import"], "import": ["t::fast", "t::slow"]}
+         "8": ["t::fast"], "11": ["import"], "15": ["import"], "17": ["t::fast"],
+         "import": ["t::fast", "t::slow"]}
 
 
 @pytest.mark.parametrize(("old", "new", "tests"), [
@@ -80,6 +87,7 @@ LINES = {"1": ["import"], "4": ["import"], "5": ["t::slow", "t::fast"], "6": ["t
     ("                1)", "                2)", ["t::slow"]),  # a statement's second line
     ("X = 3", "X = 4", ["t::fast", "t::slow"]),  # run on import: every test of the module
     ("    return 1", "    return 2", []),  # no test runs it: it cannot change what they see
+    ("[1, 2]", "[1, 3]", ["t::fast", "t::slow"]),  # cached: every later test reads it too
 ])
 def test_a_mutant_runs_the_tests_of_the_lines_it_changed(old, new, tests):
     mutated = SOURCE.replace(old, new, 1)
@@ -97,19 +105,58 @@ def test_full_block_tabulates_each_module_and_lists_what_is_left(tmp_path):
     (tmp_path / "a" / "result.json").write_text(json.dumps({
         "module": "winit_cli/a.py", "candidates": 12, "killed": 8, "survived": 2,
         "incompetent": 0, "not_run": 2, "score": 0.8, "interval95": [0.49, 0.94],
-        "seconds": 100.0, "survivors": [{"line": 3, "operator": "core/NumberReplacer",
-                                         "diff": "-    x = 1\n+    x = 2\n"}]}))
+        "seconds": 100.0, "survivors": [
+            {"line": 3, "operator": "core/NumberReplacer", "diff": "-    x = 1\n+    x = 2\n"},
+            {"line": 5, "operator": "core/ReplaceTrueWithFalse",
+             "diff": "-    y = True\n+    y = False\n"}]}))
+    harmless = tmp_path / "explained.yaml"
+    harmless.write_text("a:\n  - {line: 5, operators: [ReplaceTrueWithFalse], why: y is unread}\n"
+                        "  - {line: 3, operators: [ReplaceTrueWithFalse], why: not this one}\n")
     (tmp_path / "test_map.json").write_text(json.dumps({"winit_cli/a.py": ["t"],
                                                         "winit_cli/b.py": ["t"]}))
     (tmp_path / "winit_cli").mkdir()
     (tmp_path / "winit_cli" / "a.py").write_text("x = 1\n" * 10)
     (tmp_path / "winit_cli" / "b.py").write_text("x = 1\n" * 5)
-    text = mutation_report.full_block(tmp_path, ["a", "b", "c"], root=tmp_path)
-    assert "| a | 12 | 8 | 2 | 2 | 80% | 49-94% |" in text
+    text = mutation_report.full_block(tmp_path, ["a", "b", "c"], root=tmp_path,
+                                      explanations=harmless)
+    # one of the two survivors explained: 8 killed of 9 that count
+    assert "| a | 12 | 8 | 2 | 1 | 2 | 80% | 49-94% | 89% |" in text
     # b: 5 lines at 1.2 mutants a line, and a's 2 not run: 8 more at 10 s each
     assert ("10 mutants run in 2 min (10.0 s each); the 1 modules not yet run and the rest of "
             "those cut short hold about 8 more (1.20 mutants per line so far): 1 min more at "
             "that pace.") in text
     assert "Not yet mutated: b." in text
     assert "No unit test runs any line of (left out): c." in text
-    assert "- a, line 3 (NumberReplacer): `x = 1` -> `x = 2`" in text
+    unexplained, explained = text.split("Survivors explained as harmless")
+    assert "- a, line 3 (NumberReplacer): `x = 1` -> `x = 2`" in unexplained
+    assert "- a, line 5 (ReplaceTrueWithFalse): `y = True` -> `y = False`. Harmless: y is unread" \
+        in explained
+
+
+@pytest.mark.integration  # starts the worker process
+def test_the_warm_worker_runs_each_mutant_as_written(tmp_path):
+    """mutation_worker forks one child per mutant after its imports: each child reads its own
+    mutant (the module is imported after the fork), a failing test kills it, a passing one lets
+    it survive, a mutant that hangs is stopped at the time limit, and the pristine source is
+    back after each."""
+    import os
+
+    import mutation_worker
+
+    pristine = "def double(x):\n    return 2 * x\n"
+    (tmp_path / "double.py").write_text(pristine)
+    (tmp_path / "test_double.py").write_text(
+        "from double import double\n\n\ndef test_double():\n    assert double(3) == 6\n")
+    worker = mutation_worker.Worker(tmp_path, {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    try:
+        def run(source: str, timeout: float = 60.0) -> int | None:
+            args = ["-q", "-p", "no:cacheprovider", "test_double.py"]
+            return worker.run(tmp_path / "double.py", source, args, timeout)["code"]
+
+        assert run(pristine.replace("2 * x", "2 + x")) == 1  # 5 != 6: killed
+        assert run(pristine.replace("2 * x", "x + x")) == 0  # the same function: survives
+        assert run(pristine.replace("2 * x", "2 ** x")) == 1  # a new mutant, read afresh
+        assert run(pristine.replace("return 2 * x", "while True:\n        pass"), 1.0) is None
+        assert (tmp_path / "double.py").read_text() == pristine
+    finally:
+        worker.close()

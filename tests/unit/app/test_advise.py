@@ -124,3 +124,56 @@ def test_user_errors_are_one_red_line():
     assert "unknown scheme 'nope'" in result.output
     result = CliRunner().invoke(app, ["advise", "--set", "model.depht=3"])
     assert result.exit_code == 2 and "did you mean 'depth'" in result.output
+
+
+def test_step0_shapes_are_the_linear_layers_fans():
+    """MNIST's 784 inputs and 10 classes, depth 3 at width 64: by hand, 784 -> 64 -> 64 -> 10,
+    each layer's fan_in its input width and fan_out its output width."""
+    from winit_cli.diagnosis.advise import step0_shapes
+
+    shapes = step0_shapes(load_config(None, ["model.depth=3", "model.width=64"]))
+    assert shapes.fan_in.tolist() == [784, 64, 64]
+    assert shapes.fan_out.tolist() == [64, 64, 10]
+    assert shapes.layer.tolist() == [1, 2, 3] and (shapes.step == 0).all()
+
+
+@pytest.mark.parametrize(("bias", "words"), [("true", "3-layer relu mlp, width 64"),
+                                             ("false", "3-layer relu mlp, width 64, no bias")])
+def test_the_network_is_named_with_its_bias(bias, words):
+    from winit_cli.diagnosis.advise import network_words
+
+    config = load_config(None, ["model.depth=3", "model.width=64", "model.activation=relu",
+                                f"model.bias={bias}"])
+    assert network_words(config) == words
+
+
+def test_the_recommendation_says_how_far_from_healthy():
+    """Depth 12, width 256, ReLU. He: chi = 1, critical, so xi_c is infinite and the reach any
+    depth. normal with std 1: chi = 256 x 1 / 2 = 128 per layer, 10 factors from layer 1 to 11:
+    +5 log10 128 = +10.54 decades, exploding, the only scheme asked about and none healthy."""
+    healthy = advise(load_config(QUICKSTART, ["model.depth=12"]), ["he_normal"])
+    assert healthy.recommendation == "he_normal"
+    assert "trainable at any depth (xi_c infinite: critical)" in healthy.reason
+    config = load_config(QUICKSTART, ["model.depth=12", "init.scheme=normal",
+                                      "init.params.std=1.0"])
+    exploding = advise(config, ["normal"])
+    assert exploding.reason == (f"no scheme is predicted healthy at depth 12; normal comes "
+                                f"closest (exploding, {5 * math.log10(128):+.2f} decades first "
+                                "to last)")
+
+
+def test_all_zero_weights_vanish_completely():
+    """zeros: chi = 0, every gradient below the output layer exactly 0, so the ratio is
+    log10 0 = -inf (not +inf, not undefined) and the verdict vanishing."""
+    (row,) = advise(load_config(QUICKSTART, ["model.depth=12"]), ["zeros"]).schemes
+    assert row.verdict == "vanishing"
+    assert row.log10_ratio == -math.inf
+
+
+def test_a_family_theorys_refusal_is_passed_on():
+    """BatchNorm on batches of 3: the rate is infinite below a batch of 4 (E[1/chi^2_(B-1)]
+    diverges); the theory's own reason reaches the advice, not a generic one."""
+    config = load_config(QUICKSTART, ["model.depth=6", "model.norm=batch",
+                                      "train.batch_size=3"])
+    (row,) = advise(config, ["he_normal"]).schemes
+    assert row.verdict == "no prediction" and "batch size 3" in row.reason

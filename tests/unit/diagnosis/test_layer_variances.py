@@ -62,8 +62,27 @@ def test_a_runs_prediction_sits_on_its_step0_rows_beside_what_was_measured():
     assert summary["difference"] == pytest.approx(0.60206, abs=1e-5)
 
 
+def test_the_summary_difference_is_measured_minus_predicted():
+    """ReLU at sigma_w^2 = 1, no bias: chi = sigma_w^2 E[relu'(z)^2] = 1/2 on every layer, so
+    depth 3's predicted log10 ||dL/dz_1|| / ||dL/dz_2|| is 1/2 log10 chi_1 = -0.150515 (by hand,
+    the theory's one hidden-to-hidden step); measured log10 8/2 = 0.60206; the difference is the
+    measured minus the predicted, 0.752575 (not their sum: a predicted ratio of 0, as in the
+    test above, cannot tell)."""
+    from winit_cli.diagnosis.predict import predict_run
+
+    config = load_config(None, ["init.scheme=mean_field", "init.params.sigma_w2=1.0",
+                                "init.params.sigma_b2=0.0", "model.depth=3",
+                                "model.activation=relu"])
+    _, summary = predict_run(config, _layers(), 1.0)
+    assert summary["chi"] == pytest.approx(0.5)
+    assert summary["predicted_log10_ratio"] == pytest.approx(0.5 * -0.30103, abs=1e-5)
+    assert summary["difference"] == pytest.approx(0.60206 + 0.150515, abs=1e-5)
+
+
 @pytest.mark.parametrize(("overrides", "reason"), [
     (["init.scheme=mean1_normal"], "non-zero-mean"),
+    # mean-field theory assumes zero-mean weights: a negative mean is outside it too
+    (["init.scheme=mean1_normal", "init.params.mean=-1.0"], "non-zero-mean"),
     (["model.norm=batch", "model.dropout=0.1"], "no prediction"),
 ])
 def test_no_prediction_is_said_so(overrides, reason):

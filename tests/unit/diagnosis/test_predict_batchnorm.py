@@ -59,3 +59,15 @@ def test_whole_network_prediction_counts_the_layers_between_the_first_and_last_h
     assert rows.predicted_chi.notna().sum() == DEPTH - 2
     assert summary["measured_log10_ratio"] == pytest.approx(
         math.log10(norms[0, 0] / norms[0, DEPTH - 2]), rel=1e-12)
+
+
+def test_below_a_batch_of_four_there_is_no_prediction():
+    """Under BatchNorm the mean squared gradient is infinite below a batch of 4
+    (E[1/chi^2_(B-1)] diverges): no rate, so no prediction, said so."""
+    config = load_config(None, ["model.depth=4", "model.norm=batch", "model.activation=linear",
+                                "train.batch_size=3"])
+    step0 = pd.DataFrame({"layer": range(1, 5), "fan_in": [784, 64, 64, 64],
+                          "act_grad_norm": [8.0, 4.0, 2.0, 1.0]})
+    rows, summary = predict_family("batchnorm", config, step0, [1.0] * 4, [0.0] * 4, True, 1.0)
+    assert rows is None
+    assert summary["applicable"] is False and "batch size 3" in summary["reason"]

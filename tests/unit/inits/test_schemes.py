@@ -248,6 +248,9 @@ def test_mean_field_summary_for_the_table():
     assert scheme_mean_field(SCHEMES["orthogonal"], "relu", 512).sigma_w2 == pytest.approx(2.0)
     assert scheme_mean_field(SCHEMES["lsuv"], "relu", 512).chi is None
     assert scheme_mean_field(SCHEMES["mean1_normal"], "relu", 512).chi is None
+    # A negative mean is as far outside the theory as a positive one (zero-mean weights only).
+    negative = scheme_mean_field(SCHEMES["mean1_normal"], "relu", 512, {"mean": -1.0})
+    assert (negative.chi, negative.note) == (None, "non-zero mean")
     assert scheme_mean_field(SCHEMES["constant"], "relu", 512).chi is None
     assert scheme_mean_field(SCHEMES["zeros"], "tanh", 512).chi == 0.0
     assert scheme_mean_field(SCHEMES["critical"], "gelu", 512).note == "no edge of chaos"

@@ -18,6 +18,15 @@ def test_hand_built_spectrum():
     assert q == {"q10": 0.0, "q50": 1.0, "q90": 3.0}
 
 
+def test_weights_that_do_not_sum_to_one_are_normalised():
+    """s = 1, 2, 3 with weights 2, 2, 4 (a quarter, a quarter, a half): s^2 = 1, 4, 9, mean
+    5.75, variance 0.25 x 4.75^2 + 0.25 x 1.75^2 + 0.5 x 3.25^2 = 11.6875; cumulative weight
+    0.25, 0.5, 1 puts q10 at 1, q50 at 2 (reached exactly), q90 at 3."""
+    ratio, q = cutoff_free(torch.tensor([3.0, 1.0, 2.0]), torch.tensor([4.0, 2.0, 2.0]))
+    assert ratio == pytest.approx(11.6875 / 5.75**2)
+    assert q == {"q10": 1.0, "q50": 2.0, "q90": 3.0}
+
+
 def test_against_numpy_and_independent_of_the_cutoff():
     g = torch.Generator().manual_seed(3)
     n, depth, inputs = 24, 6, 4

@@ -111,3 +111,25 @@ def test_batches_below_four_have_no_finite_rate():
     for batch in (1, 2, 3):
         with pytest.raises(ValueError, match="batch of 4"):
             bn_gradient_rate("relu", batch)
+
+
+def test_relus_large_batch_rate_is_pi_over_pi_minus_one():
+    """ReLU at B = inf: E[relu'(z)^2] / Var relu(z) = (1/2) / (1/2 - 1/(2 pi)) = pi / (pi - 1),
+    from the closed form's own limit and from the quadrature."""
+    from winit_cli.theory.batchnorm import bn_gradient_rate
+
+    assert relu_rate(math.inf) == pytest.approx(math.pi / (math.pi - 1), rel=1e-12)
+    assert bn_gradient_rate("relu", math.inf) == pytest.approx(math.pi / (math.pi - 1),
+                                                               rel=1e-9)
+
+
+def test_tanhs_large_batch_rate_by_a_fine_grid():
+    """E[sech(z)^4] / Var tanh(z), z ~ N(0, 1), by the trapezoid rule on a grid of 200001
+    points over [-12, 12] (the Gaussian's tails beyond are below 1e-31)."""
+    from winit_cli.theory.batchnorm import large_batch_rate
+
+    z = np.linspace(-12.0, 12.0, 200_001)
+    pdf = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    dphi_sq = np.trapezoid((1 - np.tanh(z) ** 2) ** 2 * pdf, z)
+    var = np.trapezoid(np.tanh(z) ** 2 * pdf, z)  # E[tanh] = 0 by symmetry
+    assert large_batch_rate("tanh") == pytest.approx(dphi_sq / var, rel=1e-8)
