@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -74,9 +76,22 @@ def as_written(fig: Figure) -> None:
     mathtext (`$\\frac{1}{$` raised and took the whole report down). Every figure passes through
     `save`, which calls this once; tick labels, which matplotlib writes while drawing (its
     log-axis `10^-3` is mathtext), keep theirs."""
-    for text in fig.findobj(Text):
+    for text in _texts(fig):
         if "$" in text.get_text():
             text.set_text(text.get_text().replace("$", r"\$"))
+
+
+def _texts(artist: Artist) -> Iterator[Text]:
+    """Every Text under `artist`, an axis's ticks aside: the ticks an axis makes are labelled
+    by their formatter while the figure is drawn (whatever they hold now is replaced), and
+    asking an axis for them makes and lays out every tick (findobj did: a sixth of the time a
+    report spent on its figures)."""
+    if isinstance(artist, Text):
+        yield artist
+    children = [artist.label, artist.offsetText] if isinstance(artist, Axis) else \
+        artist.get_children()
+    for child in children:
+        yield from _texts(child)
 
 
 def axes_grid(n: int, max_cols: int, cell: tuple[float, float],
