@@ -55,9 +55,30 @@ def _geomean(arrays: list[np.ndarray]) -> np.ndarray:
         return 10 ** np.mean(np.log10(np.stack(arrays)), axis=0)
 
 
+def _init_arrays(layers: pd.DataFrame) -> dict[str, np.ndarray]:
+    """init_rows(layers)'s columns as arrays, for a run without module names (no norm layers:
+    every layer at its own position), in numpy: a configuration has thousands of runs."""
+    at_init = np.flatnonzero(layers.step.to_numpy() == 0)
+    _, first = np.unique(layers.layer.to_numpy()[at_init], return_index=True)
+    rows = at_init[first]  # the first row of each layer, by layer number
+    return {c: layers[c].to_numpy(float)[rows] for c in
+            ("act_grad_norm", "weight_grad_norm", "predicted_log10_grad_ratio") if c in layers}
+
+
 def _flow_line(label: str, color: str, runs: list[Run]) -> plots.FlowLine:
     """Step 0's gradients of a configuration, the geometric mean over its runs; norm layers
     (a watched model's BatchNorm: no dL/dz) kept apart from the Linear and Conv layers."""
+    if not any("name" in r.layers for r in runs):  # no module names: no norm layers
+        init = [_init_arrays(r.layers) for r in runs]
+        depth = min(len(f["act_grad_norm"]) for f in init)
+        init = [{c: v[:depth] for c, v in f.items()} for f in init]
+        predicted = None
+        if all("predicted_log10_grad_ratio" in f for f in init):
+            predicted = _geomean([f["act_grad_norm"][-1] * 10 ** f["predicted_log10_grad_ratio"]
+                                  for f in init])
+        return plots.FlowLine(
+            label, color, np.arange(1.0, depth + 1), _geomean([f["act_grad_norm"] for f in init]),
+            _geomean([f["weight_grad_norm"] for f in init]), predicted, None, np.empty(0), None)
     placed = [plots.with_positions(init_rows(r.layers)) for r in runs]
     norms = [f[f.position % 1 != 0] for f in placed]
     init = [f[f.position % 1 == 0] for f in placed]
