@@ -43,8 +43,9 @@ from winit_cli.records.schema import parse_record
 from winit_cli.records.tables import dtype_name
 
 STORE = Path(".winit") / "store"  # under the folder searched; hidden: never taken for a run
-FORMAT = f"2/{__version__}"  # a store written by another winit is rebuilt, not trusted
+FORMAT = f"3/{__version__}"  # a store written by another winit is rebuilt, not trusted
 TABLES = ("layers", "metrics")
+MAX_SEGMENTS = 8  # a sync that would add one more compacts the store into one segment
 # The files whose identity decides whether a folder is read again (summary.json also by hash).
 IDENTITY_FILES = ("summary.json", "config.yaml", "layers.csv", "metrics.csv", "../../sweep.yaml")
 
@@ -81,6 +82,7 @@ class Stored:
     table_reason: str | None  # why its tables cannot be used (a report skips it)
     fields: str  # Skipped.fields, JSON
     columns: str  # {table: {column: dtype}}, JSON
+    segment: str = ""  # which segment's table files hold its rows (set when it is written)
 
 
 def _stored(run: Run | Skipped, run_dir: Path, ident: str, why: str | None,
@@ -183,28 +185,39 @@ class RunStore:
             if meta.get(b"format", b"").decode() != FORMAT:
                 return {}
             generation = meta[b"generation"].decode()
-            if any(not (self.dir / f"{t}-{generation}.parquet").is_file() for t in TABLES):
-                return {}
             rows = {r["path"]: Stored(**r) for r in table.to_pylist()}
+            if any(not self._file(t, s).is_file() for t in TABLES
+                   for s in {r.segment for r in rows.values()}):
+                return {}
         except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
             return {}
         self.generation = generation
         return rows
 
+    def _file(self, table: str, segment: str) -> Path:
+        return self.dir / f"{table}-{segment}.parquet"
+
     def _write(self, old: dict[str, Stored], frames: dict[str, list[pa.Table]],
                writable: bool) -> None:
-        """Tables first (under a new generation's names), then runs.parquet naming them, then
-        the old generation's files go: a crash between leaves the previous store whole."""
+        """The tables of the runs read in by this sync as a new segment (with every kept run's
+        rows in it too where the store is compacted: too many segments, or none written yet),
+        then runs.parquet naming each run's segment, then segments no run names go: a crash
+        between leaves the previous store whole."""
         keep = [p for p, row in self.rows.items() if old.get(p) is row]
         generation = hashlib.sha256(json.dumps(
             [self.generation, sorted(r.identity for r in self.rows.values())]).encode()
             ).hexdigest()[:12]
+        kept_segments = {self.rows[p].segment for p in keep}
+        compact = not writable or not self.generation or len(kept_segments) >= MAX_SEGMENTS
         tables = {}
         for t in TABLES:
-            parts = [self._arrow(t, keep)] if keep and self.generation else []
+            parts = [self._arrow(t, keep)] if compact and keep and self.generation else []
             parts += frames[t]
-            tables[t] = pa.concat_tables(parts, promote_options="permissive") if parts else \
-                pa.table({"path": pa.array([], pa.string()), "_row": pa.array([], pa.int64())})
+            tables[t] = _with_segment(pa.concat_tables(parts, promote_options="permissive")
+                                      if parts else _EMPTY, generation)
+        for rel, row in self.rows.items():
+            if compact or old.get(rel) is not row:
+                row.segment = generation
         runs = pa.Table.from_pylist([vars(r) for r in self.rows.values()],
                                     schema=_RUNS_SCHEMA).replace_schema_metadata(
             {"format": FORMAT, "generation": generation})
@@ -213,17 +226,31 @@ class RunStore:
             self._memory = tables  # a read-only results folder: the store lives in this process
             return
         try:
-            for t, table in tables.items():
-                atomic_write(self.dir / f"{t}-{generation}.parquet", _parquet(table))
+            if compact or len(keep) < len(self.rows):  # runs read in: a segment of theirs
+                for t, table in tables.items():
+                    atomic_write(self._file(t, generation), _parquet(table))
             atomic_write(self.dir / "runs.parquet", _parquet(runs))
         except OSError:
-            self._memory, self.writable = tables, False
+            self._memory, self.writable = self._whole(tables, keep, compact), False
             return
-        for t in TABLES:  # earlier generations, and any a crash left before they were named
+        named = {self._file(t, r.segment).name for t in TABLES for r in self.rows.values()}
+        for t in TABLES:  # segments no run names, and any a crash left before they were named
             for stale in self.dir.glob(f"{t}-*.parquet"):
-                if stale.name != f"{t}-{generation}.parquet":
+                if stale.name not in named:
                     with suppress(OSError):
                         stale.unlink()
+
+    def _whole(self, tables: dict[str, pa.Table], keep: list[str], compact: bool
+               ) -> dict[str, pa.Table]:
+        """Every stored run's tables in memory (the store could not be written after all)."""
+        if compact or not keep:
+            return tables
+        whole = {t: _with_segment(pa.concat_tables(
+            [self._arrow(t, keep), table.drop_columns(["_segment"])],
+            promote_options="permissive"), self.generation) for t, table in tables.items()}
+        for row in self.rows.values():
+            row.segment = self.generation
+        return whole
 
     @contextmanager
     def _locked(self) -> Iterator[bool]:
@@ -250,26 +277,31 @@ class RunStore:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def _source(self, table: str) -> str | pa.Table:
+    def _source(self, table: str) -> list[str] | pa.Table:
         if self._memory is not None:
             return self._memory[table]
-        return str(self.dir / f"{table}-{self.generation}.parquet")
+        return sorted({str(self._file(table, r.segment)) for r in self.rows.values()
+                       if r.segment})  # (not yet set: a run being read in)
 
     def _arrow(self, table: str, paths: list[str]) -> pa.Table:
-        return self._query(table, paths, "*").to_arrow_table()
+        return self._query(table, paths, "* EXCLUDE (_segment)").to_arrow_table()
 
     def _query(self, table: str, paths: list[str], select: str,
                rest: str = "") -> duckdb.DuckDBPyRelation:
-        """SELECT `select` from a stored table, the rows of `paths` only (then `rest`)."""
+        """SELECT `select` from a stored table, the rows of `paths` only, from the segment
+        that holds each (an older one may hold a changed run's earlier rows), then `rest`."""
         source = self._source(table)
-        self._db.register("wanted", pa.table({"path": pa.array(paths, pa.string())}))
+        self._db.register("wanted", pa.table({
+            "path": pa.array(paths, pa.string()),
+            "_segment": pa.array([self.rows[p].segment for p in paths], pa.string())}))
         if isinstance(source, pa.Table):
             self._db.register("source", source)
             source = "source"
         else:
-            source = "read_parquet('" + source.replace("'", "''") + "')"
-        return self._db.sql(f"SELECT {select} FROM {source} "
-                            f"WHERE path IN (SELECT path FROM wanted) {rest}")
+            files = ", ".join("'" + f.replace("'", "''") + "'" for f in source)
+            source = f"read_parquet([{files}], union_by_name = true)"
+        return self._db.sql(f"SELECT {select} FROM {source} SEMI JOIN wanted "
+                            f"USING (path, _segment) {rest}")
 
     def runs(self, tables: bool = True) -> list[Run | Skipped]:
         """Every stored folder, as load_run(tables=...) gives it; tables are read from the
@@ -296,7 +328,7 @@ class RunStore:
 
         source = self._source("metrics")
         names = source.column_names if isinstance(source, pa.Table) else \
-            pq.read_schema(source).names
+            {n for f in source for n in pq.read_schema(f).names}
         if not runs or "val_accuracy" not in names:
             return
         found = dict(self._query(
@@ -340,6 +372,17 @@ class RunStore:
             except (ResultsError, ValueError):
                 continue
         return out
+
+
+_EMPTY = pa.table({"path": pa.array([], pa.string()), "_row": pa.array([], pa.int64())})
+
+
+def _with_segment(table: pa.Table, segment: str) -> pa.Table:
+    """`table` with its _segment column naming `segment` (the rows a query takes are those
+    of each run's own segment)."""
+    if "_segment" in table.column_names:
+        table = table.drop_columns(["_segment"])
+    return table.append_column("_segment", pa.array([segment] * table.num_rows, pa.string()))
 
 
 _RUNS_SCHEMA = pa.schema([(name, pa.string()) for name in Stored.__dataclass_fields__])
