@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import math
+import multiprocessing
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +70,63 @@ def save(fig: Figure, path: Path, output: Output = Output()) -> Path:
         fig.savefig(buffer, format=fmt, dpi=output.dpi, metadata=metadata)
         atomic_write(path.with_suffix(f".{fmt}"), buffer.getvalue())
     return path
+
+
+class Painter:
+    """Figures saved (drawn, encoded, written) by forked worker processes while the caller
+    builds the next ones: drawing is most of a report's time and matplotlib holds the GIL, so
+    it is processes, one per CPU at most (none where fork is missing: saved here). A worker
+    gets the figures as they are in memory (fork: nothing pickled) and writes the files
+    `save` writes, byte for byte; one that fails has its figures saved again here, where the
+    error is raised as it would have been. `wait` returns once every file is written."""
+
+    def __init__(self, workers: int | None = None):
+        methods = multiprocessing.get_all_start_methods()
+        self.workers = (workers or min(MAX_PAINTERS, os.cpu_count() or 1)) \
+            if "fork" in methods else 1
+        self._running: list[tuple[multiprocessing.Process, list[tuple[Figure, Path]],
+                                  Output]] = []
+
+    def save(self, jobs: list[tuple[Figure, Path]], output: Output = Output()) -> list[Path]:
+        """Save each (figure, PNG path), now or in a worker; returns the PNG paths."""
+        if self.workers < 2:
+            return [save(fig, path, output) for fig, path in jobs]
+        while len(self._running) >= self.workers:
+            self._join(0)
+        worker = multiprocessing.get_context("fork").Process(
+            target=_save_all, args=(jobs, output), daemon=True)
+        worker.start()
+        self._running.append((worker, jobs, output))
+        return [path for _, path in jobs]
+
+    def __enter__(self) -> Painter:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        """Every file written; or, leaving on an error (a stop signal), no worker left."""
+        if kind is None:
+            while self._running:
+                self._join(0)
+            return
+        for worker, _, _ in self._running:
+            worker.terminate()
+            worker.join()
+        self._running.clear()
+
+    def _join(self, i: int) -> None:
+        worker, jobs, output = self._running.pop(i)
+        worker.join()
+        if worker.exitcode != 0:
+            for fig, path in jobs:
+                save(fig, path, output)
+
+
+MAX_PAINTERS = 4
+
+
+def _save_all(jobs: list[tuple[Figure, Path]], output: Output) -> None:
+    for fig, path in jobs:
+        save(fig, path, output)
 
 
 def as_written(fig: Figure) -> None:
