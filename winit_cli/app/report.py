@@ -50,6 +50,7 @@ from winit_cli.app.widths import report_figures
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, write_csv
 from winit_cli.records.folders import staged
+from winit_cli.records.held import ByGroup
 from winit_cli.records.reader import RUN_MARKERS, Run, Skipped, find_run_dirs
 from winit_cli.records.reuse import FigureCache
 from winit_cli.records.rows import (
@@ -68,7 +69,7 @@ from winit_cli.records.rows import (
     rows_frame,
     run_row,
 )
-from winit_cli.records.store import STORE, ByGroup, RunStore
+from winit_cli.records.store import STORE, RunStore
 from winit_cli.views.figures import draw
 from winit_cli.views.plots import FORMATS, Output
 from winit_cli.views.report_text import intro_paragraphs, write_text

@@ -23,7 +23,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +38,13 @@ from winit_cli._version import __version__
 from winit_cli.bounded import Unreadable, kind_of, read_bytes
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import MAX_JSON_BYTES, atomic_write, open_regular, read_json
+from winit_cli.records.held import TABLES
 from winit_cli.records.reader import Run, Skipped, load_runs, read_tables, summary_fields
 from winit_cli.records.schema import parse_record
 from winit_cli.records.tables import dtype_name
 
 STORE = Path(".winit") / "store"  # under the folder searched; hidden: never taken for a run
 FORMAT = f"3/{__version__}"  # a store written by another winit is rebuilt, not trusted
-TABLES = ("layers", "metrics")
 MAX_SEGMENTS = 8  # a sync that would add one more compacts the store into one segment
 # The files whose identity decides whether a folder is read again (summary.json also by hash).
 IDENTITY_FILES = ("summary.json", "config.yaml", "layers.csv", "metrics.csv", "../../sweep.yaml")
@@ -87,8 +87,7 @@ class Stored:
 
 def _stored(run: Run | Skipped, run_dir: Path, ident: str, why: str | None,
             held: dict[str, pa.Table | None]) -> Stored:
-    """The store's row of a folder: `run` as load_run(tables=False) gave it, and what
-    read_tables said of its tables (why not, or the tables held)."""
+    """A folder's row: `run` as load_run(tables=False) gave it, and read_tables' word."""
     try:  # read as load_run reads it: bounded, regular files only
         summary = json.dumps(read_json(run_dir / "summary.json"))
     except ResultsError:
@@ -399,36 +398,3 @@ def _slices(paths: np.ndarray) -> dict[str, tuple[int, int]]:
     starts = [0, *(np.flatnonzero(paths[1:] != paths[:-1]) + 1).tolist()]
     stops = [*starts[1:], len(paths)]
     return {paths[a]: (a, b) for a, b in zip(starts, stops, strict=True)}
-
-
-def evict(runs: list[Run]) -> None:
-    """Let go of these runs' tables (the store reads them again when asked)."""
-    for run in runs:
-        for t in TABLES:
-            run.__dict__.pop(t, None)
-
-
-class ByGroup(Mapping):
-    """Runs by path whose tables are held one batch (a report's group) at a time: asking for a
-    run of another batch reads that batch's tables in one query and lets go of the last's."""
-
-    def __init__(self, runs: dict[str, Run], batches: list[list[str]]):
-        self._runs, self._batches = runs, batches
-        self._batch_of = {p: i for i, batch in enumerate(batches) for p in batch}
-        self._held: int | None = None
-
-    def __getitem__(self, path: str) -> Run:
-        run = self._runs[path]
-        i = self._batch_of.get(path)
-        if i is not None and i != self._held and run.store is not None:
-            if self._held is not None:
-                evict([self._runs[p] for p in self._batches[self._held]])
-            run.store.load([self._runs[p] for p in self._batches[i]])
-            self._held = i
-        return run
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._runs)
-
-    def __len__(self) -> int:
-        return len(self._runs)

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from runs_folder import make_run
 
+from winit_cli.records.held import ByGroup
 from winit_cli.records.reader import Run, Skipped
-from winit_cli.records.store import STORE, ByGroup, RunStore
+from winit_cli.records.store import STORE, RunStore
 
 
 def _dirs(root):
