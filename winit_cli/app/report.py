@@ -50,6 +50,7 @@ from winit_cli.app.widths import report_figures
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, write_csv
 from winit_cli.records.folders import staged
+from winit_cli.records.held import ByGroup
 from winit_cli.records.reader import RUN_MARKERS, Run, Skipped, find_run_dirs
 from winit_cli.records.reuse import FigureCache
 from winit_cli.records.rows import (
@@ -68,7 +69,7 @@ from winit_cli.records.rows import (
     rows_frame,
     run_row,
 )
-from winit_cli.records.store import STORE, ByGroup, RunStore
+from winit_cli.records.store import STORE, RunStore
 from winit_cli.views.figures import draw
 from winit_cli.views.plots import FORMATS, Output
 from winit_cli.views.report_text import intro_paragraphs, write_text
@@ -109,9 +110,19 @@ def grid_keys(runs: list[Run]) -> list[str]:
     known = [effective(r.config) for r in runs if r.config and not is_watched(r.config)]
     keys = {k for r in runs for k in r.sweep_grid if any(k in c for c in known)}
     for key in {k for c in known for k in c}:
-        if len({json.dumps(c.get(key), default=str) for c in known}) > 1:
+        if len({_distinct(c.get(key)) for c in known}) > 1:
             keys.add(key)
     return sorted(k for k in keys if k not in BOOKKEEPING and k not in OWN_COLUMN)
+
+
+def _distinct(value: Any) -> str:
+    """A config value as JSON text, which tells values apart (1, 1.0 and True are three). The
+    encoder json keeps for dumps without options where that can write it: one made per call
+    (default=str) took seconds over every key of 10,000 runs' configs."""
+    try:
+        return json.dumps(value)
+    except TypeError:  # a value JSON has no type for: as its text, as before
+        return json.dumps(value, default=str)
 
 
 def summary_rows(runs: list[Run], grid: list[str]) -> list[dict[str, Any]]:

@@ -32,8 +32,9 @@ from winit_cli.app.compare import Comparison, compare
 from winit_cli.config import apply_override
 from winit_cli.errors import ConfigError
 from winit_cli.records.files import write_csv
-from winit_cli.records.reader import Run, read_table
+from winit_cli.records.reader import Run
 from winit_cli.records.store import RunStore
+from winit_cli.records.tables import read_table
 from winit_cli.sweeps.executors import ExecutorOptions, ProgressFn
 from winit_cli.sweeps.plan import SweepPlan, plan
 from winit_cli.sweeps.spec import SweepSpec

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from winit_cli.records.schema import RunRecord
 
@@ -36,6 +37,53 @@ def record_problem(record: RunRecord) -> str | None:
     return None
 
 
+def out_of_bounds(column: str, values: np.ndarray) -> np.ndarray | None:
+    """Where a column's values (floats; NaN compares False) cannot be true, or None where the
+    column has no bounds."""
+    with np.errstate(invalid="ignore"):
+        if column in FRACTIONS:
+            return (values < 0) | (values > 1)
+        if column in NOT_NEGATIVE or column.endswith("_norm") or "_abs_" in column:
+            return values < 0
+    return None
+
+
+def suspects(table: pa.Table, owner: np.ndarray, keys: tuple[str, ...] = ("step", "layer")
+             ) -> set[int]:
+    """The owners (runs, numbered in `owner`, one per row) of many runs' rows of one table in
+    which table_problem could find something: a value out of bounds or a key pair seen twice.
+    One pass over all of them; only these runs need table_problem's own reading."""
+    found: set[int] = set()
+    for column in table.column_names:
+        kind = table.schema.field(column).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            continue
+        bad = out_of_bounds(column, table[column].to_numpy(zero_copy_only=False).astype(float))
+        if bad is not None:
+            found.update(np.unique(owner[bad]).tolist())
+    present = [k for k in keys if k in table.column_names]
+    if present:
+        frame = pd.DataFrame({"owner": owner, **{k: table[k].to_numpy(zero_copy_only=False)
+                                                 for k in present}})
+        found.update(np.unique(owner[frame.duplicated().to_numpy()]).tolist())
+    return found
+
+
+def layers_suspects(layer: np.ndarray, owner: np.ndarray, depth: np.ndarray,
+                    mlp: np.ndarray) -> set[int]:
+    """The owners in which layers_problem could find something, in one pass over many runs'
+    layers.csv rows (`depth` and `mlp` by owner): not every layer whole and at least 1, or an
+    MLP whose layers are not exactly 1 to its depth."""
+    frame = pd.DataFrame({"owner": owner, "layer": layer.astype(float)})
+    per = frame.groupby("owner").layer.agg(["min", "max", "nunique"])
+    whole = frame.assign(whole=np.isfinite(frame.layer) & (frame.layer % 1 == 0)
+                         ).groupby("owner").whole.all()
+    want = depth[per.index.to_numpy()]
+    ok = (per["min"] >= 1) & whole & (~mlp[per.index.to_numpy()] | (
+        (per["min"] == 1) & (per["max"] == want) & (per["nunique"] == want)))
+    return set(per.index[~ok.to_numpy()].tolist())
+
+
 def table_problem(name: str, frame: pd.DataFrame) -> str | None:
     """Why a run's table (layers.csv, metrics.csv) cannot be true, or None."""
     # numpy, not a pandas operation per column: a cold report checks every run's tables
@@ -43,17 +91,10 @@ def table_problem(name: str, frame: pd.DataFrame) -> str | None:
     for column in frame.columns:
         if column not in numeric:
             continue
-        values = frame[column].to_numpy(dtype=float, na_value=np.nan)  # NaN compares False
-        fraction = column in FRACTIONS
-        with np.errstate(invalid="ignore"):
-            if fraction:
-                bad = (values < 0) | (values > 1)
-            elif column in NOT_NEGATIVE or column.endswith("_norm") or "_abs_" in column:
-                bad = values < 0
-            else:
-                continue
-        if bad.any():
+        bad = out_of_bounds(column, frame[column].to_numpy(dtype=float, na_value=np.nan))
+        if bad is not None and bad.any():
             row = int(bad.nonzero()[0][0])
+            fraction = column in FRACTIONS
             what = "a fraction in [0, 1]" if fraction else "negative"
             verb = "is not" if fraction else "is"
             return f"{name} line {row + 2}: {column} {frame[column].iloc[row]:g} {verb} {what}"

@@ -14,13 +14,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from winit_cli.bounded import Unreadable, opened
-from winit_cli.errors import ResultsError, WinitError, shorten
+from winit_cli.errors import ResultsError, WinitError
 from winit_cli.records.files import read_json
-from winit_cli.records.plausible import layers_problem, record_problem, table_problem
+from winit_cli.records.plausible import layers_problem, layers_suspects, record_problem
 from winit_cli.records.schema import RunRecord, parse_record
+from winit_cli.records.tables import read_many, read_table, to_frame
 from winit_cli.status import Status
 from winit_cli.yamlfile import read_yaml
 
@@ -126,62 +128,6 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree} if prefix else {}
 
 
-# The columns that hold text: the module's name, in layers.csv of runs of `winit.watch`, a
-# residual MLP's layer role (input, branch_inner, branch_out, output; records/rows.py), and
-# which tensor a row of histograms.csv counts.
-TEXT_COLUMNS = ("name", "role", "tensor", "parametrization")  # the last: winit widths' CSVs
-# The largest table a run could honestly hold (a depth-100 run recorded at every one of 30,000
-# steps writes about 1 GB of layers.csv), and what pandas can parse without filling the memory;
-# a larger one (a sparse 3 GB file) is refused before it is read.
-MAX_TABLE_BYTES = 1 << 30
-
-
-def read_table(path: Path, required: tuple[str, ...] = ("step",), keys: tuple[str, ...] = ("step",)
-               ) -> tuple[pd.DataFrame | None, str | None]:
-    """A run's CSV table with every column numeric, or (None, why it cannot be used): every
-    column winit writes to layers.csv and metrics.csv is a number (TEXT_COLUMNS aside, read as
-    text), so a cell that is not one means the file was damaged, and nothing computed from it
-    could be trusted. `keys` may not be empty either (other cells may: a non-finite value is
-    written as an empty cell), and a file that does not end with a newline was cut short
-    (winit's writes are whole)."""
-    name = path.name
-    if not path.is_file():  # a FIFO named layers.csv would block read_csv forever
-        return None, f"{name} is missing" + (" (not a regular file)" if path.exists() else "")
-    try:
-        with opened(path, MAX_TABLE_BYTES) as f:
-            if f.seek(0, os.SEEK_END) and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
-                return None, f"{name} is truncated (it ends mid-line)"
-            f.seek(0)
-            frame = pd.read_csv(f)
-    except Unreadable as e:
-        return None, f"{name} is unreadable ({e.why})"
-    except pd.errors.EmptyDataError:
-        return None, f"{name} is empty"
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as e:
-        return None, f"{name} is unreadable ({str(e).strip().splitlines()[0][:120]})"
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        return None, f"{name} lacks columns {missing}"
-    for column in frame.columns:
-        if column in TEXT_COLUMNS:
-            frame[column] = frame[column].astype(str)
-            continue
-        if pd.api.types.is_numeric_dtype(frame[column]) and not (
-                column in keys and frame[column].isna().any()):
-            continue  # parsed as numbers already: nothing to check (most of the time spent)
-        numbers = pd.to_numeric(frame[column], errors="coerce")
-        bad = numbers.isna() & frame[column].notna()
-        if column in keys:
-            bad |= numbers.isna()
-        if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0])
-            cell = frame[column].iloc[row]
-            what = "empty" if pd.isna(cell) else f"{shorten(cell, 40)}, not a number"
-            return None, f"{name} line {row + 2}: {column} is {what}"
-        frame[column] = numbers
-    return frame, None
-
-
 def sweep_of(run_dir: Path) -> tuple[str | None, tuple[str, ...]]:
     """<sweep>/runs/<run-id>: the sweep's name and its grid keys, from sweep.yaml."""
     sweep_dir = run_dir.parent.parent
@@ -208,40 +154,79 @@ def summary_fields(data: object) -> dict:
 def load_run(run_dir: Path, root: Path, *, tables: bool = True) -> Run | Skipped:
     """A run directory's files (paths relative to `root`), or why they cannot be used. With
     `tables`, a finished run must also have a readable layers.csv with records."""
+    return load_runs([run_dir], root, tables=tables)[0]
+
+
+def load_runs(run_dirs: list[Path], root: Path, *, tables: bool = True) -> list[Run | Skipped]:
+    """load_run of each directory, their tables (with `tables`) read and checked all at once
+    (records/tables.read_many: thousands of runs in one pass, not one by one)."""
+    loaded = [_load_files(d, root) for d in run_dirs]
+    runs = [run for run, _ in loaded if isinstance(run, Run)]
+    if not tables:
+        return [run for run, _ in loaded]
+    found = dict(zip(map(id, runs), read_tables(runs), strict=True))
+    out: list[Run | Skipped] = []
+    for run, fields in loaded:
+        why, held = found.get(id(run), (None, {}))
+        if why is not None:
+            run = Skipped(run.path, why, fields)
+        for name, table in held.items():  # checked: the cached_properties serve these frames
+            run.__dict__[name] = None if table is None else to_frame(table)
+        out.append(run)
+    return out
+
+
+def _load_files(run_dir: Path, root: Path) -> tuple[Run | Skipped, dict]:
+    """A run's summary.json and config.yaml (not its tables), or why they cannot be used; and
+    what its summary.json says of it (Skipped.fields)."""
     rel = run_dir.relative_to(root).as_posix()
     if not (run_dir / "summary.json").is_file():
-        return Skipped(rel, "no summary.json")
+        return Skipped(rel, "no summary.json"), {}
     try:
         data = read_json(run_dir / "summary.json")
     except ResultsError as e:
-        return Skipped(rel, "summary.json " + str(e).removeprefix(f"{run_dir / 'summary.json'}: "))
+        why = "summary.json " + str(e).removeprefix(f"{run_dir / 'summary.json'}: ")
+        return Skipped(rel, why), {}
     fields = summary_fields(data)
     if fields.get("status") == Status.RUNNING:
-        return Skipped(rel, "status running (unfinished, or its process died)", fields)
+        return Skipped(rel, "status running (unfinished, or its process died)", fields), fields
     try:
         record = parse_record(data, "summary.json")
     except ResultsError as e:
-        return Skipped(rel, str(e), fields)
+        return Skipped(rel, str(e), fields), fields
     try:
         config = flatten(read_yaml(run_dir / "config.yaml", "config.yaml") or {})
     except WinitError:
         config = {}
     sweep, grid = sweep_of(run_dir)
-    run = Run(run_dir, rel, record, config, sweep, grid)
-    why = record_problem(record) or (read_tables(run) if tables else None)
-    return run if why is None else Skipped(rel, why, fields)
+    why = record_problem(record)
+    if why is not None:
+        return Skipped(rel, why, fields), fields
+    return Run(run_dir, rel, record, config, sweep, grid), fields
 
 
-def read_tables(run: Run) -> str | None:
-    """Read a finished run's layers.csv (which must have records consistent with its record)
-    and metrics.csv (where there is one) into `run`; or why they cannot be used."""
-    layers, why = read_table(run.dir / "layers.csv", LAYER_COLUMNS, ("step", "layer"))
-    if why is None and not len(layers):
-        why = "layers.csv has no records"
-    why = why or table_problem("layers.csv", layers) or layers_problem(run.record, layers)
-    if why is None and (run.dir / "metrics.csv").exists():
-        run.__dict__["metrics"], why = read_table(run.dir / "metrics.csv")
-        why = why or table_problem("metrics.csv", run.metrics)
-    if why is None:
-        run.__dict__["layers"] = layers  # checked: the cached_property serves this frame
-    return why
+def read_tables(runs: list[Run]) -> list[tuple[str | None, dict[str, pa.Table | None]]]:
+    """Each finished run's layers.csv (which must have records consistent with its record) and
+    metrics.csv (where there is one), as Arrow: ({"layers": ..., "metrics": ...}) or why they
+    cannot be used. Read and checked for all the runs at once."""
+    layers = read_many([r.dir / "layers.csv" for r in runs], LAYER_COLUMNS, ("step", "layer"))
+    whys = [why or (None if table.num_rows else "layers.csv has no records")
+            for table, why in layers]
+    clear = [i for i, why in enumerate(whys) if why is None]
+    if clear:  # layers_problem, screened over every run at once
+        flagged = layers_suspects(
+            np.concatenate([layers[i][0]["layer"].to_numpy(zero_copy_only=False)
+                            for i in clear]),
+            np.repeat(np.arange(len(clear)), [layers[i][0].num_rows for i in clear]),
+            np.array([runs[i].record.depth for i in clear]),
+            np.array([runs[i].record.model_kind == "mlp" for i in clear]))
+        for n in flagged:
+            i = clear[n]
+            whys[i] = layers_problem(runs[i].record, to_frame(layers[i][0]))
+    held = [{"layers": table, "metrics": None} for table, _ in layers]
+    with_metrics = [i for i, why in enumerate(whys)
+                    if why is None and (runs[i].dir / "metrics.csv").exists()]
+    for i, (table, why) in zip(with_metrics, read_many(
+            [runs[i].dir / "metrics.csv" for i in with_metrics]), strict=True):
+        whys[i], held[i]["metrics"] = why, table
+    return [(why, {} if why else tables) for why, tables in zip(whys, held, strict=True)]

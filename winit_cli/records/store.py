@@ -23,7 +23,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +38,14 @@ from winit_cli._version import __version__
 from winit_cli.bounded import Unreadable, kind_of, read_bytes
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import MAX_JSON_BYTES, atomic_write, open_regular, read_json
-from winit_cli.records.reader import Run, Skipped, load_run, read_tables, summary_fields
+from winit_cli.records.held import TABLES
+from winit_cli.records.reader import Run, Skipped, load_runs, read_tables, summary_fields
 from winit_cli.records.schema import parse_record
+from winit_cli.records.tables import dtype_name
 
 STORE = Path(".winit") / "store"  # under the folder searched; hidden: never taken for a run
-FORMAT = f"2/{__version__}"  # a store written by another winit is rebuilt, not trusted
-TABLES = ("layers", "metrics")
+FORMAT = f"3/{__version__}"  # a store written by another winit is rebuilt, not trusted
+MAX_SEGMENTS = 8  # a sync that would add one more compacts the store into one segment
 # The files whose identity decides whether a folder is read again (summary.json also by hash).
 IDENTITY_FILES = ("summary.json", "config.yaml", "layers.csv", "metrics.csv", "../../sweep.yaml")
 
@@ -80,9 +82,12 @@ class Stored:
     table_reason: str | None  # why its tables cannot be used (a report skips it)
     fields: str  # Skipped.fields, JSON
     columns: str  # {table: {column: dtype}}, JSON
+    segment: str = ""  # which segment's table files hold its rows (set when it is written)
 
 
-def _stored(run: Run | Skipped, run_dir: Path, ident: str) -> Stored:
+def _stored(run: Run | Skipped, run_dir: Path, ident: str, why: str | None,
+            held: dict[str, pa.Table | None]) -> Stored:
+    """A folder's row: `run` as load_run(tables=False) gave it, and read_tables' word."""
     try:  # read as load_run reads it: bounded, regular files only
         summary = json.dumps(read_json(run_dir / "summary.json"))
     except ResultsError:
@@ -90,13 +95,15 @@ def _stored(run: Run | Skipped, run_dir: Path, ident: str) -> Stored:
     if isinstance(run, Skipped):
         return Stored(run.path, ident, summary, "{}", None, "[]", run.reason, None,
                       json.dumps(run.fields, default=str), "{}")
-    why = read_tables(run)
-    columns = {t: {c: str(d) for c, d in getattr(run, t).dtypes.items()}
-               for t in TABLES if why is None and run.__dict__.get(t) is not None}
+    columns = {t: {f.name: dtype_name(f.type) for f in table.schema}
+               for t, table in held.items() if table is not None}
     return Stored(run.path, ident, summary, json.dumps(run.config, default=str), run.sweep,
                   json.dumps(run.sweep_grid), None, why,
                   json.dumps(summary_fields(json.loads(summary or "null")), default=str),
                   json.dumps(columns))
+
+
+BATCH = 1000  # folders read at once in a sync: one pass of checks each; a stop signal between
 
 
 class RunStore:
@@ -124,22 +131,19 @@ class RunStore:
             old = self._load()
             now = {d.relative_to(self.root).as_posix(): (d, identity(d)) for d in dirs}
             fresh: dict[str, Stored] = {}
-            # new runs' tables as Arrow at once: a pandas frame per run held until the write
-            # took more memory (a cold sync of 400 runs: +101 MB, against +83 MB) and time
+            # new runs' tables as Arrow, read and checked a batch of folders at a time
             frames: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
+            todo = []
             for rel, (d, ident) in now.items():
                 kept = old.get(rel)
                 if kept is not None and kept.identity == ident:
                     fresh[rel] = kept
-                    continue
-                interrupts.check()  # a stop signal ends a sync between runs (thousands)
-                run = load_run(d, self.root, tables=False)
-                fresh[rel] = _stored(run, d, ident)
-                for t in TABLES:
-                    frame = run.__dict__.get(t) if isinstance(run, Run) else None
-                    if frame is not None:
-                        frames[t].append(pa.Table.from_pandas(frame.assign(
-                            path=rel, _row=range(len(frame))), preserve_index=False))
+                else:
+                    todo.append((rel, d, ident))
+            for start in range(0, len(todo), BATCH):
+                interrupts.check()  # a stop signal ends a sync between batches (thousands)
+                self._read([*todo[start:start + BATCH]], fresh, frames)
+            fresh = {rel: fresh[rel] for rel in now}  # in the order searched
             scopes = None if within is None else \
                 [Path(w).resolve().relative_to(self.root.resolve()).as_posix() for w in within]
             for rel, row in old.items():
@@ -153,6 +157,22 @@ class RunStore:
                 self._write(old, frames, writable)
         return self
 
+    def _read(self, todo: list[tuple[str, Path, str]], fresh: dict[str, Stored],
+              frames: dict[str, list[pa.Table]]) -> None:
+        """Folders (path, folder, identity) read in: their rows into `fresh`, their tables
+        (with path and row number) onto `frames`."""
+        runs = load_runs([d for _, d, _ in todo], self.root, tables=False)
+        found = [r for r in runs if isinstance(r, Run)]
+        tables = dict(zip(map(id, found), read_tables(found), strict=True))
+        for (rel, d, ident), run in zip(todo, runs, strict=True):
+            why, held = tables.get(id(run), (None, {}))
+            fresh[rel] = _stored(run, d, ident, why, held)
+            for t, table in held.items():
+                if table is not None:
+                    frames[t].append(table.append_column("path", pa.array(
+                        [rel] * table.num_rows, pa.string())).append_column(
+                        "_row", pa.array(np.arange(table.num_rows, dtype=np.int64))))
+
     def _load(self) -> dict[str, Stored]:
         """The stored rows, or none (then everything is read again) where the store is missing,
         damaged or from another winit."""
@@ -164,28 +184,39 @@ class RunStore:
             if meta.get(b"format", b"").decode() != FORMAT:
                 return {}
             generation = meta[b"generation"].decode()
-            if any(not (self.dir / f"{t}-{generation}.parquet").is_file() for t in TABLES):
-                return {}
             rows = {r["path"]: Stored(**r) for r in table.to_pylist()}
+            if any(not self._file(t, s).is_file() for t in TABLES
+                   for s in {r.segment for r in rows.values()}):
+                return {}
         except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
             return {}
         self.generation = generation
         return rows
 
+    def _file(self, table: str, segment: str) -> Path:
+        return self.dir / f"{table}-{segment}.parquet"
+
     def _write(self, old: dict[str, Stored], frames: dict[str, list[pa.Table]],
                writable: bool) -> None:
-        """Tables first (under a new generation's names), then runs.parquet naming them, then
-        the old generation's files go: a crash between leaves the previous store whole."""
+        """The tables of the runs read in by this sync as a new segment (with every kept run's
+        rows in it too where the store is compacted: too many segments, or none written yet),
+        then runs.parquet naming each run's segment, then segments no run names go: a crash
+        between leaves the previous store whole."""
         keep = [p for p, row in self.rows.items() if old.get(p) is row]
         generation = hashlib.sha256(json.dumps(
             [self.generation, sorted(r.identity for r in self.rows.values())]).encode()
             ).hexdigest()[:12]
+        kept_segments = {self.rows[p].segment for p in keep}
+        compact = not writable or not self.generation or len(kept_segments) >= MAX_SEGMENTS
         tables = {}
         for t in TABLES:
-            parts = [self._arrow(t, keep)] if keep and self.generation else []
+            parts = [self._arrow(t, keep)] if compact and keep and self.generation else []
             parts += frames[t]
-            tables[t] = pa.concat_tables(parts, promote_options="permissive") if parts else \
-                pa.table({"path": pa.array([], pa.string()), "_row": pa.array([], pa.int64())})
+            tables[t] = _with_segment(pa.concat_tables(parts, promote_options="permissive")
+                                      if parts else _EMPTY, generation)
+        for rel, row in self.rows.items():
+            if compact or old.get(rel) is not row:
+                row.segment = generation
         runs = pa.Table.from_pylist([vars(r) for r in self.rows.values()],
                                     schema=_RUNS_SCHEMA).replace_schema_metadata(
             {"format": FORMAT, "generation": generation})
@@ -194,17 +225,31 @@ class RunStore:
             self._memory = tables  # a read-only results folder: the store lives in this process
             return
         try:
-            for t, table in tables.items():
-                atomic_write(self.dir / f"{t}-{generation}.parquet", _parquet(table))
+            if compact or len(keep) < len(self.rows):  # runs read in: a segment of theirs
+                for t, table in tables.items():
+                    atomic_write(self._file(t, generation), _parquet(table))
             atomic_write(self.dir / "runs.parquet", _parquet(runs))
         except OSError:
-            self._memory, self.writable = tables, False
+            self._memory, self.writable = self._whole(tables, keep, compact), False
             return
-        for t in TABLES:  # earlier generations, and any a crash left before they were named
+        named = {self._file(t, r.segment).name for t in TABLES for r in self.rows.values()}
+        for t in TABLES:  # segments no run names, and any a crash left before they were named
             for stale in self.dir.glob(f"{t}-*.parquet"):
-                if stale.name != f"{t}-{generation}.parquet":
+                if stale.name not in named:
                     with suppress(OSError):
                         stale.unlink()
+
+    def _whole(self, tables: dict[str, pa.Table], keep: list[str], compact: bool
+               ) -> dict[str, pa.Table]:
+        """Every stored run's tables in memory (the store could not be written after all)."""
+        if compact or not keep:
+            return tables
+        whole = {t: _with_segment(pa.concat_tables(
+            [self._arrow(t, keep), table.drop_columns(["_segment"])],
+            promote_options="permissive"), self.generation) for t, table in tables.items()}
+        for row in self.rows.values():
+            row.segment = self.generation
+        return whole
 
     @contextmanager
     def _locked(self) -> Iterator[bool]:
@@ -231,26 +276,31 @@ class RunStore:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def _source(self, table: str) -> str | pa.Table:
+    def _source(self, table: str) -> list[str] | pa.Table:
         if self._memory is not None:
             return self._memory[table]
-        return str(self.dir / f"{table}-{self.generation}.parquet")
+        return sorted({str(self._file(table, r.segment)) for r in self.rows.values()
+                       if r.segment})  # (not yet set: a run being read in)
 
     def _arrow(self, table: str, paths: list[str]) -> pa.Table:
-        return self._query(table, paths, "*").to_arrow_table()
+        return self._query(table, paths, "* EXCLUDE (_segment)").to_arrow_table()
 
     def _query(self, table: str, paths: list[str], select: str,
                rest: str = "") -> duckdb.DuckDBPyRelation:
-        """SELECT `select` from a stored table, the rows of `paths` only (then `rest`)."""
+        """SELECT `select` from a stored table, the rows of `paths` only, from the segment
+        that holds each (an older one may hold a changed run's earlier rows), then `rest`."""
         source = self._source(table)
-        self._db.register("wanted", pa.table({"path": pa.array(paths, pa.string())}))
+        self._db.register("wanted", pa.table({
+            "path": pa.array(paths, pa.string()),
+            "_segment": pa.array([self.rows[p].segment for p in paths], pa.string())}))
         if isinstance(source, pa.Table):
             self._db.register("source", source)
             source = "source"
         else:
-            source = "read_parquet('" + source.replace("'", "''") + "')"
-        return self._db.sql(f"SELECT {select} FROM {source} "
-                            f"WHERE path IN (SELECT path FROM wanted) {rest}")
+            files = ", ".join("'" + f.replace("'", "''") + "'" for f in source)
+            source = f"read_parquet([{files}], union_by_name = true)"
+        return self._db.sql(f"SELECT {select} FROM {source} SEMI JOIN wanted "
+                            f"USING (path, _segment) {rest}")
 
     def runs(self, tables: bool = True) -> list[Run | Skipped]:
         """Every stored folder, as load_run(tables=...) gives it; tables are read from the
@@ -277,7 +327,7 @@ class RunStore:
 
         source = self._source("metrics")
         names = source.column_names if isinstance(source, pa.Table) else \
-            pq.read_schema(source).names
+            {n for f in source for n in pq.read_schema(f).names}
         if not runs or "val_accuracy" not in names:
             return
         found = dict(self._query(
@@ -323,6 +373,17 @@ class RunStore:
         return out
 
 
+_EMPTY = pa.table({"path": pa.array([], pa.string()), "_row": pa.array([], pa.int64())})
+
+
+def _with_segment(table: pa.Table, segment: str) -> pa.Table:
+    """`table` with its _segment column naming `segment` (the rows a query takes are those
+    of each run's own segment)."""
+    if "_segment" in table.column_names:
+        table = table.drop_columns(["_segment"])
+    return table.append_column("_segment", pa.array([segment] * table.num_rows, pa.string()))
+
+
 _RUNS_SCHEMA = pa.schema([(name, pa.string()) for name in Stored.__dataclass_fields__])
 
 
@@ -337,36 +398,3 @@ def _slices(paths: np.ndarray) -> dict[str, tuple[int, int]]:
     starts = [0, *(np.flatnonzero(paths[1:] != paths[:-1]) + 1).tolist()]
     stops = [*starts[1:], len(paths)]
     return {paths[a]: (a, b) for a, b in zip(starts, stops, strict=True)}
-
-
-def evict(runs: list[Run]) -> None:
-    """Let go of these runs' tables (the store reads them again when asked)."""
-    for run in runs:
-        for t in TABLES:
-            run.__dict__.pop(t, None)
-
-
-class ByGroup(Mapping):
-    """Runs by path whose tables are held one batch (a report's group) at a time: asking for a
-    run of another batch reads that batch's tables in one query and lets go of the last's."""
-
-    def __init__(self, runs: dict[str, Run], batches: list[list[str]]):
-        self._runs, self._batches = runs, batches
-        self._batch_of = {p: i for i, batch in enumerate(batches) for p in batch}
-        self._held: int | None = None
-
-    def __getitem__(self, path: str) -> Run:
-        run = self._runs[path]
-        i = self._batch_of.get(path)
-        if i is not None and i != self._held and run.store is not None:
-            if self._held is not None:
-                evict([self._runs[p] for p in self._batches[self._held]])
-            run.store.load([self._runs[p] for p in self._batches[i]])
-            self._held = i
-        return run
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._runs)
-
-    def __len__(self) -> int:
-        return len(self._runs)

@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 from winit_cli.errors import ConfigError
-from winit_cli.records.reader import TEXT_COLUMNS
 from winit_cli.records.schema import RunRecord
+from winit_cli.records.tables import TEXT_COLUMNS
 
 # layers.csv columns that say which row it is, not what was measured (a residual net's block
 # and role among them); the predicted_* columns (theory, step 0 only) are left out too.

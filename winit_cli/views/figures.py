@@ -55,9 +55,30 @@ def _geomean(arrays: list[np.ndarray]) -> np.ndarray:
         return 10 ** np.mean(np.log10(np.stack(arrays)), axis=0)
 
 
+def _init_arrays(layers: pd.DataFrame) -> dict[str, np.ndarray]:
+    """init_rows(layers)'s columns as arrays, for a run without module names (no norm layers:
+    every layer at its own position), in numpy: a configuration has thousands of runs."""
+    at_init = np.flatnonzero(layers.step.to_numpy() == 0)
+    _, first = np.unique(layers.layer.to_numpy()[at_init], return_index=True)
+    rows = at_init[first]  # the first row of each layer, by layer number
+    return {c: layers[c].to_numpy(float)[rows] for c in
+            ("act_grad_norm", "weight_grad_norm", "predicted_log10_grad_ratio") if c in layers}
+
+
 def _flow_line(label: str, color: str, runs: list[Run]) -> plots.FlowLine:
     """Step 0's gradients of a configuration, the geometric mean over its runs; norm layers
     (a watched model's BatchNorm: no dL/dz) kept apart from the Linear and Conv layers."""
+    if not any("name" in r.layers for r in runs):  # no module names: no norm layers
+        init = [_init_arrays(r.layers) for r in runs]
+        depth = min(len(f["act_grad_norm"]) for f in init)
+        init = [{c: v[:depth] for c, v in f.items()} for f in init]
+        predicted = None
+        if all("predicted_log10_grad_ratio" in f for f in init):
+            predicted = _geomean([f["act_grad_norm"][-1] * 10 ** f["predicted_log10_grad_ratio"]
+                                  for f in init])
+        return plots.FlowLine(
+            label, color, np.arange(1.0, depth + 1), _geomean([f["act_grad_norm"] for f in init]),
+            _geomean([f["weight_grad_norm"] for f in init]), predicted, None, np.empty(0), None)
     placed = [plots.with_positions(init_rows(r.layers)) for r in runs]
     norms = [f[f.position % 1 != 0] for f in placed]
     init = [f[f.position % 1 == 0] for f in placed]
@@ -87,8 +108,9 @@ def _heatmap_title(row: pd.Series, label: str) -> str:
 
 def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.DataFrame,
                    runs: dict[str, Run], labels: dict, colors: dict, plot_dir: Path,
-                   output: plots.Output, theory: dict) -> list[tuple[str, Path]]:
-    """One group's figures, as (alt text, PNG path)."""
+                   output: plots.Output, theory: dict, painter: plots.Painter
+                   ) -> list[tuple[str, Path]]:
+    """One group's figures, as (alt text, PNG path), saved by `painter`."""
     slug = _slug(key)
     flows, curves, panels, quantities, bars = [], [], [], [], []
     for n, (i, cfg) in enumerate(configs.iterrows()):
@@ -131,7 +153,8 @@ def _group_figures(key: tuple, title: str, configs: pd.DataFrame, summary: pd.Da
             f"grad_flow_bars_{slug}")] if bars else []),
         *_spectrum_figure(configs, summary, runs, labels, colors, title, slug, theory),
     ]
-    return [(alt, plots.save(fig, plot_dir / f"{name}.png", output)) for alt, fig, name in made]
+    paths = painter.save([(fig, plot_dir / f"{name}.png") for _, fig, name in made], output)
+    return [(alt, path) for (alt, _, _), path in zip(made, paths, strict=True)]
 
 
 # What each kind of figure shows, under it in the report (keyed by its file name's start).
@@ -230,19 +253,38 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
         stale.unlink()
     colors = plots.colors_for(list(labels.values()))
     figures: dict[tuple | None, list[tuple[str, str]]] = {}
+    painter, drawn = plots.Painter(), []  # a group's figures saved while the next is built
+    with painter:
+        _groups(out, summary, aggregate, runs, labels, output, grid, spectrum_theory or {},
+                reuse, between, painter, colors, figures, drawn)
+    for inputs, made in drawn if reuse else ():  # kept for the next report, once written
+        reuse.put(*inputs, made)
+    _depth_figures(out, aggregate, labels, colors, output, figures)
+    return figures
+
+
+def _groups(out, summary, aggregate, runs, labels, output, grid, theory, reuse, between,
+            painter, colors, figures, drawn) -> None:
+    """Each group's figures into `figures`, those drawn (not reused) also onto `drawn`."""
+    plot_dir = out / "plots"
     keys = group_keys(list(grid))  # groups as the text has them (records/rows.group_keys)
     for key, configs in list(by_group(aggregate, grid).items())[:plots.MAX_GROUPS]:
         between()
         title = group_title(dict(zip(keys, key, strict=True)))
         inputs = reuse and _drawn_from(key, title, configs, summary, labels, colors, output,
-                                       spectrum_theory or {})
+                                       theory)
         made = reuse and reuse.get(*inputs, plot_dir)
         if made is None:
             made = _group_figures(key, title, configs, summary, runs, labels, colors, plot_dir,
-                                  output, spectrum_theory or {})
-            if reuse:
-                reuse.put(*inputs, made)
+                                  output, theory, painter)
+            drawn.append((inputs, made))
         figures[key] = [(alt, path.relative_to(out).as_posix()) for alt, path in made]
+
+
+def _depth_figures(out: Path, aggregate: pd.DataFrame, labels: dict, colors: dict,
+                   output: plots.Output, figures: dict) -> None:
+    """Across groups that differ only in depth: dz ratio and accuracy against depth."""
+    plot_dir = out / "plots"
     panel = ["dataset", "model_kind", "activation", "width"]
     depths = aggregate.groupby(panel, dropna=False).depth.nunique()
     if (depths > 1).any():
@@ -254,4 +296,3 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
              dz_ratio_vs_depth(aggregate[varied], scheme_colors), "dz_ratio_vs_depth.png"),
             ("test accuracy vs depth", accuracy_vs_depth(aggregate[varied], scheme_colors),
              "accuracy_vs_depth.png"))]
-    return figures

@@ -296,15 +296,21 @@ def _runs_table(summary: pd.DataFrame, grid: list[str], order: list[tuple[Any, A
     header = ["rank", "run", "init", "seed", *optional, "status", "verdict",
               "dz ratio init (log10)", "theory", "dz ratio end", "test acc", "train s"]
     rows = []
-    for i, rank, label in order:
-        r = summary.loc[i]
-        where = f" (layer {r.verdict_layer}, step {r.verdict_step})" \
-            if not pd.isna(r.verdict_layer) else ""
-        rows.append([str(rank), str(r.path).rstrip("/").rsplit("/", 1)[-1], label.replace("`", ""),
-                     number(r.seed), *(number(r[c]) for c in optional), r.status,
-                     f"{r.verdict}{where}", _fmt(r.log10_first_to_last_measured),
-                     _fmt(r.log10_first_to_last_predicted), _fmt(r.log10_first_to_last_end),
-                     _pct(r.test_accuracy), _fmt(r.train_seconds, "{:.1f}")])
+    # the cells as summary.loc[i] holds them, from each column's array: a Series per row was
+    # most of the time a warm report of 10,000 runs took
+    cells = {c: summary[c].to_numpy() for c in summary.columns}
+    at = summary.index.get_indexer([i for i, _, _ in order])
+    for (_, rank, label), k in zip(order, at, strict=True):
+        r = {c: values[k] for c, values in cells.items()}
+        where = f" (layer {r['verdict_layer']}, step {r['verdict_step']})" \
+            if not pd.isna(r["verdict_layer"]) else ""
+        rows.append([str(rank), str(r["path"]).rstrip("/").rsplit("/", 1)[-1],
+                     label.replace("`", ""), number(r["seed"]),
+                     *(number(r[c]) for c in optional), r["status"], f"{r['verdict']}{where}",
+                     _fmt(r["log10_first_to_last_measured"]),
+                     _fmt(r["log10_first_to_last_predicted"]),
+                     _fmt(r["log10_first_to_last_end"]), _pct(r["test_accuracy"]),
+                     _fmt(r["train_seconds"], "{:.1f}")])
     same = {j for j, name in enumerate(header) if name == "scheme" or trim and name in optional
             and len({row[j] for row in rows}) == 1}
     keep = [j for j in range(len(header)) if j not in same]

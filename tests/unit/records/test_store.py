@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from runs_folder import make_run
 
+from winit_cli.records.held import ByGroup
 from winit_cli.records.reader import Run, Skipped
-from winit_cli.records.store import STORE, ByGroup, RunStore
+from winit_cli.records.store import STORE, RunStore
 
 
 def _dirs(root):
@@ -117,3 +118,36 @@ def test_a_report_of_some_runs_keeps_the_others_stored(tmp_path):
     assert sorted(store.rows) == ["run-000", "run-001", "run-002"]  # still held
     shutil.rmtree(tmp_path / "run-002")
     assert sorted(RunStore(tmp_path).sync(_dirs(tmp_path)).rows) == ["run-000", "run-001"]
+
+
+def test_runs_added_over_syncs_are_appended_as_segments_then_compacted(tmp_path):
+    """Each sync that reads runs in writes their tables as one more segment (the others are
+    left as they are); a changed run is served from its new segment, never its old rows; past
+    MAX_SEGMENTS the store is compacted into one. Every run's tables stay what pandas reads."""
+    from winit_cli.records.store import MAX_SEGMENTS
+
+    def segments():
+        return sorted(f.name for f in (tmp_path / STORE).glob("layers-*.parquet"))
+
+    make_run(tmp_path, 0)
+    _runs(tmp_path)
+    assert len(segments()) == 1
+    make_run(tmp_path, 1, crossed_at=10)
+    _runs(tmp_path)
+    first, second = segments(), None
+    assert len(first) == 2
+    with open(tmp_path / "run-000" / "metrics.csv") as f:
+        lines = f.readlines()
+    (tmp_path / "run-000" / "metrics.csv").write_text("".join(lines[:-1]))  # one row fewer
+    runs = _runs(tmp_path)
+    second = segments()  # run-000's first segment went: no run names it any more
+    assert len(second) == 2 and len(set(first) & set(second)) == 1
+    for i in range(2, MAX_SEGMENTS + 2):
+        make_run(tmp_path, i)
+        runs = _runs(tmp_path)
+        assert 1 <= len(segments()) <= MAX_SEGMENTS
+    assert len(runs) == MAX_SEGMENTS + 2
+    for path, run in runs.items():
+        for table in ("layers", "metrics"):
+            expected = pd.read_csv(tmp_path / path / f"{table}.csv")
+            pd.testing.assert_frame_equal(getattr(run, table), expected, check_exact=True)
