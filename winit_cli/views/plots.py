@@ -94,12 +94,16 @@ class Painter:
         self.check()
         if self.workers < 2:
             return [save(fig, path, output) for fig, path in jobs]
-        while len(self._running) >= self.workers:
-            self._join_first()
-        worker = multiprocessing.get_context("fork").Process(
-            target=_save_all, args=(jobs, output), daemon=True)
-        worker.start()
-        self._running.append((worker, jobs, output))
+        for part in (jobs[i::self.workers] for i in range(self.workers)):
+            # a group's figures dealt out over the workers: a report that draws one group
+            # (the rest reused) draws it on every CPU
+            while part and len(self._running) >= self.workers:
+                self._join_first()
+            if part:
+                worker = multiprocessing.get_context("fork").Process(
+                    target=_save_all, args=(part, output), daemon=True)
+                worker.start()
+                self._running.append((worker, part, output))
         return [path for _, path in jobs]
 
     def __enter__(self) -> Painter:
