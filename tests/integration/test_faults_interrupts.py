@@ -179,7 +179,7 @@ def test_sigterm_while_a_worker_draws_stops_the_report_and_its_workers(tmp_path)
     proc = _winit_with("""
         import os, signal
         import winit_cli.views.plots as plots
-        plots.MAX_PAINTERS = 2
+        plots.MAX_PAINTERS, plots.PAINTERS_FROM_RUNS = 2, 0
         report_pid, real = os.getpid(), plots.save
 
         def save(figure, path, *args, **kwargs):

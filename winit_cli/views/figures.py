@@ -254,7 +254,8 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
     colors = plots.colors_for(list(labels.values()))
     figures: dict[tuple | None, list[tuple[str, str]]] = {}
     # a group's figures saved while the next is built
-    painter, drawn = plots.Painter(check=between), []
+    painter = plots.Painter(None if len(summary) >= plots.PAINTERS_FROM_RUNS else 1, between)
+    drawn: list = []
     with painter:
         _groups(out, summary, aggregate, runs, labels, output, grid, spectrum_theory or {},
                 reuse, between, painter, colors, figures, drawn)

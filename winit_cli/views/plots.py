@@ -9,6 +9,7 @@ and is drawn grey in heatmaps and left out of line plots, with a note saying so.
 
 from __future__ import annotations
 
+import gc
 import io
 import math
 import multiprocessing
@@ -134,9 +135,15 @@ class Painter:
 
 
 MAX_PAINTERS = 4
+# Fewer runs than this draw in the report's own process: their figures take seconds at most.
+PAINTERS_FROM_RUNS = 100
 
 
 def _save_all(jobs: list[tuple[Figure, Path]], output: Output) -> None:
+    # No garbage collection in a worker: it would visit objects that the report's other
+    # threads (DuckDB's, Arrow's, BLAS's: not forked) own, and crashed doing so; a worker
+    # lives for a few figures.
+    gc.disable()
     # a worker ends at once on a signal (the report's own handler only sets a flag that the
     # report acts on; it stops its workers itself)
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
