@@ -160,11 +160,7 @@ def test_sigterm_while_waiting_for_a_held_index_lock_stops_the_wait(tmp_path):
         holder.wait()
 
 
-def test_sigterm_while_a_report_draws_stops_it_before_the_next_group(tmp_path):
-    """The report's figures came after its last safe point: a SIGTERM while they were drawn
-    waited for every group (7.9 s of 11 on quickstart runs; minutes for a hundred groups). Now
-    each group is a safe point: two groups, the signal during the first one's figures, and the
-    second is never drawn; exit 143, no report swapped in."""
+def _two_groups(tmp_path):
     results = tmp_path / "R"
     for scheme in ("he_normal", "normal"):
         shutil.copytree(CORPUS / "good", results / scheme)
@@ -172,9 +168,50 @@ def test_sigterm_while_a_report_draws_stops_it_before_the_next_group(tmp_path):
         summary.update(run_id=scheme, scheme=scheme, activation=scheme == "normal" and "tanh"
                        or summary["activation"])
         (results / scheme / "summary.json").write_text(json.dumps(summary))
+    return results
+
+
+def test_sigterm_while_a_worker_draws_stops_the_report_and_its_workers(tmp_path):
+    """Figures saved by worker processes (views/plots.Painter): a SIGTERM to the report while a
+    worker draws (the worker then waits for ever) stops the report at its next safe point, the
+    worker too; exit 143, no report swapped in, no worker left behind."""
+    results = _two_groups(tmp_path)
     proc = _winit_with("""
         import os, signal
         import winit_cli.views.plots as plots
+        plots.MAX_PAINTERS, plots.PAINTERS_FROM_RUNS = 2, 0
+        report_pid, real = os.getpid(), plots.save
+
+        def save(figure, path, *args, **kwargs):
+            if os.getpid() != report_pid:  # in a worker
+                print("worker", os.getpid(), flush=True)
+                os.kill(report_pid, signal.SIGTERM)
+                signal.pause()  # until the report ends this worker
+            return real(figure, path, *args, **kwargs)
+
+        plots.save = save
+    """, "report", str(results))
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert "interrupted by SIGTERM" in proc.stderr
+    workers = [int(ln.split()[1]) for ln in proc.stdout.splitlines() if ln.startswith("worker")]
+    assert workers
+    for pid in workers:  # ended by the report, not left waiting
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not (results / "report").exists()
+
+
+def test_sigterm_while_a_report_draws_stops_it_before_the_next_group(tmp_path):
+    """The report's figures came after its last safe point: a SIGTERM while they were drawn
+    waited for every group (7.9 s of 11 on quickstart runs; minutes for a hundred groups). Now
+    each group is a safe point: two groups, the signal during the first one's figures, and the
+    second is never drawn; exit 143, no report swapped in. (Figures saved in this process: with
+    workers, the next test.)"""
+    results = _two_groups(tmp_path)
+    proc = _winit_with("""
+        import os, signal
+        import winit_cli.views.plots as plots
+        plots.MAX_PAINTERS = 1
         real, saved = plots.save, []
 
         def save(figure, path, *args, **kwargs):

@@ -47,3 +47,27 @@ def test_a_kept_store_reports_what_a_cold_rebuild_reports(tmp_path, monkeypatch)
     build_report([root], out=tmp_path / "cold")
     assert len(kept.summary) == 8 and len(kept.skipped) == 2
     assert _files(tmp_path / "kept") == _files(tmp_path / "cold")
+
+
+def test_figures_saved_by_workers_are_those_saved_in_process(tmp_path, monkeypatch):
+    """views/plots.Painter: a report whose figures were saved by forked worker processes
+    (groups, and a group's figures, dealt out over them) is the report saved in one process,
+    byte for byte."""
+    from winit_cli.views import plots
+
+    root = tmp_path / "results"
+    for i in range(9):
+        make_run(root, i, groups=3, crossed_at=(None, 10, 20)[i % 3])
+    monkeypatch.setattr(plots, "PAINTERS_FROM_RUNS", 0)
+    monkeypatch.setattr(plots, "MAX_PAINTERS", 2)
+    monkeypatch.setattr(plots.os, "cpu_count", lambda: 2)  # two workers, whatever the machine
+    started = []
+    real_start = plots.multiprocessing.process.BaseProcess.start
+    monkeypatch.setattr(plots.multiprocessing.process.BaseProcess, "start",
+                        lambda self: started.append(self) or real_start(self))
+    build_report([root], out=tmp_path / "workers")
+    assert started  # the figures were saved by workers
+    shutil.rmtree(root / ".winit")
+    monkeypatch.setattr(plots, "MAX_PAINTERS", 1)
+    build_report([root], out=tmp_path / "here")
+    assert _files(tmp_path / "workers") == _files(tmp_path / "here")

@@ -110,7 +110,11 @@ def grid_keys(runs: list[Run]) -> list[str]:
     known = [effective(r.config) for r in runs if r.config and not is_watched(r.config)]
     keys = {k for r in runs for k in r.sweep_grid if any(k in c for c in known)}
     for key in {k for c in known for k in c}:
-        if len({_distinct(c.get(key)) for c in known}) > 1:
+        first = known[0].get(key)
+        text = _distinct(first)
+        # the same value (not a float: -0.0 == 0.0) needs no JSON written to tell
+        if any(not (type(v) is type(first) and type(v) is not float and v == first)
+               and _distinct(v) != text for v in (c.get(key) for c in known)):
             keys.add(key)
     return sorted(k for k in keys if k not in BOOKKEEPING and k not in OWN_COLUMN)
 

@@ -198,10 +198,9 @@ class RunStore:
 
     def _write(self, old: dict[str, Stored], frames: dict[str, list[pa.Table]],
                writable: bool) -> None:
-        """The tables of the runs read in by this sync as a new segment (with every kept run's
-        rows in it too where the store is compacted: too many segments, or none written yet),
-        then runs.parquet naming each run's segment, then segments no run names go: a crash
-        between leaves the previous store whole."""
+        """The runs read in by this sync as a new segment (every kept run in it too where the
+        store is compacted: too many segments, or none yet), then runs.parquet naming each
+        run's segment, then segments no run names go: a crash leaves the last store whole."""
         keep = [p for p, row in self.rows.items() if old.get(p) is row]
         generation = hashlib.sha256(json.dumps(
             [self.generation, sorted(r.identity for r in self.rows.values())]).encode()
@@ -232,7 +231,8 @@ class RunStore:
         except OSError:
             self._memory, self.writable = self._whole(tables, keep, compact), False
             return
-        named = {self._file(t, r.segment).name for t in TABLES for r in self.rows.values()}
+        named = {self._file(t, s).name for t in TABLES
+                 for s in {r.segment for r in self.rows.values()}}
         for t in TABLES:  # segments no run names, and any a crash left before they were named
             for stale in self.dir.glob(f"{t}-*.parquet"):
                 if stale.name not in named:
@@ -279,8 +279,8 @@ class RunStore:
     def _source(self, table: str) -> list[str] | pa.Table:
         if self._memory is not None:
             return self._memory[table]
-        return sorted({str(self._file(table, r.segment)) for r in self.rows.values()
-                       if r.segment})  # (not yet set: a run being read in)
+        return sorted(str(self._file(table, s)) for s in {r.segment for r in self.rows.values()}
+                      if s)  # (not yet set: a run being read in)
 
     def _arrow(self, table: str, paths: list[str]) -> pa.Table:
         return self._query(table, paths, "* EXCLUDE (_segment)").to_arrow_table()

@@ -253,7 +253,9 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
         stale.unlink()
     colors = plots.colors_for(list(labels.values()))
     figures: dict[tuple | None, list[tuple[str, str]]] = {}
-    painter, drawn = plots.Painter(), []  # a group's figures saved while the next is built
+    # a group's figures saved while the next is built
+    painter = plots.Painter(None if len(summary) >= plots.PAINTERS_FROM_RUNS else 1, between)
+    drawn: list = []
     with painter:
         _groups(out, summary, aggregate, runs, labels, output, grid, spectrum_theory or {},
                 reuse, between, painter, colors, figures, drawn)

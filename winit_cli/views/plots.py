@@ -9,11 +9,13 @@ and is drawn grey in heatmaps and left out of line plots, with a note saying so.
 
 from __future__ import annotations
 
+import gc
 import io
 import math
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+import signal
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,23 +82,29 @@ class Painter:
     `save` writes, byte for byte; one that fails has its figures saved again here, where the
     error is raised as it would have been. `wait` returns once every file is written."""
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, check: Callable[[], None] = lambda: None):
         methods = multiprocessing.get_all_start_methods()
         self.workers = (workers or min(MAX_PAINTERS, os.cpu_count() or 1)) \
             if "fork" in methods else 1
+        self.check = check  # a safe point: a stop signal acted on before figures are handed on
         self._running: list[tuple[multiprocessing.Process, list[tuple[Figure, Path]],
                                   Output]] = []
 
     def save(self, jobs: list[tuple[Figure, Path]], output: Output = Output()) -> list[Path]:
         """Save each (figure, PNG path), now or in a worker; returns the PNG paths."""
+        self.check()
         if self.workers < 2:
             return [save(fig, path, output) for fig, path in jobs]
-        while len(self._running) >= self.workers:
-            self._join(0)
-        worker = multiprocessing.get_context("fork").Process(
-            target=_save_all, args=(jobs, output), daemon=True)
-        worker.start()
-        self._running.append((worker, jobs, output))
+        for part in (jobs[i::self.workers] for i in range(self.workers)):
+            # a group's figures dealt out over the workers: a report that draws one group
+            # (the rest reused) draws it on every CPU
+            while part and len(self._running) >= self.workers:
+                self._join_first()
+            if part:
+                worker = multiprocessing.get_context("fork").Process(
+                    target=_save_all, args=(part, output), daemon=True)
+                worker.start()
+                self._running.append((worker, part, output))
         return [path for _, path in jobs]
 
     def __enter__(self) -> Painter:
@@ -104,27 +112,42 @@ class Painter:
 
     def __exit__(self, kind, error, trace) -> None:
         """Every file written; or, leaving on an error (a stop signal), no worker left."""
-        if kind is None:
-            while self._running:
-                self._join(0)
-            return
-        for worker, _, _ in self._running:
-            worker.terminate()
-            worker.join()
-        self._running.clear()
+        try:
+            while kind is None and self._running:
+                self._join_first()
+        finally:
+            for worker, _, _ in self._running:
+                worker.terminate()
+                worker.join()
+            self._running.clear()
 
-    def _join(self, i: int) -> None:
-        worker, jobs, output = self._running.pop(i)
-        worker.join()
+    def _join_first(self) -> None:
+        """Wait for the oldest worker, a safe point (`check`) every tenth of a second: a stop
+        signal is acted on while a worker draws."""
+        worker, jobs, output = self._running[0]
+        while worker.exitcode is None:
+            worker.join(0.1)
+            self.check()
+        self._running.pop(0)
         if worker.exitcode != 0:
             for fig, path in jobs:
                 save(fig, path, output)
 
 
 MAX_PAINTERS = 4
+# Fewer runs than this draw in the report's own process: their figures take seconds at most.
+PAINTERS_FROM_RUNS = 100
 
 
 def _save_all(jobs: list[tuple[Figure, Path]], output: Output) -> None:
+    # No garbage collection in a worker: it would visit objects that the report's other
+    # threads (DuckDB's, Arrow's, BLAS's: not forked) own, and crashed doing so; a worker
+    # lives for a few figures.
+    gc.disable()
+    # a worker ends at once on a signal (the report's own handler only sets a flag that the
+    # report acts on; it stops its workers itself)
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
     for fig, path in jobs:
         save(fig, path, output)
 
