@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 from runs_folder import make_run
 
@@ -71,3 +72,36 @@ def test_figures_saved_by_workers_are_those_saved_in_process(tmp_path, monkeypat
     monkeypatch.setattr(plots, "MAX_PAINTERS", 1)
     build_report([root], out=tmp_path / "here")
     assert _files(tmp_path / "workers") == _files(tmp_path / "here")
+
+
+def test_a_stuck_figure_worker_is_stopped_and_its_figures_saved_here(tmp_path, monkeypatch):
+    """A forked worker that never finishes (a lock another thread held at the fork) does not
+    hang the report: past its deadline it is killed, its half-written files removed and its
+    figures saved in the report's own process, the same bytes as a report saved in one."""
+    import os
+
+    from winit_cli.views import plots
+
+    root = tmp_path / "results"
+    for i in range(4):
+        make_run(root, i, groups=2)
+    parent, real_save = os.getpid(), plots.save
+
+    def stuck_in_a_worker(fig, path, output=plots.Output()):
+        if os.getpid() != parent:  # a forked worker: leave a half-written file and stop there
+            (path.parent / f".{path.name}.abc.tmp").write_bytes(b"half")
+            while True:
+                time.sleep(1)
+        return real_save(fig, path, output)
+
+    monkeypatch.setattr(plots, "save", stuck_in_a_worker)
+    monkeypatch.setattr(plots, "PAINTERS_FROM_RUNS", 0)
+    monkeypatch.setattr(plots, "MAX_PAINTERS", 2)
+    monkeypatch.setattr(plots.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(plots, "WORKER_SECONDS_PER_FIGURE", 0.5)
+    build_report([root], out=tmp_path / "workers")
+    shutil.rmtree(root / ".winit")
+    monkeypatch.setattr(plots, "MAX_PAINTERS", 1)
+    build_report([root], out=tmp_path / "here")
+    assert _files(tmp_path / "workers") == _files(tmp_path / "here")
+    assert not list((tmp_path / "workers").rglob("*.tmp"))

@@ -10,11 +10,13 @@ and is drawn grey in heatmaps and left out of line plots, with a note saying so.
 from __future__ import annotations
 
 import gc
+import glob
 import io
 import math
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,18 +127,39 @@ class Painter:
         """Wait for the oldest worker, a safe point (`check`) every tenth of a second: a stop
         signal is acted on while a worker draws."""
         worker, jobs, output = self._running[0]
-        while worker.exitcode is None:
+        # A forked worker can deadlock on a lock another thread of the report held when it
+        # forked (nothing of ours, but DuckDB's and BLAS's threads are there): past a deadline
+        # far beyond any figure's time it is stopped and its figures saved here.
+        deadline = time.monotonic() + WORKER_SECONDS_PER_FIGURE * (len(jobs) + 1)
+        while worker.exitcode is None and time.monotonic() < deadline:
             worker.join(0.1)
             self.check()
         self._running.pop(0)
+        if worker.exitcode is None:
+            worker.kill()
+            worker.join()
+            _remove_half_written(jobs, output)
         if worker.exitcode != 0:
             for fig, path in jobs:
                 save(fig, path, output)
 
 
 MAX_PAINTERS = 4
+# A worker still drawing after this many seconds per figure it was given (a figure takes under
+# a few seconds even on a loaded machine) is taken for stuck.
+WORKER_SECONDS_PER_FIGURE = 60.0
 # Fewer runs than this draw in the report's own process: their figures take seconds at most.
 PAINTERS_FROM_RUNS = 100
+
+
+def _remove_half_written(jobs: list[tuple[Figure, Path]], output: Output) -> None:
+    """The temporary files (records/files.atomic_write's names) a killed worker may have left
+    beside the figures it was writing, in the report's own staging folder."""
+    for _, path in jobs:
+        for fmt in dict.fromkeys(("png", *output.formats)):
+            name = path.with_suffix(f".{fmt}").name
+            for left in path.parent.glob(f".{glob.escape(name)}.*.tmp"):
+                left.unlink(missing_ok=True)
 
 
 def _save_all(jobs: list[tuple[Figure, Path]], output: Output) -> None:
