@@ -54,3 +54,21 @@ def test_winit_schemes_lists_the_documented_aliases(scheme):
                 if line.startswith("also accepted as:"))
     listed = [a.strip() for a in line.removeprefix("also accepted as:").split(",")]
     assert listed == sorted(a for a, s in DOCUMENTED.items() if s == scheme)
+
+
+def test_a_name_is_read_by_its_words_before_its_spelling():
+    """MSRA-Gaussian: msra is He, gaussian is normal, so he_normal, though no spelling is close
+    to it."""
+    from winit_cli.inits import SCHEMES
+    from winit_cli.inits.aliases import suggest
+
+    assert suggest("MSRA-Gaussian", list(SCHEMES)) == "he_normal"
+
+
+def test_the_aliases_of_a_name_built_at_run_time():
+    """A scheme's name read from a file is a new string, equal to the registry's, not the same
+    object."""
+    from winit_cli.inits.aliases import aliases_of
+
+    name = "".join(["he_", "normal"])
+    assert aliases_of(name) == ["he", "kaiming", "kaiming_normal", "msra"]

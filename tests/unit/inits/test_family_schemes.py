@@ -164,3 +164,19 @@ def test_jacobian_spectrum_only_for_plain_chains(model, reason):
     config = validate({"model": {"depth": 6, "width": 16, **model}})
     got = spectrum_reason(build_model(config.model, 20, 4), config.model.kind)
     assert got == reason if reason is None else got.startswith(reason)
+
+
+def test_zero_last_zeroes_the_last_branch_layers_bias_too():
+    """zero_last multiplies each block's last branch layer by 0: its drawn bias (0.1 here) as
+    well as its weights; the input projection and the output layer keep theirs."""
+    from winit_cli.config import ModelConfig
+
+    model = build_model(ModelConfig(kind="resmlp", depth=4, width=8, branch_layers=1), 10, 3, 1)
+    with torch.no_grad():
+        initialize(model, 0, "normal", {"std": 0.1, "bias_value": 0.1},
+                   torch.Generator().manual_seed(0), zero_last=True)
+    for layer in model.linears():
+        zeroed = layer.role == "branch_out"
+        assert (layer.weight.detach() == 0).all().item() is zeroed, layer.role
+        expected = torch.full_like(layer.bias.detach(), 0.0 if zeroed else 0.1)
+        assert torch.equal(layer.bias.detach(), expected), layer.role

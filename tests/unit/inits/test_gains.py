@@ -38,3 +38,17 @@ def test_gain_without_a_torch_entry_is_the_documented_one(activation):
     with pytest.raises(ValueError):
         torch.nn.init.calculate_gain(activation)  # still none in torch: the derivation applies
     assert activation_gain(activation) == pytest.approx(DERIVED[activation], rel=1e-12)
+
+
+@pytest.mark.parametrize(("scheme", "normal"), [("he_normal", True), ("he_uniform", False)])
+def test_an_explicit_gain_keeps_the_schemes_distribution(scheme, normal):
+    """gain 2 on a 400 x 400 weight (std 2 / 20 = 0.1): a normal draw puts about 8% of its
+    values past sqrt(3) std (2 (1 - Phi(sqrt 3)) = 0.083), a uniform one of that std none."""
+    from winit_cli.inits import SCHEMES
+
+    weight = torch.empty(400, 400)
+    generator = torch.Generator().manual_seed(0)
+    SCHEMES[scheme].fill(weight, None, activation="relu", generator=generator, gain=2.0)
+    assert weight.std().item() == pytest.approx(0.1, rel=0.02)
+    beyond = (weight.abs() > math.sqrt(3) * 0.1 * 1.0001).float().mean().item()
+    assert beyond == (pytest.approx(0.083, abs=0.01) if normal else 0.0)

@@ -404,3 +404,12 @@ def test_winit_run_with_lsuv(tmp_path: Path, winit_data_dir: Path):
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["scheme"] == "lsuv" and summary["status"] == "complete"
+
+
+def test_normal_l2s_default_penalty_is_the_documented_one():
+    """docs: `init: {scheme: normal_l2, params: {std: 0.01, l2: 0.001}}`, 1e-3 by default."""
+    from winit_cli.inits.registry import weight_decay
+
+    assert weight_decay("normal_l2", {}) == 1e-3
+    assert weight_decay("normal_l2", {"l2": 0.05}) == 0.05
+    assert weight_decay("normal", {}) == 0.0

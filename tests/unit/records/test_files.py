@@ -85,3 +85,25 @@ def test_private_folder_passes_over_a_planted_link(tmp_path):
     assert folder.parent == tmp_path and not folder.is_symlink()
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.stat().st_uid == os.geteuid()
     assert private_folder(tmp_path, "fresh") == tmp_path / f"fresh-{os.geteuid()}"
+
+
+def test_text_that_a_spreadsheet_would_run_is_neutralised():
+    """A cell starting with =, +, -, @ is a formula to a spreadsheet: written with a leading
+    quote; a number (-1.5) and plain text are written as they are."""
+    import pandas as pd
+
+    from winit_cli.records.files import csv_text
+
+    frame = pd.DataFrame({"name": ["=1+2", "@sum", "-1.5", "relu"], "x": [1.0, 2.0, 3.0, 4.0]})
+    lines = csv_text(frame).splitlines()
+    assert lines == ["name,x", "'=1+2,1.0", "'@sum,2.0", "-1.5,3.0", "relu,4.0"]
+
+
+def test_a_written_file_is_readable_by_all_and_writable_by_its_owner(tmp_path):
+    """0o644 less the umask, as an ordinary file: never executable."""
+    umask = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
