@@ -118,9 +118,13 @@ class Painter:
             while kind is None and self._running:
                 self._join_first()
         finally:
-            for worker, _, _ in self._running:
-                worker.terminate()
+            # SIGKILL, not SIGTERM: a worker forked a moment ago still has the report's own
+            # handler (which only sets a flag) until `_save_all` resets it, and would go on
+            # drawing while the report waits for it.
+            for worker, jobs, output in self._running:
+                worker.kill()
                 worker.join()
+                _remove_half_written(jobs, output)
             self._running.clear()
 
     def _join_first(self) -> None:
