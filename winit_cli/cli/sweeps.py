@@ -35,6 +35,26 @@ def _sweep_dry_run(shown, as_json: bool, spec, plan, data_dir, base_is: str) -> 
                     "to_run": len(plan.todo)}, data_dir)
 
 
+def _planned_sweep(shown, as_json: bool, planned, dry_run: bool, jobs: int, address,
+                   data_dir, base_is: str, train):
+    """What `winit phase` and `winit widths` do alike with their planned sweep: its header,
+    then with --dry-run its table and cost (and None), else `train(executor_options,
+    on_progress, advance)` under the sweep's progress bar, and what it returns."""
+    from winit_cli.sweeps.executors import ExecutorOptions
+    from winit_cli.views import terminal
+    from winit_cli.views.progress import download_progress, sweep_progress
+
+    spec, plan = planned
+    terminal.sweep_header(shown, spec, plan)
+    if dry_run:
+        _sweep_dry_run(shown, as_json, spec, plan, data_dir, base_is)
+        return None
+    executor_options = ExecutorOptions(jobs, data_dir, download_progress(shown), address,
+                                       on_note=lambda text: terminal.executor_note(shown, text))
+    with sweep_progress(shown, len(plan.todo)) as (on_progress, advance):
+        return train(executor_options, on_progress, advance)
+
+
 def index_notes(outcome) -> None:
     """What went wrong beside a member's run (its runs index line), as `winit run` says it."""
     for note in getattr(outcome, "notes", None) or []:
@@ -182,24 +202,19 @@ def phase(
 def _phase(options, dry_run: bool, jobs: int, executor: str, address: str | None, data_dir,
            as_json: bool) -> None:
     from winit_cli.app import phase as app_phase
-    from winit_cli.sweeps.executors import ExecutorOptions
-    from winit_cli.views import json_out, terminal
-    from winit_cli.views.progress import download_progress, sweep_progress
+    from winit_cli.views import json_out
 
     shown = common.shown(False, as_json)
-    spec, plan = planned = app_phase.plan_phase(options)
-    terminal.sweep_header(shown, spec, plan)
-    if dry_run:
-        _sweep_dry_run(shown, as_json, spec, plan, data_dir,
-                       "base config, as its first cell resolves it")
-        return
-    executor_options = ExecutorOptions(jobs, data_dir, download_progress(shown), address,
-                                       on_note=lambda text: terminal.executor_note(shown, text))
-    with sweep_progress(shown, len(plan.todo)) as (on_progress, advance):
-        diagram = app_phase.run_phase(
+    planned = app_phase.plan_phase(options)
+    diagram = _planned_sweep(
+        shown, as_json, planned, dry_run, jobs, address, data_dir,
+        "base config, as its first cell resolves it",
+        lambda executor_options, on_progress, advance: app_phase.run_phase(
             options, executor=executor, executor_options=executor_options,
             on_progress=on_progress, on_member=lambda o: (advance(), index_notes(o)),
-            planned=planned)
+            planned=planned))
+    if diagram is None:  # a dry run
+        return
     line = app_phase.agreement_line(diagram.grid, options)
     if as_json:
         common.print_json(json_out.phase_result(
@@ -254,24 +269,19 @@ def widths(
 def _widths(options, dry_run: bool, jobs: int, executor: str, address, data_dir,
             as_json: bool) -> None:
     from winit_cli.app import widths as app_widths
-    from winit_cli.sweeps.executors import ExecutorOptions
-    from winit_cli.views import json_out, terminal
-    from winit_cli.views.progress import download_progress, sweep_progress
+    from winit_cli.views import json_out
     from winit_cli.views.widths import slope_table
 
     shown = common.shown(False, as_json)
-    spec, plan = planned = app_widths.plan_widths(options)
-    terminal.sweep_header(shown, spec, plan)
-    if dry_run:
-        _sweep_dry_run(shown, as_json, spec, plan, data_dir,
-                       "base config, as its first run resolves it")
-        return
-    executor_options = ExecutorOptions(jobs, data_dir, download_progress(shown), address,
-                                       on_note=lambda text: terminal.executor_note(shown, text))
-    with sweep_progress(shown, len(plan.todo)) as (on_progress, advance):
-        study = app_widths.run_widths(
+    planned = app_widths.plan_widths(options)
+    study = _planned_sweep(
+        shown, as_json, planned, dry_run, jobs, address, data_dir,
+        "base config, as its first run resolves it",
+        lambda executor_options, on_progress, advance: app_widths.run_widths(
             options, executor=executor, executor_options=executor_options,
-            on_progress=on_progress, on_member=lambda _: advance(), planned=planned)
+            on_progress=on_progress, on_member=lambda _: advance(), planned=planned))
+    if study is None:  # a dry run
+        return
     verdicts = list(app_widths.verdicts(study.slopes).values()) if len(study.slopes) else []
     spreads = app_widths.spread_lines(study.lr_transfer) \
         if study.lr_transfer is not None else []
