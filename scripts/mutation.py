@@ -13,13 +13,17 @@ interval; --minutes time-boxes each module.
     .venv/bin/python scripts/mutation.py --out A --before B --docs           # docs block
     .venv/bin/python scripts/mutation.py --full --out F    # every mutant of every module
     .venv/bin/python scripts/mutation.py --full --out F --docs              # its docs block
+    .venv/bin/python scripts/mutation.py --full --tier integration --out I MODULE...
 
 --full mutates every module of winit_cli/, every mutant, each against the unit tests that ran
 the lines it changed (scripts/mutation_targets.py), in a random order (a module cut short has
 run a random sample); no time box unless --minutes is given, and rerun with the same --out it
-goes on where it stopped (SIGTERM stops it cleanly after the mutant in hand). The mutants run in
-one warm process that imports torch, pandas, pytest... once and forks a child per mutant
-(scripts/mutation_worker.py): about 1.3 s a mutant where a fresh interpreter took 8.3 s.
+goes on where it stopped (SIGTERM stops it cleanly after the mutant in hand). With --tier
+integration the map and the tests are the integration tier's (whole CLI runs in subprocesses,
+each measured too; not Ray or Chromium): seconds a mutant, for the modules that only it runs.
+The mutants run in one warm process that imports torch, pandas, pytest... once and forks a
+child per mutant (scripts/mutation_worker.py): about 1.3 s a mutant where a fresh interpreter
+took 8.3 s.
 
 Left out before sampling, as carrying no information: mutations inside annotations (strings
 under `from __future__ import annotations`, never evaluated), and arithmetic replaced by shifts
@@ -150,24 +154,32 @@ def targets(name: str, args, out: Path) -> tuple[str, list[str]]:
     if not args.full:
         return MODULES[name]
     module = "winit_cli/" + name.replace(".", "/") + ".py"
-    return module, unit_test_map(args, out).get(module, [])
+    return module, tier_map(args, out).get(module, [])
 
 
-def unit_test_map(args, out: Path) -> dict[str, list[str]]:
-    """mutation_targets.build on a copy of HEAD, once per --out (then read back); with
-    --add-tests, those test files recorded into it (once: the option is then dropped)."""
+def tier_map(args, out: Path) -> dict[str, list[str]]:
+    """mutation_targets.build on a copy of HEAD, once per --out (then read back), of --tier's
+    tests; with --add-tests, those test files recorded into it (once: the option is then
+    dropped)."""
+    tier_file = out / "map_tier.txt"
+    if (out / "test_map.json").exists():
+        made = tier_file.read_text().strip() if tier_file.exists() else "unit"
+        if made != args.tier:
+            raise SystemExit(f"{out} holds a map of the {made} tier; --tier {args.tier} needs "
+                             "its own --out")
     if not (out / "test_map.json").exists() or args.add_tests:
         copy = out / "map-checkout"
         shutil.rmtree(copy, ignore_errors=True)
         copy.mkdir(parents=True)
         copy_checkout(copy, args.tests_ref)
         if not (out / "test_map.json").exists():
-            print("mapping which unit tests run each module (the unit tier once, under "
+            print(f"mapping which {args.tier} tests run each module (the tier once, under "
                   "coverage)", flush=True)
-            mutation_targets.build(copy, out, test_env(copy, args))
+            mutation_targets.build(copy, out, test_env(copy, args), args.tier)
+            tier_file.write_text(args.tier + "\n")
         if args.add_tests:
             print(f"adding {', '.join(args.add_tests)} to the map", flush=True)
-            mutation_targets.extend(copy, out, test_env(copy, args), args.add_tests)
+            mutation_targets.extend(copy, out, test_env(copy, args), args.add_tests, args.tier)
             args.add_tests = []
         shutil.rmtree(copy)
         mutation_targets.record_trees(REPO, out, args.tests_ref)
@@ -327,6 +339,9 @@ def main() -> None:
                         help="with --full: record these test files (added since --out's map "
                              "was made) into the map first; with --retest-survivors they meet "
                              "the survivors they were written for")
+    parser.add_argument("--tier", choices=sorted(mutation_targets.TIERS), default="unit",
+                        help="with --full: whose tests make the map and run against each "
+                             "mutant (integration: for modules no unit test runs; its own --out)")
     parser.add_argument("--sample", type=int, default=40, help="mutants per module (0: all)")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--minutes", type=float, default=None,
@@ -371,7 +386,7 @@ def main() -> None:
     after = {}
     for name in names:
         if args.full and not targets(name, args, out)[1]:
-            print(f"{name}: no unit test runs it; left out", flush=True)
+            print(f"{name}: no {args.tier} test runs it; left out", flush=True)
             continue
         after[name] = run_module(name, args, out)
         lines.append(summary_line(name, after[name]))

@@ -7,7 +7,11 @@ import runs (a constant, a default, a decorator) gets every test of the module; 
 runs cannot change what any test sees, so its mutant survives without a run.
 
 Also a pytest plugin (loaded with `-p mutation_targets` and WINIT_TEST_MAP set): it records,
-per test node id, the lines of winit_cli it runs and the seconds it takes.
+per test node id, the lines of winit_cli it runs and the seconds it takes. The integration tier
+(`build(..., tier="integration")`) runs winit in subprocesses too (the CLI as a whole process):
+with WINIT_TEST_MAP_SUBPROCESSES set, each Python subprocess a test starts is measured as well
+(coverage's start-up hook, COVERAGE_PROCESS_START), under the test's node id as its context
+(passed down in WINIT_TEST_CONTEXT), and its data is combined into the test's.
 """
 
 from __future__ import annotations
@@ -32,6 +36,19 @@ if os.environ.get("WINIT_TEST_MAP"):
     _coverage = coverage.Coverage(data_file=os.environ["WINIT_TEST_MAP"], source=["winit_cli"],
                                   branch=False)
     _coverage.start()
+    if os.environ.get("WINIT_TEST_MAP_SUBPROCESSES"):
+        # Set here, not in the pytest process's own environment: its start-up hook would
+        # measure pytest itself twice.
+        _rc = Path(os.environ["WINIT_TEST_MAP"] + ".subprocess.rc")
+        _rc.write_text("[run]\nsource = winit_cli\nparallel = true\n"
+                       f"data_file = {os.environ['WINIT_TEST_MAP']}.sub\n"
+                       "context = ${WINIT_TEST_CONTEXT}\n")
+        os.environ["COVERAGE_PROCESS_START"] = str(_rc)
+
+# The tests of each tier: (paths, marker expression). The integration tier leaves out the Ray
+# cluster and Chromium tests (a cluster or a browser started per mutant: minutes each).
+TIERS = {"unit": (["tests/unit"], "unit"),
+         "integration": (["tests/integration"], "integration and not cluster and not browser")}
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -40,6 +57,7 @@ def pytest_runtest_protocol(item, nextitem):
         yield
         return
     _coverage.switch_context(item.nodeid)
+    os.environ["WINIT_TEST_CONTEXT"] = item.nodeid
     started = time.perf_counter()
     yield
     _seconds[item.nodeid] = time.perf_counter() - started
@@ -53,23 +71,25 @@ def pytest_unconfigure(config):
         Path(os.environ["WINIT_TEST_MAP"] + ".seconds.json").write_text(json.dumps(_seconds))
 
 
-def build(copy: Path, out: Path, env: dict) -> dict[str, list[str]]:
-    """Module path (as in the repository) -> the unit tests' node ids that run any of its lines,
-    fastest first. Run once per --out (test_map.json): the tests of `copy`, unmutated."""
+def build(copy: Path, out: Path, env: dict, tier: str = "unit") -> dict[str, list[str]]:
+    """Module path (as in the repository) -> the node ids of the tier's tests that run any of
+    its lines, fastest first. Run once per --out (test_map.json): the tests of `copy`,
+    unmutated."""
     cached = out / "test_map.json"
     if cached.exists():
         return json.loads(cached.read_text())
-    _record(copy, env, ["tests/unit"], out / "coverage.data")
+    _record(copy, env, TIERS[tier][0], out / "coverage.data", tier)
     return _derive(copy, out)
 
 
-def extend(copy: Path, out: Path, env: dict, tests: list[str]) -> dict[str, list[str]]:
+def extend(copy: Path, out: Path, env: dict, tests: list[str],
+           tier: str = "unit") -> dict[str, list[str]]:
     """The map with `tests` (test files added since it was built) recorded into it too: rerun
     survivors then meet the tests written to kill them."""
     import coverage
 
     extra = out / "coverage.extra"
-    _record(copy, env, tests, extra)
+    _record(copy, env, tests, extra, tier)
     data = coverage.CoverageData(basename=str(out / "coverage.data"))
     data.read()
     added = coverage.CoverageData(basename=str(extra))
@@ -82,16 +102,31 @@ def extend(copy: Path, out: Path, env: dict, tests: list[str]) -> dict[str, list
     return _derive(copy, out)
 
 
-def _record(copy: Path, env: dict, tests: list[str], data_file: Path) -> None:
-    """Run the unit tests among `tests` in `copy` under this plugin, into `data_file`."""
+def _record(copy: Path, env: dict, tests: list[str], data_file: Path, tier: str) -> None:
+    """Run the tier's tests among `tests` in `copy` under this plugin, into `data_file` (with
+    the subprocesses they start, for the integration tier)."""
+    import coverage
+
     scripts = str(Path(__file__).resolve().parent)
+    measured = {**env, "WINIT_TEST_MAP": str(data_file),
+                "PYTHONPATH": os.pathsep.join([str(copy), scripts])}
+    if tier != "unit":
+        measured["WINIT_TEST_MAP_SUBPROCESSES"] = "1"
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "mutation_targets",
-         "-m", "unit", *tests], cwd=copy, capture_output=True, text=True,
-        env={**env, "WINIT_TEST_MAP": str(data_file),
-             "PYTHONPATH": os.pathsep.join([str(copy), scripts])})
+         "-m", TIERS[tier][1], *tests], cwd=copy, capture_output=True, text=True, env=measured)
     if run.returncode != 0:
-        raise SystemExit(f"the unit tests fail before any mutation:\n{run.stdout[-3000:]}")
+        raise SystemExit(f"the {tier} tests fail before any mutation:\n{run.stdout[-3000:]}")
+    parts = sorted(data_file.parent.glob(f"{data_file.name}.sub.*"))
+    if parts:
+        data = coverage.CoverageData(basename=str(data_file))
+        data.read()
+        for part in parts:
+            found = coverage.CoverageData(basename=str(part))
+            found.read()
+            data.update(found)
+            part.unlink()
+        data.write()
 
 
 def _derive(copy: Path, out: Path) -> dict[str, list[str]]:

@@ -160,3 +160,37 @@ def test_the_warm_worker_runs_each_mutant_as_written(tmp_path):
         assert (tmp_path / "double.py").read_text() == pristine
     finally:
         worker.close()
+
+
+@pytest.mark.integration  # runs pytest, which starts a subprocess
+def test_the_integration_map_counts_lines_a_subprocess_runs(tmp_path):
+    """The integration tier runs winit as a whole process: a line only a test's subprocess runs
+    is mapped to that test (its context passed down), not left as run by no test (whose mutants
+    would survive without a run); a line no test runs stays unmapped."""
+    import os
+
+    copy = tmp_path / "map-checkout"  # where mutation.py makes the map, and line_map looks
+    package = copy / "winit_cli"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "shout.py").write_text(
+        "def shout(word):\n    return word.upper()\n\n\ndef whisper(word):\n"
+        "    return word.lower()\n\n\nif __name__ == '__main__':\n    print(shout('hi'))\n")
+    tests = copy / "tests" / "integration"
+    tests.mkdir(parents=True)
+    (tests / "test_shout.py").write_text(
+        "import os, subprocess, sys\n\nimport pytest\n\n\n@pytest.mark.integration\n"
+        "def test_shout_in_a_subprocess():\n"
+        "    done = subprocess.run([sys.executable, '-m', 'winit_cli.shout'], env=os.environ,\n"
+        "                          capture_output=True, text=True, check=True)\n"
+        "    assert done.stdout == 'HI\\n'\n")
+    (copy / "pytest.ini").write_text("[pytest]\nmarkers =\n    integration: x\n")
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("COVERAGE_PROCESS_START", None)
+    mapped = mutation_targets.build(copy, tmp_path, env, "integration")
+    test = "tests/integration/test_shout.py::test_shout_in_a_subprocess"
+    assert mapped["winit_cli/shout.py"] == [test]
+    lines = mutation_targets.line_map(tmp_path, "winit_cli/shout.py")
+    assert lines["2"] == [test] and lines["10"] == [test]
+    assert "6" not in lines  # whisper: no test runs it
+    assert not list(tmp_path.glob("coverage.data.sub.*"))  # combined into the map
