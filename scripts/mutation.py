@@ -376,7 +376,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     names = args.modules or known
     if args.full and args.docs:
-        page = rewrite_docs(full_block(out, names), "mutation-full")
+        page = rewrite_docs(full_block(out, names, tier=args.tier),
+                            "mutation-full" if args.tier == "unit" else "mutation-integration")
         print(f"the full mutation block of {page} rewritten")
         return
     # SIGTERM (kill PID) ends the run after the mutant in hand, its results recorded

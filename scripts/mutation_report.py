@@ -101,7 +101,7 @@ def rewrite_docs(text: str, name: str = "mutation") -> Path:
 
 
 def full_block(out: Path, names: list[str], root: Path | None = None,
-               explanations: Path | None = None) -> str:
+               explanations: Path | None = None, tier: str = "unit") -> str:
     """The docs' block of the full run (mutation.py --full --docs): per module, the mutants run
     and killed so far; the modules not yet (or not wholly) run; an estimate of the time the rest
     takes, from the seconds per mutant measured so far and the mutants per line of source."""
@@ -172,7 +172,7 @@ def full_block(out: Path, names: list[str], root: Path | None = None,
     if waiting:
         lines += [f"Not yet mutated: {', '.join(waiting)}.", ""]
     if untested:
-        lines += [f"No unit test runs any line of (left out): {', '.join(untested)}.", ""]
+        lines += [f"No {tier} test runs any line of (left out): {', '.join(untested)}.", ""]
     lines += ["Survivors not yet killed by a test nor explained:", "", *(survivors or ["- none"]),
               "", f"Survivors explained as harmless ({(explanations or EXPLAINED).name}, keyed by "
               "module, line and operator):", "", *(harmless or ["- none"])]

@@ -127,11 +127,13 @@ class ClaimedGroups:
                 yield mine
 
 
-def _keep(by_hash: dict[str, Run], run: Run) -> None:
-    """A member retried after its group failed has two directories: the finished one counts."""
+def _keep(by_hash: dict[str, dict], run: Run, values: dict[str, Any]) -> None:
+    """A member retried after its group failed has two directories: the finished one counts.
+    Only its row is kept (a few hundred bytes), not the run (about 17 KiB: its config and
+    record), so the driver's memory stays flat over a sweep of 10,000 members."""
     h = run.record.config_hash
     if h not in by_hash or run.record.status.finished:
-        by_hash[h] = run
+        by_hash[h] = run_row(run, values)
 
 
 class ComparisonTable:
@@ -144,7 +146,10 @@ class ComparisonTable:
     def __init__(self, sweep_plan: SweepPlan, spec: SweepSpec):
         self.plan, self.spec = sweep_plan, spec
         self.failed: dict[str, str] = {}
-        self.by_hash: dict[str, Run] = {}
+        self.by_hash: dict[str, dict] = {}  # config hash -> the member's row
+        # each member's grid values (config key -> value), by its config's hash
+        self.values = {h: {k: grid_value(config, k) for k in spec.grid}
+                       for config, h in zip(sweep_plan.members, sweep_plan.hashes, strict=True)}
         self._written_at, self._cost = 0.0, 0.0
         self.refresh()
 
@@ -155,16 +160,16 @@ class ComparisonTable:
             ".")) if runs_dir.is_dir() else []
         self.by_hash = {}
         for run in RunStore(self.plan.directory).sync(dirs, within=[runs_dir]).runs(tables=False):
-            if isinstance(run, Run):
-                _keep(self.by_hash, run)
+            if isinstance(run, Run) and run.record.config_hash in self.values:
+                _keep(self.by_hash, run, self.values[run.record.config_hash])
 
     def add(self, outcome: Any) -> None:
         if isinstance(outcome, MemberFailure):
             self.failed[outcome.config.content_hash()] = outcome.error
             return
         run = load_run(Path(outcome.run_dir), self.plan.directory, tables=False)
-        if isinstance(run, Run):
-            _keep(self.by_hash, run)
+        if isinstance(run, Run) and run.record.config_hash in self.values:
+            _keep(self.by_hash, run, self.values[run.record.config_hash])
 
     def write(self, when_due: bool = False) -> pd.DataFrame | None:
         """comparison.csv: one row per member, in the grid's order."""
@@ -173,11 +178,10 @@ class ComparisonTable:
             return None
         rows = []
         for config, h in zip(self.plan.members, self.plan.hashes, strict=True):
-            values = {k: grid_value(config, k) for k in self.spec.grid}
             if h in self.by_hash:
-                rows.append(run_row(self.by_hash[h], values))
+                rows.append(self.by_hash[h])
             else:
-                rows.append({**{column_name(k): v for k, v in values.items()},
+                rows.append({**{column_name(k): v for k, v in self.values[h].items()},
                              "seed": config.train.seed, "scheme": config.init.scheme,
                              "status": "failed" if h in self.failed else "pending",
                              "error": self.failed.get(h), "config_hash": h})
