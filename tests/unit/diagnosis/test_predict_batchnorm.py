@@ -71,3 +71,16 @@ def test_below_a_batch_of_four_there_is_no_prediction():
     rows, summary = predict_family("batchnorm", config, step0, [1.0] * 4, [0.0] * 4, True, 1.0)
     assert rows is None
     assert summary["applicable"] is False and "batch size 3" in summary["reason"]
+
+
+def test_the_statement_counts_from_the_last_hidden_layer_to_the_first():
+    """Depth 5, batch 8, linear: lambda = (B - 2) / (B - 3) = 6/5, 0.5 log10 1.2 decades per
+    layer over the 3 layers from layer 4 to 1, as the statement says."""
+    config = load_config(None, ["model.depth=5", "model.norm=batch", "model.activation=linear",
+                                "train.batch_size=8"])
+    step0 = pd.DataFrame({"layer": range(1, 6), "fan_in": [784, 64, 64, 64, 64],
+                          "act_grad_norm": [8.0, 4.0, 2.0, 1.0, 1.0]})
+    _, summary = predict_family("batchnorm", config, step0, [1.0] * 5, [0.0] * 5, True, 1.0)
+    per_layer = 0.5 * math.log10(6 / 5)
+    assert f"10^{per_layer:+.3f} per layer, 10^{3 * per_layer:+.2f} from layer 4 to 1." \
+        in summary["statement"]

@@ -326,6 +326,28 @@ def _lsuv_written_out(weights, biases, x, phi, tol: float, max_iter: int) -> lis
     return weights
 
 
+def test_lsuv_defaults_are_the_papers_on_its_first_512_examples():
+    """The unit tier's LSUV (no dataset): with no parameters given, the calibration is the plain
+    loop at the paper's Tol_var = 0.1 and T_max = 10 on the first 512 examples. Biases of
+    variance 4 across the first layer's units keep it from converging (all 10 rounds run); the
+    second layer starts at Var(z) ~ 1.9, within 1.1 of 1 but not within 0.1; the examples from
+    512 on are far off (any of them in the batch changes every scale)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.cat([torch.randn(512, 16, generator=g), torch.full((88, 16), 50.0)])
+    model = StackedMLP([16, 32, 24, 4], "relu", bias=True, members=2)
+    for member in (0, 1):
+        initialize(model, member, "lsuv", {}, torch.Generator().manual_seed(member))
+    with torch.no_grad():
+        first = model.linears()[0]
+        first.bias[1] = 2.0 * (torch.arange(first.fan_out) % 2 * 2 - 1)
+    start = [layer.weight[1].detach().clone() for layer in model.linears()]
+    biases = [layer.bias[1].detach().clone() for layer in model.linears()]
+    calibrate_member(model, 1, "lsuv", {}, x)
+    expected = _lsuv_written_out(start, biases, x[:512], torch.relu, 0.1, 10)
+    for layer, w in zip(model.linears(), expected, strict=True):
+        torch.testing.assert_close(layer.weight[1].detach(), w, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.mnist
 @pytest.mark.parametrize("members", [1, 3])
 def test_lsuv_equals_the_algorithm_written_out(mnist_x, members):

@@ -25,3 +25,18 @@ def test_the_output_is_the_rescaled_layers(with_bias):
     assert torch.allclose(z, recomputed, rtol=1e-10, atol=1e-12)
     assert z.var().item() == pytest.approx(1.0, abs=1e-6)
     assert weight.grad_fn is None
+
+
+def test_by_default_at_most_ten_rounds_as_in_the_paper():
+    """Mishkin & Matas's T_max = 10 and Tol_var = 0.1 are the defaults: biases of variance 4 across
+    the units keep Var(z) above 1.1 however small W gets, so the step runs all 10 rounds; the
+    same 10 rounds recomputed from x W^T + b give the same weights."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(128, 8, generator=g, dtype=torch.float64)
+    weight = torch.randn(4, 8, generator=g, dtype=torch.float64)
+    bias = torch.tensor([2.0, -2.0, 2.0, -2.0], dtype=torch.float64)
+    expected = weight.clone()
+    for _ in range(10):
+        expected /= (x @ expected.T + bias).var().sqrt()
+    unit_variance_(weight, bias, x @ weight.T + bias)
+    torch.testing.assert_close(weight, expected, rtol=1e-12, atol=0)

@@ -176,6 +176,22 @@ def test_lanczos_with_m_equal_n_finds_the_exact_values():
     assert estimate.mean_sq == pytest.approx(exact.mean_sq, rel=1e-10)
 
 
+def test_lanczos_on_a_net_of_unequal_widths():
+    """Widths 20 -> 24 -> 16: J J^T is 16 x 16 (the last layer's width); with m = 16 the
+    deflated mean(s^2) is exact, ||J||_F^2 / 16 with J = W_2 D_2 W_1 D_1 multiplied out
+    (D = diag(tanh'(z))), and the Ritz values are J's singular values."""
+    weights, biases, z1 = _random_net([20, 24, 16], 1.5, 0.1, inputs=1)
+    estimate = jacobian_spectrum(weights, biases, "tanh", z1, method="lanczos", lanczos_steps=16)
+    z, jac = z1[0], torch.eye(20, dtype=torch.float64)
+    for w, b in zip(weights, biases, strict=True):
+        jac = w @ ((1 - torch.tanh(z) ** 2)[:, None] * jac)  # [16, 20] at the end
+        z = w @ torch.tanh(z) + b
+    assert estimate.mean_sq == pytest.approx(float((jac**2).sum()) / 16, rel=1e-10)
+    np.testing.assert_allclose(np.sort(estimate.singular_values.numpy()),
+                               np.sort(torch.linalg.svdvals(jac).numpy()), rtol=1e-8,
+                               atol=1e-8 * float(torch.linalg.svdvals(jac).max()))
+
+
 def test_lanczos_survives_rank_deficiency():
     """ReLU halves the rank: the Krylov space runs out before m = n (breakdown), and the
     zeros still come out as zeros with about the right share."""

@@ -107,3 +107,14 @@ def test_a_written_file_is_readable_by_all_and_writable_by_its_owner(tmp_path):
     finally:
         os.umask(umask)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+
+
+def test_atomic_write_makes_missing_folders_unless_told_not_to(tmp_path):
+    """By default every missing folder above the file is made; with parents=False a write into
+    a folder that is gone fails and makes nothing (a run's folder removed under it stays
+    removed)."""
+    atomic_write(tmp_path / "a" / "b" / "c.txt", "x")
+    assert (tmp_path / "a" / "b" / "c.txt").read_text() == "x"
+    with pytest.raises(FileNotFoundError):
+        atomic_write(tmp_path / "gone" / "c.txt", "x", parents=False)
+    assert not (tmp_path / "gone").exists()

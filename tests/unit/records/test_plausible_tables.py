@@ -1,14 +1,16 @@
 """Impossible values in a run's tables (records/plausible.py table_problem) on tables built by
 hand: a fraction outside [0, 1] (1 itself allowed), a negative count or norm, a second row for
 the same step and layer, each named with its file line (the header is line 1); text columns
-passed over; a table with none of these has no problem."""
+passed over; a table with none of these has no problem. And in summary.json (record_problem) and
+layers.csv against it (layers_problem), on records built by hand."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from winit_cli.records.plausible import table_problem
+from winit_cli.records.plausible import layers_problem, record_problem, table_problem
+from winit_cli.records.schema import Environment, RunRecord
 
 
 def _frame(**columns) -> pd.DataFrame:
@@ -32,3 +34,43 @@ def test_a_plausible_table_has_no_problem():
 ])
 def test_an_impossible_value_is_named_with_its_line(columns, problem):
     assert table_problem("metrics.csv", _frame(**columns)) == problem
+
+
+def _record(**fields) -> RunRecord:
+    environment = Environment(python="3.12", torch="2.13.0", winit="0", platform="linux",
+                              device="cpu", threads=1, flush_subnormals=True)
+    return RunRecord(**{"run_id": "r", "name": "r", "config_hash": "0", "status": "complete",
+                        "started_at": "2026-01-01T00:00:00", "scheme": "he_normal",
+                        "activation": "relu", "depth": 3, "width": 8, "seed": 0,
+                        "environment": environment, **fields})
+
+
+@pytest.mark.parametrize(("fields", "problem"), [
+    ({"depth": 1, "width": 1}, None),  # one Linear layer of one unit: the smallest net there is
+    ({"width": [1, 4]}, None),
+    ({"depth": 0}, "summary.json: depth 0 (at least 1)"),
+    ({"width": [4, 0]}, "summary.json: width 4-0 (positive)"),
+    ({"width": []}, "summary.json: width  (positive)"),
+])
+def test_record_problem_bounds_depth_and_width_at_one(fields, problem):
+    assert record_problem(_record(**fields)) == problem
+
+
+def _layers(*numbers: int) -> pd.DataFrame:
+    return pd.DataFrame({"step": [0] * len(numbers), "layer": list(numbers)})
+
+
+def test_an_mlps_layer_rows_are_its_depths():
+    """An MLP of depth d has rows for layers 1 to d exactly; the problem names the layers found,
+    first and last, and how many."""
+    assert layers_problem(_record(depth=3), _layers(1, 2, 3)) is None
+    assert layers_problem(_record(depth=5), _layers(1, 2, 3)) == \
+        "layers.csv: rows for layers 1 to 3 (3 of them), but depth is 5"
+    assert layers_problem(_record(depth=3), _layers(0, 1, 2)) == \
+        "layers.csv: layer 0 (numbered from 1)"
+
+
+def test_a_residual_nets_layer_rows_are_not_held_to_an_mlps():
+    """A resmlp numbers its rows by block and stream, not 1 to depth: only numbering from 1 is
+    checked."""
+    assert layers_problem(_record(depth=5, model_kind="resmlp"), _layers(1, 2, 3)) is None

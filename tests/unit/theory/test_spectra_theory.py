@@ -84,6 +84,21 @@ def test_orthogonal_linear_is_a_single_value():
     assert prediction.spread == 0.0 and prediction.zero_fraction == 0.0
 
 
+def test_orthogonal_relu_edge_and_moments_by_hand():
+    """Orthogonal weights, ReLU at sigma_w^2 = 2, k = 3: D^2 is 0 or 1 with probability 1/2, so
+    M_D(zeta) = 1 / (2 (zeta - 1)) and the module doc's inverse is z(m) = (2m + 1)^3 / (m (1 +
+    m)^2), least at m = 1 (d ln z / dm = 6 / (2m + 1) - 1/m - 2 / (1 + m) = 0): the edge is
+    lambda = 27/4, at zeta = 3/2, nearer max(d) = 1 than max(d) itself. Half of D's diagonal is
+    zero, so at least half of the s are 0. The density's own moments are the exact ones,
+    E[s^2] = (sigma_w^2 / 2)^3 = 1 and E[s^4] = 1 + k (0 + 2 - 1) = 4."""
+    prediction = predicted_spectrum(3, "orthogonal", "relu", 2.0, zero_rtol=1e-2)
+    assert prediction.max == pytest.approx(math.sqrt(27 / 4), rel=1e-6)
+    assert 0.5 <= prediction.zero_fraction < 0.55  # the rest: s below 1e-2 of the edge
+    lam = np.exp(2 * prediction.log_sv)
+    moments = [np.trapezoid(lam**j * prediction.density, prediction.log_sv) for j in (1, 2)]
+    assert moments == pytest.approx([1.0, 4.0], rel=1e-2)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="known: gaussian, orthogonal"):
         predicted_spectrum(3, "uniform")

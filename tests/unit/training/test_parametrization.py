@@ -120,3 +120,49 @@ def test_stacked_members_take_the_multiplier_as_one_does(kind):
     initialize(alone, 0, "he_normal", {}, torch.Generator().manual_seed(1))
     x = torch.randn(5, IN)
     torch.testing.assert_close(stacked(x.expand(2, 5, IN))[1], alone(x.unsqueeze(0))[0])
+
+
+def test_without_a_base_width_the_first_hidden_width_is_the_base():
+    """Per-layer widths 64, 32, 16 and no base_width: the base is the first hidden width, 64, so
+    mup's readout (fan_in 16, m = 16 / 64) multiplies by 1 / m = 4."""
+    config = validate({"model": {"depth": 4, "widths": [64, 32, 16], "parametrization": "mup"}})
+    model = build_model(config.model, IN, CLASSES)
+    assert multiplier(model, config.model) == pytest.approx(4.0)
+
+
+def test_a_width_below_its_base_scales_the_readout_up():
+    """mup at width 16, base 64: m = 1/4, the readout multiplier 1 / m = 4 (not 1: only exactly
+    1 is left out)."""
+    config = _config("mup", 16, 64)
+    assert multiplier(build_model(config.model, IN, CLASSES), config.model) == pytest.approx(4.0)
+
+
+def test_mup_rescales_the_weights_of_a_net_without_biases():
+    """model.bias false: the readout's weights are still drawn x sqrt(m) (m = 4: x 2), the
+    others left as drawn, and the absent biases are passed over."""
+    config = validate({"model": {"depth": 4, "width": 64, "base_width": 16, "bias": False,
+                                 "parametrization": "mup"}})
+    model = build_model(config.model, IN, CLASSES)
+    initialize(model, 0, "he_normal", {}, torch.Generator().manual_seed(0))
+    drawn = [layer.weight[0].clone() for layer in model.linears()]
+    rescale_init(model, 0, config)
+    for layer, before, factor in zip(model.linears(), drawn, [1, 1, 1, 2], strict=True):
+        assert layer.bias is None
+        torch.testing.assert_close(layer.weight[0], before * factor)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "resmlp"])
+def test_every_parameter_is_in_exactly_one_group(kind):
+    """A resmlp's trained branch scales belong to no Linear layer: they form a group at
+    train.lr; a plain MLP has no such parameter and no empty group."""
+    config = validate({"model": {"kind": kind, "depth": 4, "width": 64, "base_width": 16,
+                                 "parametrization": "mup", "learnable_scale": kind == "resmlp"},
+                       "train": {"lr": LR}})
+    model = build_model(config.model, IN, CLASSES)
+    groups = param_groups(model, config)
+    grouped = [id(p) for g in groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())
+    assert all(g["params"] for g in groups)
+    linear = {id(p) for layer in model.linears() for p in (layer.weight, layer.bias)}
+    rest = [g for g in groups if not {id(p) for p in g["params"]} & linear]
+    assert [g["lr"] for g in rest] == ([LR] if kind == "resmlp" else [])
