@@ -64,7 +64,8 @@ class ModelConfig(Section):
                                 "al. 2021); all three agree at model.base_width")
     base_width: PositiveInt | None = Field(
         None, description="ntk, mup: the width at which the parametrization is the standard "
-                          "one (its learning rate transfers from there; default: model.width); "
+                          "one (its learning rate transfers from there; default: the first hidden "
+                          "layer's width, model.width or model.widths[0]); "
                           "standard ignores it")
 
     @field_validator("activation", "norm", mode="before")
