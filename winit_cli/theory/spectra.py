@@ -49,9 +49,10 @@ from winit_cli.theory.roots import root
 _ETAS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 _STEP = 0.01  # grid spacing in ln x, x = s^2
 _HERMITE_NODES = 160  # Gauss-Hermite nodes for the distribution of phi'(h)^2
-# k = 1, orthogonal: phi'(h)^2 on this many points of h in [-12, 12] (spacing 1.2e-4); a value
-# holding more than _ATOM_SHARE of the mass is an atom (one node holds at most 5e-5).
-_FINE_NODES = 200_001
+# k = 1, orthogonal: phi'(h)^2 on this many points of h in [-12, 12] (spacing 1.2e-4; an even
+# count, so none sits on ReLU's step at 0); a value holding more than _ATOM_SHARE of the mass is
+# an atom (one node holds at most 5e-5).
+_FINE_NODES = 200_000
 _ATOM_SHARE = 1e-3
 
 

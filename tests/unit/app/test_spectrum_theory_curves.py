@@ -29,7 +29,8 @@ def test_critical_orthogonal_tanh_is_the_theory_modules_density_in_log10():
     ln 10), so it integrates to the same mass above the zero cutoff."""
     curve = predicted_curve(_config("critical", sigma_b2=1e-3, orthogonal=True))
     expected = predicted_spectrum(10, "orthogonal", "tanh", critical_sigma_w2("tanh", 1e-3), 1e-3)
-    x, density = curve
+    x, density, atoms = curve
+    assert atoms.shape == (0, 2)
     np.testing.assert_allclose(x, expected.log_sv / math.log(10), rtol=1e-6)
     np.testing.assert_allclose(density, expected.density * math.log(10), rtol=1e-6,
                                atol=1e-9)
@@ -44,8 +45,8 @@ def test_each_weight_family_reads_its_variance_from_the_scheme():
     np.testing.assert_allclose(he[0], predicted_spectrum(10, "gaussian", "relu", 2.0, 0.0).log_sv
                                / math.log(10), rtol=1e-6)
     orth = predicted_curve(_config("orthogonal", activation="linear", depth=6, gain=1.2))
-    expected = predicted_spectrum(4, "orthogonal", "linear", 1.44, 0.0)  # a spike: no curve
-    assert orth is None and math.isinf(expected.density[0])
+    assert len(orth[0]) == len(orth[1]) == 0  # every s is 1.2^4: one atom, no density
+    np.testing.assert_allclose(orth[2], [[4 * math.log10(1.2), 1.0]])
     orth_tanh = predicted_curve(_config("orthogonal", depth=6, gain=1.2))
     np.testing.assert_allclose(
         orth_tanh[1], predicted_spectrum(4, "orthogonal", "tanh", 1.44, 0.0).density
