@@ -17,10 +17,17 @@ i.e. M_{D^2}(zeta) = m, the inverse of M_{JJ^T} becomes explicit in zeta:
     z = sigma_w2^k zeta^k (m / (1 + m))^(k-1)    (orthogonal)
 
 We solve that for zeta by Newton's method at z = x (1 + i eta), marching down a grid in ln x
-from above the spectrum's edge, and read the density of lambda = s^2 as -Im G(z) / pi with
-G = (1 + m) / z, at eta = 1e-7 (reached from eta = 1e-2 in stages, so the solve stays on
-the right branch). Moments need no solve: for free
-factors with mean 1 the normalised variance var/mean^2 adds, so
+from above the spectrum's edge, at eta = 1e-7 (reached from eta = 1e-2 in stages, so the solve
+stays on the right branch), and read the mass of lambda = s^2 above each x as Im F / pi, F the
+closed-form antiderivative of G = (1 + m) / z (_tail_mass): each grid cell gets its exact mass,
+and the density is the cell's average. A density -Im G / pi read point by point would not do:
+where D^2 has an atom of weight w at its top and k w >= k - 1 (orthogonal weights, k <= 2 for
+ReLU, leaky ReLU, ELU), the inverse map does not turn at the edge, and the law has an atom there
+(k w > k - 1, Belinschi's rule) or an inverse-square-root edge (k w = k - 1: at k = 2, ReLU's
+J J^T / 4 is P Q P for free projections of trace 1/2, half an atom at 0 and half the arcsine
+law). Atoms are returned apart from the density. At k = 1 with orthogonal weights there is
+nothing to convolve: lambda = sigma_w2 phi'(h)^2, taken on a fine grid of h. Moments need no
+solve: for free factors with mean 1 the normalised variance var/mean^2 adds, so
 
     E[s^2] = (sigma_w2 mu_1)^k,  var(s^2) / E[s^2]^2 = k (v_W + mu_2 / mu_1^2 - 1),
 
@@ -168,7 +175,9 @@ def _upper_edge(inverse: _InverseMap) -> tuple[float, float]:
 
     Above the spectrum, z real has a real zeta > max(d) with Z(zeta) = z, on the branch that
     grows with zeta; the two real branches meet at the edge, where dZ/dzeta = 0 (for the
-    Fuss-Catalan law this gives (k + 1)^(k + 1) / k^k, tested).
+    Fuss-Catalan law this gives (k + 1)^(k + 1) / k^k, tested). Where D^2's top is an atom
+    heavy enough (module doc), Z grows all the way from zeta = max(d): the minimum is its
+    limit there (orthogonal ReLU, k = 2: z = 4 + 1 / (m^2 + m), m -> inf, lambda_max = 4).
     """
     top = float(inverse.d.max())
     gaps = np.exp(np.linspace(math.log(1e-12), math.log(1e6), 4000)) * max(top, 1e-300)
