@@ -24,8 +24,10 @@ def _moment(prediction, power):
 
 def _cdf(prediction, log_s):
     """The predicted share of s at or below e^log_s, above the zero cutoff (atoms included)."""
-    edges = np.concatenate([[prediction.log_sv[0] - 0.0025], prediction.log_sv + 0.0025])
-    steps = np.concatenate([[0.0], np.cumsum(prediction.density * 0.005)])
+    widths = np.gradient(prediction.log_sv)  # the cells are equal (but the last)
+    edges = np.concatenate([[prediction.log_sv[0] - widths[0] / 2],
+                            prediction.log_sv + widths / 2])
+    steps = np.concatenate([[0.0], np.cumsum(prediction.density * widths)])
     atoms = sum(mass * (math.log(s) <= log_s) for s, mass in prediction.atoms)
     return np.interp(log_s, edges, steps) + atoms
 
@@ -49,7 +51,7 @@ def test_orthogonal_relu_two_layers_is_the_arcsine_law():
     assert p.max == pytest.approx(2.0, rel=1e-9)
     assert p.zero_fraction == pytest.approx(0.5, abs=1e-4)
     assert p.spread == pytest.approx(math.pi / math.sqrt(12), abs=2e-3)
-    log_t = np.linspace(-6, math.log(2) - 0.01, 40)  # within a cell (0.005) it interpolates
+    log_t = np.linspace(-6, math.log(2) - 0.01, 40)  # within a cell (0.005), interpolated
     expected = 0.5 * (2 / math.pi) * np.arcsin(np.exp(log_t) / 2)
     np.testing.assert_allclose([_cdf(p, t) for t in log_t], expected, atol=1e-3)
     assert (_moment(p, 2), _moment(p, 4)) == pytest.approx((1.0, 3.0), rel=2e-3)
