@@ -13,14 +13,19 @@ import numpy as np
 from winit_cli.diagnosis.spectrum import predicted_for
 
 
-def predicted_curve(config: dict) -> tuple[np.ndarray, np.ndarray] | None:
-    """(log10 s, density per unit log10 s) for this run's Jacobian z_1 -> z_{L-1}, or None
-    where the theory does not apply, from its flattened config."""
+def predicted_curve(config: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(log10 s, density per unit log10 s, atoms [A, 2] as (log10 s, mass)) for this run's
+    Jacobian z_1 -> z_{L-1}, or None where the theory does not apply, from its flattened
+    config. The density leaves the atoms out (orthogonal weights at k = 1, or constant slopes:
+    then it is empty); an atom at 0 is in neither."""
     p = predicted_for(config)
-    if p is None or not np.all(np.isfinite(p.density)):  # a spike, not a curve
+    if p is None:
         return None
-    return p.log_sv / math.log(10), p.density * math.log(10)
-def report_curves(runs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    atoms = np.array([[math.log10(s), mass] for s, mass in p.atoms]).reshape(-1, 2)
+    return p.log_sv / math.log(10), p.density * math.log(10), atoms
+
+
+def report_curves(runs) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """{run path: predicted curve} for the runs that recorded a spectrum and have a prediction."""
     curves = {}
     for run in runs:

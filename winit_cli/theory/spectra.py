@@ -17,10 +17,17 @@ i.e. M_{D^2}(zeta) = m, the inverse of M_{JJ^T} becomes explicit in zeta:
     z = sigma_w2^k zeta^k (m / (1 + m))^(k-1)    (orthogonal)
 
 We solve that for zeta by Newton's method at z = x (1 + i eta), marching down a grid in ln x
-from above the spectrum's edge, and read the density of lambda = s^2 as -Im G(z) / pi with
-G = (1 + m) / z, at eta = 1e-7 (reached from eta = 1e-2 in stages, so the solve stays on
-the right branch). Moments need no solve: for free
-factors with mean 1 the normalised variance var/mean^2 adds, so
+from above the spectrum's edge, at eta = 1e-7 (reached from eta = 1e-2 in stages, so the solve
+stays on the right branch), and read the mass of lambda = s^2 above each x as Im F / pi, F the
+closed-form antiderivative of G = (1 + m) / z (_tail_mass): each grid cell gets its exact mass,
+and the density is the cell's average. A density -Im G / pi read point by point would not do:
+where D^2 has an atom of weight w at its top and k w >= k - 1 (orthogonal weights, k <= 2 for
+ReLU, leaky ReLU, ELU), the inverse map does not turn at the edge, and the law has an atom there
+(k w > k - 1, Belinschi's rule) or an inverse-square-root edge (k w = k - 1: at k = 2, ReLU's
+J J^T / 4 is P Q P for free projections of trace 1/2, half an atom at 0 and half the arcsine
+law). Atoms are returned apart from the density. At k = 1 with orthogonal weights there is
+nothing to convolve: lambda = sigma_w2 phi'(h)^2, taken on a fine grid of h. Moments need no
+solve: for free factors with mean 1 the normalised variance var/mean^2 adds, so
 
     E[s^2] = (sigma_w2 mu_1)^k,  var(s^2) / E[s^2]^2 = k (v_W + mu_2 / mu_1^2 - 1),
 
@@ -49,40 +56,48 @@ from winit_cli.theory.roots import root
 _ETAS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 _STEP = 0.01  # grid spacing in ln x, x = s^2
 _HERMITE_NODES = 160  # Gauss-Hermite nodes for the distribution of phi'(h)^2
+# k = 1, orthogonal: phi'(h)^2 on this many points of h in [-12, 12] (spacing 1.2e-4; an even
+# count, so none sits on ReLU's step at 0); a value holding more than _ATOM_SHARE of the mass is
+# an atom (one node holds at most 5e-5).
+_FINE_NODES = 200_000
+_ATOM_SHARE = 1e-3
 
 
 @dataclass(frozen=True)
 class SpectrumPrediction:
-    log_sv: np.ndarray  # [G] grid of ln s, increasing
-    density: np.ndarray  # [G] density of ln s (per unit ln s); [inf] if every s is the same
+    log_sv: np.ndarray  # [G] cell centres in ln s, increasing ([0] if every s is an atom)
+    density: np.ndarray  # [G] density of ln s per unit ln s, each cell's average, atoms left out
     mean_sq: float  # E[s^2], exact
     var_sq: float  # var(s^2) / E[s^2]^2, exact
     max: float  # the support's upper edge in s
-    spread: float  # std of ln s over s > zero_rtol * max, from the density
+    spread: float  # std of ln s over s > zero_rtol * max (atoms there included)
     zero_fraction: float  # mass at or below zero_rtol * max (an atom at 0 included)
+    atoms: tuple[tuple[float, float], ...] = ()  # (s, mass) of the atoms above the cutoff
 
 
 def _slope_atoms(activation: str, q: float) -> tuple[np.ndarray, np.ndarray]:
-    """The law of d = phi'(sqrt(q) h)^2 as atoms (values [A], weights [A])."""
+    """The law of d = phi'(sqrt(q) h)^2 as atoms (distinct values [A], weights [A]): Gauss-Hermite
+    nodes, equal values merged (ReLU's 160 nodes are two atoms of weight 1/2 each)."""
     _, dphi = activation_functions(activation)
     if activation == "linear" or q == 0:
         return np.array([float(dphi(np.array([0.0]))[0]) ** 2]), np.array([1.0])
     nodes, weights = np.polynomial.hermite_e.hermegauss(_HERMITE_NODES)
-    return dphi(math.sqrt(q) * nodes) ** 2, weights / weights.sum()
+    values, index = np.unique(dphi(math.sqrt(q) * nodes) ** 2, return_inverse=True)
+    return values, np.bincount(index, weights / weights.sum())
 
 
 # phi' of these is scale-free (phi'(c x) = phi'(x) for c > 0): D's law does not depend on q.
 _SCALE_FREE = ("linear", "relu", "leaky_relu")
 
 
-def _inputs(activation, sigma_w2, sigma_b2, q):
+def _pre_activation_variance(activation, sigma_w2, sigma_b2, q) -> float:
     if activation in _SCALE_FREE:
-        return _slope_atoms(activation, 1.0)
+        return 1.0
     if q is None:
         q = fixed_point_q(activation, sigma_w2, sigma_b2)
     if not 0 <= q < math.inf:
         raise ValueError(f"the pre-activation variance must be finite, got q* = {q}")
-    return _slope_atoms(activation, q)
+    return q
 
 
 def predicted_moments(
@@ -99,7 +114,8 @@ def predicted_moments(
     q: the pre-activations' variance, by default the fixed point q*.
     """
     v_w = _weight_variance(weights)
-    d, w = _inputs(activation, sigma_w2, sigma_b2, q)
+    q = _pre_activation_variance(activation, sigma_w2, sigma_b2, q)
+    d, w = _slope_atoms(activation, q)
     mu1, mu2 = float(w @ d), float(w @ d**2)
     return (sigma_w2 * mu1) ** layers, layers * (v_w + mu2 / mu1**2 - 1)
 
@@ -159,7 +175,9 @@ def _upper_edge(inverse: _InverseMap) -> tuple[float, float]:
 
     Above the spectrum, z real has a real zeta > max(d) with Z(zeta) = z, on the branch that
     grows with zeta; the two real branches meet at the edge, where dZ/dzeta = 0 (for the
-    Fuss-Catalan law this gives (k + 1)^(k + 1) / k^k, tested).
+    Fuss-Catalan law this gives (k + 1)^(k + 1) / k^k, tested). Where D^2's top is an atom
+    heavy enough (module doc), Z grows all the way from zeta = max(d): the minimum is its
+    limit there (orthogonal ReLU, k = 2: z = 4 + 1 / (m^2 + m), m -> inf, lambda_max = 4).
     """
     top = float(inverse.d.max())
     gaps = np.exp(np.linspace(math.log(1e-12), math.log(1e6), 4000)) * max(top, 1e-300)
@@ -225,6 +243,77 @@ def _descend(inverse: _InverseMap, log_x: np.ndarray, zetas: np.ndarray) -> np.n
     return zetas
 
 
+def _grid(edge: float, zero_rtol: float) -> np.ndarray:
+    """ln x from just above the edge down to the zero cutoff (zero_rtol in s) exactly."""
+    top, bottom = math.log(edge) + 0.2, math.log(edge) + 2 * math.log(zero_rtol)
+    return np.linspace(top, bottom, math.ceil((top - bottom) / _STEP) + 1)
+
+
+def _tail_mass(inverse: _InverseMap, zetas: np.ndarray) -> np.ndarray:
+    """The share of lambda = s^2 above each x, from the zetas solving z = x (1 + i eta).
+
+    G = (1 + m) / z has the antiderivative F = k E[ln(zeta - d)] + a (m + ln m) + b m in
+    zeta (d ln z = k dzeta / zeta + (a / m + b / (1 + m)) dm, and (1 + m) / zeta = E[1 / (zeta
+    - d)]), so the mass above x is Im F / pi, with F's imaginary part 0 at z = +inf. For z in
+    the upper half-plane m lies in the lower one and zeta in the upper one, so principal
+    arguments are F's continuous branch: no unwrapping. Unlike the density -Im G / pi read
+    point by point, this is exact across atoms and the inverse-square-root edges that occur
+    where D^2 has an atom (orthogonal ReLU, k = 2: the arcsine law), where the inverse map
+    does not turn at the edge and a density read at eta = 1e-7 is ~ eta^-1/2 there.
+    """
+    m = inverse.m(zetas)
+    m = m.real - 1j * np.abs(m.imag)  # -0.0 where m is real: arg -pi, its limit from below
+    zeta = zetas.real + 1j * np.abs(zetas.imag)
+    args = np.angle(zeta[..., None] - inverse.d) @ inverse.w
+    return (inverse.k * args + inverse.a * (m.imag + np.angle(m)) + inverse.b * m.imag) / math.pi
+
+
+def _free_atoms(layers: int, weights: str, sigma_w2: float, d, w) -> list[tuple[float, float]]:
+    """J J^T's atoms away from 0, (lambda, mass): the free product of k laws of D^2 has one at
+    a^k of mass k P(d = a) - (k - 1) where that is positive (Belinschi 2003, "The atoms of the
+    free multiplicative convolution"); a Marchenko-Pastur factor has none, so Gaussian weights
+    leave none away from 0."""
+    if weights == "gaussian":
+        return []
+    heavy = (d > 0) & (layers * w - (layers - 1) > 1e-9)
+    return [(float((sigma_w2 * a) ** layers), float(layers * p - (layers - 1)))
+            for a, p in zip(d[heavy], w[heavy], strict=True)]
+
+
+def _law_spectrum(layers, weights, sigma_w2, d, w, zero_rtol):
+    """(ln x grid [G], mass above each x of the part without atoms [G], atoms [(lambda,
+    mass)], lambda_max) of J J^T at infinite width for D^2's law (values d, weights w)."""
+    inverse = _InverseMap(layers, weights, sigma_w2, d, w)
+    edge, zeta_edge = _upper_edge(inverse)
+    log_x = _grid(edge, zero_rtol)
+    zetas = _march(inverse, log_x, _above_edge(inverse, float(log_x[0]), zeta_edge))
+    zetas = _descend(inverse, log_x, zetas)
+    tail = _tail_mass(inverse, zetas)
+    atoms = _free_atoms(layers, weights, sigma_w2, d, w)
+    for x0, mass in atoms:  # mass ln(z - x0) in F: its share of the tail, smoothed as F's is
+        tail -= mass * np.angle(np.exp(log_x) * (1 + 1j * _ETAS[-1]) - x0) / math.pi
+    return log_x, tail, atoms, edge
+
+
+def _single_orthogonal(activation, q, sigma_w2, zero_rtol):
+    """The same for k = 1 with orthogonal weights: lambda = sigma_w2 phi'(h)^2 exactly, nothing
+    to convolve. D^2's law is taken on a fine grid of h, not as _slope_atoms' Gauss-Hermite
+    nodes: at k = 1 those nodes would be the spectrum itself (a comb of atoms)."""
+    _, dphi = activation_functions(activation)
+    h = np.linspace(-12.0, 12.0, _FINE_NODES)
+    shares = np.exp(-0.5 * h * h)
+    lam, inverse = np.unique(sigma_w2 * dphi(math.sqrt(q) * h) ** 2, return_inverse=True)
+    shares = np.bincount(inverse, shares / shares.sum())
+    heavy = (shares > _ATOM_SHARE) & (lam > 0)
+    atoms = [(float(x0), float(p)) for x0, p in zip(lam[heavy], shares[heavy], strict=True)]
+    log_x = _grid(float(lam[-1]), zero_rtol)
+    spread_part = np.where(heavy, 0.0, shares)
+    above = np.cumsum(spread_part[::-1])[::-1]  # above[i]: mass at lam >= lam[i]
+    index = np.searchsorted(lam, np.exp(log_x), side="right")
+    tail = np.append(above, 0.0)[index]
+    return log_x, tail, atoms, float(lam[-1])
+
+
 def predicted_spectrum(
     layers: int,
     weights: str,
@@ -248,31 +337,32 @@ def predicted_spectrum(
     if layers < 1:
         raise ValueError(f"layers must be >= 1, got {layers}")
     v_w = _weight_variance(weights)
-    d, w = _inputs(activation, sigma_w2, sigma_b2, q)
+    q = _pre_activation_variance(activation, sigma_w2, sigma_b2, q)
+    d, w = _slope_atoms(activation, q)
     mu1, mu2 = float(w @ d), float(w @ d**2)
     mean_sq, var_sq = (sigma_w2 * mu1) ** layers, layers * (v_w + mu2 / mu1**2 - 1)
     if var_sq < 1e-14:  # orthogonal weights, constant slopes: every s is sigma_w^k sqrt(d)
         s = math.sqrt(mean_sq)
-        return SpectrumPrediction(
-            np.array([math.log(s)]), np.array([math.inf]), mean_sq, 0.0, s, 0.0, 0.0
-        )
-    inverse = _InverseMap(layers, weights, sigma_w2, d, w)
-    edge, zeta_edge = _upper_edge(inverse)
-    top, bottom = math.log(edge) + 0.2, math.log(edge) + 2 * math.log(zero_rtol)
-    log_x = np.arange(top, bottom, -_STEP)
-    zetas = _march(inverse, log_x, _above_edge(inverse, top, zeta_edge))
-    zetas = _descend(inverse, log_x, zetas)
-    z = np.exp(log_x) * (1 + 1j * _ETAS[-1])
-    green = inverse.one_plus_m(zetas) / z  # G = (1 + m) / z
-    density = np.maximum(-green.imag / math.pi, 0.0) * 2 * np.exp(log_x)  # per unit ln s
-    log_sv, density = 0.5 * log_x[::-1], density[::-1]
-    return _summarize(log_sv, density, mean_sq, var_sq, math.sqrt(edge))
+        return SpectrumPrediction(np.empty(0), np.empty(0), mean_sq, 0.0, s, 0.0, 0.0,
+                                  ((s, 1.0),))
+    if weights == "orthogonal" and layers == 1:
+        log_x, tail, atoms, edge = _single_orthogonal(activation, q, sigma_w2, zero_rtol)
+    else:
+        log_x, tail, atoms, edge = _law_spectrum(layers, weights, sigma_w2, d, w, zero_rtol)
+    cells = np.maximum(np.diff(tail), 0.0)[::-1]  # [G - 1], mass between grid points
+    log_sv = 0.25 * (log_x[1:] + log_x[:-1])[::-1]  # cell centres in ln s = ln x / 2
+    density = cells / (0.5 * -np.diff(log_x)[::-1])  # per unit ln s, the cell's average
+    cutoff = zero_rtol * math.sqrt(edge)
+    sv_atoms = tuple((math.sqrt(x0), mass) for x0, mass in atoms if math.sqrt(x0) > cutoff)
+    return _summarize(log_sv, density, cells, sv_atoms, mean_sq, var_sq, math.sqrt(edge))
 
 
-def _summarize(log_sv, density, mean_sq, var_sq, edge) -> SpectrumPrediction:
-    mass = float(np.trapezoid(density, log_sv))
-    mean_log = float(np.trapezoid(log_sv * density, log_sv)) / mass
-    var_log = float(np.trapezoid((log_sv - mean_log) ** 2 * density, log_sv)) / mass
-    return SpectrumPrediction(
-        log_sv, density, mean_sq, var_sq, edge, math.sqrt(var_log), max(0.0, 1.0 - mass)
-    )
+def _summarize(log_sv, density, cells, atoms, mean_sq, var_sq, edge) -> SpectrumPrediction:
+    """Spread and zero share over the cells (all above the cutoff) and the atoms above it."""
+    values = np.concatenate([log_sv, [math.log(s) for s, _ in atoms]])
+    masses = np.concatenate([cells, [mass for _, mass in atoms]])
+    mass = float(masses.sum())
+    mean_log = float(values @ masses) / mass
+    var_log = float((values - mean_log) ** 2 @ masses) / mass
+    return SpectrumPrediction(log_sv, density, mean_sq, var_sq, edge, math.sqrt(var_log),
+                              max(0.0, 1.0 - mass), atoms)

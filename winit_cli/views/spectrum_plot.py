@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 BINS = 60
+MIN_SPAN = 0.2  # decades the bins span at least
 ZERO_RTOL = 1e-6  # as measure/jacobian.py: values below this times the maximum count as zero
 
 
@@ -23,8 +24,9 @@ class SpectrumLine:
     label: str
     color: str
     spectra: list[pd.DataFrame]  # one spectrum.csv per seed, pooled with equal weight
-    # the free-probability prediction (log10 s, density per unit log10 s), or None: no theory
-    theory: tuple[np.ndarray, np.ndarray] | None = None
+    # the free-probability prediction (log10 s, density per unit log10 s[, atoms [A, 2] as
+    # (log10 s, mass), left out of the density]), or None: no theory
+    theory: tuple[np.ndarray, ...] | None = None
     # the first run's summary.json jacobian block (records.schema.JacobianRecord), for the
     # summaries that need no cutoff: var(s^2) / mean(s^2)^2, measured and predicted
     record: object | None = None
@@ -50,12 +52,28 @@ def _pooled_log10(spectra: list[pd.DataFrame]) -> tuple[np.ndarray, np.ndarray]:
     return np.log10(values[keep]), weights[keep]
 
 
+def _draw_theory(ax, line: SpectrumLine, bins: np.ndarray) -> None:
+    """The predicted density dashed, inside the histogram's range; each atom as the dashed bar
+    a histogram on these bins would draw for it (its mass over its bin's width)."""
+    log_s, density, *rest = line.theory
+    shown = (log_s >= bins[0]) & (log_s <= bins[-1])
+    ax.plot(log_s[shown], density[shown], color=line.color, lw=1.2, ls="--", alpha=0.9)
+    for at, mass in rest[0] if rest else ():
+        index = min(max(int(np.searchsorted(bins, at, side="right")) - 1, 0), len(bins) - 2)
+        if bins[0] - 1e-9 <= at <= bins[-1] + 1e-9:
+            ax.plot([at, at], [0.0, mass / (bins[index + 1] - bins[index])], color=line.color,
+                    lw=1.2, ls="--", alpha=0.9)
+
+
 def spectrum_density(lines: Sequence[SpectrumLine], title: str) -> Figure:
     """Weighted histograms of log10 s on shared bins; zeros left out (their share is in the
     legend)."""
     pooled = [_pooled_log10(line.spectra) for line in lines]
     every = np.concatenate([p[0] for p in pooled])
-    bins = np.linspace(every.min(), every.max(), BINS + 1) if every.size else np.linspace(-1, 1, 3)
+    low, high = (every.min(), every.max()) if every.size else (-1.0, 1.0)
+    if high - low < MIN_SPAN:  # one value (orthogonal, k = 1): bins of a readable width
+        low, high = 0.5 * (low + high - MIN_SPAN), 0.5 * (low + high + MIN_SPAN)
+    bins = np.linspace(low, high, BINS + 1)
     fig = Figure(figsize=(7.0, 4.2), layout="constrained")
     ax = fig.subplots()
     for line, (log_s, weights) in zip(lines, pooled, strict=True):
@@ -65,9 +83,7 @@ def spectrum_density(lines: Sequence[SpectrumLine], title: str) -> Figure:
         ax.stairs(density / np.diff(edges), edges, color=line.color, lw=1.6,
                   label=label + _summary(line))
         if line.theory is not None:
-            shown = (line.theory[0] >= bins[0]) & (line.theory[0] <= bins[-1])
-            ax.plot(line.theory[0][shown], line.theory[1][shown], color=line.color, lw=1.2,
-                    ls="--", alpha=0.9)
+            _draw_theory(ax, line, bins)
     if any(line.theory is not None for line in lines):
         ax.plot([], [], color="#555555", ls="--", lw=1.2,
                 label="dashed: free-probability theory (infinite width, q = q*)")

@@ -29,7 +29,8 @@ def test_critical_orthogonal_tanh_is_the_theory_modules_density_in_log10():
     ln 10), so it integrates to the same mass above the zero cutoff."""
     curve = predicted_curve(_config("critical", sigma_b2=1e-3, orthogonal=True))
     expected = predicted_spectrum(10, "orthogonal", "tanh", critical_sigma_w2("tanh", 1e-3), 1e-3)
-    x, density = curve
+    x, density, atoms = curve
+    assert atoms.shape == (0, 2)
     np.testing.assert_allclose(x, expected.log_sv / math.log(10), rtol=1e-6)
     np.testing.assert_allclose(density, expected.density * math.log(10), rtol=1e-6,
                                atol=1e-9)
@@ -44,8 +45,8 @@ def test_each_weight_family_reads_its_variance_from_the_scheme():
     np.testing.assert_allclose(he[0], predicted_spectrum(10, "gaussian", "relu", 2.0, 0.0).log_sv
                                / math.log(10), rtol=1e-6)
     orth = predicted_curve(_config("orthogonal", activation="linear", depth=6, gain=1.2))
-    expected = predicted_spectrum(4, "orthogonal", "linear", 1.44, 0.0)  # a spike: no curve
-    assert orth is None and math.isinf(expected.density[0])
+    assert len(orth[0]) == len(orth[1]) == 0  # every s is 1.2^4: one atom, no density
+    np.testing.assert_allclose(orth[2], [[4 * math.log10(1.2), 1.0]])
     orth_tanh = predicted_curve(_config("orthogonal", depth=6, gain=1.2))
     np.testing.assert_allclose(
         orth_tanh[1], predicted_spectrum(4, "orthogonal", "tanh", 1.44, 0.0).density
@@ -94,3 +95,22 @@ def test_the_figure_draws_the_curve_dashed_in_the_lines_colour():
     np.testing.assert_allclose(curve.get_xdata(), x[inside])
     assert curve.get_color() == "#d62728"
     assert any("free-probability" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_an_atom_is_drawn_as_the_bar_a_histogram_would_show():
+    """Depth 3, orthogonal, ReLU (k = 1): J = sqrt(2) W D, so half the s are 0 and half sqrt(2)
+    (an atom, no density). The curve carries the atom; the figure draws it dashed at log10
+    sqrt(2), as tall as a histogram bin holding mass 1/2 (the measured s are all sqrt(2), so the
+    60 bins span 0.2 decades: height 0.5 / (0.2 / 60) = 150), not as a spike or nothing."""
+    x, density, atoms = predicted_curve(_config("orthogonal", activation="relu", depth=3,
+                                                gain=math.sqrt(2)))
+    assert np.all(density == 0)
+    np.testing.assert_allclose(atoms, [[0.5 * math.log10(2), 0.5]], rtol=1e-9)
+    spectrum = pd.DataFrame({"value": [0.0] * 4 + [math.sqrt(2)] * 4, "weight": [1 / 8] * 8})
+    fig = spectrum_density([SpectrumLine("orth", "#1f77b4", [spectrum], (x, density, atoms))],
+                           "t")
+    (ax,) = fig.axes
+    (bar,) = [line for line in ax.lines if line.get_linestyle() == "--"
+              and len(line.get_xdata()) == 2]
+    np.testing.assert_allclose(bar.get_xdata(), [0.5 * math.log10(2)] * 2)
+    np.testing.assert_allclose(bar.get_ydata(), [0.0, 150.0], rtol=1e-9)
