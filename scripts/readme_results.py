@@ -88,6 +88,9 @@ class Sweep:
                                  str(out / f"report-{name}"))["out"])
         self.summary = pd.read_csv(self.report / "summary.csv")
         self.aggregate = pd.read_csv(self.report / "aggregate.csv")
+        # this script's own figures: beside the report, not in it (a report folder holding
+        # files winit did not write is refused by the next `winit report`, as with --keep)
+        self.figures = out / f"figures-{name}"
 
     def runs(self, scheme: str, **where) -> pd.DataFrame:
         rows = self.summary[self.summary.scheme == scheme]
@@ -361,7 +364,7 @@ class PhaseSweep:
         self.doc = winit("phase", *PHASE_ARGS, "--set", f"output_dir={out}", *sets)
         self.dir = Path(self.doc["sweep_dir"])
         self.summary = pd.read_csv(self.doc["grid_csv"])  # one row per cell
-        self.report = out / f"report-{name}"
+        self.report = self.figures = out / f"report-{name}"
         (self.report / "plots").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.doc["figure"], self.report / "plots" / "phase.png")
 
@@ -460,7 +463,8 @@ def _jacobian(s: Sweep, rows: pd.DataFrame, key: str) -> float:
 
 def _spectra_figure(s: Sweep, names: dict) -> None:
     """All four configurations' spectra in one figure (the report draws one per activation),
-    with the free-probability curve where winit has one, as <report>/plots/spectra_all.png."""
+    with the free-probability curve where winit has one, as
+    <out>/figures-spectra/spectra_all.png."""
     from winit_cli.app.spectrum_theory import predicted_curve
     from winit_cli.records.reader import flatten
     from winit_cli.views.plots import save
@@ -477,7 +481,7 @@ def _spectra_figure(s: Sweep, names: dict) -> None:
     title = (f"Jacobian singular values at init: depth {first.depth}, width {first.width}, "
              f"critical init (chi = 1 at q*)\n{s.summary.seed.nunique()} seeds x 16 MNIST "
              "inputs each")
-    save(spectrum_density(lines, title), s.report / "plots" / "spectra_all.png")
+    save(spectrum_density(lines, title), s.figures / "spectra_all.png")
 
 
 SPECTRA = {("tanh", True): ("tanh, orthogonal", "#d62728"),
@@ -611,7 +615,8 @@ def main() -> None:
         if args.print:
             print(f"--- {name}\n{wrap(text)}")
         for pattern, target in [] if args.print else FIGURES[name]:
-            (plot,) = sorted((sweep.report / "plots").glob(f"{pattern}.png"))
+            (plot,) = sorted([*(sweep.report / "plots").glob(f"{pattern}.png"),
+                              *sweep.figures.glob(f"{pattern}.png")])
             shutil.copyfile(plot, REPO / "docs" / target)
         for width, target in [] if args.print else SCREENSHOTS.get(name, []):
             report_browser.screenshot(sweep.report / "report.html", width, REPO / "docs" / target)
