@@ -243,7 +243,14 @@ def run_module(name: str, args, out: Path) -> dict:
         plan_file.write_text(json.dumps(start_session(name, module, check, env, copy, config,
                                                       db, args, out, carried)))
     plan = json.loads(plan_file.read_text())
-    timeout = per_mutant_timeout(plan["test_seconds"])
+    # the mutant's own tests set its time limit where the map timed them (an integration
+    # module's whole list takes minutes: four times that let one hanging mutant eat the box)
+    timed = json.loads((out / "coverage.data.seconds.json").read_text()) if args.full else {}
+
+    def timeout(tests: list[str]) -> float:
+        if timed and all(t in timed for t in tests):
+            return per_mutant_timeout(sum(timed[t] for t in tests))
+        return per_mutant_timeout(plan["test_seconds"])
     print(f"{name}: {plan['sampled']} of {plan['candidates']} mutants, tests "
           f"{plan['test_seconds']:.0f} s unmutated{' (resumed)' if resuming else ''}", flush=True)
     started = time.perf_counter()

@@ -172,9 +172,11 @@ class Worker:
 
 
 def execute(db_path: Path, module: Path, root: Path, env: dict, tests_for: Callable,
-            pytest_args: list[str], timeout: float, seconds: float, seed: int) -> int:
+            pytest_args: list[str], timeout: Callable[[list[str]], float], seconds: float,
+            seed: int) -> int:
     """Run the session's pending mutants of `module` (in the checkout `root`) for at most
-    `seconds`, each against the tests `tests_for(pristine, mutated)` names; record each outcome
+    `seconds`, each against the tests `tests_for(pristine, mutated)` names and stopped past
+    `timeout(those tests)` (counted killed: it hangs or loops); record each outcome
     in the session as it comes. Returns the number run. The mutants run in a random order
     (`seed`): a module cut short by its time box has run a random sample of its mutants, whose
     score estimates the whole module's."""
@@ -207,7 +209,7 @@ def execute(db_path: Path, module: Path, root: Path, env: dict, tests_for: Calla
                 if not tests:
                     outcome, output = TestOutcome.SURVIVED, "no test runs the mutated lines"
                 else:
-                    ran = worker.run(module, mutated, [*pytest_args, *tests], timeout)
+                    ran = worker.run(module, mutated, [*pytest_args, *tests], timeout(tests))
                     outcome = TestOutcome.SURVIVED if ran["code"] == 0 else TestOutcome.KILLED
                     output = "timeout" if ran["code"] is None else ran["output"]
                 db.set_result(item.job_id, WorkResult(
