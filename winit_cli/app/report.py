@@ -93,12 +93,12 @@ class Report:
     labels: dict = field(default_factory=dict)
 
 
-def effective(config: dict[str, Any]) -> dict[str, Any]:
-    """A run's flattened config as far as it decides what was trained: `train.epochs` is left
-    out where `train.steps` overrides it."""
-    if config.get("train.steps") is not None:
-        return {k: v for k, v in config.items() if k != "train.epochs"}
-    return config
+def setting(config: dict[str, Any], key: str) -> Any:
+    """A config key's value as far as it decides what was trained (None where it is not set):
+    `train.epochs` is none where `train.steps` overrides it."""
+    if key == "train.epochs" and config.get("train.steps") is not None:
+        return None
+    return config.get(key)
 
 
 def grid_keys(runs: list[Run]) -> list[str]:
@@ -107,16 +107,34 @@ def grid_keys(runs: list[Run]) -> list[str]:
     layer count and width and its dataset (the usual columns); its scheme, where the user named
     one, is the compared axis; the optimizer's settings are not part of its group."""
     # no config.yaml: tells nothing
-    known = [effective(r.config) for r in runs if r.config and not is_watched(r.config)]
-    keys = {k for r in runs for k in r.sweep_grid if any(k in c for c in known)}
-    for key in {k for c in known for k in c}:
-        first = known[0].get(key)
-        text = _distinct(first)
-        # the same value (not a float: -0.0 == 0.0) needs no JSON written to tell
-        if any(not (type(v) is type(first) and type(v) is not float and v == first)
-               and _distinct(v) != text for v in (c.get(key) for c in known)):
+    known = [r.config for r in runs if r.config and not is_watched(r.config)]
+    present = {k for c in known for k in c}
+    if not any("train.epochs" in c and c.get("train.steps") is None for c in known):
+        present.discard("train.epochs")  # set only where train.steps overrides it
+    keys = {k for r in runs for k in r.sweep_grid if k in present}
+    for key in present.difference(BOOKKEEPING, OWN_COLUMN):  # never grid columns
+        values = [setting(c, key) for c in known] if key == "train.epochs" else \
+            [c.get(key) for c in known]
+        if not _same_everywhere(values):
             keys.add(key)
     return sorted(k for k in keys if k not in BOOKKEEPING and k not in OWN_COLUMN)
+
+
+def _same_everywhere(values: list[Any]) -> bool:
+    """Whether every value is the first one, told apart as their JSON text tells them (1, 1.0
+    and True are three; -0.0 is not 0.0). Values of one type, equal (floats: the same repr),
+    are the same without writing any JSON: the common case, checked at C speed, where a loop
+    over every key of 10,000 runs' configs took a second."""
+    first = values[0]
+    kinds = set(map(type, values))
+    if kinds == {float}:
+        if len(set(map(repr, values))) == 1:
+            return True
+    elif len(kinds) == 1 and values.count(first) == len(values):
+        return True
+    text = _distinct(first)
+    return all(type(v) is type(first) and type(v) is not float and v == first
+               or _distinct(v) == text for v in values)
 
 
 def _distinct(value: Any) -> str:
@@ -130,7 +148,7 @@ def _distinct(value: Any) -> str:
 
 
 def summary_rows(runs: list[Run], grid: list[str]) -> list[dict[str, Any]]:
-    return [run_row(r, {k: None if is_watched(r.config) else effective(r.config).get(k)
+    return [run_row(r, {k: None if is_watched(r.config) else setting(r.config, k)
                         for k in grid}) for r in runs]
 
 
@@ -218,7 +236,8 @@ def _locate(paths: list[Path], out: Path | None,
     resolved = sorted({p.resolve() for p in paths})
     root = _root_of(resolved)
     out = Path(out) if out is not None else default_out(paths, filters)
-    dirs = sorted({d for p in resolved for d in find_run_dirs(p)})
+    # Path order is that of their parts (compared as tuples: 10,000 paths sort at C speed)
+    dirs = sorted({d for p in resolved for d in find_run_dirs(p)}, key=lambda d: d.parts)
     if not dirs:
         raise ResultsError(f"{', '.join(map(str, paths))}: no run directories found (a run "
                            "directory holds config.yaml and summary.json)")

@@ -53,6 +53,9 @@ class Run:
     # The run store (records/store.py) this run was read from, which serves its tables;
     # None: they are read from the folder.
     store: Any = field(default=None, repr=False, compare=False)
+    # What its row takes from the record (records/rows.record_fields), as the store kept it;
+    # None: taken from `record`.
+    fields: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @cached_property
     def layers(self) -> pd.DataFrame | None:

@@ -1,9 +1,10 @@
 """The run store: what reports read, cached in Parquet beside the run folders and queried with
 DuckDB, so that a report over 10,000 runs reads only what changed since the last one.
 
-    <root>/.winit/store/runs.parquet          one row per run folder: its file identity and
-                                              summary.json's stat, the summary.json text, the flattened config, why it
-                                              is skipped (if it is), its tables' columns
+    <root>/.winit/store/runs.parquet          one row per run folder (records/stored.py): its
+                                              identity, the summary.json text and what its
+                                              table row takes from it, the flattened config,
+                                              why it is skipped (if it is), its tables' columns
                        /layers-<gen>.parquet  every stored run's layers.csv, with a path column
                        /metrics-<gen>.parquet every stored run's metrics.csv, likewise
 
@@ -25,7 +26,6 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -37,52 +37,16 @@ from winit_cli import interrupts
 from winit_cli._version import __version__
 from winit_cli.bounded import kind_of
 from winit_cli.errors import ResultsError
-from winit_cli.records.files import atomic_write, open_regular, read_json
+from winit_cli.records.files import atomic_write, open_regular
 from winit_cli.records.held import TABLES
 from winit_cli.records.identity import Identities, now_on_disk
-from winit_cli.records.reader import Run, Skipped, load_runs, read_tables, summary_fields
+from winit_cli.records.reader import Run, Skipped, load_runs, read_tables
 from winit_cli.records.schema import parse_record
-from winit_cli.records.tables import dtype_name
+from winit_cli.records.stored import Stored, StoredRun, stored
 
 STORE = Path(".winit") / "store"  # under the folder searched; hidden: never taken for a run
-FORMAT = f"3/{__version__}"  # a store written by another winit is rebuilt, not trusted
+FORMAT = f"4/{__version__}"  # a store written by another winit is rebuilt, not trusted
 MAX_SEGMENTS = 8  # a sync that would add one more compacts the store into one segment
-
-
-@dataclass
-class Stored:
-    """One run folder as the store holds it."""
-
-    path: str
-    identity: str  # records/identity.py
-    summary: str | None  # summary.json's text, where it could be read
-    config: str  # the flattened config, JSON
-    sweep: str | None
-    grid: str  # the sweep's grid keys, JSON
-    reason: str | None  # why it is no run at all (summary.json unreadable, still running)
-    table_reason: str | None  # why its tables cannot be used (a report skips it)
-    fields: str  # Skipped.fields, JSON
-    columns: str  # {table: {column: dtype}}, JSON
-    segment: str = ""  # which segment's table files hold its rows (set when it is written)
-    stat: str = ""  # summary.json's stat as its hash was taken ("": hashed again next sync)
-
-
-def _stored(run: Run | Skipped, run_dir: Path, ident: str, why: str | None,
-            held: dict[str, pa.Table | None]) -> Stored:
-    """A folder's row: `run` as load_run(tables=False) gave it, and read_tables' word."""
-    try:  # read as load_run reads it: bounded, regular files only
-        summary = json.dumps(read_json(run_dir / "summary.json"))
-    except ResultsError:
-        summary = None
-    if isinstance(run, Skipped):
-        return Stored(run.path, ident, summary, "{}", None, "[]", run.reason, None,
-                      json.dumps(run.fields, default=str), "{}")
-    columns = {t: {f.name: dtype_name(f.type) for f in table.schema}
-               for t, table in held.items() if table is not None}
-    return Stored(run.path, ident, summary, json.dumps(run.config, default=str), run.sweep,
-                  json.dumps(run.sweep_grid), None, why,
-                  json.dumps(summary_fields(json.loads(summary or "null")), default=str),
-                  json.dumps(columns))
 
 
 BATCH = 1000  # folders read at once in a sync: one pass of checks each; a stop signal between
@@ -166,8 +130,7 @@ class RunStore:
         tables = dict(zip(map(id, found), read_tables(found), strict=True))
         for (rel, d, ident, stat), run in zip(todo, runs, strict=True):
             why, held = tables.get(id(run), (None, {}))
-            fresh[rel] = _stored(run, d, ident, why, held)
-            fresh[rel].stat = stat
+            fresh[rel] = stored(run, d, ident, stat, why, held)
             for t, table in held.items():
                 if table is not None:
                     frames[t].append(table.append_column("path", pa.array(
@@ -318,9 +281,7 @@ class RunStore:
             if why is not None:
                 out.append(Skipped(rel, why, json.loads(row.fields)))
                 continue
-            record = parse_record(json.loads(row.summary), "summary.json")
-            run = Run(self.root / rel, rel, record, json.loads(row.config), row.sweep,
-                      tuple(json.loads(row.grid)), store=self)
+            run = StoredRun(self.root, row, self)
             run.__dict__["steps_to_target"] = None  # set below, for all runs in one query
             out.append(run)
         self._steps_to_target([r for r in out if isinstance(r, Run)])
