@@ -38,6 +38,7 @@ import json
 import math
 import os
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,6 @@ import pandas as pd
 
 from winit_cli import interrupts
 from winit_cli.app.spectrum_theory import report_curves
-from winit_cli.app.widths import report_figures
 from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, write_csv
 from winit_cli.records.folders import staged
@@ -70,7 +70,7 @@ from winit_cli.records.rows import (
     run_row,
 )
 from winit_cli.records.store import STORE, RunStore
-from winit_cli.views.figures import draw
+from winit_cli.views.figures import drawing
 from winit_cli.views.plots import FORMATS, Output
 from winit_cli.views.report_text import intro_paragraphs, write_text
 from winit_cli.views.words import config_labels, group_title
@@ -308,34 +308,46 @@ def _write(out: Path, runs: list[Run], skipped: list[Skipped], root: Path,
     for group in groups.values():  # labels tell configurations apart within their group
         labels.update(config_labels(group, compared_columns(grid), incidental_columns(grid)))
     files = [out / "summary.csv", out / "aggregate.csv"]
-    write_csv(files[0], summary)
-    write_csv(files[1], configs.drop(columns="members"))
-
     # a group's tables are read when it is drawn, and let go of after: memory follows the
     # largest group drawn, not the number of runs
     by_path = ByGroup({r.path: r for r in runs},
                       [list(summary.loc[[i for m in g.members for i in m], "path"])
                        for g in groups.values()])
-    figures = draw(out, summary, configs, by_path, labels, output, grid,
-                   report_curves(runs), reuse, between=interrupts.check) if len(configs) else {}
-    interrupts.check()
-    widths = report_figures([r.dir for r in runs], out / "plots", output)
-    if widths:  # `winit widths` sweeps: the coordinate check and lr transfer, from their CSVs
-        figures["widths"] = [(alt, p.relative_to(out).as_posix()) for alt, p in widths]
-    thresholds = ["/".join(sorted({f"{r.config.get(f'diagnose.{k}_decades', 2.0):g}"
-                                   for r in runs}) or {"2"}) for k in ("vanish", "explode")]
-    not_included = [*skipped, *_unranked(summary)]
-    intro = intro_paragraphs(summary, list(titles.values()), not_included, root, wanted,
-                             thresholds)
-    doc, recommendations = write_text(summary, groups, titles, not_included, grid, labels,
-                                      figures, intro)
-    atomic_write(out / "report.md", doc.markdown())
-    atomic_write(out / "report.html", doc.html(out))
+    with drawing(out, summary, configs, by_path, labels, output, grid, report_curves(runs),
+                 reuse, between=interrupts.check) if len(configs) else nullcontext({}) \
+            as figures:
+        # the tables and the text written while worker processes save the figures
+        write_csv(files[0], summary)
+        write_csv(files[1], configs.drop(columns="members"))
+        interrupts.check()
+        widths = _widths_figures([r.dir for r in runs], out / "plots", output)
+        if widths:  # `winit widths` sweeps: the coordinate check and lr transfer, from CSVs
+            figures["widths"] = [(alt, p.relative_to(out).as_posix()) for alt, p in widths]
+        thresholds = ["/".join(sorted({f"{r.config.get(f'diagnose.{k}_decades', 2.0):g}"
+                                       for r in runs}) or {"2"}) for k in ("vanish", "explode")]
+        not_included = [*skipped, *_unranked(summary)]
+        intro = intro_paragraphs(summary, list(titles.values()), not_included, root, wanted,
+                                 thresholds)
+        doc, recommendations = write_text(summary, groups, titles, not_included, grid, labels,
+                                          figures, intro)
+        atomic_write(out / "report.md", doc.markdown())
+    atomic_write(out / "report.html", doc.html(out))  # embeds the figures: every one written
     files += [out / p for group in figures.values() for _, p in group]
     files += [out / "report.md", out / "report.html"]
     ranked_groups = {titles[k]: ranked(g, labels) for k, g in groups.items()}
     return Report(out, summary, configs.drop(columns="members"), not_included,
                   recommendations, files, ranked_groups, labels)
+
+
+def _widths_figures(run_dirs: list[Path], plot_dir: Path, output: Output) -> list:
+    """app/widths.report_figures where some runs lie in a sweep (<sweep>/runs/<run-id>): a
+    `winit widths` sweep's figures are drawn from its own files. Imported only then: it brings
+    the sweeps' machinery, a fifth of a warm report's start-up, which loose runs never need."""
+    if not any(d.parent.name == "runs" for d in run_dirs):
+        return []
+    from winit_cli.app.widths import report_figures
+
+    return report_figures(run_dirs, plot_dir, output)
 
 
 def _unranked(summary: pd.DataFrame) -> list[Skipped]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -241,14 +242,17 @@ def _by_value(frame: pd.DataFrame) -> list:
     return [[c, str(frame[c].dtype), frame[c].tolist()] for c in frame.columns]
 
 
-def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[str, Run],
-         labels: dict, output: plots.Output = plots.Output(), grid: list[str] = (),
-         spectrum_theory: dict[str, tuple] | None = None, reuse: FigureCache | None = None,
-         between: Callable[[], None] = lambda: None
-         ) -> dict[tuple | None, list[tuple[str, str]]]:
+@contextmanager
+def drawing(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[str, Run],
+            labels: dict, output: plots.Output = plots.Output(), grid: list[str] = (),
+            spectrum_theory: dict[str, tuple] | None = None, reuse: FigureCache | None = None,
+            between: Callable[[], None] = lambda: None
+            ) -> Iterator[dict[tuple | None, list[tuple[str, str]]]]:
     """All figures, as {group: [(alt text, PNG path relative to out)]}; None holds the figures
     across depths (dz ratio and accuracy vs depth). Figures left from an earlier report in the
-    same folder are removed first.
+    same folder are removed first. Yielded while worker processes may still be saving them
+    (the caller writes its text meanwhile: a report after adding a group was waiting on them);
+    every file is written once the block is left.
     spectrum_theory: {run path: (log10 s, density)}, the predicted spectra drawn beside them.
     `reuse`: a group drawn from the same inputs as in an earlier report is copied from there.
     `between` runs before each group's figures (the caller's safe point for a stop signal:
@@ -265,10 +269,10 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
     with painter:
         _groups(out, summary, aggregate, runs, labels, output, grid, spectrum_theory or {},
                 reuse, between, painter, colors, figures, drawn)
+        _depth_figures(out, aggregate, labels, colors, output, figures)
+        yield figures
     for inputs, made in drawn if reuse else ():  # kept for the next report, once written
         reuse.put(*inputs, made)
-    _depth_figures(out, aggregate, labels, colors, output, figures)
-    return figures
 
 
 def _groups(out, summary, aggregate, runs, labels, output, grid, theory, reuse, between,
