@@ -80,8 +80,9 @@ class Run:
     @cached_property
     def spectrum(self) -> pd.DataFrame | None:
         """The step-0 Jacobian singular values (record.jacobian), or None where not taken."""
-        path = self.dir / "spectrum.csv"
-        return read_table(path, ("value", "weight"), ())[0] if path.exists() else None
+        path = os.path.join(self.dir, "spectrum.csv")  # (asked of every run a report reads)
+        return read_table(Path(path), ("value", "weight"), ())[0] if os.path.exists(path) \
+            else None
 
     @cached_property
     def histograms(self) -> pd.DataFrame | None:

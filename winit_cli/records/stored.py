@@ -81,7 +81,7 @@ class StoredRun(Run):
 
     def __init__(self, root: Path, row: Stored, store: Any):
         super().__init__(root / row.path, row.path, None, json.loads(row.config), row.sweep,
-                         tuple(json.loads(row.grid)), store,
+                         () if row.grid == "[]" else tuple(json.loads(row.grid)), store,
                          json.loads(row.row) if row.row else None)
         del self.__dict__["record"]  # set to None above: `record` below parses it on first use
         self._summary = row.summary
