@@ -320,7 +320,7 @@ def _write(out: Path, runs: list[Run], skipped: list[Skipped], root: Path,
         write_csv(files[0], summary)
         write_csv(files[1], configs.drop(columns="members"))
         interrupts.check()
-        widths = _widths_figures([r.dir for r in runs], out / "plots", output)
+        widths = _widths_figures([r.dir for r in runs], out / "plots", output, reuse)
         if widths:  # `winit widths` sweeps: the coordinate check and lr transfer, from CSVs
             figures["widths"] = [(alt, p.relative_to(out).as_posix()) for alt, p in widths]
         thresholds = ["/".join(sorted({f"{r.config.get(f'diagnose.{k}_decades', 2.0):g}"
@@ -339,7 +339,8 @@ def _write(out: Path, runs: list[Run], skipped: list[Skipped], root: Path,
                   recommendations, files, ranked_groups, labels)
 
 
-def _widths_figures(run_dirs: list[Path], plot_dir: Path, output: Output) -> list:
+def _widths_figures(run_dirs: list[Path], plot_dir: Path, output: Output,
+                    reuse: FigureCache | None) -> list:
     """app/widths.report_figures where some runs lie in a sweep (<sweep>/runs/<run-id>): a
     `winit widths` sweep's figures are drawn from its own files. Imported only then: it brings
     the sweeps' machinery, a fifth of a warm report's start-up, which loose runs never need."""
@@ -347,7 +348,7 @@ def _widths_figures(run_dirs: list[Path], plot_dir: Path, output: Output) -> lis
         return []
     from winit_cli.app.widths import report_figures
 
-    return report_figures(run_dirs, plot_dir, output)
+    return report_figures(run_dirs, plot_dir, output, reuse)
 
 
 def _unranked(summary: pd.DataFrame) -> list[Skipped]:

@@ -230,13 +230,13 @@ def _drawn_from(key: tuple, title: str, configs: pd.DataFrame, summary: pd.DataF
     paths (whose files' identities complete the key): rows by value, never by row label."""
     paths = [p for m in configs.members for p in summary.loc[m, "path"]]
     rows = [[labels[i], colors[labels[i]], cfg.drop("members").to_dict(),
-             _by_value(summary.loc[cfg.members])] for i, cfg in configs.iterrows()]
+             by_value(summary.loc[cfg.members])] for i, cfg in configs.iterrows()]
     predicted = {p: [hashlib.sha1(np.asarray(a).tobytes()).hexdigest() for a in theory[p]]
                  for p in paths if p in theory}
     return json.dumps([key, title, rows, output, predicted], default=str), paths
 
 
-def _by_value(frame: pd.DataFrame) -> list:
+def by_value(frame: pd.DataFrame) -> list:
     """A frame's cells as JSON-ready lists, column by column with its name and dtype (whole
     columns at C speed: a dict per row was most of what checking 10,000 runs' figures cost)."""
     return [[c, str(frame[c].dtype), frame[c].tolist()] for c in frame.columns]
@@ -269,7 +269,7 @@ def drawing(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dic
     with painter:
         _groups(out, summary, aggregate, runs, labels, output, grid, spectrum_theory or {},
                 reuse, between, painter, colors, figures, drawn)
-        _depth_figures(out, aggregate, labels, colors, output, figures)
+        _depth_figures(out, aggregate, labels, colors, output, figures, reuse)
         yield figures
     for inputs, made in drawn if reuse else ():  # kept for the next report, once written
         reuse.put(*inputs, made)
@@ -294,17 +294,24 @@ def _groups(out, summary, aggregate, runs, labels, output, grid, theory, reuse, 
 
 
 def _depth_figures(out: Path, aggregate: pd.DataFrame, labels: dict, colors: dict,
-                   output: plots.Output, figures: dict) -> None:
-    """Across groups that differ only in depth: dz ratio and accuracy against depth."""
+                   output: plots.Output, figures: dict, reuse: FigureCache | None) -> None:
+    """Across groups that differ only in depth: dz ratio and accuracy against depth; drawn
+    from those groups' aggregate rows alone, so kept while they are the same."""
     plot_dir = out / "plots"
     panel = ["dataset", "model_kind", "activation", "width"]
     depths = aggregate.groupby(panel, dropna=False).depth.nunique()
     if (depths > 1).any():
         varied = aggregate.set_index(panel).index.isin(depths[depths > 1].index)
         scheme_colors = {row.scheme: colors[labels[i]] for i, row in aggregate.iterrows()}
-        figures[None] = [(alt, plots.save(fig, plot_dir / name, output).relative_to(out)
-                          .as_posix()) for alt, fig, name in (
-            ("dz ratio at init vs depth: measured, and theory's prediction",
-             dz_ratio_vs_depth(aggregate[varied], scheme_colors), "dz_ratio_vs_depth.png"),
-            ("test accuracy vs depth", accuracy_vs_depth(aggregate[varied], scheme_colors),
-             "accuracy_vs_depth.png"))]
+        inputs = json.dumps(["across depths", by_value(aggregate[varied].drop(columns="members")),
+                             scheme_colors, output], default=str)
+        made = reuse and reuse.get(inputs, [], plot_dir)
+        if made is None:
+            made = [(alt, plots.save(fig, plot_dir / name, output)) for alt, fig, name in (
+                ("dz ratio at init vs depth: measured, and theory's prediction",
+                 dz_ratio_vs_depth(aggregate[varied], scheme_colors), "dz_ratio_vs_depth.png"),
+                ("test accuracy vs depth", accuracy_vs_depth(aggregate[varied], scheme_colors),
+                 "accuracy_vs_depth.png"))]
+            if reuse:
+                reuse.put(inputs, [], made)
+        figures[None] = [(alt, path.relative_to(out).as_posix()) for alt, path in made]
