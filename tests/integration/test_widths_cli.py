@@ -20,7 +20,8 @@ def _invoke(*args: str):
     return CliRunner().invoke(app, ["widths", *args], catch_exceptions=False)
 
 
-def test_widths_writes_coord_and_lr_transfer(tmp_path: Path, winit_data_dir: Path):
+def test_widths_writes_coord_and_lr_transfer(tmp_path: Path, winit_data_dir: Path,
+                                             monkeypatch: pytest.MonkeyPatch):
     args = ["--widths", "16,32", "--parametrizations", "standard,mup", "--lrs", "0.001,0.004",
             "--steps", "2", "--set", f"output_dir={tmp_path}", "--set", "data.subset=256",
             "--set", "data.val_size=100", "--json"]
@@ -48,3 +49,14 @@ def test_widths_writes_coord_and_lr_transfer(tmp_path: Path, winit_data_dir: Pat
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Width: coordinate check and learning-rate transfer" in text
     assert "best lr moves" in text
+    # the next report, the sweep's tables unchanged, copies the figures the first one drew
+    import winit_cli.app.widths as widths
+
+    monkeypatch.setattr(widths, "draw_files", lambda *a, **k: pytest.fail("drawn again"))
+    again = CliRunner().invoke(app, ["report", str(sweep), "--out", str(tmp_path / "again")],
+                               catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "again" / "report.md").read_text() == text
+    for name in drawn:
+        assert (tmp_path / "again" / "plots" / name).read_bytes() == \
+            (tmp_path / "report" / "plots" / name).read_bytes()

@@ -19,6 +19,7 @@ Every run records every step when --steps <= COORD_EVERY_STEP (the coordinate ch
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,12 +34,14 @@ from winit_cli.config import apply_override
 from winit_cli.errors import ConfigError
 from winit_cli.records.files import write_csv
 from winit_cli.records.reader import Run
+from winit_cli.records.reuse import FigureCache
 from winit_cli.records.store import RunStore
 from winit_cli.records.tables import read_table
 from winit_cli.sweeps.executors import ExecutorOptions, ProgressFn
 from winit_cli.sweeps.plan import SweepPlan, plan
 from winit_cli.sweeps.spec import SweepSpec
 from winit_cli.theory.width import PARAMETRIZATIONS, predicted_slopes
+from winit_cli.views.figures import by_value
 from winit_cli.views.plots import Output, save
 from winit_cli.views.widths import coord_figure, lr_figure
 
@@ -250,10 +253,11 @@ def read_study(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
     return coord, slopes, lr
 
 
-def report_figures(run_dirs: list[Path], plot_dir: Path,
-                   output: Output = Output()) -> list[tuple[str, Path]]:
+def report_figures(run_dirs: list[Path], plot_dir: Path, output: Output = Output(),
+                   reuse: FigureCache | None = None) -> list[tuple[str, Path]]:
     """For `winit report`: the width figures of every `winit widths` sweep the runs belong
-    to, redrawn from its CSV files into plot_dir, each with its verdicts as alt text."""
+    to, drawn from its CSV files into plot_dir (or, with `reuse`, copied from a report that
+    drew them from the same tables), each with its verdicts as alt text."""
     sweeps = sorted({d.parent.parent for d in run_dirs if d.parent.name == "runs"})
     made = []
     for sweep in sweeps:
@@ -261,12 +265,19 @@ def report_figures(run_dirs: list[Path], plot_dir: Path,
         if study is None:
             continue
         coord, slopes, lr = study
-        lines = list(verdicts(slopes).values()) if len(slopes) else []
-        if lr is not None:
-            lines += spread_lines(lr)
-        paths = draw_files(plot_dir, coord, slopes, lr, suffix=f"_{sweep.name}",
-                           output=output)
-        made += [(f"{sweep.name}: {'; '.join(lines)}", p) for p in paths]
+        inputs = json.dumps(["widths", sweep.name, output, *(
+            by_value(frame) if frame is not None else None for frame in study)], default=str)
+        kept = reuse and reuse.get(inputs, [], plot_dir)
+        if kept is None:
+            lines = list(verdicts(slopes).values()) if len(slopes) else []
+            if lr is not None:
+                lines += spread_lines(lr)
+            paths = draw_files(plot_dir, coord, slopes, lr, suffix=f"_{sweep.name}",
+                               output=output)
+            kept = [(f"{sweep.name}: {'; '.join(lines)}", p) for p in paths]
+            if reuse:
+                reuse.put(inputs, [], kept)
+        made += kept
     return made
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -52,6 +53,9 @@ class Run:
     # The run store (records/store.py) this run was read from, which serves its tables;
     # None: they are read from the folder.
     store: Any = field(default=None, repr=False, compare=False)
+    # What its row takes from the record (records/rows.record_fields), as the store kept it;
+    # None: taken from `record`.
+    fields: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @cached_property
     def layers(self) -> pd.DataFrame | None:
@@ -76,8 +80,9 @@ class Run:
     @cached_property
     def spectrum(self) -> pd.DataFrame | None:
         """The step-0 Jacobian singular values (record.jacobian), or None where not taken."""
-        path = self.dir / "spectrum.csv"
-        return read_table(path, ("value", "weight"), ())[0] if path.exists() else None
+        path = os.path.join(self.dir, "spectrum.csv")  # (asked of every run a report reads)
+        return read_table(Path(path), ("value", "weight"), ())[0] if os.path.exists(path) \
+            else None
 
     @cached_property
     def histograms(self) -> pd.DataFrame | None:
@@ -101,20 +106,53 @@ def find_run_dirs(path: Path) -> list[Path]:
     """Directories under `path` (itself included) holding a run's files; runs don't nest.
     A link to a run folder kept elsewhere is followed (reading through it is what the user
     linked it for; nothing is written through it), each folder once: a link back up a tree
-    is no endless walk, and a run linked beside itself is not counted twice."""
+    is no endless walk, and a run linked beside itself is not counted twice. Found in the order
+    of os.walk (followlinks=True, top down, sorted); a folder whose summary.json or config.yaml
+    is a file is known for a run by those stats alone, without listing it (listing every one
+    of 10,000 run folders was most of the search)."""
     found = []
     seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
-        st = os.stat(dirpath)
+    stack = [os.fspath(path)]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+        except OSError:
+            continue
         if (st.st_dev, st.st_ino) in seen:
-            dirnames[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        if any(m in filenames for m in RUN_MARKERS):
-            found.append(Path(dirpath))
-            dirnames[:] = []
+        if _holds_marker(folder):
+            found.append(Path(folder))
+            continue
+        try:
+            with os.scandir(folder) as entries:
+                listed = [(e.name, _is_dir(e)) for e in entries]
+        except OSError:
+            continue
+        if any(not is_dir and name in RUN_MARKERS for name, is_dir in listed):
+            found.append(Path(folder))  # a marker that is no file (a dangling link)
+            continue
+        stack += [os.path.join(folder, name) for name, is_dir in sorted(listed, reverse=True)
+                  if is_dir and not name.startswith(".")]
     return found
+
+
+def _holds_marker(folder: str) -> bool:
+    for name in RUN_MARKERS:
+        try:
+            if not stat.S_ISDIR(os.stat(f"{folder}/{name}").st_mode):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:  # as os.walk tells them (a link to a folder is one)
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -80,16 +80,17 @@ def model_label(kind: str, config: dict[str, Any]) -> str:
 MODEL_LABEL_KEYS = tuple(k for k in LATER_DEFAULTS if k.startswith("model."))
 
 
-def run_row(run: Run, grid_values: dict[str, Any]) -> dict[str, Any]:
-    """One run as a row: identity, grid values (config key -> value), what was measured."""
+def record_fields(run: Run) -> dict[str, Any]:
+    """What a run's row says from its record, config, path and sweep: all of run_row but the
+    grid values and steps_to_target. The run store keeps these per run (records/stored.py), so
+    that a report does not parse every summary.json again."""
     r = run.record
     v = r.verdict
     theory = r.theory.model_dump(exclude_none=True) if r.theory else {}
-    row = {
+    return {
         "run_id": r.run_id, "path": run.path, "sweep": run.sweep, "dataset": r.dataset,
         "model_kind": model_label(r.model_kind, run.config), "scheme": r.scheme,
         "activation": r.activation, "depth": r.depth, "width": r.width_label, "seed": r.seed,
-        **{column_name(k): value for k, value in grid_values.items()},
         "status": r.status.value, "verdict": v.verdict if v else None,
         "verdict_layer": v.layer if v else None, "verdict_step": v.step if v else None,
         "verdict_fraction_of_steps": v.fraction_of_steps if v else None,
@@ -101,10 +102,17 @@ def run_row(run: Run, grid_values: dict[str, Any]) -> dict[str, Any]:
         "log10_first_to_last_end": getattr(v, "log10_first_to_last_end", None) if v else None,
         **{f"theory_{k}": value for k, value in sorted(theory.items())},
         **{k: getattr(r.final, k) for k in FINAL},
-        "steps_to_target": run.steps_to_target,
         "error": r.error, "config_hash": r.config_hash,
     }
-    return row
+
+
+def run_row(run: Run, grid_values: dict[str, Any]) -> dict[str, Any]:
+    """One run as a row: identity, grid values (config key -> value), what was measured."""
+    fields = run.fields if run.fields is not None else record_fields(run)
+    head = {k: fields[k] for k in HEAD}
+    return {**head, **{column_name(k): value for k, value in grid_values.items()},
+            **{k: value for k, value in fields.items() if k not in head},
+            "steps_to_target": run.steps_to_target}
 
 
 def _order(value: Any) -> tuple:

@@ -1,19 +1,20 @@
 """The run store: what reports read, cached in Parquet beside the run folders and queried with
 DuckDB, so that a report over 10,000 runs reads only what changed since the last one.
 
-    <root>/.winit/store/runs.parquet          one row per run folder: its file identity, the
-                                              summary.json text, the flattened config, why it
-                                              is skipped (if it is), its tables' columns
+    <root>/.winit/store/runs.parquet          one row per run folder (records/stored.py): its
+                                              identity, the summary.json text and what its
+                                              table row takes from it, the flattened config,
+                                              why it is skipped (if it is), its tables' columns
                        /layers-<gen>.parquet  every stored run's layers.csv, with a path column
                        /metrics-<gen>.parquet every stored run's metrics.csv, likewise
 
 The run folders stay the record (a user copies, deletes or rsyncs them); the store is derived
 from them and kept in step on every `sync`: a folder is identified by its files' sizes and
-mtimes and by a hash of its summary.json, so a new folder is read in, a changed one read again,
-a removed one dropped. A store that cannot be read (damaged, another version) is rebuilt from
-the folders; one that cannot be written (a read-only copy of results) is not written, and the
-report is the same. Folders are read by records/reader.load_run, the one reader of run files;
-the store only keeps what it returned.
+mtimes and by a hash of its summary.json (records/identity.py), so a new folder is read in, a
+changed one read again, a removed one dropped. A store that cannot be read (damaged, another
+version) is rebuilt from the folders; one that cannot be written (a read-only copy of results)
+is not written, and the report is the same. Folders are read by records/reader.load_run, the
+one reader of run files; the store only keeps what it returned.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -35,72 +35,18 @@ import pyarrow.parquet as pq
 
 from winit_cli import interrupts
 from winit_cli._version import __version__
-from winit_cli.bounded import Unreadable, kind_of, read_bytes
+from winit_cli.bounded import kind_of
 from winit_cli.errors import ResultsError
-from winit_cli.records.files import MAX_JSON_BYTES, atomic_write, open_regular, read_json
+from winit_cli.records.files import atomic_write, open_regular
 from winit_cli.records.held import TABLES
-from winit_cli.records.reader import Run, Skipped, load_runs, read_tables, summary_fields
+from winit_cli.records.identity import Identities, now_on_disk
+from winit_cli.records.reader import Run, Skipped, load_runs, read_tables
 from winit_cli.records.schema import parse_record
-from winit_cli.records.tables import dtype_name
+from winit_cli.records.stored import Stored, StoredRun, stored
 
 STORE = Path(".winit") / "store"  # under the folder searched; hidden: never taken for a run
-FORMAT = f"3/{__version__}"  # a store written by another winit is rebuilt, not trusted
+FORMAT = f"4/{__version__}"  # a store written by another winit is rebuilt, not trusted
 MAX_SEGMENTS = 8  # a sync that would add one more compacts the store into one segment
-# The files whose identity decides whether a folder is read again (summary.json also by hash).
-IDENTITY_FILES = ("summary.json", "config.yaml", "layers.csv", "metrics.csv", "../../sweep.yaml")
-
-
-def identity(run_dir: Path) -> str:
-    """What a run folder is now, as far as its stored copy goes: sizes and mtimes of the files
-    load_run reads, and the hash of summary.json (a copy with preserved mtimes still differs)."""
-    parts = []
-    for name in IDENTITY_FILES:
-        try:
-            st = os.stat(run_dir / name)
-            parts.append(f"{st.st_size}:{st.st_mtime_ns}")
-        except OSError:
-            parts.append("-")
-    try:  # bounded, regular files only (a FIFO planted there must not hang the report)
-        parts.append(hashlib.sha256(read_bytes(run_dir / "summary.json", MAX_JSON_BYTES)
-                                    ).hexdigest()[:32])
-    except Unreadable:
-        parts.append("-")
-    return "|".join(parts)
-
-
-@dataclass
-class Stored:
-    """One run folder as the store holds it."""
-
-    path: str
-    identity: str
-    summary: str | None  # summary.json's text, where it could be read
-    config: str  # the flattened config, JSON
-    sweep: str | None
-    grid: str  # the sweep's grid keys, JSON
-    reason: str | None  # why it is no run at all (summary.json unreadable, still running)
-    table_reason: str | None  # why its tables cannot be used (a report skips it)
-    fields: str  # Skipped.fields, JSON
-    columns: str  # {table: {column: dtype}}, JSON
-    segment: str = ""  # which segment's table files hold its rows (set when it is written)
-
-
-def _stored(run: Run | Skipped, run_dir: Path, ident: str, why: str | None,
-            held: dict[str, pa.Table | None]) -> Stored:
-    """A folder's row: `run` as load_run(tables=False) gave it, and read_tables' word."""
-    try:  # read as load_run reads it: bounded, regular files only
-        summary = json.dumps(read_json(run_dir / "summary.json"))
-    except ResultsError:
-        summary = None
-    if isinstance(run, Skipped):
-        return Stored(run.path, ident, summary, "{}", None, "[]", run.reason, None,
-                      json.dumps(run.fields, default=str), "{}")
-    columns = {t: {f.name: dtype_name(f.type) for f in table.schema}
-               for t, table in held.items() if table is not None}
-    return Stored(run.path, ident, summary, json.dumps(run.config, default=str), run.sweep,
-                  json.dumps(run.sweep_grid), None, why,
-                  json.dumps(summary_fields(json.loads(summary or "null")), default=str),
-                  json.dumps(columns))
 
 
 BATCH = 1000  # folders read at once in a sync: one pass of checks each; a stop signal between
@@ -126,20 +72,25 @@ class RunStore:
         what is gone from there, keep what lies elsewhere (a report of two runs does not empty
         the store of the whole folder). Written back (atomically, under a lock) where it can
         be. `runs` and `records` then give `dirs`, in their order."""
-        with self._locked() as writable:
+        with self._locked() as (writable, since):
             self.writable = writable
             old = self._load()
-            now = {d.relative_to(self.root).as_posix(): (d, identity(d)) for d in dirs}
+            identity = Identities({rel: (row.identity, row.stat) for rel, row in old.items()},
+                                  since)
+            now = {rel: (d, *identity(rel, d)) for rel, d in self._relative(dirs)}
             fresh: dict[str, Stored] = {}
             # new runs' tables as Arrow, read and checked a batch of folders at a time
             frames: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
             todo = []
-            for rel, (d, ident) in now.items():
+            restamped = False  # a kept folder's stat changed (a copy), or can now be trusted
+            for rel, (d, ident, stat) in now.items():
                 kept = old.get(rel)
                 if kept is not None and kept.identity == ident:
+                    restamped |= kept.stat != stat
+                    kept.stat = stat
                     fresh[rel] = kept
                 else:
-                    todo.append((rel, d, ident))
+                    todo.append((rel, d, ident, stat))
             for start in range(0, len(todo), BATCH):
                 interrupts.check()  # a stop signal ends a sync between batches (thousands)
                 self._read([*todo[start:start + BATCH]], fresh, frames)
@@ -155,18 +106,31 @@ class RunStore:
             self.rows = fresh
             if changed or not self.generation:
                 self._write(old, frames, writable)
+            elif restamped and writable:  # the same runs, the same segments: only their stats
+                with suppress(OSError):
+                    atomic_write(self.dir / "runs.parquet", _parquet(self._runs_table()))
         return self
 
-    def _read(self, todo: list[tuple[str, Path, str]], fresh: dict[str, Stored],
+    def _relative(self, dirs: list[Path]) -> Iterator[tuple[str, Path]]:
+        """(path relative to root, folder) of each folder under root; by text where it can be
+        (pathlib's relative_to was a noticeable part of checking 10,000 folders)."""
+        root = os.fspath(self.root)
+        prefix = root if root.endswith("/") else root + "/"
+        for d in dirs:
+            text = os.fspath(d)
+            yield (text[len(prefix):] if text.startswith(prefix)
+                   else d.relative_to(self.root).as_posix()), d
+
+    def _read(self, todo: list[tuple[str, Path, str, str]], fresh: dict[str, Stored],
               frames: dict[str, list[pa.Table]]) -> None:
-        """Folders (path, folder, identity) read in: their rows into `fresh`, their tables
-        (with path and row number) onto `frames`."""
-        runs = load_runs([d for _, d, _ in todo], self.root, tables=False)
+        """Folders (path, folder, identity, stat) read in: their rows into `fresh`, their
+        tables (with path and row number) onto `frames`."""
+        runs = load_runs([d for _, d, _, _ in todo], self.root, tables=False)
         found = [r for r in runs if isinstance(r, Run)]
         tables = dict(zip(map(id, found), read_tables(found), strict=True))
-        for (rel, d, ident), run in zip(todo, runs, strict=True):
+        for (rel, d, ident, stat), run in zip(todo, runs, strict=True):
             why, held = tables.get(id(run), (None, {}))
-            fresh[rel] = _stored(run, d, ident, why, held)
+            fresh[rel] = stored(run, d, ident, stat, why, held)
             for t, table in held.items():
                 if table is not None:
                     frames[t].append(table.append_column("path", pa.array(
@@ -216,10 +180,8 @@ class RunStore:
         for rel, row in self.rows.items():
             if compact or old.get(rel) is not row:
                 row.segment = generation
-        runs = pa.Table.from_pylist([vars(r) for r in self.rows.values()],
-                                    schema=_RUNS_SCHEMA).replace_schema_metadata(
-            {"format": FORMAT, "generation": generation})
         self.generation = generation
+        runs = self._runs_table()
         if not writable:
             self._memory = tables  # a read-only results folder: the store lives in this process
             return
@@ -239,6 +201,12 @@ class RunStore:
                     with suppress(OSError):
                         stale.unlink()
 
+    def _runs_table(self) -> pa.Table:
+        """runs.parquet: every stored row, with the store's format and generation."""
+        return pa.Table.from_pylist([vars(r) for r in self.rows.values()],
+                                    schema=_RUNS_SCHEMA).replace_schema_metadata(
+            {"format": FORMAT, "generation": self.generation})
+
     def _whole(self, tables: dict[str, pa.Table], keep: list[str], compact: bool
                ) -> dict[str, pa.Table]:
         """Every stored run's tables in memory (the store could not be written after all)."""
@@ -252,10 +220,11 @@ class RunStore:
         return whole
 
     @contextmanager
-    def _locked(self) -> Iterator[bool]:
+    def _locked(self) -> Iterator[tuple[bool, int | None]]:
         """An exclusive lock on the store (two reports at once take turns); yields whether the
-        store can be written here. A `.winit` that is not winit's own folder (a link, a file)
-        is left alone."""
+        store can be written here, and the file system's clock once locked (records/identity:
+        None where the store is not written). A `.winit` that is not winit's own folder (a
+        link, a file) is left alone."""
         self._memory: dict[str, pa.Table] | None = None
         try:
             for folder in (self.root / STORE.parts[0], self.dir):
@@ -265,12 +234,12 @@ class RunStore:
             # read-only, never through a link, never a FIFO: the lock file is never written
             lock = open_regular(self.dir / ".lock", os.O_RDONLY | os.O_CREAT)
         except OSError:
-            yield False
+            yield False, None
             return
         try:
             with interrupts.interruptible():  # a holder that hangs must not make SIGTERM wait
                 fcntl.flock(lock, fcntl.LOCK_EX)
-            yield True
+            yield True, now_on_disk(lock)
         finally:
             os.close(lock)
 
@@ -312,9 +281,7 @@ class RunStore:
             if why is not None:
                 out.append(Skipped(rel, why, json.loads(row.fields)))
                 continue
-            record = parse_record(json.loads(row.summary), "summary.json")
-            run = Run(self.root / rel, rel, record, json.loads(row.config), row.sweep,
-                      tuple(json.loads(row.grid)), store=self)
+            run = StoredRun(self.root, row, self)
             run.__dict__["steps_to_target"] = None  # set below, for all runs in one query
             out.append(run)
         self._steps_to_target([r for r in out if isinstance(r, Run)])

@@ -85,9 +85,11 @@ class Doc:
                            for j in range(len(c[0]))]
                 head = "".join(f'<th class="{_kind(n)}">{_breakable(str(x))}</th>'
                                for x, n in zip(c[0], numeric, strict=True))
-                rows = "".join("<tr>" + "".join(_cell(str(x), n) for x, n in
-                                                zip(r, numeric, strict=True)) + "</tr>"
-                               for r in c[1])
+                # cells repeat (statuses, verdicts, labels, seeds): each text is marked up once
+                seen: dict[tuple[str, bool], str] = {}
+                rows = "".join("<tr>" + "".join(
+                    seen.get((x, n)) or seen.setdefault((x, n), _cell(x, n))
+                    for x, n in zip(map(str, r), numeric, strict=True)) + "</tr>" for r in c[1])
                 # A table wider than the page scrolls in its own box, never the page.
                 body.append(f'<div class="wide"><table><thead><tr>{head}</tr></thead>'
                             f"<tbody>{rows}</tbody></table></div>")

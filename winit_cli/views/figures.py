@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -229,20 +230,29 @@ def _drawn_from(key: tuple, title: str, configs: pd.DataFrame, summary: pd.DataF
     paths (whose files' identities complete the key): rows by value, never by row label."""
     paths = [p for m in configs.members for p in summary.loc[m, "path"]]
     rows = [[labels[i], colors[labels[i]], cfg.drop("members").to_dict(),
-             summary.loc[cfg.members].to_dict("records")] for i, cfg in configs.iterrows()]
+             by_value(summary.loc[cfg.members])] for i, cfg in configs.iterrows()]
     predicted = {p: [hashlib.sha1(np.asarray(a).tobytes()).hexdigest() for a in theory[p]]
                  for p in paths if p in theory}
     return json.dumps([key, title, rows, output, predicted], default=str), paths
 
 
-def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[str, Run],
-         labels: dict, output: plots.Output = plots.Output(), grid: list[str] = (),
-         spectrum_theory: dict[str, tuple] | None = None, reuse: FigureCache | None = None,
-         between: Callable[[], None] = lambda: None
-         ) -> dict[tuple | None, list[tuple[str, str]]]:
+def by_value(frame: pd.DataFrame) -> list:
+    """A frame's cells as JSON-ready lists, column by column with its name and dtype (whole
+    columns at C speed: a dict per row was most of what checking 10,000 runs' figures cost)."""
+    return [[c, str(frame[c].dtype), frame[c].tolist()] for c in frame.columns]
+
+
+@contextmanager
+def drawing(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[str, Run],
+            labels: dict, output: plots.Output = plots.Output(), grid: list[str] = (),
+            spectrum_theory: dict[str, tuple] | None = None, reuse: FigureCache | None = None,
+            between: Callable[[], None] = lambda: None
+            ) -> Iterator[dict[tuple | None, list[tuple[str, str]]]]:
     """All figures, as {group: [(alt text, PNG path relative to out)]}; None holds the figures
     across depths (dz ratio and accuracy vs depth). Figures left from an earlier report in the
-    same folder are removed first.
+    same folder are removed first. Yielded while worker processes may still be saving them
+    (the caller writes its text meanwhile: a report after adding a group was waiting on them);
+    every file is written once the block is left.
     spectrum_theory: {run path: (log10 s, density)}, the predicted spectra drawn beside them.
     `reuse`: a group drawn from the same inputs as in an earlier report is copied from there.
     `between` runs before each group's figures (the caller's safe point for a stop signal:
@@ -259,10 +269,10 @@ def draw(out: Path, summary: pd.DataFrame, aggregate: pd.DataFrame, runs: dict[s
     with painter:
         _groups(out, summary, aggregate, runs, labels, output, grid, spectrum_theory or {},
                 reuse, between, painter, colors, figures, drawn)
+        _depth_figures(out, aggregate, labels, colors, output, figures, reuse)
+        yield figures
     for inputs, made in drawn if reuse else ():  # kept for the next report, once written
         reuse.put(*inputs, made)
-    _depth_figures(out, aggregate, labels, colors, output, figures)
-    return figures
 
 
 def _groups(out, summary, aggregate, runs, labels, output, grid, theory, reuse, between,
@@ -284,17 +294,24 @@ def _groups(out, summary, aggregate, runs, labels, output, grid, theory, reuse, 
 
 
 def _depth_figures(out: Path, aggregate: pd.DataFrame, labels: dict, colors: dict,
-                   output: plots.Output, figures: dict) -> None:
-    """Across groups that differ only in depth: dz ratio and accuracy against depth."""
+                   output: plots.Output, figures: dict, reuse: FigureCache | None) -> None:
+    """Across groups that differ only in depth: dz ratio and accuracy against depth; drawn
+    from those groups' aggregate rows alone, so kept while they are the same."""
     plot_dir = out / "plots"
     panel = ["dataset", "model_kind", "activation", "width"]
     depths = aggregate.groupby(panel, dropna=False).depth.nunique()
     if (depths > 1).any():
         varied = aggregate.set_index(panel).index.isin(depths[depths > 1].index)
         scheme_colors = {row.scheme: colors[labels[i]] for i, row in aggregate.iterrows()}
-        figures[None] = [(alt, plots.save(fig, plot_dir / name, output).relative_to(out)
-                          .as_posix()) for alt, fig, name in (
-            ("dz ratio at init vs depth: measured, and theory's prediction",
-             dz_ratio_vs_depth(aggregate[varied], scheme_colors), "dz_ratio_vs_depth.png"),
-            ("test accuracy vs depth", accuracy_vs_depth(aggregate[varied], scheme_colors),
-             "accuracy_vs_depth.png"))]
+        inputs = json.dumps(["across depths", by_value(aggregate[varied].drop(columns="members")),
+                             scheme_colors, output], default=str)
+        made = reuse and reuse.get(inputs, [], plot_dir)
+        if made is None:
+            made = [(alt, plots.save(fig, plot_dir / name, output)) for alt, fig, name in (
+                ("dz ratio at init vs depth: measured, and theory's prediction",
+                 dz_ratio_vs_depth(aggregate[varied], scheme_colors), "dz_ratio_vs_depth.png"),
+                ("test accuracy vs depth", accuracy_vs_depth(aggregate[varied], scheme_colors),
+                 "accuracy_vs_depth.png"))]
+            if reuse:
+                reuse.put(inputs, [], made)
+        figures[None] = [(alt, path.relative_to(out).as_posix()) for alt, path in made]

@@ -275,7 +275,8 @@ def write_text(summary, groups, titles, not_included, grid, labels, figures, int
         doc.add("h", 3, f"Runs: {titles[key]}")
         doc.add("table", *_runs_table(summary, grid, rows))
     ranked_rows = {i for _, part in table_order for i, _, _ in part}
-    rest = [(i, "-", str(r.scheme)) for i, r in summary.iterrows() if i not in ranked_rows]
+    rest = [(i, "-", str(scheme)) for i, scheme in zip(summary.index, summary.scheme,
+                                                         strict=True) if i not in ranked_rows]
     if rest:
         doc.add("h", 3, "Runs not ranked")
         doc.add("table", *_runs_table(summary, grid, rest, trim=False))
@@ -298,7 +299,10 @@ def _runs_table(summary: pd.DataFrame, grid: list[str], order: list[tuple[Any, A
     rows = []
     # the cells as summary.loc[i] holds them, from each column's array: a Series per row was
     # most of the time a warm report of 10,000 runs took
-    cells = {c: summary[c].to_numpy() for c in summary.columns}
+    shown = ["path", "seed", *optional, "status", "verdict", "verdict_layer", "verdict_step",
+             "log10_first_to_last_measured", "log10_first_to_last_predicted",
+             "log10_first_to_last_end", "test_accuracy", "train_seconds"]
+    cells = {c: summary[c].to_numpy() for c in dict.fromkeys(shown)}
     at = summary.index.get_indexer([i for i, _, _ in order])
     for (_, rank, label), k in zip(order, at, strict=True):
         r = {c: values[k] for c, values in cells.items()}

@@ -129,8 +129,8 @@ def test_aggregate_averages_repeats_before_seeds():
 
 
 def test_report_is_written_whole_or_not_at_all(corpus, tmp_path, monkeypatch):
-    """A failure half way through (after summary.csv, while drawing) leaves the previous report
-    byte for byte, and no staging folder behind."""
+    """A failure half way through (after summary.csv, while the figures are saved) leaves the
+    previous report byte for byte, and no staging folder behind."""
     out = tmp_path / "report"
     build_report([corpus / "good"], out=out)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -140,7 +140,7 @@ def test_report_is_written_whole_or_not_at_all(corpus, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report_module, "draw", broken)
+    monkeypatch.setattr(report_module, "write_text", broken)
     with pytest.raises(ResultsError, match="No space left on device.*previous report"):
         build_report([corpus], out=out)
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
