@@ -6,10 +6,16 @@ layers.csv against it (layers_problem), on records built by hand."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from winit_cli.records.plausible import layers_problem, record_problem, table_problem
+from winit_cli.records.plausible import (
+    layers_problem,
+    layers_suspects,
+    record_problem,
+    table_problem,
+)
 from winit_cli.records.schema import Environment, RunRecord
 
 
@@ -74,3 +80,27 @@ def test_a_residual_nets_layer_rows_are_not_held_to_an_mlps():
     """A resmlp numbers its rows by block and stream, not 1 to depth: only numbering from 1 is
     checked."""
     assert layers_problem(_record(depth=5, model_kind="resmlp"), _layers(1, 2, 3)) is None
+
+
+def test_the_batched_layer_check_flags_exactly_the_runs_with_a_problem():
+    """layers_suspects reads many runs' layers.csv rows at once (a cold report's pass): it
+    flags each run, worked out by hand below, in which a layer is missing, repeated in place of
+    another, below 1, not whole or not finite, and flags no run whose rows are right (an MLP
+    numbered 1 to its depth over several steps; a resmlp numbered from 1, however far)."""
+    runs = {  # owner: (depth, is an MLP, layer column over its rows, flagged)
+        0: (3, True, [1, 2, 3, 1, 2, 3], False),
+        1: (3, True, [1, 2], True),  # layer 3 missing
+        2: (3, True, [0, 1, 2, 3], True),  # a layer 0
+        3: (3, True, [1, 2.5, 3], True),  # not whole
+        4: (3, False, [1, 2, 3, 4, 5], False),  # resmlp: blocks and streams
+        5: (3, False, [0, 1], True),
+        6: (2, True, [1, np.nan, 2], True),  # not finite
+        7: (3, True, [1, 1, 3], True),  # layer 2 missing, 1 twice
+        8: (3, True, [2, 3], True),  # layer 1 missing
+        9: (3, False, [1, 2, 3], False),  # a resmlp that happens to look like an MLP
+    }
+    owner = np.array([o for o, (_, _, layers, _) in runs.items() for _ in layers])
+    layer = np.array([x for _, _, layers, _ in runs.values() for x in layers], dtype=float)
+    depth = np.array([d for d, _, _, _ in runs.values()])
+    mlp = np.array([m for _, m, _, _ in runs.values()])
+    assert layers_suspects(layer, owner, depth, mlp) == {o for o, run in runs.items() if run[3]}
