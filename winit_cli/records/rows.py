@@ -106,9 +106,14 @@ def record_fields(run: Run) -> dict[str, Any]:
     }
 
 
+def row_fields(run: Run) -> dict[str, Any]:
+    """record_fields(run), as the run store kept them where it did (no summary.json parsed)."""
+    return run.fields if run.fields is not None else record_fields(run)
+
+
 def run_row(run: Run, grid_values: dict[str, Any]) -> dict[str, Any]:
     """One run as a row: identity, grid values (config key -> value), what was measured."""
-    fields = run.fields if run.fields is not None else record_fields(run)
+    fields = row_fields(run)
     head = {k: fields[k] for k in HEAD}
     return {**head, **{column_name(k): value for k, value in grid_values.items()},
             **{k: value for k, value in fields.items() if k not in head},

@@ -19,8 +19,9 @@ from winit_cli.errors import ResultsError
 from winit_cli.records.files import atomic_write, write_csv
 from winit_cli.records.index import remove_runs
 from winit_cli.records.reader import Run, load_run
-from winit_cli.records.rows import column_name, rows_frame, run_row
+from winit_cli.records.rows import column_name, row_fields, rows_frame, run_row
 from winit_cli.records.store import RunStore
+from winit_cli.status import Status
 from winit_cli.sweeps.claims import Claims
 from winit_cli.sweeps.executors import Executor, MemberFailure
 from winit_cli.sweeps.plan import SweepPlan, groups, member_folders
@@ -127,13 +128,16 @@ class ClaimedGroups:
                 yield mine
 
 
-def _keep(by_hash: dict[str, dict], run: Run, values: dict[str, Any]) -> None:
+def _keep(by_hash: dict[str, dict], run: Run, values: dict[str, dict[str, Any]]) -> None:
     """A member retried after its group failed has two directories: the finished one counts.
     Only its row is kept (a few hundred bytes), not the run (about 17 KiB: its config and
-    record), so the driver's memory stays flat over a sweep of 10,000 members."""
-    h = run.record.config_hash
-    if h not in by_hash or run.record.status.finished:
-        by_hash[h] = run_row(run, values)
+    record), so the driver's memory stays flat over a sweep of 10,000 members. Read from the
+    fields the run store kept, so a refresh parses no summary.json; a run of no member (by
+    its config's hash, `values`' keys) is left out."""
+    fields = row_fields(run)
+    h = fields["config_hash"]
+    if h in values and (h not in by_hash or Status(fields["status"]).finished):
+        by_hash[h] = run_row(run, values[h])
 
 
 class ComparisonTable:
@@ -160,16 +164,16 @@ class ComparisonTable:
             ".")) if runs_dir.is_dir() else []
         self.by_hash = {}
         for run in RunStore(self.plan.directory).sync(dirs, within=[runs_dir]).runs(tables=False):
-            if isinstance(run, Run) and run.record.config_hash in self.values:
-                _keep(self.by_hash, run, self.values[run.record.config_hash])
+            if isinstance(run, Run):
+                _keep(self.by_hash, run, self.values)
 
     def add(self, outcome: Any) -> None:
         if isinstance(outcome, MemberFailure):
             self.failed[outcome.config.content_hash()] = outcome.error
             return
         run = load_run(Path(outcome.run_dir), self.plan.directory, tables=False)
-        if isinstance(run, Run) and run.record.config_hash in self.values:
-            _keep(self.by_hash, run, self.values[run.record.config_hash])
+        if isinstance(run, Run):
+            _keep(self.by_hash, run, self.values)
 
     def write(self, when_due: bool = False) -> pd.DataFrame | None:
         """comparison.csv: one row per member, in the grid's order."""
